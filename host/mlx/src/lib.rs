@@ -1,0 +1,1 @@
+//! MLX binding (see build.rs).
