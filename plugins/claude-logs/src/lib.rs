@@ -1,8 +1,368 @@
-//! (in progress)
-use sam_plugin::source::Batch;
-pub struct Stub;
-impl sam_plugin::Source for Stub {
-    fn open(_config: serde_json::Value, _checkpoint: Option<String>) -> Result<Self, String> { Ok(Stub) }
-    fn next(&mut self, _max: u32) -> Result<Option<Batch>, String> { Ok(None) }
+//! Source plugin `claude-logs`: Claude Code transcripts → chat, reasoning, correction,
+//! preference and principle examples. See README.md for the config and what is emitted.
+//!
+//! Layout: [`lines`] reads JSONL with bounded memory, [`transcript`] turns one line into an
+//! entry, [`session`] follows the active branch and builds turns, [`extract`] makes examples.
+//! This file holds the config, the checkpoint and the file walk (the only I/O).
+
+pub mod extract;
+pub mod lines;
+pub mod session;
+pub mod transcript;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use sam_plugin::source::{Batch, Discards, Example};
+use serde::{Deserialize, Serialize};
+
+use crate::lines::{Body as LineBody, LineReader};
+use crate::transcript::{Bounds, Entry};
+
+/// The plugin's config table (`config = { … }` in brain.toml).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Directories holding transcripts: Claude's `projects/` dirs, a config dir that has one, or
+    /// single project folders. `~/…` entries are matched against the granted directories.
+    pub roots: Vec<String>,
+    /// Only project folders whose name contains one of these (empty: all).
+    pub projects: Vec<String>,
+    /// Also read subagent transcripts (`subagents/agent-*.jsonl`, `agent-*.jsonl`).
+    pub include_subagents: bool,
+    /// Token budget (characters / 4) of earlier exchanges kept as context of a chat example.
+    pub context_tokens: usize,
+    /// `summarize` (one tool message: name + bounded excerpts) or `drop`.
+    pub tools: String,
+    pub tool_excerpt_chars: usize,
+    pub max_tools: usize,
+    pub max_answer_chars: usize,
+    pub max_thinking_chars: usize,
+    /// Lines longer than this are skipped and counted (`line_too_long`).
+    pub max_line_bytes: usize,
+    pub reasoning: bool,
+    pub corrections: bool,
+    pub principles: bool,
+    /// Extra phrases that mark a human turn as a correction.
+    pub correction_phrases: Vec<String>,
 }
-sam_plugin::export_source!(Stub);
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            roots: vec!["~/.config/claude/projects".into(), "~/.claude/projects".into()],
+            projects: vec![],
+            include_subagents: false,
+            context_tokens: 1536,
+            tools: "summarize".into(),
+            tool_excerpt_chars: 400,
+            max_tools: 8,
+            max_answer_chars: 24_000,
+            max_thinking_chars: 16_000,
+            max_line_bytes: 8 << 20,
+            reasoning: true,
+            corrections: true,
+            principles: true,
+            correction_phrases: vec![],
+        }
+    }
+}
+
+impl Config {
+    pub fn summarize_tools(&self) -> bool {
+        self.tools == "summarize"
+    }
+
+    fn parse(value: serde_json::Value) -> Result<Config, String> {
+        let cfg: Config = serde_json::from_value(value).map_err(|e| format!("claude-logs config: {e}"))?;
+        if cfg.tools != "summarize" && cfg.tools != "drop" {
+            return Err(format!("claude-logs config: `tools` must be \"summarize\" or \"drop\", not {:?}", cfg.tools));
+        }
+        if cfg.max_line_bytes == 0 {
+            return Err("claude-logs config: `max_line_bytes` must be positive".into());
+        }
+        Ok(cfg)
+    }
+}
+
+/// What was read of one transcript file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FileState {
+    /// Bytes read (whole lines).
+    pub size: u64,
+    /// Turns starting before this offset have been emitted.
+    pub emit_from: u64,
+    /// uuid of the last entry before `size`: if it is not there next time, the file was
+    /// replaced and is read from the start.
+    pub last_uuid: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub v: u32,
+    pub files: BTreeMap<String, FileState>,
+}
+
+impl Checkpoint {
+    fn parse(s: Option<&str>) -> Result<Checkpoint, String> {
+        match s {
+            None | Some("") => Ok(Checkpoint { v: 1, files: BTreeMap::new() }),
+            Some(s) => serde_json::from_str(s).map_err(|e| format!("claude-logs: stored checkpoint is unreadable ({e}); reset this source's checkpoint")),
+        }
+    }
+}
+
+/// The result of reading one file: its examples and its new state.
+pub struct FileOutcome {
+    pub examples: Vec<Example>,
+    pub state: FileState,
+    pub bytes_read: u64,
+}
+
+/// Reads one transcript file and returns the examples of turns not emitted before.
+/// `file` is the path relative to its root (used in provenance).
+pub fn collect_file(path: &Path, file: &str, previous: Option<&FileState>, cfg: &Config, discards: &mut Discards) -> std::io::Result<FileOutcome> {
+    let f = File::open(path)?;
+    let len = f.metadata()?.len();
+    if let Some(p) = previous {
+        if p.size == len {
+            return Ok(FileOutcome { examples: vec![], state: p.clone(), bytes_read: 0 });
+        }
+    }
+    let bounds = Bounds { tool_excerpt_chars: cfg.tool_excerpt_chars };
+    let mut reader = LineReader::new(BufReader::with_capacity(64 << 10, f), 0, cfg.max_line_bytes);
+    let mut entries: Vec<Entry> = vec![];
+    let mut size = 0;
+    while let Some(line) = reader.next_line()? {
+        match line.body {
+            LineBody::Complete(bytes) => {
+                size = line.end;
+                if bytes.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                match transcript::parse_line(&bytes, line.start, line.end, &bounds) {
+                    Ok(e) => entries.push(e),
+                    Err(skip) => discards.add(skip.reason()),
+                }
+            }
+            LineBody::TooLong(_) => {
+                size = line.end;
+                discards.add("line_too_long");
+            }
+            LineBody::Unterminated(bytes) => match transcript::parse_line(&bytes, line.start, line.end, &bounds) {
+                Ok(e) => {
+                    size = line.end;
+                    entries.push(e);
+                }
+                Err(_) => discards.add("truncated_last_line"),
+            },
+        }
+    }
+    // A file that no longer holds what was read before was replaced: start over.
+    let emit_from = match previous {
+        Some(p) if p.size <= size && last_uuid_before(&entries, p.size) == p.last_uuid => p.emit_from,
+        _ => 0,
+    };
+    let turns = session::turns(&entries);
+    let session_id = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    let sref = extract::SessionRef { file, session_id };
+    let examples = extract::examples(&turns, emit_from, &sref, cfg, discards);
+    let state = FileState { size, emit_from: extract::resume_offset(&turns, size).max(emit_from), last_uuid: last_uuid_before(&entries, size) };
+    Ok(FileOutcome { examples, state, bytes_read: size })
+}
+
+fn last_uuid_before(entries: &[Entry], offset: u64) -> Option<String> {
+    entries.iter().rev().filter(|e| e.end <= offset).find_map(|e| e.uuid.clone())
+}
+
+/// Resolves configured roots against the granted directories. `~/x/y` matches a granted
+/// directory ending in `/x/y`, a granted `…/x` (giving `…/x/y`), or a granted folder inside
+/// `…/x/y/`. Other paths are used as given. Returns the roots and the entries that matched
+/// nothing granted.
+pub fn resolve_roots(roots: &[String], granted: &[String]) -> (Vec<PathBuf>, Vec<String>) {
+    let mut found: Vec<PathBuf> = vec![];
+    let mut skipped = vec![];
+    for root in roots {
+        let Some(rest) = root.strip_prefix("~/") else {
+            push_unique(&mut found, PathBuf::from(root));
+            continue;
+        };
+        let comps: Vec<&str> = rest.split('/').filter(|c| !c.is_empty()).collect();
+        let suffix = comps.join("/");
+        let mut any = false;
+        for g in granted {
+            let g = g.trim_end_matches('/');
+            let hit = if g.ends_with(&format!("/{suffix}")) || g.contains(&format!("/{suffix}/")) {
+                Some(PathBuf::from(g))
+            } else {
+                (1..comps.len())
+                    .rev()
+                    .find(|&k| g.ends_with(&format!("/{}", comps[..k].join("/"))))
+                    .map(|k| Path::new(g).join(comps[k..].join("/")))
+            };
+            if let Some(h) = hit {
+                push_unique(&mut found, h);
+                any = true;
+            }
+        }
+        if !any {
+            skipped.push(root.clone());
+        }
+    }
+    (found, skipped)
+}
+
+fn push_unique(v: &mut Vec<PathBuf>, p: PathBuf) {
+    if !v.contains(&p) {
+        v.push(p);
+    }
+}
+
+/// Transcript files under `root` (sorted), with their paths relative to it. A config dir with a
+/// `projects/` folder is read through that folder.
+pub fn transcript_files(root: &Path, cfg: &Config) -> std::io::Result<Vec<(PathBuf, String)>> {
+    let projects = root.join("projects");
+    let base = if projects.is_dir() { projects } else { root.to_path_buf() };
+    let mut out = vec![];
+    walk(&base, &base, 0, &mut out)?;
+    out.retain(|(_, rel)| {
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        let subagent = rel.contains("/subagents/") || name.starts_with("agent-");
+        let project = rel.split('/').next().unwrap_or("");
+        (cfg.include_subagents || !subagent)
+            && (cfg.projects.is_empty() || cfg.projects.iter().any(|p| project.contains(p.as_str())))
+    });
+    out.sort();
+    Ok(out)
+}
+
+fn walk(base: &Path, dir: &Path, depth: usize, out: &mut Vec<(PathBuf, String)>) -> std::io::Result<()> {
+    if depth > 4 {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let ty = entry.file_type()?;
+        if ty.is_dir() {
+            walk(base, &path, depth + 1, out)?;
+        } else if ty.is_file() && path.extension().is_some_and(|e| e == "jsonl") {
+            if let Ok(rel) = path.strip_prefix(base) {
+                out.push((path.clone(), rel.to_string_lossy().into_owned()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn granted_dirs() -> Vec<String> {
+    #[cfg(target_os = "wasi")]
+    {
+        wasip2::filesystem::preopens::get_directories().into_iter().map(|(_, p)| p).collect()
+    }
+    #[cfg(not(target_os = "wasi"))]
+    {
+        vec![]
+    }
+}
+
+fn log(warn: bool, message: &str) {
+    #[cfg(target_os = "wasi")]
+    {
+        if warn {
+            sam_plugin::source::warn(message)
+        } else {
+            sam_plugin::source::info(message)
+        }
+    }
+    #[cfg(not(target_os = "wasi"))]
+    {
+        let _ = (warn, message);
+    }
+}
+
+/// Bytes of transcript read per `next` call at most (beyond one file), so that a call that finds
+/// few examples in many files still returns in time.
+const BYTES_PER_CALL: u64 = 64 << 20;
+
+pub struct ClaudeLogs {
+    cfg: Config,
+    files: VecDeque<(PathBuf, String)>,
+    queue: VecDeque<Example>,
+    /// The state of the file whose examples are in `queue`, stored once they are all handed out.
+    pending: Option<(String, FileState)>,
+    checkpoint: Checkpoint,
+    discards: Discards,
+    dirty: bool,
+}
+
+impl sam_plugin::Source for ClaudeLogs {
+    fn open(config: serde_json::Value, checkpoint: Option<String>) -> Result<Self, String> {
+        let cfg = Config::parse(config)?;
+        let checkpoint = Checkpoint::parse(checkpoint.as_deref())?;
+        let (roots, skipped) = resolve_roots(&cfg.roots, &granted_dirs());
+        for s in skipped {
+            log(false, &format!("claude-logs: root {s} is not granted (add it to grants.read); skipped"));
+        }
+        let mut files = VecDeque::new();
+        for root in roots {
+            match transcript_files(&root, &cfg) {
+                Ok(fs) => files.extend(fs),
+                Err(e) => log(true, &format!("claude-logs: cannot read {} ({e}); skipped — is it granted?", root.display())),
+            }
+        }
+        Ok(ClaudeLogs { cfg, files, queue: VecDeque::new(), pending: None, checkpoint, discards: Discards::default(), dirty: false })
+    }
+
+    fn next(&mut self, max: u32) -> Result<Option<Batch>, String> {
+        let max = max.max(1) as usize;
+        let mut examples = vec![];
+        let mut read = 0;
+        while examples.len() < max {
+            if let Some(e) = self.queue.pop_front() {
+                examples.push(e);
+                continue;
+            }
+            if let Some((path, state)) = self.pending.take() {
+                self.checkpoint.files.insert(path, state);
+                self.dirty = true;
+            }
+            if read >= BYTES_PER_CALL {
+                break;
+            }
+            let Some((path, rel)) = self.files.pop_front() else { break };
+            let key = path.to_string_lossy().into_owned();
+            match collect_file(&path, &rel, self.checkpoint.files.get(&key), &self.cfg, &mut self.discards) {
+                Ok(out) => {
+                    read += out.bytes_read;
+                    self.queue.extend(out.examples);
+                    if self.checkpoint.files.get(&key) != Some(&out.state) {
+                        self.pending = Some((key, out.state));
+                    }
+                }
+                Err(e) => {
+                    log(true, &format!("claude-logs: cannot read {} ({e}); skipped", path.display()));
+                    self.discards.add("unreadable_file");
+                }
+            }
+        }
+        let discarded = self.discards.take();
+        if examples.is_empty() && discarded.is_empty() && !self.dirty && self.files.is_empty() && self.pending.is_none() {
+            return Ok(None);
+        }
+        self.dirty = false;
+        let checkpoint = serde_json::to_string(&self.checkpoint).map_err(|e| e.to_string())?;
+        Ok(Some(Batch { examples, discarded, checkpoint: Some(checkpoint) }))
+    }
+
+    fn estimate(&self) -> Option<u64> {
+        Some((self.files.len() + self.queue.len()) as u64)
+    }
+}
+
+sam_plugin::export_source!(ClaudeLogs);
+
+#[cfg(test)]
+mod tests;
