@@ -1,0 +1,1157 @@
+// SAM Brain's bridge over MLX's C++ API.
+//
+// Only `extern "C"` functions cross this boundary. Every one of them catches every C++
+// exception and returns a status (0 = ok, 1 = error); the message of the last error on the
+// calling thread is read with `mlxb_last_error`. Arrays cross as opaque handles: a heap-allocated
+// `mlx::core::array` (a reference-counted handle itself), freed by the Rust side's Drop.
+//
+// The one piece of numerics owned here is the fused cross-entropy primitive at the end of this
+// file (hidden states x output projection -> per-token NLL without materializing the logits).
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "mlx/backend/cpu/encoder.h"
+#include "mlx/mlx.h"
+#include "mlx/primitives.h"
+
+namespace mx = mlx::core;
+
+// Bumped whenever a signature below changes; the Rust side refuses a bridge of another ABI.
+#define MLXB_ABI 1
+
+using arr = mx::array*;
+
+struct mlxb_vec {
+  std::vector<mx::array> v;
+};
+
+struct mlxb_st {
+  std::vector<std::string> names;
+  std::vector<mx::array> arrays;
+  std::vector<std::string> meta_keys;
+  std::vector<std::string> meta_vals;
+};
+
+typedef int (*mlxb_closure_fn)(void* ctx, const mlxb_vec* inputs, mlxb_vec* outputs);
+
+namespace {
+
+thread_local std::string g_last_error;
+
+// Thrown when a Rust callback reported failure; its own message is kept on the Rust side.
+struct CallbackError : std::runtime_error {
+  CallbackError() : std::runtime_error("callback into Rust failed") {}
+};
+
+const mx::Dtype kDtypes[] = {
+    mx::bool_,   mx::uint8,   mx::uint16,  mx::uint32,  mx::uint64,
+    mx::int8,    mx::int16,   mx::int32,   mx::int64,   mx::float16,
+    mx::float32, mx::float64, mx::bfloat16, mx::complex64};
+
+mx::Dtype to_dtype(int d) {
+  if (d < 0 || d >= (int)(sizeof(kDtypes) / sizeof(kDtypes[0]))) {
+    throw std::invalid_argument("[bridge] unknown dtype code " + std::to_string(d));
+  }
+  return kDtypes[d];
+}
+
+int from_dtype(mx::Dtype d) {
+  return static_cast<int>(d.val());
+}
+
+mx::Shape to_shape(const int* shape, int ndim) {
+  return mx::Shape(shape, shape + ndim);
+}
+
+std::vector<int> to_ints(const int* p, int n) {
+  return std::vector<int>(p, p + n);
+}
+
+std::optional<mx::array> opt(const arr a) {
+  if (a == nullptr) return std::nullopt;
+  return *a;
+}
+
+mx::Device to_device(int type, int index) {
+  return mx::Device(type == 1 ? mx::Device::gpu : mx::Device::cpu, index);
+}
+
+void set_out(arr* out, mx::array a) {
+  *out = new mx::array(std::move(a));
+}
+
+template <typename F>
+int guard(F&& f) {
+  try {
+    f();
+    return 0;
+  } catch (const CallbackError& e) {
+    g_last_error = e.what();
+    return 2;
+  } catch (const std::exception& e) {
+    g_last_error = e.what();
+    return 1;
+  } catch (...) {
+    g_last_error = "unknown C++ exception";
+    return 1;
+  }
+}
+
+std::function<std::vector<mx::array>(const std::vector<mx::array>&)> wrap_closure(
+    mlxb_closure_fn f, void* ctx) {
+  return [f, ctx](const std::vector<mx::array>& xs) {
+    mlxb_vec in{xs};
+    mlxb_vec out;
+    if (f(ctx, &in, &out) != 0) {
+      throw CallbackError();
+    }
+    return std::move(out.v);
+  };
+}
+
+}  // namespace
+
+extern "C" {
+
+// ---------------------------------------------------------------------------------------------
+// Meta, errors, strings
+// ---------------------------------------------------------------------------------------------
+
+int mlxb_abi_version() { return MLXB_ABI; }
+
+const char* mlxb_mlx_version() { return mx::version(); }
+
+const char* mlxb_last_error() { return g_last_error.c_str(); }
+
+void mlxb_string_free(char* s) { std::free(s); }
+
+// ---------------------------------------------------------------------------------------------
+// Array handles
+// ---------------------------------------------------------------------------------------------
+
+void mlxb_array_free(arr a) { delete a; }
+
+int mlxb_array_clone(const arr a, arr* out) {
+  return guard([&] { set_out(out, *a); });
+}
+
+int mlxb_array_ndim(const arr a) { return (int)a->ndim(); }
+
+void mlxb_array_shape(const arr a, int* out) {
+  for (size_t i = 0; i < a->ndim(); i++) out[i] = a->shape(i);
+}
+
+int mlxb_array_dtype(const arr a) { return from_dtype(a->dtype()); }
+
+size_t mlxb_array_size(const arr a) { return a->size(); }
+
+size_t mlxb_array_nbytes(const arr a) { return a->nbytes(); }
+
+size_t mlxb_array_itemsize(const arr a) { return a->itemsize(); }
+
+// Raw bytes (row-major, `dtype`'s layout) -> a new array owning a copy.
+int mlxb_array_from_data(const void* data, const int* shape, int ndim, int dtype, arr* out) {
+  return guard([&] {
+    auto dt = to_dtype(dtype);
+    mx::Shape sh = to_shape(shape, ndim);
+    size_t n = 1;
+    for (auto d : sh) {
+      if (d < 0) throw std::invalid_argument("[bridge] negative dimension in shape");
+      n *= (size_t)d;
+    }
+    size_t nbytes = n * dt.size();
+    auto buf = mx::allocator::malloc(std::max<size_t>(nbytes, 1));
+    if (nbytes) std::memcpy(buf.buffer().raw_ptr(), data, nbytes);
+    set_out(out, mx::array(std::move(buf), std::move(sh), dt));
+  });
+}
+
+// Evaluates `a` and copies its elements (row-major) into `dst` of `nbytes` bytes.
+int mlxb_array_to_host(const arr a, void* dst, size_t nbytes) {
+  return guard([&] {
+    if (nbytes != a->nbytes()) {
+      throw std::invalid_argument("[bridge] to_host: destination has " + std::to_string(nbytes) +
+                                  " bytes, array has " + std::to_string(a->nbytes()));
+    }
+    mx::array c = mx::contiguous(*a, false);
+    mx::eval(c);
+    if (!c.flags().row_contiguous) throw std::runtime_error("[bridge] to_host: not contiguous");
+    if (nbytes) std::memcpy(dst, c.data<char>(), nbytes);
+  });
+}
+
+int mlxb_array_to_string(const arr a, char** out) {
+  return guard([&] {
+    std::ostringstream os;
+    os << *a;
+    *out = strdup(os.str().c_str());
+  });
+}
+
+int mlxb_eval(const arr* arrays, int n) {
+  return guard([&] {
+    std::vector<mx::array> v;
+    v.reserve(n);
+    for (int i = 0; i < n; i++) v.push_back(*arrays[i]);
+    mx::eval(std::move(v));
+  });
+}
+
+int mlxb_async_eval(const arr* arrays, int n) {
+  return guard([&] {
+    std::vector<mx::array> v;
+    for (int i = 0; i < n; i++) v.push_back(*arrays[i]);
+    mx::async_eval(std::move(v));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vectors of arrays (multi-output ops, callbacks)
+// ---------------------------------------------------------------------------------------------
+
+mlxb_vec* mlxb_vec_new() { return new mlxb_vec(); }
+void mlxb_vec_free(mlxb_vec* v) { delete v; }
+size_t mlxb_vec_len(const mlxb_vec* v) { return v->v.size(); }
+int mlxb_vec_get(const mlxb_vec* v, size_t i, arr* out) {
+  return guard([&] { set_out(out, v->v.at(i)); });
+}
+int mlxb_vec_push(mlxb_vec* v, const arr a) {
+  return guard([&] { v->v.push_back(*a); });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Creation
+// ---------------------------------------------------------------------------------------------
+
+int mlxb_full(const int* shape, int ndim, double value, int dtype, arr* out) {
+  return guard([&] {
+    auto dt = to_dtype(dtype);
+    bool fl = mx::issubdtype(dt, mx::floating) || mx::issubdtype(dt, mx::complexfloating);
+    if (fl) {
+      set_out(out, mx::full(to_shape(shape, ndim), mx::array((float)value, dt), dt));
+    } else if (dt == mx::bool_) {
+      set_out(out, mx::full(to_shape(shape, ndim), mx::array(value != 0.0), dt));
+    } else {
+      set_out(out, mx::full(to_shape(shape, ndim), mx::array((int64_t)value, dt), dt));
+    }
+  });
+}
+
+int mlxb_full_like_array(const int* shape, int ndim, const arr value, arr* out) {
+  return guard([&] { set_out(out, mx::full(to_shape(shape, ndim), *value)); });
+}
+
+int mlxb_arange(double start, double stop, double step, int dtype, arr* out) {
+  return guard([&] { set_out(out, mx::arange(start, stop, step, to_dtype(dtype))); });
+}
+
+int mlxb_tri(int n, int m, int k, int dtype, arr* out) {
+  return guard([&] { set_out(out, mx::tri(n, m, k, to_dtype(dtype))); });
+}
+
+int mlxb_astype(const arr a, int dtype, arr* out) {
+  return guard([&] { set_out(out, mx::astype(*a, to_dtype(dtype))); });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise
+// ---------------------------------------------------------------------------------------------
+
+int mlxb_unary(int op, const arr a, arr* out) {
+  return guard([&] {
+    const mx::array& x = *a;
+    switch (op) {
+      case 0: set_out(out, mx::negative(x)); break;
+      case 1: set_out(out, mx::exp(x)); break;
+      case 2: set_out(out, mx::log(x)); break;
+      case 3: set_out(out, mx::sqrt(x)); break;
+      case 4: set_out(out, mx::rsqrt(x)); break;
+      case 5: set_out(out, mx::square(x)); break;
+      case 6: set_out(out, mx::abs(x)); break;
+      case 7: set_out(out, mx::sigmoid(x)); break;
+      case 8: set_out(out, mx::tanh(x)); break;
+      case 9: set_out(out, mx::sin(x)); break;
+      case 10: set_out(out, mx::cos(x)); break;
+      case 11: set_out(out, mx::logical_not(x)); break;
+      case 12: set_out(out, mx::isnan(x)); break;
+      case 13: set_out(out, mx::isinf(x)); break;
+      case 14: set_out(out, mx::stop_gradient(x)); break;
+      case 15: set_out(out, mx::floor(x)); break;
+      case 16: set_out(out, mx::ceil(x)); break;
+      case 17: set_out(out, mx::round(x)); break;
+      case 18: set_out(out, mx::reciprocal(x)); break;
+      case 19: set_out(out, mx::sign(x)); break;
+      case 20: set_out(out, mx::log1p(x)); break;
+      case 21: set_out(out, mx::erf(x)); break;
+      case 22: set_out(out, mx::copy(x)); break;
+      case 23: set_out(out, mx::contiguous(x)); break;
+      case 24: set_out(out, mx::isfinite(x)); break;
+      case 25: set_out(out, mx::transpose(x)); break;
+      case 26: set_out(out, mx::flatten(x)); break;
+      case 27: set_out(out, mx::expm1(x)); break;
+      case 28: set_out(out, mx::multiply(x, mx::sigmoid(x))); break;  // silu
+      case 29: set_out(out, mx::zeros_like(x)); break;
+      case 30: set_out(out, mx::ones_like(x)); break;
+      case 31: set_out(out, mx::log2(x)); break;
+      default: throw std::invalid_argument("[bridge] unknown unary op " + std::to_string(op));
+    }
+  });
+}
+
+int mlxb_binary(int op, const arr a, const arr b, arr* out) {
+  return guard([&] {
+    const mx::array& x = *a;
+    const mx::array& y = *b;
+    switch (op) {
+      case 0: set_out(out, mx::add(x, y)); break;
+      case 1: set_out(out, mx::subtract(x, y)); break;
+      case 2: set_out(out, mx::multiply(x, y)); break;
+      case 3: set_out(out, mx::divide(x, y)); break;
+      case 4: set_out(out, mx::maximum(x, y)); break;
+      case 5: set_out(out, mx::minimum(x, y)); break;
+      case 6: set_out(out, mx::power(x, y)); break;
+      case 7: set_out(out, mx::equal(x, y)); break;
+      case 8: set_out(out, mx::not_equal(x, y)); break;
+      case 9: set_out(out, mx::less(x, y)); break;
+      case 10: set_out(out, mx::less_equal(x, y)); break;
+      case 11: set_out(out, mx::greater(x, y)); break;
+      case 12: set_out(out, mx::greater_equal(x, y)); break;
+      case 13: set_out(out, mx::logical_and(x, y)); break;
+      case 14: set_out(out, mx::logical_or(x, y)); break;
+      case 15: set_out(out, mx::matmul(x, y)); break;
+      case 16: set_out(out, mx::remainder(x, y)); break;
+      case 17: set_out(out, mx::floor_divide(x, y)); break;
+      case 18: set_out(out, mx::logaddexp(x, y)); break;
+      case 19: set_out(out, mx::outer(x, y)); break;
+      default: throw std::invalid_argument("[bridge] unknown binary op " + std::to_string(op));
+    }
+  });
+}
+
+int mlxb_select(const arr c, const arr x, const arr y, arr* out) {
+  return guard([&] { set_out(out, mx::where(*c, *x, *y)); });
+}
+
+int mlxb_clip(const arr a, const arr lo, const arr hi, arr* out) {
+  return guard([&] { set_out(out, mx::clip(*a, opt(lo), opt(hi))); });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reductions. naxes < 0: over all axes.
+// ---------------------------------------------------------------------------------------------
+
+int mlxb_reduce(int op, const arr a, const int* axes_p, int naxes, int keepdims, arr* out) {
+  return guard([&] {
+    const mx::array& x = *a;
+    bool kd = keepdims != 0;
+    std::vector<int> axes;
+    if (naxes < 0) {
+      for (int i = 0; i < (int)x.ndim(); i++) axes.push_back(i);
+    } else {
+      axes = to_ints(axes_p, naxes);
+    }
+    switch (op) {
+      case 0: set_out(out, mx::sum(x, axes, kd)); break;
+      case 1: set_out(out, mx::mean(x, axes, kd)); break;
+      case 2: set_out(out, mx::max(x, axes, kd)); break;
+      case 3: set_out(out, mx::min(x, axes, kd)); break;
+      case 4: set_out(out, mx::prod(x, axes, kd)); break;
+      case 5: set_out(out, mx::logsumexp(x, axes, kd)); break;
+      case 6: set_out(out, mx::all(x, axes, kd)); break;
+      case 7: set_out(out, mx::any(x, axes, kd)); break;
+      case 8: set_out(out, mx::softmax(x, axes, false)); break;
+      case 9: set_out(out, mx::softmax(x, axes, true)); break;
+      case 10: set_out(out, mx::var(x, axes, kd, 0)); break;
+      default: throw std::invalid_argument("[bridge] unknown reduction " + std::to_string(op));
+    }
+  });
+}
+
+// op 0 argmax, 1 argmin; has_axis == 0: over the flattened array.
+int mlxb_arg_reduce(int op, const arr a, int has_axis, int axis, int keepdims, arr* out) {
+  return guard([&] {
+    bool kd = keepdims != 0;
+    if (op == 0) {
+      set_out(out, has_axis ? mx::argmax(*a, axis, kd) : mx::argmax(*a, kd));
+    } else {
+      set_out(out, has_axis ? mx::argmin(*a, axis, kd) : mx::argmin(*a, kd));
+    }
+  });
+}
+
+// op 0 cumsum, 1 cumprod, 2 cummax, 3 logcumsumexp
+int mlxb_scan(int op, const arr a, int axis, int reverse, int inclusive, arr* out) {
+  return guard([&] {
+    bool r = reverse != 0, inc = inclusive != 0;
+    switch (op) {
+      case 0: set_out(out, mx::cumsum(*a, axis, r, inc)); break;
+      case 1: set_out(out, mx::cumprod(*a, axis, r, inc)); break;
+      case 2: set_out(out, mx::cummax(*a, axis, r, inc)); break;
+      case 3: set_out(out, mx::logcumsumexp(*a, axis, r, inc)); break;
+      default: throw std::invalid_argument("[bridge] unknown scan " + std::to_string(op));
+    }
+  });
+}
+
+int mlxb_sort(const arr a, int axis, int arg, arr* out) {
+  return guard([&] { set_out(out, arg ? mx::argsort(*a, axis) : mx::sort(*a, axis)); });
+}
+
+int mlxb_topk(const arr a, int k, int axis, arr* out) {
+  return guard([&] { set_out(out, mx::topk(*a, k, axis)); });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shape ops
+// ---------------------------------------------------------------------------------------------
+
+int mlxb_reshape(const arr a, const int* shape, int ndim, arr* out) {
+  return guard([&] { set_out(out, mx::reshape(*a, to_shape(shape, ndim))); });
+}
+
+int mlxb_transpose(const arr a, const int* axes, int naxes, arr* out) {
+  return guard([&] { set_out(out, mx::transpose(*a, to_ints(axes, naxes))); });
+}
+
+int mlxb_swapaxes(const arr a, int i, int j, arr* out) {
+  return guard([&] { set_out(out, mx::swapaxes(*a, i, j)); });
+}
+
+int mlxb_expand_dims(const arr a, const int* axes, int naxes, arr* out) {
+  return guard([&] { set_out(out, mx::expand_dims(*a, to_ints(axes, naxes))); });
+}
+
+// naxes < 0: all singleton axes.
+int mlxb_squeeze(const arr a, const int* axes, int naxes, arr* out) {
+  return guard([&] {
+    set_out(out, naxes < 0 ? mx::squeeze(*a) : mx::squeeze(*a, to_ints(axes, naxes)));
+  });
+}
+
+int mlxb_flatten(const arr a, int start, int end, arr* out) {
+  return guard([&] { set_out(out, mx::flatten(*a, start, end)); });
+}
+
+int mlxb_broadcast_to(const arr a, const int* shape, int ndim, arr* out) {
+  return guard([&] { set_out(out, mx::broadcast_to(*a, to_shape(shape, ndim))); });
+}
+
+int mlxb_concatenate(const arr* arrays, int n, int axis, arr* out) {
+  return guard([&] {
+    std::vector<mx::array> v;
+    for (int i = 0; i < n; i++) v.push_back(*arrays[i]);
+    set_out(out, mx::concatenate(std::move(v), axis));
+  });
+}
+
+int mlxb_stack(const arr* arrays, int n, int axis, arr* out) {
+  return guard([&] {
+    std::vector<mx::array> v;
+    for (int i = 0; i < n; i++) v.push_back(*arrays[i]);
+    set_out(out, mx::stack(v, axis));
+  });
+}
+
+// nindices < 0: split into `sections` equal parts; else at the given indices.
+int mlxb_split(const arr a, int sections, const int* indices, int nindices, int axis,
+               mlxb_vec** out) {
+  return guard([&] {
+    auto parts = nindices < 0 ? mx::split(*a, sections, axis)
+                              : mx::split(*a, to_shape(indices, nindices), axis);
+    *out = new mlxb_vec{std::move(parts)};
+  });
+}
+
+int mlxb_slice(const arr a, const int* start, const int* stop, const int* strides, int n,
+               arr* out) {
+  return guard([&] {
+    set_out(out, mx::slice(*a, to_shape(start, n), to_shape(stop, n), to_shape(strides, n)));
+  });
+}
+
+int mlxb_slice_update(const arr a, const arr update, const int* start, const int* stop,
+                      const int* strides, int n, arr* out) {
+  return guard([&] {
+    set_out(out, mx::slice_update(*a, *update, to_shape(start, n), to_shape(stop, n),
+                                  to_shape(strides, n)));
+  });
+}
+
+int mlxb_repeat(const arr a, int repeats, int axis, arr* out) {
+  return guard([&] { set_out(out, mx::repeat(*a, repeats, axis)); });
+}
+
+int mlxb_tile(const arr a, const int* reps, int n, arr* out) {
+  return guard([&] { set_out(out, mx::tile(*a, to_ints(reps, n))); });
+}
+
+int mlxb_pad(const arr a, const int* axes, int naxes, const int* lo, const int* hi,
+             const arr value, arr* out) {
+  return guard([&] {
+    set_out(out, mx::pad(*a, to_ints(axes, naxes), to_shape(lo, naxes), to_shape(hi, naxes),
+                         *value));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Indexing
+// ---------------------------------------------------------------------------------------------
+
+// has_axis == 0: index the flattened array.
+int mlxb_take(const arr a, const arr indices, int has_axis, int axis, arr* out) {
+  return guard([&] {
+    set_out(out, has_axis ? mx::take(*a, *indices, axis) : mx::take(*a, *indices));
+  });
+}
+
+int mlxb_take_along_axis(const arr a, const arr indices, int axis, arr* out) {
+  return guard([&] { set_out(out, mx::take_along_axis(*a, *indices, axis)); });
+}
+
+int mlxb_put_along_axis(const arr a, const arr indices, const arr values, int axis, arr* out) {
+  return guard([&] { set_out(out, mx::put_along_axis(*a, *indices, *values, axis)); });
+}
+
+int mlxb_scatter_add_axis(const arr a, const arr indices, const arr values, int axis, arr* out) {
+  return guard([&] { set_out(out, mx::scatter_add_axis(*a, *indices, *values, axis)); });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linear algebra, masks
+// ---------------------------------------------------------------------------------------------
+
+int mlxb_addmm(const arr c, const arr a, const arr b, float alpha, float beta, arr* out) {
+  return guard([&] { set_out(out, mx::addmm(*c, *a, *b, alpha, beta)); });
+}
+
+int mlxb_tril(const arr a, int k, arr* out) {
+  return guard([&] { set_out(out, mx::tril(*a, k)); });
+}
+
+int mlxb_triu(const arr a, int k, arr* out) {
+  return guard([&] { set_out(out, mx::triu(*a, k)); });
+}
+
+// ---------------------------------------------------------------------------------------------
+// fast::
+// ---------------------------------------------------------------------------------------------
+
+int mlxb_rms_norm(const arr x, const arr w, float eps, arr* out) {
+  return guard([&] { set_out(out, mx::fast::rms_norm(*x, opt(w), eps)); });
+}
+
+int mlxb_layer_norm(const arr x, const arr w, const arr b, float eps, arr* out) {
+  return guard([&] { set_out(out, mx::fast::layer_norm(*x, opt(w), opt(b), eps)); });
+}
+
+// has_base == 0: `freqs` must be given. offset_arr != null overrides `offset`.
+int mlxb_rope(const arr x, int dims, int traditional, int has_base, float base, float scale,
+              int offset, const arr offset_arr, const arr freqs, arr* out) {
+  return guard([&] {
+    std::optional<float> b = has_base ? std::optional<float>(base) : std::nullopt;
+    if (offset_arr) {
+      set_out(out, mx::fast::rope(*x, dims, traditional != 0, b, scale, *offset_arr, opt(freqs)));
+    } else {
+      set_out(out, mx::fast::rope(*x, dims, traditional != 0, b, scale, offset, opt(freqs)));
+    }
+  });
+}
+
+// mask_mode: "" (none or array mask) or "causal".
+int mlxb_sdpa(const arr q, const arr k, const arr v, float scale, const char* mask_mode,
+              const arr mask, arr* out) {
+  return guard([&] {
+    set_out(out, mx::fast::scaled_dot_product_attention(*q, *k, *v, scale,
+                                                        std::string(mask_mode), opt(mask)));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quantization (affine mode unless `mode` says otherwise)
+// ---------------------------------------------------------------------------------------------
+
+int mlxb_quantize(const arr w, int group_size, int bits, const char* mode, mlxb_vec** out) {
+  return guard([&] {
+    auto parts = mx::quantize(*w, group_size, bits, std::string(mode));
+    *out = new mlxb_vec{std::move(parts)};
+  });
+}
+
+int mlxb_dequantize(const arr w, const arr scales, const arr biases, int group_size, int bits,
+                    const char* mode, arr* out) {
+  return guard([&] {
+    set_out(out,
+            mx::dequantize(*w, *scales, opt(biases), group_size, bits, std::string(mode)));
+  });
+}
+
+int mlxb_quantized_matmul(const arr x, const arr w, const arr scales, const arr biases,
+                          int transpose, int group_size, int bits, const char* mode,
+                          arr* out) {
+  return guard([&] {
+    set_out(out, mx::quantized_matmul(*x, *w, *scales, opt(biases), transpose != 0, group_size,
+                                      bits, std::string(mode)));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random
+// ---------------------------------------------------------------------------------------------
+
+int mlxb_random_seed(uint64_t seed) {
+  return guard([&] { mx::random::seed(seed); });
+}
+
+int mlxb_random_key(uint64_t seed, arr* out) {
+  return guard([&] { set_out(out, mx::random::key(seed)); });
+}
+
+int mlxb_random_split(const arr key, int num, arr* out) {
+  return guard([&] { set_out(out, mx::random::split(*key, num)); });
+}
+
+int mlxb_random_normal(const int* shape, int ndim, int dtype, float loc, float scale,
+                       const arr key, arr* out) {
+  return guard([&] {
+    set_out(out, mx::random::normal(to_shape(shape, ndim), to_dtype(dtype), loc, scale,
+                                    opt(key)));
+  });
+}
+
+int mlxb_random_uniform(const arr low, const arr high, const int* shape, int ndim, int dtype,
+                        const arr key, arr* out) {
+  return guard([&] {
+    set_out(out, mx::random::uniform(*low, *high, to_shape(shape, ndim), to_dtype(dtype),
+                                     opt(key)));
+  });
+}
+
+int mlxb_random_bernoulli(const arr p, const int* shape, int ndim, const arr key, arr* out) {
+  return guard([&] {
+    set_out(out, mx::random::bernoulli(*p, to_shape(shape, ndim), opt(key)));
+  });
+}
+
+int mlxb_random_categorical(const arr logits, int axis, int num_samples, const arr key,
+                            arr* out) {
+  return guard([&] {
+    if (num_samples > 0) {
+      set_out(out, mx::random::categorical(*logits, axis, num_samples, opt(key)));
+    } else {
+      set_out(out, mx::random::categorical(*logits, axis, opt(key)));
+    }
+  });
+}
+
+int mlxb_random_randint(const arr low, const arr high, const int* shape, int ndim, int dtype,
+                        const arr key, arr* out) {
+  return guard([&] {
+    set_out(out, mx::random::randint(*low, *high, to_shape(shape, ndim), to_dtype(dtype),
+                                     opt(key)));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transforms
+// ---------------------------------------------------------------------------------------------
+
+int mlxb_value_and_grad(mlxb_closure_fn f, void* ctx, const mlxb_vec* inputs,
+                        const int* argnums, int nargnums, mlxb_vec** values, mlxb_vec** grads) {
+  return guard([&] {
+    auto vg = mx::value_and_grad(wrap_closure(f, ctx), to_ints(argnums, nargnums));
+    auto [vals, gs] = vg(inputs->v);
+    *values = new mlxb_vec{std::move(vals)};
+    *grads = new mlxb_vec{std::move(gs)};
+  });
+}
+
+int mlxb_vjp(mlxb_closure_fn f, void* ctx, const mlxb_vec* primals, const mlxb_vec* cotangents,
+             mlxb_vec** outputs, mlxb_vec** vjps) {
+  return guard([&] {
+    auto [outs, vs] = mx::vjp(wrap_closure(f, ctx), primals->v, cotangents->v);
+    *outputs = new mlxb_vec{std::move(outs)};
+    *vjps = new mlxb_vec{std::move(vs)};
+  });
+}
+
+// Calls `f` under gradient checkpointing: its intermediates are not kept for the backward pass
+// but recomputed by calling `f` again. `ctx` must therefore stay valid until `drop(ctx)`, which is
+// called when MLX no longer holds the function (after the graph using it is gone).
+int mlxb_checkpoint(mlxb_closure_fn f, void* ctx, void (*drop)(void*), const mlxb_vec* inputs,
+                    mlxb_vec** outputs) {
+  return guard([&] {
+    std::shared_ptr<void> keep(ctx, drop);
+    auto inner = [f, keep](const std::vector<mx::array>& xs) {
+      mlxb_vec in{xs};
+      mlxb_vec out;
+      if (f(keep.get(), &in, &out) != 0) throw CallbackError();
+      return std::move(out.v);
+    };
+    auto fun = mx::checkpoint(inner);
+    *outputs = new mlxb_vec{fun(inputs->v)};
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Safetensors
+// ---------------------------------------------------------------------------------------------
+
+int mlxb_safetensors_load(const char* path, mlxb_st** out) {
+  return guard([&] {
+    auto [arrays, meta] = mx::load_safetensors(std::string(path));
+    auto st = std::make_unique<mlxb_st>();
+    std::vector<std::string> keys;
+    for (auto& kv : arrays) keys.push_back(kv.first);
+    std::sort(keys.begin(), keys.end());
+    for (auto& k : keys) {
+      st->names.push_back(k);
+      st->arrays.push_back(arrays.at(k));
+    }
+    std::vector<std::string> mkeys;
+    for (auto& kv : meta) mkeys.push_back(kv.first);
+    std::sort(mkeys.begin(), mkeys.end());
+    for (auto& k : mkeys) {
+      st->meta_keys.push_back(k);
+      st->meta_vals.push_back(meta.at(k));
+    }
+    *out = st.release();
+  });
+}
+
+void mlxb_st_free(mlxb_st* st) { delete st; }
+size_t mlxb_st_len(const mlxb_st* st) { return st->names.size(); }
+const char* mlxb_st_name(const mlxb_st* st, size_t i) { return st->names.at(i).c_str(); }
+int mlxb_st_array(const mlxb_st* st, size_t i, arr* out) {
+  return guard([&] { set_out(out, st->arrays.at(i)); });
+}
+size_t mlxb_st_meta_len(const mlxb_st* st) { return st->meta_keys.size(); }
+const char* mlxb_st_meta_key(const mlxb_st* st, size_t i) { return st->meta_keys.at(i).c_str(); }
+const char* mlxb_st_meta_val(const mlxb_st* st, size_t i) { return st->meta_vals.at(i).c_str(); }
+
+int mlxb_safetensors_save(const char* path, const char** names, const arr* arrays, int n,
+                          const char** meta_keys, const char** meta_vals, int nmeta) {
+  return guard([&] {
+    std::unordered_map<std::string, mx::array> m;
+    for (int i = 0; i < n; i++) {
+      if (!m.emplace(std::string(names[i]), *arrays[i]).second) {
+        throw std::invalid_argument(std::string("[bridge] duplicate tensor name ") + names[i]);
+      }
+    }
+    std::unordered_map<std::string, std::string> meta;
+    for (int i = 0; i < nmeta; i++) meta[meta_keys[i]] = meta_vals[i];
+    mx::save_safetensors(std::string(path), std::move(m), std::move(meta));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+// ---------------------------------------------------------------------------------------------
+
+size_t mlxb_get_active_memory() { return mx::get_active_memory(); }
+size_t mlxb_get_peak_memory() { return mx::get_peak_memory(); }
+void mlxb_reset_peak_memory() { mx::reset_peak_memory(); }
+size_t mlxb_get_cache_memory() { return mx::get_cache_memory(); }
+size_t mlxb_get_memory_limit() { return mx::get_memory_limit(); }
+int mlxb_set_memory_limit(size_t limit, size_t* previous) {
+  return guard([&] { *previous = mx::set_memory_limit(limit); });
+}
+int mlxb_set_cache_limit(size_t limit, size_t* previous) {
+  return guard([&] { *previous = mx::set_cache_limit(limit); });
+}
+int mlxb_clear_cache() {
+  return guard([&] { mx::clear_cache(); });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Devices and streams (type 0 = cpu, 1 = gpu)
+// ---------------------------------------------------------------------------------------------
+
+int mlxb_is_available(int type) {
+  try {
+    return mx::is_available(to_device(type, 0)) ? 1 : 0;
+  } catch (...) {
+    return 0;
+  }
+}
+
+int mlxb_set_default_device(int type, int index) {
+  return guard([&] { mx::set_default_device(to_device(type, index)); });
+}
+
+void mlxb_default_device(int* type, int* index) {
+  auto& d = mx::default_device();
+  *type = d.type == mx::Device::gpu ? 1 : 0;
+  *index = d.index;
+}
+
+int mlxb_new_stream(int type, int index, int* stream_index) {
+  return guard([&] { *stream_index = mx::new_stream(to_device(type, index)).index; });
+}
+
+int mlxb_default_stream(int type, int index, int* stream_index) {
+  return guard([&] { *stream_index = mx::default_stream(to_device(type, index)).index; });
+}
+
+int mlxb_set_default_stream(int stream_index, int type, int index) {
+  return guard([&] { mx::set_default_stream(mx::Stream(stream_index, to_device(type, index))); });
+}
+
+int mlxb_synchronize() {
+  return guard([&] { mx::synchronize(); });
+}
+
+}  // extern "C"
+
+// =============================================================================================
+// Fused cross-entropy: per-token NLL of `targets` under softmax(hidden @ weight^T), computed in
+// vocabulary chunks with an online log-sum-exp, so the (N, V) logits never exist whole. The
+// backward primitive recomputes each chunk's logits and turns them into the chunk's gradient in
+// place. Matmuls go to cblas_sgemm (OpenBLAS when preloaded); exp and the per-row work run on
+// std::threads over rows.
+// =============================================================================================
+
+namespace {
+
+using sgemm_fn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*,
+                          int, float, float*, int);
+constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
+
+sgemm_fn find_sgemm() {
+  static sgemm_fn fn = []() -> sgemm_fn {
+    if (void* p = dlsym(RTLD_DEFAULT, "cblas_sgemm")) return reinterpret_cast<sgemm_fn>(p);
+    // libmlx.so is loaded RTLD_LOCAL with its BLAS: search its dependency tree.
+    Dl_info info;
+    if (dladdr(reinterpret_cast<void*>(&mx::version), &info) && info.dli_fname) {
+      if (void* h = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD)) {
+        if (void* p = dlsym(h, "cblas_sgemm")) return reinterpret_cast<sgemm_fn>(p);
+      }
+    }
+    return nullptr;
+  }();
+  return fn;
+}
+
+// C[M,N] = alpha * op(A) op(B) + beta * C, row-major; falls back to plain loops without BLAS.
+void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+           const float* B, int ldb, float beta, float* C, int ldc) {
+  if (M == 0 || N == 0) return;
+  if (auto f = find_sgemm()) {
+    f(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, M, N, K, alpha, A, lda, B, ldb,
+      beta, C, ldc);
+    return;
+  }
+  for (int i = 0; i < M; i++) {
+    for (int j = 0; j < N; j++) {
+      float acc = 0.f;
+      for (int k = 0; k < K; k++) {
+        float a = ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+        float b = tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+        acc += a * b;
+      }
+      float& c = C[(size_t)i * ldc + j];
+      c = alpha * acc + (beta == 0.f ? 0.f : beta * c);
+    }
+  }
+}
+
+// exp(x) for x <= ~0 with ~2 ulp error, written so the compiler vectorizes loops over it.
+inline float fast_exp(float x) {
+  x = std::max(x, -87.0f);
+  x = std::min(x, 88.0f);
+  const float log2e = 1.44269504088896341f;
+  float n = std::nearbyint(x * log2e);
+  float r = std::fma(n, -0.693145751953125f, x);
+  r = std::fma(n, -1.428606765330187045e-06f, r);
+  float p = 1.0f / 5040;
+  p = std::fma(p, r, 1.0f / 720);
+  p = std::fma(p, r, 1.0f / 120);
+  p = std::fma(p, r, 1.0f / 24);
+  p = std::fma(p, r, 1.0f / 6);
+  p = std::fma(p, r, 0.5f);
+  p = std::fma(p, r, 1.0f);
+  p = std::fma(p, r, 1.0f);
+  int32_t e = (int32_t)n + 127;
+  float scale;
+  uint32_t bits = (uint32_t)e << 23;
+  std::memcpy(&scale, &bits, 4);
+  return p * scale;
+}
+
+// Row max, then sum of exp(x - ref): the two loops of the online log-sum-exp.
+__attribute__((target_clones("avx2,fma", "default"))) float row_max(const float* x, int n) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (int i = 0; i < n; i++) m = std::max(m, x[i]);
+  return m;
+}
+
+__attribute__((target_clones("avx2,fma", "default"))) float row_sum_exp(const float* x, int n,
+                                                                         float ref) {
+  float s = 0.f;
+  for (int i = 0; i < n; i++) s += fast_exp(x[i] - ref);
+  return s;
+}
+
+// x[i] = scale * exp(x[i] - ref) in place.
+__attribute__((target_clones("avx2,fma", "default"))) void row_scaled_exp(float* x, int n,
+                                                                           float ref,
+                                                                           float scale) {
+  for (int i = 0; i < n; i++) x[i] = scale * fast_exp(x[i] - ref);
+}
+
+int num_threads() {
+  static int n = [] {
+    if (const char* e = std::getenv("BRAIN_MLX_THREADS")) {
+      int v = std::atoi(e);
+      if (v > 0) return v;
+    }
+    unsigned h = std::thread::hardware_concurrency();
+    return (int)std::max(1u, std::min(h, 64u));
+  }();
+  return n;
+}
+
+// Runs fn(begin, end) over [0, n) split in contiguous blocks across threads.
+template <typename F>
+void parallel_rows(int n, F&& fn) {
+  int t = std::min(num_threads(), std::max(1, n / 4));
+  if (t <= 1) {
+    fn(0, n);
+    return;
+  }
+  std::vector<std::thread> pool;
+  int per = (n + t - 1) / t;
+  for (int i = 1; i < t; i++) {
+    int b = i * per, e = std::min(n, b + per);
+    if (b < e) pool.emplace_back([&fn, b, e] { fn(b, e); });
+  }
+  fn(0, std::min(n, per));
+  for (auto& th : pool) th.join();
+}
+
+int env_chunk() {
+  if (const char* e = std::getenv("BRAIN_MLX_CE_CHUNK")) {
+    int v = std::atoi(e);
+    if (v > 0) return v;
+  }
+  return 4096;
+}
+
+void check_row_contiguous(const mx::array& a, const char* what) {
+  if (!a.flags().row_contiguous) {
+    throw std::runtime_error(std::string("[fused_cross_entropy] ") + what + " not contiguous");
+  }
+}
+
+// Forward: inputs (hidden (N,H) f32, weight (V,H) f32, targets (N) i32);
+// outputs (nll (N) f32, lse (N) f32).
+void ce_forward(const float* h, const float* w, const int32_t* tg, float* nll, float* lse, int N,
+                int H, int V, int chunk) {
+  std::vector<float> m(N, -std::numeric_limits<float>::infinity());
+  std::vector<float> s(N, 0.f);
+  std::vector<float> tl(N, std::numeric_limits<float>::quiet_NaN());
+  std::vector<float> L((size_t)N * chunk);
+  for (int v0 = 0; v0 < V; v0 += chunk) {
+    int c = std::min(chunk, V - v0);
+    sgemm(false, true, N, c, H, 1.f, h, H, w + (size_t)v0 * H, H, 0.f, L.data(), c);
+    parallel_rows(N, [&](int b, int e) {
+      for (int n = b; n < e; n++) {
+        const float* row = L.data() + (size_t)n * c;
+        float mx_ = row_max(row, c);
+        if (mx_ > m[n]) {
+          s[n] = s[n] * fast_exp(m[n] - mx_) + row_sum_exp(row, c, mx_);
+          m[n] = mx_;
+        } else {
+          s[n] += row_sum_exp(row, c, m[n]);
+        }
+        int t = tg[n];
+        if (t >= v0 && t < v0 + c) tl[n] = row[t - v0];
+      }
+    });
+  }
+  for (int n = 0; n < N; n++) {
+    lse[n] = m[n] + std::log(s[n]);
+    // A target outside [0, V) has no logit: its NLL is NaN, which training code reports.
+    nll[n] = lse[n] - tl[n];
+  }
+}
+
+// Backward: d_logits[n, v] = (g_nll[n] + g_lse[n]) * softmax[n, v] - g_nll[n] * [v == t_n].
+void ce_backward(const float* h, const float* w, const int32_t* tg, const float* lse,
+                 const float* g_nll, const float* g_lse, float* dh, float* dw, int N, int H,
+                 int V, int chunk) {
+  std::vector<float> L((size_t)N * chunk);
+  if (dh) std::fill(dh, dh + (size_t)N * H, 0.f);
+  for (int v0 = 0; v0 < V; v0 += chunk) {
+    int c = std::min(chunk, V - v0);
+    sgemm(false, true, N, c, H, 1.f, h, H, w + (size_t)v0 * H, H, 0.f, L.data(), c);
+    parallel_rows(N, [&](int b, int e) {
+      for (int n = b; n < e; n++) {
+        float* row = L.data() + (size_t)n * c;
+        float g = g_nll[n] + (g_lse ? g_lse[n] : 0.f);
+        if (g == 0.f && g_nll[n] == 0.f) {
+          std::fill(row, row + c, 0.f);
+          continue;
+        }
+        row_scaled_exp(row, c, lse[n], g);
+        int t = tg[n];
+        if (t >= v0 && t < v0 + c) row[t - v0] -= g_nll[n];
+      }
+    });
+    if (dh) sgemm(false, false, N, H, c, 1.f, L.data(), c, w + (size_t)v0 * H, H, 1.f, dh, H);
+    if (dw) sgemm(true, false, c, H, N, 1.f, L.data(), c, h, H, 0.f, dw + (size_t)v0 * H, H);
+  }
+}
+
+class FusedCEGrad : public mx::Primitive {
+ public:
+  FusedCEGrad(mx::Stream s, int chunk, bool need_dh, bool need_dw)
+      : mx::Primitive(s), chunk_(chunk), need_dh_(need_dh), need_dw_(need_dw) {}
+
+  // inputs: hidden, weight, targets, lse, g_nll, g_lse; outputs: [dh][, dw]
+  void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) override {
+    for (int i = 0; i < 6; i++) check_row_contiguous(in[i], "input");
+    for (auto& o : out) o.set_data(mx::allocator::malloc(std::max<size_t>(o.nbytes(), 1)));
+    int N = in[0].shape(0), H = in[0].shape(1), V = in[1].shape(0);
+    auto& enc = mx::cpu::get_command_encoder(stream());
+    for (auto& a : in) enc.set_input_array(a);
+    for (auto& o : out) enc.set_output_array(o);
+    float* dh = need_dh_ ? out[0].data<float>() : nullptr;
+    float* dw = need_dw_ ? out[need_dh_ ? 1 : 0].data<float>() : nullptr;
+    enc.dispatch([h = in[0].data<float>(), w = in[1].data<float>(), t = in[2].data<int32_t>(),
+                  lse = in[3].data<float>(), gn = in[4].data<float>(), gl = in[5].data<float>(),
+                  dh, dw, N, H, V, chunk = chunk_]() {
+      ce_backward(h, w, t, lse, gn, gl, dh, dw, N, H, V, chunk);
+    });
+  }
+  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
+    throw std::runtime_error("[fused_cross_entropy] no GPU kernel; use the composed path");
+  }
+  const char* name() const override { return "FusedCrossEntropyVJP"; }
+
+ private:
+  int chunk_;
+  bool need_dh_, need_dw_;
+};
+
+class FusedCE : public mx::Primitive {
+ public:
+  FusedCE(mx::Stream s, int chunk) : mx::Primitive(s), chunk_(chunk) {}
+
+  void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) override {
+    for (int i = 0; i < 3; i++) check_row_contiguous(in[i], "input");
+    for (auto& o : out) o.set_data(mx::allocator::malloc(std::max<size_t>(o.nbytes(), 1)));
+    int N = in[0].shape(0), H = in[0].shape(1), V = in[1].shape(0);
+    auto& enc = mx::cpu::get_command_encoder(stream());
+    for (auto& a : in) enc.set_input_array(a);
+    for (auto& o : out) enc.set_output_array(o);
+    enc.dispatch([h = in[0].data<float>(), w = in[1].data<float>(), t = in[2].data<int32_t>(),
+                  nll = out[0].data<float>(), lse = out[1].data<float>(), N, H, V,
+                  chunk = chunk_]() { ce_forward(h, w, t, nll, lse, N, H, V, chunk); });
+  }
+  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
+    throw std::runtime_error("[fused_cross_entropy] no GPU kernel; use the composed path");
+  }
+
+  std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
+                             const std::vector<mx::array>& cotangents,
+                             const std::vector<int>& argnums,
+                             const std::vector<mx::array>& outputs) override {
+    bool need_dh = false, need_dw = false;
+    for (int a : argnums) {
+      need_dh |= a == 0;
+      need_dw |= a == 1;
+    }
+    const auto& h = primals[0];
+    const auto& w = primals[1];
+    auto s = stream();
+    std::vector<mx::Shape> shapes;
+    if (need_dh) shapes.push_back(h.shape());
+    if (need_dw) shapes.push_back(w.shape());
+    std::vector<mx::array> grads;
+    if (!shapes.empty()) {
+      auto g_nll = mx::contiguous(mx::astype(cotangents[0], mx::float32, s), false, s);
+      auto g_lse = mx::contiguous(mx::astype(cotangents[1], mx::float32, s), false, s);
+      std::vector<mx::Dtype> dtypes(shapes.size(), mx::float32);
+      grads = mx::array::make_arrays(
+          std::move(shapes), dtypes,
+          std::make_shared<FusedCEGrad>(s, chunk_, need_dh, need_dw),
+          {h, w, primals[2], outputs[1], g_nll, g_lse});
+    }
+    std::vector<mx::array> result;
+    size_t gi = 0;
+    for (int a : argnums) {
+      if (a == 0 || a == 1) {
+        result.push_back(grads[gi++]);
+      } else {
+        result.push_back(mx::zeros_like(primals[a], s));
+      }
+    }
+    return result;
+  }
+
+  const char* name() const override { return "FusedCrossEntropy"; }
+  bool is_equivalent(const mx::Primitive& other) const override {
+    auto o = dynamic_cast<const FusedCE*>(&other);
+    return o && o->chunk_ == chunk_;
+  }
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override {
+    return {{inputs[0].shape(0)}, {inputs[0].shape(0)}};
+  }
+
+ private:
+  int chunk_;
+};
+
+}  // namespace
+
+extern "C" {
+
+// hidden (N, H), weight (V, H), targets (N) integer -> nll (N) f32 and lse (N) f32, both
+// differentiable w.r.t. hidden and weight. chunk <= 0: the default (4096, or
+// BRAIN_MLX_CE_CHUNK). Runs on the CPU stream; callers on a GPU use composed ops instead.
+int mlxb_fused_cross_entropy(const arr hidden, const arr weight, const arr targets, int chunk,
+                             arr* nll, arr* lse) {
+  return guard([&] {
+    if (hidden->ndim() != 2 || weight->ndim() != 2 || targets->ndim() != 1) {
+      throw std::invalid_argument(
+          "[fused_cross_entropy] expected hidden (N, H), weight (V, H), targets (N)");
+    }
+    if (hidden->shape(1) != weight->shape(1) || hidden->shape(0) != targets->shape(0)) {
+      std::ostringstream os;
+      os << "[fused_cross_entropy] shape mismatch: hidden " << hidden->shape() << ", weight "
+         << weight->shape() << ", targets " << targets->shape();
+      throw std::invalid_argument(os.str());
+    }
+    auto s = mx::default_stream(mx::Device::cpu);
+    auto h = mx::contiguous(mx::astype(*hidden, mx::float32, s), false, s);
+    auto w = mx::contiguous(mx::astype(*weight, mx::float32, s), false, s);
+    auto t = mx::contiguous(mx::astype(*targets, mx::int32, s), false, s);
+    int c = chunk > 0 ? chunk : env_chunk();
+    int N = hidden->shape(0);
+    auto outs = mx::array::make_arrays({{N}, {N}}, {mx::float32, mx::float32},
+                                       std::make_shared<FusedCE>(s, c), {h, w, t});
+    set_out(nll, outs[0]);
+    set_out(lse, outs[1]);
+  });
+}
+
+// 1 when cblas_sgemm resolves to a BLAS library (else the fused kernel uses plain loops).
+int mlxb_has_sgemm() { return find_sgemm() ? 1 : 0; }
+
+}  // extern "C"

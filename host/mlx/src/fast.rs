@@ -1,0 +1,62 @@
+//! MLX's fused `fast::` ops.
+
+use std::ffi::{c_int, CString};
+
+use crate::array::{opt, out, Array};
+use crate::error::Result;
+
+/// RMS normalization over the last axis, times `weight` when given.
+pub fn rms_norm(x: &Array, weight: Option<&Array>, eps: f32) -> Result<Array> {
+    out(|b, o| unsafe { (b.rms_norm)(x.raw(), opt(weight), eps, o) })
+}
+
+/// Layer normalization over the last axis with optional affine `weight` and `bias`.
+pub fn layer_norm(x: &Array, weight: Option<&Array>, bias: Option<&Array>, eps: f32) -> Result<Array> {
+    out(|b, o| unsafe { (b.layer_norm)(x.raw(), opt(weight), opt(bias), eps, o) })
+}
+
+/// Rotary position embedding of the first `dims` features of the last axis, positions along
+/// the second-to-last axis starting at `offset`. `traditional = false` is the Llama/Qwen
+/// (rotate-half) layout. `base` is the frequency base (Qwen2: 1e6).
+pub fn rope(x: &Array, dims: i32, traditional: bool, base: f32, scale: f32, offset: i32) -> Result<Array> {
+    out(|b, o| unsafe {
+        (b.rope)(x.raw(), dims, traditional as c_int, 1, base, scale, offset, std::ptr::null_mut(), std::ptr::null_mut(), o)
+    })
+}
+
+/// [`rope`] with the offset as an (int32 scalar) array, e.g. per-batch cache positions.
+pub fn rope_with_offset_array(x: &Array, dims: i32, traditional: bool, base: f32, scale: f32, offset: &Array) -> Result<Array> {
+    out(|b, o| unsafe {
+        (b.rope)(x.raw(), dims, traditional as c_int, 1, base, scale, 0, offset.raw(), std::ptr::null_mut(), o)
+    })
+}
+
+/// [`rope`] with explicit inverse frequencies (`dims / 2` of them) instead of a base.
+pub fn rope_with_freqs(x: &Array, dims: i32, traditional: bool, scale: f32, offset: i32, freqs: &Array) -> Result<Array> {
+    out(|b, o| unsafe {
+        (b.rope)(x.raw(), dims, traditional as c_int, 0, 0.0, scale, offset, std::ptr::null_mut(), freqs.raw(), o)
+    })
+}
+
+/// The attention mask of [`scaled_dot_product_attention`].
+#[derive(Debug, Clone, Copy)]
+pub enum SdpaMask<'a> {
+    None,
+    /// Causal (lower-triangular, aligned to the end when queries are fewer than keys).
+    Causal,
+    /// An additive float mask or a boolean mask (true = attend), broadcastable to
+    /// (B, heads, Lq, Lk).
+    Array(&'a Array),
+}
+
+/// `softmax(q k^T * scale + mask) v` over (B, heads, L, D) inputs; `k`/`v` may have fewer
+/// heads than `q` (grouped-query attention).
+pub fn scaled_dot_product_attention(q: &Array, k: &Array, v: &Array, scale: f32, mask: SdpaMask<'_>) -> Result<Array> {
+    let (mode, arr) = match mask {
+        SdpaMask::None => ("", None),
+        SdpaMask::Causal => ("causal", None),
+        SdpaMask::Array(a) => ("array", Some(a)),
+    };
+    let mode = CString::new(mode).unwrap();
+    out(|b, o| unsafe { (b.sdpa)(q.raw(), k.raw(), v.raw(), scale, mode.as_ptr(), opt(arr), o) })
+}

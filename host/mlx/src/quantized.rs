@@ -1,0 +1,59 @@
+//! Affine quantization (mlx-community's 4/8-bit layout: packed uint32 weights, scales, biases).
+
+use std::ffi::{c_int, CString};
+
+use crate::array::{opt, out, Array};
+use crate::error::Result;
+use crate::ops::vec_out;
+
+/// A quantized matrix: packed `weight` (uint32), per-group `scales` and `biases`.
+#[derive(Debug, Clone)]
+pub struct Quantized {
+    pub weight: Array,
+    pub scales: Array,
+    pub biases: Array,
+    pub group_size: i32,
+    pub bits: i32,
+}
+
+/// Quantizes `w` along its last axis in groups of `group_size` (32, 64, 128) with `bits`
+/// (2, 3, 4, 5, 6, 8) per value.
+pub fn quantize(w: &Array, group_size: i32, bits: i32) -> Result<Quantized> {
+    let mode = CString::new("affine").unwrap();
+    let mut parts = vec_out(|b, v| unsafe { (b.quantize)(w.raw(), group_size, bits, mode.as_ptr(), v) })?;
+    if parts.len() != 3 {
+        return Err(crate::Error::Exception(format!("quantize returned {} arrays", parts.len())));
+    }
+    let biases = parts.pop().unwrap();
+    let scales = parts.pop().unwrap();
+    let weight = parts.pop().unwrap();
+    Ok(Quantized { weight, scales, biases, group_size, bits })
+}
+
+/// The float matrix a quantized one stands for.
+pub fn dequantize(w: &Array, scales: &Array, biases: Option<&Array>, group_size: i32, bits: i32) -> Result<Array> {
+    let mode = CString::new("affine").unwrap();
+    out(|b, o| unsafe { (b.dequantize)(w.raw(), scales.raw(), opt(biases), group_size, bits, mode.as_ptr(), o) })
+}
+
+/// `x @ dequantize(w).T` (`transpose = true`, the linear-layer case) or `x @ dequantize(w)`,
+/// without materializing the float matrix. Differentiable w.r.t. `x`.
+#[allow(clippy::too_many_arguments)]
+pub fn quantized_matmul(x: &Array, w: &Array, scales: &Array, biases: Option<&Array>, transpose: bool, group_size: i32, bits: i32) -> Result<Array> {
+    let mode = CString::new("affine").unwrap();
+    out(|b, o| unsafe {
+        (b.quantized_matmul)(x.raw(), w.raw(), scales.raw(), opt(biases), transpose as c_int, group_size, bits, mode.as_ptr(), o)
+    })
+}
+
+impl Quantized {
+    /// [`dequantize`] of this matrix.
+    pub fn dequantize(&self) -> Result<Array> {
+        dequantize(&self.weight, &self.scales, Some(&self.biases), self.group_size, self.bits)
+    }
+
+    /// `x @ W.T` with this matrix as W.
+    pub fn matmul_t(&self, x: &Array) -> Result<Array> {
+        quantized_matmul(x, &self.weight, &self.scales, Some(&self.biases), true, self.group_size, self.bits)
+    }
+}
