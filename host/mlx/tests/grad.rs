@@ -1,0 +1,120 @@
+mod common;
+use common::*;
+use mlx::{Array, Error};
+
+#[test]
+fn value_and_grad_matches_analytic() {
+    // f(x, w) = sum(x^2 * w): df/dx = 2 x w, df/dw = x^2
+    let (x, xv) = rand_arr(&[3, 4], 1);
+    let (w, wv) = rand_arr(&[3, 4], 2);
+    let (values, grads) = mlx::value_and_grad(
+        |a: &[Array]| Ok(vec![a[0].square()?.mul(&a[1])?.sum_all()?]),
+        &[&x, &w],
+        &[0, 1],
+    )
+    .unwrap();
+    let want: f32 = xv.iter().zip(&wv).map(|(x, w)| x * x * w).sum();
+    assert!((values[0].item::<f32>().unwrap() - want).abs() < 1e-5);
+    let dx: Vec<f32> = xv.iter().zip(&wv).map(|(x, w)| 2.0 * x * w).collect();
+    let dw: Vec<f32> = xv.iter().map(|x| x * x).collect();
+    assert_close(&vals(&grads[0]), &dx, 1e-6, "dx");
+    assert_close(&vals(&grads[1]), &dw, 1e-6, "dw");
+}
+
+/// loss(w) = mean(logsumexp(x @ w, -1)) + 0.1 * sum(rms_norm(x @ w)^2)
+fn loss(x: &Array, w: &Array) -> mlx::Result<Array> {
+    let h = x.matmul(w)?;
+    let a = h.logsumexp(&[-1], false)?.mean_all()?;
+    let b = mlx::fast::rms_norm(&h, None, 1e-5)?.square()?.sum_all()?.mul(0.1f32)?;
+    a.add(&b)
+}
+
+#[test]
+fn value_and_grad_matches_finite_differences() {
+    let (x, _) = rand_arr(&[5, 6], 3);
+    let (w, wv) = rand_arr(&[6, 7], 4);
+    let x64 = x.as_type(mlx::Dtype::Float64);
+    let _ = x64; // f64 is not on every backend; finite differences in f32 with a wide step
+    let (_, g) = mlx::value_and_grad(|a: &[Array]| Ok(vec![loss(&x, &a[0])?]), &[&w], &[0]).unwrap();
+    let g = vals(&g[0]);
+    let eps = 1e-2f32;
+    for i in (0..wv.len()).step_by(5) {
+        let mut p = wv.clone();
+        p[i] += eps;
+        let mut m = wv.clone();
+        m[i] -= eps;
+        let lp = loss(&x, &arr(&p, &[6, 7])).unwrap().item::<f32>().unwrap();
+        let lm = loss(&x, &arr(&m, &[6, 7])).unwrap().item::<f32>().unwrap();
+        let fd = (lp - lm) / (2.0 * eps);
+        assert!((fd - g[i]).abs() <= 2e-3 * g[i].abs().max(0.1), "param {i}: fd {fd} vs grad {}", g[i]);
+    }
+}
+
+#[test]
+fn auxiliary_outputs_pass_through() {
+    let x = arr(&[1.0, 2.0], &[2]);
+    let (v, g) = mlx::value_and_grad(|a: &[Array]| Ok(vec![a[0].sum_all()?, a[0].mul(3.0f32)?]), &[&x], &[0]).unwrap();
+    assert_eq!(v.len(), 2);
+    assert_eq!(vals(&v[1]), vec![3.0, 6.0]);
+    assert_eq!(vals(&g[0]), vec![1.0, 1.0]);
+}
+
+#[test]
+fn callback_errors_and_panics_come_back() {
+    let x = arr(&[1.0, 2.0], &[2]);
+    let r = mlx::value_and_grad(|_: &[Array]| Err(Error::InvalidArgument("from the closure".into())), &[&x], &[0]);
+    match r {
+        Err(Error::InvalidArgument(m)) => assert_eq!(m, "from the closure"),
+        other => panic!("{other:?}"),
+    }
+    // an MLX exception inside the closure keeps MLX's message
+    let r = mlx::value_and_grad(|a: &[Array]| Ok(vec![a[0].reshape(&[3])?]), &[&x], &[0]);
+    assert!(matches!(r, Err(Error::Exception(ref m)) if m.contains("reshape")), "{r:?}");
+    let r = mlx::value_and_grad(|_: &[Array]| -> mlx::Result<Vec<Array>> { panic!("boom") }, &[&x], &[0]);
+    assert!(matches!(r, Err(Error::Callback(ref m)) if m.contains("boom")), "{r:?}");
+    // a non-scalar loss is MLX's error
+    let r = mlx::value_and_grad(|a: &[Array]| Ok(vec![a[0].clone()]), &[&x], &[0]);
+    assert!(matches!(r, Err(Error::Exception(_))), "{r:?}");
+    // and everything still works afterwards
+    let (_, g) = mlx::value_and_grad(|a: &[Array]| Ok(vec![a[0].square()?.sum_all()?]), &[&x], &[0]).unwrap();
+    assert_eq!(vals(&g[0]), vec![2.0, 4.0]);
+}
+
+#[test]
+fn vjp_and_stop_gradient() {
+    let x = arr(&[1.0, 2.0, 3.0], &[3]);
+    let ct = arr(&[1.0, 0.5, 0.0], &[3]);
+    let (o, v) = mlx::vjp(|a: &[Array]| Ok(vec![a[0].square()?]), &[&x], &[&ct]).unwrap();
+    assert_eq!(vals(&o[0]), vec![1.0, 4.0, 9.0]);
+    assert_eq!(vals(&v[0]), vec![2.0, 2.0, 0.0]);
+    let (_, g) = mlx::value_and_grad(|a: &[Array]| Ok(vec![a[0].mul(&a[0].stop_gradient()?)?.sum_all()?]), &[&x], &[0]).unwrap();
+    assert_eq!(vals(&g[0]), vec![1.0, 2.0, 3.0]);
+}
+
+#[test]
+fn checkpoint_gives_the_same_gradients() {
+    let (x, _) = rand_arr(&[4, 8], 5);
+    let (w1, _) = rand_arr(&[8, 8], 6);
+    let (w2, _) = rand_arr(&[8, 8], 7);
+    let block = |h: &Array, w: &Array| -> mlx::Result<Array> { h.matmul(w)?.tanh() };
+    let plain = mlx::value_and_grad(
+        |a: &[Array]| Ok(vec![block(&block(&x, &a[0])?, &a[1])?.sum_all()?]),
+        &[&w1, &w2],
+        &[0, 1],
+    )
+    .unwrap();
+    let ckpt = mlx::value_and_grad(
+        |a: &[Array]| {
+            let h = mlx::checkpoint(move |i: &[Array]| Ok(vec![i[0].matmul(&i[1])?.tanh()?]), &[&x, &a[0]])?;
+            let h = mlx::checkpoint(move |i: &[Array]| Ok(vec![i[0].matmul(&i[1])?.tanh()?]), &[&h[0], &a[1]])?;
+            Ok(vec![h[0].sum_all()?])
+        },
+        &[&w1, &w2],
+        &[0, 1],
+    )
+    .unwrap();
+    assert_close(&vals(&plain.0[0]), &vals(&ckpt.0[0]), 1e-6, "value");
+    for i in 0..2 {
+        assert_close(&vals(&plain.1[i]), &vals(&ckpt.1[i]), 1e-6, "grad");
+    }
+}
