@@ -1,0 +1,488 @@
+//! Secret scrubbing in the style of gitleaks.
+//!
+//! Each rule has keywords, a regex whose first participating capture group is the secret, a
+//! minimum Shannon entropy and sometimes an extra check. One Aho-Corasick pass over the text finds
+//! which rules' keywords occur; only those rules' regexes run. Matches that are allowlisted, hold a
+//! stopword (`EXAMPLE`, `xxxx`, `<your-token>`…) or sit inside an earlier `[REDACTED:…]` marker are
+//! kept. The secret is replaced with `[REDACTED:<rule-id>]`; the result is a fixpoint, so
+//! scrubbing twice changes nothing. Only counts per rule are reported, never the secrets.
+//!
+//! ```
+//! use brain_curate::{ScrubConfig, Scrubber};
+//! let scrubber = Scrubber::new(&ScrubConfig::default()).unwrap();
+//! let out = scrubber.scrub("export GITHUB_TOKEN=ghp_R4nd0mT0k3nW1thTh1rtySixCh4rsXyZ01234");
+//! assert_eq!(out.text, "export GITHUB_TOKEN=[REDACTED:github-token]");
+//! assert_eq!(out.counts.get("github-token"), 1);
+//! ```
+
+mod check;
+mod rules;
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
+
+use aho_corasick::AhoCorasick;
+use regex::{Regex, RegexSet};
+use serde::{Deserialize, Serialize};
+
+pub use check::shannon_entropy;
+use check::Check;
+
+/// The text that replaces a secret: `[REDACTED:<rule-id>]`.
+pub fn marker(rule_id: &str) -> String {
+    format!("[REDACTED:{rule_id}]")
+}
+
+const MARKER_PREFIX: &[u8] = b"[REDACTED:";
+
+/// Scrubbing settings: the `[scrub]` table of brain.toml.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScrubConfig {
+    /// Also redact email addresses (rule `email`).
+    pub emails: bool,
+    /// Also redact the user name in home-directory paths, `/home/NAME`, `/Users/NAME`,
+    /// `C:\Users\NAME` (rule `home-path`).
+    pub home_paths: bool,
+    /// Built-in rule ids to turn off.
+    pub disable: Vec<String>,
+    /// Extra rules, run after the built-in ones.
+    pub rules: Vec<UserRule>,
+    /// Regexes; a secret matching any of them (anywhere in it) is kept.
+    pub allow: Vec<String>,
+    /// Exact values that are kept.
+    pub allow_values: Vec<String>,
+    /// Extra stopwords (case-insensitive substrings marking a placeholder), added to the built-in ones.
+    pub stopwords: Vec<String>,
+}
+
+/// A rule from the config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserRule {
+    /// Lower-case letters, digits and dashes; appears in `[REDACTED:<id>]` and in the counts.
+    pub id: String,
+    /// The secret is the group named `secret`, else group 1, else the whole match.
+    pub regex: String,
+    /// The regex runs only on text containing one of these (ASCII case-insensitive); empty means
+    /// it runs on every text.
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// Minimum Shannon entropy (bits per byte) of the secret.
+    #[serde(default)]
+    pub entropy: f64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ScrubError {
+    #[error("scrub rule `{rule}`: invalid regex: {message}")]
+    BadRegex { rule: String, message: String },
+    #[error("scrub allowlist entry `{pattern}`: invalid regex: {message}")]
+    BadAllow { pattern: String, message: String },
+    #[error("scrub rule id `{0}` must be lower-case letters, digits and dashes")]
+    BadId(String),
+    #[error("scrub rule id `{0}` is defined twice (user rules cannot reuse a built-in id)")]
+    DuplicateRule(String),
+    #[error("scrub.disable names `{0}`, which is not a built-in rule; known rules: {1}")]
+    UnknownRule(String, String),
+}
+
+/// How many secrets each rule redacted. Serializes as a JSON object `{rule-id: count}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ScrubCounts(BTreeMap<String, u32>);
+
+impl ScrubCounts {
+    pub fn add(&mut self, rule: &str, n: u32) {
+        if n > 0 {
+            *self.0.entry(rule.to_string()).or_insert(0) += n;
+        }
+    }
+    pub fn merge(&mut self, other: &ScrubCounts) {
+        for (rule, &n) in &other.0 {
+            self.add(rule, n);
+        }
+    }
+    pub fn get(&self, rule: &str) -> u32 {
+        self.0.get(rule).copied().unwrap_or(0)
+    }
+    pub fn total(&self) -> u32 {
+        self.0.values().sum()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.0.iter().map(|(k, &v)| (k.as_str(), v))
+    }
+}
+
+/// A scrubbed text and what was redacted in it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scrubbed<'a> {
+    /// Borrowed when nothing was redacted.
+    pub text: Cow<'a, str>,
+    pub counts: ScrubCounts,
+}
+
+struct Rule {
+    id: String,
+    regex: Regex,
+    entropy: f64,
+    check: Check,
+    /// Capture group index of the secret (0 = whole match), or `None` for "first participating".
+    group: Option<usize>,
+}
+
+/// One match to redact.
+#[derive(Clone, Copy, Debug)]
+struct Hit {
+    start: usize,
+    end: usize,
+    rule: usize,
+}
+
+/// Compiled rules. Build once, share across threads (`Send + Sync`).
+pub struct Scrubber {
+    rules: Vec<Rule>,
+    keywords: AhoCorasick,
+    /// For each keyword pattern, the rules it enables.
+    keyword_rules: Vec<Vec<usize>>,
+    /// Rules without keywords: they run on every text.
+    always: Vec<usize>,
+    allow: Option<RegexSet>,
+    allow_values: HashSet<String>,
+    stopwords: Vec<String>,
+}
+
+impl Scrubber {
+    pub fn new(config: &ScrubConfig) -> Result<Self, ScrubError> {
+        let known: Vec<&str> = rules::BUILTIN.iter().map(|r| r.id).collect();
+        if let Some(unknown) = config.disable.iter().find(|d| !known.contains(&d.as_str())) {
+            return Err(ScrubError::UnknownRule(unknown.clone(), known.join(", ")));
+        }
+        let mut rules = Vec::new();
+        let mut keywords: Vec<String> = Vec::new();
+        let mut keyword_rules: Vec<Vec<usize>> = Vec::new();
+        let mut always = Vec::new();
+        let mut add_keywords = |rule: usize, words: &mut dyn Iterator<Item = String>| {
+            let mut any = false;
+            for word in words {
+                any = true;
+                match keywords.iter().position(|k| *k == word) {
+                    Some(i) => keyword_rules[i].push(rule),
+                    None => {
+                        keywords.push(word);
+                        keyword_rules.push(vec![rule]);
+                    }
+                }
+            }
+            any
+        };
+        for spec in rules::BUILTIN {
+            let enabled = match spec.id {
+                rules::EMAIL => config.emails,
+                rules::HOME_PATH => config.home_paths,
+                _ => !spec.optional,
+            } && !config.disable.iter().any(|d| d == spec.id);
+            if !enabled {
+                continue;
+            }
+            let regex = Regex::new(spec.regex)
+                .map_err(|e| ScrubError::BadRegex { rule: spec.id.to_string(), message: e.to_string() })?;
+            let index = rules.len();
+            rules.push(Rule { id: spec.id.to_string(), regex, entropy: spec.entropy, check: spec.check, group: None });
+            if !add_keywords(index, &mut spec.keywords.iter().map(|k| k.to_string())) {
+                always.push(index);
+            }
+        }
+        for user in &config.rules {
+            if user.id.is_empty() || !user.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+                return Err(ScrubError::BadId(user.id.clone()));
+            }
+            if known.contains(&user.id.as_str()) || config.rules.iter().filter(|r| r.id == user.id).count() > 1 {
+                return Err(ScrubError::DuplicateRule(user.id.clone()));
+            }
+            let regex =
+                Regex::new(&user.regex).map_err(|e| ScrubError::BadRegex { rule: user.id.clone(), message: e.to_string() })?;
+            let group = regex
+                .capture_names()
+                .position(|n| n == Some("secret"))
+                .or(if regex.captures_len() > 1 { Some(1) } else { Some(0) });
+            let index = rules.len();
+            rules.push(Rule { id: user.id.clone(), regex, entropy: user.entropy, check: Check::None, group });
+            if !add_keywords(index, &mut user.keywords.iter().filter(|k| !k.is_empty()).map(|k| k.to_ascii_lowercase())) {
+                always.push(index);
+            }
+        }
+        let keywords = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(&keywords)
+            .expect("keyword automaton of a few hundred short literals always builds");
+        let allow = if config.allow.is_empty() {
+            None
+        } else {
+            for pattern in &config.allow {
+                Regex::new(pattern).map_err(|e| ScrubError::BadAllow { pattern: pattern.clone(), message: e.to_string() })?;
+            }
+            Some(RegexSet::new(&config.allow).map_err(|e| ScrubError::BadAllow {
+                pattern: config.allow.join(" | "),
+                message: e.to_string(),
+            })?)
+        };
+        let stopwords = rules::STOPWORDS
+            .iter()
+            .map(|s| s.to_string())
+            .chain(config.stopwords.iter().filter(|s| !s.is_empty()).map(|s| s.to_lowercase()))
+            .collect();
+        Ok(Scrubber { rules, keywords, keyword_rules, always, allow, allow_values: config.allow_values.iter().cloned().collect(), stopwords })
+    }
+
+    /// The ids of the rules in force, in priority order.
+    pub fn rule_ids(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|r| r.id.as_str())
+    }
+
+    /// Redacts every secret in `text`.
+    pub fn scrub<'a>(&self, text: &'a str) -> Scrubbed<'a> {
+        let mut counts = ScrubCounts::default();
+        let mut current: Cow<'a, str> = Cow::Borrowed(text);
+        // Redaction can expose a match that an overlapping one hid; a few passes reach the
+        // fixpoint (in practice the second pass finds nothing), which makes scrubbing idempotent.
+        for _ in 0..8 {
+            let hits = self.find(&current);
+            if hits.is_empty() {
+                break;
+            }
+            let mut out = String::with_capacity(current.len());
+            let mut last = 0;
+            for hit in &hits {
+                let id = &self.rules[hit.rule].id;
+                out.push_str(&current[last..hit.start]);
+                out.push_str("[REDACTED:");
+                out.push_str(id);
+                out.push(']');
+                last = hit.end;
+                counts.add(id, 1);
+            }
+            out.push_str(&current[last..]);
+            current = Cow::Owned(out);
+        }
+        Scrubbed { text: current, counts }
+    }
+
+    /// Scrubs a string in place, adding to `counts`; returns whether anything was redacted.
+    pub fn scrub_in_place(&self, text: &mut String, counts: &mut ScrubCounts) -> bool {
+        let scrubbed = self.scrub(text);
+        if scrubbed.counts.is_empty() {
+            return false;
+        }
+        counts.merge(&scrubbed.counts);
+        let owned = scrubbed.text.into_owned();
+        *text = owned;
+        true
+    }
+
+    /// Scrubs every field in place (an example's messages, rejected response, metadata text…) and
+    /// returns the counts over all of them.
+    pub fn scrub_fields<'s>(&self, fields: impl IntoIterator<Item = &'s mut String>) -> ScrubCounts {
+        let mut counts = ScrubCounts::default();
+        for field in fields {
+            self.scrub_in_place(field, &mut counts);
+        }
+        counts
+    }
+
+    /// True when `text` holds nothing to redact (cheaper than `scrub` when it does not).
+    pub fn is_clean(&self, text: &str) -> bool {
+        self.find(text).is_empty()
+    }
+
+    /// The non-overlapping hits in `text`, in order.
+    fn find(&self, text: &str) -> Vec<Hit> {
+        let mut enabled = vec![false; self.rules.len()];
+        let mut any = false;
+        for m in self.keywords.find_overlapping_iter(text) {
+            for &r in &self.keyword_rules[m.pattern().as_usize()] {
+                enabled[r] = true;
+                any = true;
+            }
+        }
+        for &r in &self.always {
+            enabled[r] = true;
+            any = true;
+        }
+        if !any {
+            return Vec::new();
+        }
+        let markers = marker_spans(text);
+        let mut hits = Vec::new();
+        for (index, rule) in self.rules.iter().enumerate().filter(|(i, _)| enabled[*i]) {
+            for caps in rule.regex.captures_iter(text) {
+                let secret = match rule.group {
+                    Some(g) => caps.get(g),
+                    None => caps.iter().skip(1).flatten().next().or_else(|| caps.get(0)),
+                };
+                let Some(secret) = secret else { continue };
+                let (start, end) = (secret.start(), secret.end());
+                if start == end || markers.iter().any(|&(ms, me)| start < me && ms < end) {
+                    continue;
+                }
+                let value = secret.as_str();
+                if (rule.entropy > 0.0 && shannon_entropy(value) < rule.entropy)
+                    || !rule.check.passes(text, start, end)
+                    || self.is_allowed(value)
+                {
+                    continue;
+                }
+                hits.push(Hit { start, end, rule: index });
+            }
+        }
+        // Leftmost first; at the same start the longer match, then the higher-priority rule.
+        hits.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)).then(a.rule.cmp(&b.rule)));
+        let mut kept: Vec<Hit> = Vec::with_capacity(hits.len());
+        for hit in hits {
+            if kept.last().is_none_or(|last| hit.start >= last.end) {
+                kept.push(hit);
+            }
+        }
+        kept
+    }
+
+    fn is_allowed(&self, value: &str) -> bool {
+        if self.allow_values.contains(value) {
+            return true;
+        }
+        let lower = value.to_lowercase();
+        if self.stopwords.iter().any(|w| lower.contains(w.as_str())) {
+            return true;
+        }
+        self.allow.as_ref().is_some_and(|set| set.is_match(value))
+    }
+}
+
+/// Byte spans of `[REDACTED:…]` markers already in the text.
+fn marker_spans(text: &str) -> Vec<(usize, usize)> {
+    let bytes = text.as_bytes();
+    memchr::memmem::find_iter(bytes, MARKER_PREFIX)
+        .filter_map(|start| {
+            let rest = &bytes[start + MARKER_PREFIX.len()..];
+            let len = rest.iter().take(64).position(|&b| b == b']')?;
+            Some((start, start + MARKER_PREFIX.len() + len + 1))
+        })
+        .collect()
+}
+
+/// The plain baseline the benchmark compares with: every rule's regex in one `RegexSet`, run on
+/// every text, then the matching rules' regexes again for positions (no keyword prefilter).
+pub fn regexset_baseline() -> (RegexSet, Vec<Regex>) {
+    let patterns: Vec<&str> = rules::BUILTIN.iter().filter(|r| !r.optional).map(|r| r.regex).collect();
+    let set = RegexSet::new(&patterns).expect("built-in rules compile");
+    let regexes = patterns.iter().map(|p| Regex::new(p).expect("built-in rules compile")).collect();
+    (set, regexes)
+}
+
+impl Default for Scrubber {
+    fn default() -> Self {
+        Scrubber::new(&ScrubConfig::default()).expect("the built-in rules compile")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scrub(text: &str) -> (String, ScrubCounts) {
+        let s = Scrubber::default().scrub(text);
+        (s.text.into_owned(), s.counts)
+    }
+
+    #[test]
+    fn builtin_rules_compile_with_optional_ones() {
+        let s = Scrubber::new(&ScrubConfig { emails: true, home_paths: true, ..Default::default() }).unwrap();
+        assert!(s.rule_ids().any(|r| r == "email"));
+        assert!(s.rule_ids().any(|r| r == "home-path"));
+        assert!(!Scrubber::default().rule_ids().any(|r| r == "email"));
+    }
+
+    #[test]
+    fn clean_text_is_borrowed() {
+        let text = "Nothing secret here: the key point is that tokens are counted.";
+        let out = Scrubber::default().scrub(text);
+        assert!(matches!(out.text, Cow::Borrowed(_)));
+        assert!(out.counts.is_empty());
+    }
+
+    #[test]
+    fn markers_never_rematch() {
+        for rule in Scrubber::default().rule_ids().collect::<Vec<_>>() {
+            let m = marker(rule);
+            for text in [
+                format!("password={m}"),
+                format!("api_key: \"{m}\""),
+                format!("postgres://admin:{m}@db.internal:5432/app"),
+                format!("Authorization: Bearer {m}"),
+                m.clone(),
+            ] {
+                let (out, counts) = scrub(&text);
+                assert_eq!(out, text, "rule {rule}");
+                assert!(counts.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn overlapping_rules_prefer_specific_ones() {
+        let key = "sk-ant-api03-Zq8vN2kLmP4xR7tY1wB5cD9eF3gH6jK0aS2dF4gH8jK1lZ3xC5vB7nM9qW2eR4tY6u";
+        let (out, counts) = scrub(&format!("ANTHROPIC_API_KEY=\"{key}\""));
+        assert_eq!(out, "ANTHROPIC_API_KEY=\"[REDACTED:anthropic-api-key]\"");
+        assert_eq!(counts.total(), 1);
+    }
+
+    #[test]
+    fn user_rules_allowlist_and_errors() {
+        let config = ScrubConfig {
+            rules: vec![UserRule {
+                id: "acme-key".into(),
+                regex: r"acme_(?P<secret>[0-9a-f]{24})".into(),
+                keywords: vec!["acme_".into()],
+                entropy: 2.0,
+            }],
+            allow_values: vec!["ghp_000000000000000000000000000000000000".into()],
+            allow: vec!["^AKIA.*TESTONLY$".into()],
+            ..Default::default()
+        };
+        let s = Scrubber::new(&config).unwrap();
+        let out = s.scrub("id acme_3f9a0c1b2d4e5f60718293a4 and AKIAZZZZTESTONLY");
+        assert_eq!(out.text, "id acme_[REDACTED:acme-key] and AKIAZZZZTESTONLY");
+        assert_eq!(out.counts.get("acme-key"), 1);
+
+        let bad = |c: ScrubConfig| Scrubber::new(&c).err().unwrap();
+        let rule = |id: &str, regex: &str| UserRule { id: id.into(), regex: regex.into(), keywords: vec![], entropy: 0.0 };
+        assert!(matches!(bad(ScrubConfig { rules: vec![rule("Bad Id", "x")], ..Default::default() }), ScrubError::BadId(_)));
+        assert!(matches!(bad(ScrubConfig { rules: vec![rule("jwt", "x")], ..Default::default() }), ScrubError::DuplicateRule(_)));
+        assert!(matches!(bad(ScrubConfig { rules: vec![rule("x", "(")], ..Default::default() }), ScrubError::BadRegex { .. }));
+        assert!(matches!(bad(ScrubConfig { allow: vec!["[".into()], ..Default::default() }), ScrubError::BadAllow { .. }));
+        let e = bad(ScrubConfig { disable: vec!["nope".into()], ..Default::default() });
+        assert!(e.to_string().contains("nope") && e.to_string().contains("github-token"));
+    }
+
+    #[test]
+    fn disable_turns_rules_off() {
+        let s = Scrubber::new(&ScrubConfig { disable: vec!["jwt".into()], ..Default::default() }).unwrap();
+        assert!(!s.rule_ids().any(|r| r == "jwt"));
+    }
+
+    #[test]
+    fn config_parses_from_toml_shaped_json() {
+        let c: ScrubConfig = serde_json::from_str(r#"{"emails": true, "allow_values": ["abc"]}"#).unwrap();
+        assert!(c.emails && !c.home_paths);
+        assert!(serde_json::from_str::<ScrubConfig>(r#"{"emails": true, "typo": 1}"#).is_err());
+    }
+
+    #[test]
+    fn counts_serialize_as_a_map() {
+        let (_, counts) = scrub("a ghp_R4nd0mT0k3nW1thTh1rtySixCh4rsXyZ01234 b npm_Ab3dEf6hIj9lMn2pQr5tUv8xYz1bCd4fGh7j");
+        assert_eq!(serde_json::to_string(&counts).unwrap(), r#"{"github-token":1,"npm-token":1}"#);
+    }
+}
