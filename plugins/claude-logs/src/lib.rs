@@ -6,6 +6,7 @@
 //! This file holds the config, the checkpoint and the file walk (the only I/O).
 
 pub mod extract;
+pub mod shared;
 pub mod lines;
 pub mod session;
 pub mod transcript;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use sam_plugin::source::{Batch, Discards, Example};
 use serde::{Deserialize, Serialize};
 
+use crate::shared::{granted_dirs, log, resolve_dirs};
 use crate::lines::{Body as LineBody, LineReader};
 use crate::transcript::{Bounds, Entry};
 
@@ -177,132 +179,71 @@ fn last_uuid_before(entries: &[Entry], offset: u64) -> Option<String> {
     entries.iter().rev().filter(|e| e.end <= offset).find_map(|e| e.uuid.clone())
 }
 
-/// Resolves configured roots against the granted directories. `~/x/y` matches a granted
-/// directory ending in `/x/y`, a granted `…/x` (giving `…/x/y`), or a granted folder inside
-/// `…/x/y/`. Other paths are used as given. Returns the roots and the entries that matched
-/// nothing granted.
-pub fn resolve_roots(roots: &[String], granted: &[String]) -> (Vec<PathBuf>, Vec<String>) {
-    let mut found: Vec<PathBuf> = vec![];
-    let mut skipped = vec![];
-    for root in roots {
-        let Some(rest) = root.strip_prefix("~/") else {
-            push_unique(&mut found, PathBuf::from(root));
-            continue;
-        };
-        let comps: Vec<&str> = rest.split('/').filter(|c| !c.is_empty()).collect();
-        let suffix = comps.join("/");
-        let mut any = false;
-        for g in granted {
-            let g = g.trim_end_matches('/');
-            let hit = if g.ends_with(&format!("/{suffix}")) || g.contains(&format!("/{suffix}/")) {
-                Some(PathBuf::from(g))
-            } else {
-                (1..comps.len())
-                    .rev()
-                    .find(|&k| g.ends_with(&format!("/{}", comps[..k].join("/"))))
-                    .map(|k| Path::new(g).join(comps[k..].join("/")))
-            };
-            if let Some(h) = hit {
-                push_unique(&mut found, h);
-                any = true;
-            }
-        }
-        if !any {
-            skipped.push(root.clone());
-        }
-    }
-    (found, skipped)
-}
-
-fn push_unique(v: &mut Vec<PathBuf>, p: PathBuf) {
-    if !v.contains(&p) {
-        v.push(p);
-    }
-}
-
 /// Transcript files under `root` (sorted), with their paths relative to it. A config dir with a
 /// `projects/` folder is read through that folder.
 pub fn transcript_files(root: &Path, cfg: &Config) -> std::io::Result<Vec<(PathBuf, String)>> {
     let projects = root.join("projects");
     let base = if projects.is_dir() { projects } else { root.to_path_buf() };
-    let mut out = vec![];
-    walk(&base, &base, 0, &mut out)?;
-    out.retain(|(_, rel)| {
+    shared::walk_files(&base, 4, &|rel| {
         let name = rel.rsplit('/').next().unwrap_or(rel);
         let subagent = rel.contains("/subagents/") || name.starts_with("agent-");
         let project = rel.split('/').next().unwrap_or("");
-        (cfg.include_subagents || !subagent)
+        name.ends_with(".jsonl")
+            && (cfg.include_subagents || !subagent)
             && (cfg.projects.is_empty() || cfg.projects.iter().any(|p| project.contains(p.as_str())))
-    });
-    out.sort();
-    Ok(out)
+    })
 }
 
-fn walk(base: &Path, dir: &Path, depth: usize, out: &mut Vec<(PathBuf, String)>) -> std::io::Result<()> {
-    if depth > 4 {
-        return Ok(());
-    }
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        let ty = entry.file_type()?;
-        if ty.is_dir() {
-            walk(base, &path, depth + 1, out)?;
-        } else if ty.is_file() && path.extension().is_some_and(|e| e == "jsonl") {
-            if let Ok(rel) = path.strip_prefix(base) {
-                out.push((path.clone(), rel.to_string_lossy().into_owned()));
+/// The files still to read and the checkpoint.
+pub struct Files {
+    cfg: Config,
+    files: VecDeque<(PathBuf, String)>,
+    checkpoint: Checkpoint,
+}
+
+impl shared::FileSource for Files {
+    type Update = (String, FileState);
+
+    fn next_file(&mut self, discards: &mut Discards) -> Option<(Vec<Example>, Option<Self::Update>, u64)> {
+        let (path, rel) = self.files.pop_front()?;
+        let key = path.to_string_lossy().into_owned();
+        let previous = self.checkpoint.files.get(&key);
+        match collect_file(&path, &rel, previous, &self.cfg, discards) {
+            Ok(out) => {
+                let update = (previous != Some(&out.state)).then(|| (key, out.state));
+                Some((out.examples, update, out.bytes_read))
+            }
+            Err(e) => {
+                log(true, &format!("claude-logs: cannot read {} ({e}); skipped", path.display()));
+                discards.add("unreadable_file");
+                Some((vec![], None, 0))
             }
         }
     }
-    Ok(())
-}
 
-fn granted_dirs() -> Vec<String> {
-    #[cfg(target_os = "wasi")]
-    {
-        wasip2::filesystem::preopens::get_directories().into_iter().map(|(_, p)| p).collect()
+    fn apply(&mut self, (key, state): Self::Update) {
+        self.checkpoint.files.insert(key, state);
     }
-    #[cfg(not(target_os = "wasi"))]
-    {
-        vec![]
-    }
-}
 
-fn log(warn: bool, message: &str) {
-    #[cfg(target_os = "wasi")]
-    {
-        if warn {
-            sam_plugin::source::warn(message)
-        } else {
-            sam_plugin::source::info(message)
-        }
+    fn checkpoint(&self) -> Result<String, String> {
+        serde_json::to_string(&self.checkpoint).map_err(|e| e.to_string())
     }
-    #[cfg(not(target_os = "wasi"))]
-    {
-        let _ = (warn, message);
+
+    fn files_left(&self) -> usize {
+        self.files.len()
     }
 }
-
-/// Bytes of transcript read per `next` call at most (beyond one file), so that a call that finds
-/// few examples in many files still returns in time.
-const BYTES_PER_CALL: u64 = 64 << 20;
 
 pub struct ClaudeLogs {
-    cfg: Config,
-    files: VecDeque<(PathBuf, String)>,
-    queue: VecDeque<Example>,
-    /// The state of the file whose examples are in `queue`, stored once they are all handed out.
-    pending: Option<(String, FileState)>,
-    checkpoint: Checkpoint,
-    discards: Discards,
-    dirty: bool,
+    files: Files,
+    batcher: shared::Batcher<(String, FileState)>,
 }
 
 impl sam_plugin::Source for ClaudeLogs {
     fn open(config: serde_json::Value, checkpoint: Option<String>) -> Result<Self, String> {
         let cfg = Config::parse(config)?;
         let checkpoint = Checkpoint::parse(checkpoint.as_deref())?;
-        let (roots, skipped) = resolve_roots(&cfg.roots, &granted_dirs());
+        let (roots, skipped) = resolve_dirs(&cfg.roots, &granted_dirs());
         for s in skipped {
             log(false, &format!("claude-logs: root {s} is not granted (add it to grants.read); skipped"));
         }
@@ -313,52 +254,15 @@ impl sam_plugin::Source for ClaudeLogs {
                 Err(e) => log(true, &format!("claude-logs: cannot read {} ({e}); skipped — is it granted?", root.display())),
             }
         }
-        Ok(ClaudeLogs { cfg, files, queue: VecDeque::new(), pending: None, checkpoint, discards: Discards::default(), dirty: false })
+        Ok(ClaudeLogs { files: Files { cfg, files, checkpoint }, batcher: Default::default() })
     }
 
     fn next(&mut self, max: u32) -> Result<Option<Batch>, String> {
-        let max = max.max(1) as usize;
-        let mut examples = vec![];
-        let mut read = 0;
-        while examples.len() < max {
-            if let Some(e) = self.queue.pop_front() {
-                examples.push(e);
-                continue;
-            }
-            if let Some((path, state)) = self.pending.take() {
-                self.checkpoint.files.insert(path, state);
-                self.dirty = true;
-            }
-            if read >= BYTES_PER_CALL {
-                break;
-            }
-            let Some((path, rel)) = self.files.pop_front() else { break };
-            let key = path.to_string_lossy().into_owned();
-            match collect_file(&path, &rel, self.checkpoint.files.get(&key), &self.cfg, &mut self.discards) {
-                Ok(out) => {
-                    read += out.bytes_read;
-                    self.queue.extend(out.examples);
-                    if self.checkpoint.files.get(&key) != Some(&out.state) {
-                        self.pending = Some((key, out.state));
-                    }
-                }
-                Err(e) => {
-                    log(true, &format!("claude-logs: cannot read {} ({e}); skipped", path.display()));
-                    self.discards.add("unreadable_file");
-                }
-            }
-        }
-        let discarded = self.discards.take();
-        if examples.is_empty() && discarded.is_empty() && !self.dirty && self.files.is_empty() && self.pending.is_none() {
-            return Ok(None);
-        }
-        self.dirty = false;
-        let checkpoint = serde_json::to_string(&self.checkpoint).map_err(|e| e.to_string())?;
-        Ok(Some(Batch { examples, discarded, checkpoint: Some(checkpoint) }))
+        self.batcher.next(&mut self.files, max)
     }
 
     fn estimate(&self) -> Option<u64> {
-        Some((self.files.len() + self.queue.len()) as u64)
+        Some(self.batcher.estimate(&self.files))
     }
 }
 

@@ -261,14 +261,3 @@ fn missing_roots_are_skipped() {
     let (examples, _, _) = collect(json!({}), None);
     assert!(examples.is_empty());
 }
-
-#[test]
-fn roots_resolve_against_grants() {
-    let granted = vec!["/home/me/.claude".to_string(), "/home/me/.config/claude/projects/-home-me-app".to_string(), "/data".to_string()];
-    let (roots, skipped) = resolve_roots(&["~/.claude/projects".into(), "~/.config/claude/projects".into(), "~/other".into(), "/abs".into()], &granted);
-    assert_eq!(
-        roots,
-        vec![PathBuf::from("/home/me/.claude/projects"), PathBuf::from("/home/me/.config/claude/projects/-home-me-app"), PathBuf::from("/abs")]
-    );
-    assert_eq!(skipped, vec!["~/other".to_string()]);
-}
