@@ -99,7 +99,7 @@ fn scrub_fields_sums_counts() {
     let mut r = rng(9);
     let a = plant(&mut r, "npm-token", 1);
     let b = plant(&mut r, "jwt", 2);
-    let mut fields = vec![a.text.clone(), "clean".to_string(), b.text.clone()];
+    let mut fields = [a.text.clone(), "clean".to_string(), b.text.clone()];
     let counts = Scrubber::default().scrub_fields(fields.iter_mut());
     assert_eq!(counts.get("npm-token"), 1);
     assert_eq!(counts.get("jwt"), 1);

@@ -56,7 +56,13 @@ pub struct LshIndex<Id> {
 
 impl<Id: Clone> LshIndex<Id> {
     pub fn new(params: MinHashParams) -> Result<Self, DedupError> {
+        Self::with_capacity(params, 0)
+    }
+
+    /// An index with room for `docs` documents (the store knows how many it will load).
+    pub fn with_capacity(params: MinHashParams, docs: usize) -> Result<Self, DedupError> {
         params.validate()?;
+        let keys = params.layouts * params.bands;
         let mut state = params.seed ^ 0x4c53_485f_4c41_594f;
         let order = (0..params.layouts)
             .map(|layout| {
@@ -72,12 +78,12 @@ impl<Id: Clone> LshIndex<Id> {
             })
             .collect();
         Ok(LshIndex {
-            params,
             order,
-            buckets: HashMap::default(),
-            entries: Vec::new(),
-            ids: Vec::new(),
-            values: Vec::new(),
+            buckets: HashMap::with_capacity_and_hasher(docs * keys, Default::default()),
+            entries: Vec::with_capacity(docs * keys),
+            ids: Vec::with_capacity(docs),
+            values: Vec::with_capacity(docs * params.num_perm),
+            params,
         })
     }
 
@@ -116,12 +122,31 @@ impl<Id: Clone> LshIndex<Id> {
         }
     }
 
-    /// Stored documents whose estimated similarity to `signature` is at least the threshold, most
-    /// similar first.
+    /// Stored near duplicates of `signature`, most similar first. A stored document is one when
+    /// it shares a band of layout 0 with the query — classic banded-LSH semantics, what
+    /// datasketch's `MinHashLSH` answers at the same bands × rows — or when it shares a band of
+    /// another layout and its estimated similarity is at least `threshold`. The extra layouts
+    /// catch pairs near the threshold that the classic banding misses; each result carries its
+    /// estimated similarity for callers that want a stricter cut.
     pub fn query(&self, signature: &Signature) -> Vec<NearDup<Id>> {
-        let threshold = self.params.threshold;
-        let mut found: Vec<(u32, f64)> =
-            self.candidate_docs(signature).into_iter().map(|d| (d, self.similarity(d, signature))).filter(|&(_, s)| s >= threshold).collect();
+        let mut found: Vec<(u32, f64)> = Vec::new();
+        if signature.is_empty() {
+            return Vec::new();
+        }
+        let classic = self.params.bands;
+        let mut docs: Vec<(u32, bool)> = Vec::new();
+        for (k, key) in self.band_keys(&signature.0).enumerate() {
+            self.bucket_docs(key, |d| docs.push((d, k < classic)));
+        }
+        // Per document, classic first.
+        docs.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        docs.dedup_by_key(|d| d.0);
+        for (doc, in_classic_band) in docs {
+            let similarity = self.similarity(doc, signature);
+            if in_classic_band || similarity >= self.params.threshold {
+                found.push((doc, similarity));
+            }
+        }
         found.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         found.into_iter().map(|(d, similarity)| NearDup { id: self.ids[d as usize].clone(), similarity }).collect()
     }
@@ -133,7 +158,7 @@ impl<Id: Clone> LshIndex<Id> {
         let mut docs = Vec::new();
         if !signature.is_empty() {
             for key in self.band_keys(&signature.0).take(self.params.bands) {
-                self.bucket_docs(key, &mut docs);
+                self.bucket_docs(key, |d| docs.push(d));
             }
         }
         docs.sort_unstable();
@@ -155,24 +180,11 @@ impl<Id: Clone> LshIndex<Id> {
         estimate(&self.values[start..start + n], &signature.0)
     }
 
-    fn candidate_docs(&self, signature: &Signature) -> Vec<u32> {
-        let mut docs = Vec::new();
-        if signature.is_empty() {
-            return docs;
-        }
-        for key in self.band_keys(&signature.0) {
-            self.bucket_docs(key, &mut docs);
-        }
-        docs.sort_unstable();
-        docs.dedup();
-        docs
-    }
-
-    fn bucket_docs(&self, key: u64, docs: &mut Vec<u32>) {
+    fn bucket_docs(&self, key: u64, mut f: impl FnMut(u32)) {
         if let Some(&(mut entry, _)) = self.buckets.get(&key) {
             while entry != END {
                 let (doc, next) = self.entries[entry as usize];
-                docs.push(doc);
+                f(doc);
                 entry = next;
             }
         }

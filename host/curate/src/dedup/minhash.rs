@@ -23,7 +23,9 @@ pub struct MinHashParams {
     /// with the same bands × rows); each further layout re-bands the same signature in another
     /// fixed shuffled order, which raises recall near the threshold for a little more memory.
     pub layouts: usize,
-    /// Estimated Jaccard similarity at or above which a candidate is a near duplicate.
+    /// Estimated Jaccard similarity at or above which a document sharing a band of an extra
+    /// layout is a near duplicate (one sharing a band of layout 0 always is: `bands` × `rows`
+    /// place the classic S-curve, whose steepest point is near (1/bands)^(1/rows) ≈ 0.72).
     pub threshold: f64,
     /// Seed of the permutations.
     pub seed: u64,
@@ -156,7 +158,7 @@ impl MinHasher {
                 let w = window[(words - len + k) % 32];
                 shingle[8 * k..8 * k + 8].copy_from_slice(&w.to_le_bytes());
             }
-            let x = xxh3_64_with_seed(&shingle[..8 * len], 0x5348_494e_474c_45);
+            let x = xxh3_64_with_seed(&shingle[..8 * len], 0x0053_4849_4e47_4c45);
             for ((m, &a), &b) in mins.iter_mut().zip(&self.a).zip(&self.b) {
                 let h = (a.wrapping_mul(x).wrapping_add(b) >> 32) as u32;
                 *m = (*m).min(h);

@@ -2,7 +2,10 @@
 //!
 //! Each rule has keywords, a regex whose first participating capture group is the secret, a
 //! minimum Shannon entropy and sometimes an extra check. One Aho-Corasick pass over the text finds
-//! which rules' keywords occur; only those rules' regexes run. Matches that are allowlisted, hold a
+//! where rules' keywords occur. A built-in rule's matches start with one of its keywords, so its
+//! regex is only tried, anchored, at those positions: the text is scanned once, whatever the
+//! number of rules. (Config rules and the optional email/home-path rules scan texts holding one of
+//! their keywords.) Matches that are allowlisted, hold a
 //! stopword (`EXAMPLE`, `xxxx`, `<your-token>`…) or sit inside an earlier `[REDACTED:…]` marker are
 //! kept. The secret is replaced with `[REDACTED:<rule-id>]`; the result is a fixpoint, so
 //! scrubbing twice changes nothing. Only counts per rule are reported, never the secrets.
@@ -23,6 +26,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use aho_corasick::AhoCorasick;
 use regex::{Regex, RegexSet};
+use regex_automata::meta;
+use regex_automata::util::captures::Captures;
+use regex_automata::{Anchored, Input};
 use serde::{Deserialize, Serialize};
 
 pub use check::shannon_entropy;
@@ -127,7 +133,9 @@ pub struct Scrubbed<'a> {
 
 struct Rule {
     id: String,
-    regex: Regex,
+    regex: meta::Regex,
+    /// Tried only at its keywords' positions (matches start with a keyword).
+    anchored: bool,
     entropy: f64,
     check: Check,
     /// Capture group index of the secret (0 = whole match), or `None` for "first participating".
@@ -188,10 +196,17 @@ impl Scrubber {
             if !enabled {
                 continue;
             }
-            let regex = Regex::new(spec.regex)
+            let regex = meta::Regex::new(spec.regex)
                 .map_err(|e| ScrubError::BadRegex { rule: spec.id.to_string(), message: e.to_string() })?;
             let index = rules.len();
-            rules.push(Rule { id: spec.id.to_string(), regex, entropy: spec.entropy, check: spec.check, group: None });
+            rules.push(Rule {
+                id: spec.id.to_string(),
+                regex,
+                anchored: spec.anchored,
+                entropy: spec.entropy,
+                check: spec.check,
+                group: None,
+            });
             if !add_keywords(index, &mut spec.keywords.iter().map(|k| k.to_string())) {
                 always.push(index);
             }
@@ -203,14 +218,14 @@ impl Scrubber {
             if known.contains(&user.id.as_str()) || config.rules.iter().filter(|r| r.id == user.id).count() > 1 {
                 return Err(ScrubError::DuplicateRule(user.id.clone()));
             }
-            let regex =
-                Regex::new(&user.regex).map_err(|e| ScrubError::BadRegex { rule: user.id.clone(), message: e.to_string() })?;
-            let group = regex
-                .capture_names()
-                .position(|n| n == Some("secret"))
-                .or(if regex.captures_len() > 1 { Some(1) } else { Some(0) });
+            let regex = meta::Regex::new(&user.regex)
+                .map_err(|e| ScrubError::BadRegex { rule: user.id.clone(), message: e.to_string() })?;
+            let info = regex.group_info();
+            let group = info
+                .to_index(regex_automata::PatternID::ZERO, "secret")
+                .or(if info.group_len(regex_automata::PatternID::ZERO) > 1 { Some(1) } else { Some(0) });
             let index = rules.len();
-            rules.push(Rule { id: user.id.clone(), regex, entropy: user.entropy, check: Check::None, group });
+            rules.push(Rule { id: user.id.clone(), regex, anchored: false, entropy: user.entropy, check: Check::None, group });
             if !add_keywords(index, &mut user.keywords.iter().filter(|k| !k.is_empty()).map(|k| k.to_ascii_lowercase())) {
                 always.push(index);
             }
@@ -300,43 +315,41 @@ impl Scrubber {
 
     /// The non-overlapping hits in `text`, in order.
     fn find(&self, text: &str) -> Vec<Hit> {
-        let mut enabled = vec![false; self.rules.len()];
-        let mut any = false;
+        let mut scan = vec![false; self.rules.len()];
+        let mut hits = Vec::new();
+        let mut markers: Option<Vec<(usize, usize)>> = None;
+        // Captures are per regex (their group counts differ); made on first use.
+        let mut caps: Vec<Option<Captures>> = (0..self.rules.len()).map(|_| None).collect();
         for m in self.keywords.find_overlapping_iter(text) {
             for &r in &self.keyword_rules[m.pattern().as_usize()] {
-                enabled[r] = true;
-                any = true;
+                let rule = &self.rules[r];
+                if !rule.anchored {
+                    scan[r] = true;
+                    continue;
+                }
+                let caps = caps[r].get_or_insert_with(|| rule.regex.create_captures());
+                let input = Input::new(text).span(m.start()..text.len()).anchored(Anchored::Yes);
+                rule.regex.search_captures(&input, caps);
+                if caps.is_match() {
+                    self.consider(text, r, caps, &mut markers, &mut hits);
+                }
             }
         }
         for &r in &self.always {
-            enabled[r] = true;
-            any = true;
+            scan[r] = true;
         }
-        if !any {
-            return Vec::new();
-        }
-        let markers = marker_spans(text);
-        let mut hits = Vec::new();
-        for (index, rule) in self.rules.iter().enumerate().filter(|(i, _)| enabled[*i]) {
-            for caps in rule.regex.captures_iter(text) {
-                let secret = match rule.group {
-                    Some(g) => caps.get(g),
-                    None => caps.iter().skip(1).flatten().next().or_else(|| caps.get(0)),
-                };
-                let Some(secret) = secret else { continue };
-                let (start, end) = (secret.start(), secret.end());
-                if start == end || markers.iter().any(|&(ms, me)| start < me && ms < end) {
-                    continue;
-                }
-                let value = secret.as_str();
-                if (rule.entropy > 0.0 && shannon_entropy(value) < rule.entropy)
-                    || !rule.check.passes(text, start, end)
-                    || self.is_allowed(value)
-                {
-                    continue;
-                }
-                hits.push(Hit { start, end, rule: index });
+        for (r, rule) in self.rules.iter().enumerate().filter(|(r, _)| scan[*r]) {
+            let mut caps = rule.regex.create_captures();
+            let mut at = 0;
+            while at <= text.len() {
+                rule.regex.search_captures(&Input::new(text).span(at..text.len()), &mut caps);
+                let Some(whole) = caps.get_match() else { break };
+                self.consider(text, r, &caps, &mut markers, &mut hits);
+                at = if whole.end() > whole.start() { whole.end() } else { next_char(text, whole.end()) };
             }
+        }
+        if hits.is_empty() {
+            return hits;
         }
         // Leftmost first; at the same start the longer match, then the higher-priority rule.
         hits.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)).then(a.rule.cmp(&b.rule)));
@@ -349,6 +362,29 @@ impl Scrubber {
         kept
     }
 
+    /// Applies a rule's secret group, entropy, check, allowlist and marker tests to one match.
+    fn consider(&self, text: &str, r: usize, caps: &Captures, markers: &mut Option<Vec<(usize, usize)>>, hits: &mut Vec<Hit>) {
+        let rule = &self.rules[r];
+        let secret = match rule.group {
+            Some(g) => caps.get_group(g),
+            None => (1..caps.group_len()).find_map(|g| caps.get_group(g)).or_else(|| caps.get_match().map(|m| m.span())),
+        };
+        let Some(secret) = secret else { return };
+        let (start, end) = (secret.start, secret.end);
+        if start == end {
+            return;
+        }
+        let value = &text[start..end];
+        if (rule.entropy > 0.0 && shannon_entropy(value) < rule.entropy) || !rule.check.passes(text, start, end) || self.is_allowed(value) {
+            return;
+        }
+        let markers = markers.get_or_insert_with(|| marker_spans(text));
+        if markers.iter().any(|&(ms, me)| start < me && ms < end) {
+            return;
+        }
+        hits.push(Hit { start, end, rule: r });
+    }
+
     fn is_allowed(&self, value: &str) -> bool {
         if self.allow_values.contains(value) {
             return true;
@@ -359,6 +395,10 @@ impl Scrubber {
         }
         self.allow.as_ref().is_some_and(|set| set.is_match(value))
     }
+}
+
+fn next_char(text: &str, at: usize) -> usize {
+    text[at..].chars().next().map_or(text.len() + 1, |c| at + c.len_utf8())
 }
 
 /// Byte spans of `[REDACTED:…]` markers already in the text.

@@ -9,9 +9,11 @@ use super::check::Check;
 /// A rule as written in the table (compiled by [`super::Scrubber::new`]).
 pub(crate) struct RuleSpec {
     pub id: &'static str,
-    /// Lower-case literals; the rule's regex runs only on text containing one of them
-    /// (ASCII case-insensitively). Empty means "always run".
+    /// Lower-case literals, found ASCII case-insensitively. For an anchored rule every match
+    /// starts with one of them and the regex is tried only where they occur; otherwise the regex
+    /// scans texts that contain one.
     pub keywords: &'static [&'static str],
+    pub anchored: bool,
     /// The first participating capture group is the secret; without groups, the whole match.
     pub regex: &'static str,
     /// Minimum Shannon entropy (bits per byte) of the secret.
@@ -22,7 +24,7 @@ pub(crate) struct RuleSpec {
 }
 
 const fn rule(id: &'static str, keywords: &'static [&'static str], regex: &'static str, entropy: f64, check: Check) -> RuleSpec {
-    RuleSpec { id, keywords, regex, entropy, check, optional: false }
+    RuleSpec { id, keywords, regex, entropy, check, anchored: true, optional: false }
 }
 
 /// `=`, `:=`, `:`, `=>` between a key (optionally quoted) and its value (optionally quoted).
@@ -109,7 +111,7 @@ pub(crate) const BUILTIN: &[RuleSpec] = &[
     rule(
         "url-password",
         &["://"],
-        r#"[A-Za-z][A-Za-z0-9+.\-]{0,20}://[^\s:@/?#'"<>\[\]]{1,128}:([^\s:@/?#'"<>\[\]]{1,256})@"#,
+        r#"://[^\s:@/?#'"<>\[\]]{1,128}:([^\s:@/?#'"<>\[\]]{1,256})@"#,
         0.0,
         Check::UrlPassword,
     ),
@@ -122,7 +124,7 @@ pub(crate) const BUILTIN: &[RuleSpec] = &[
     ),
     rule(
         "password-assignment",
-        &["pass", "pwd", "secret", "token", "key", "credential"],
+        &["pass", "pwd", "secret", "token", "api", "auth", "access", "private", "credential"],
         concat!(
             r"(?i:pass(?:word|wd|phrase)?|pwd|secret|token|api[_\-]?key|auth[_\-]?key|access[_\-]?key|private[_\-]?key|credentials?)",
             assign!(),
@@ -148,6 +150,7 @@ pub(crate) const BUILTIN: &[RuleSpec] = &[
         regex: r"(?-u:\b)([A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63})*\.[A-Za-z]{2,24})(?-u:\b)",
         entropy: 0.0,
         check: Check::Email,
+        anchored: false,
         optional: true,
     },
     RuleSpec {
@@ -156,6 +159,7 @@ pub(crate) const BUILTIN: &[RuleSpec] = &[
         regex: r"(?:^|[^A-Za-z0-9_.\-/~])(?:/home/|/Users/|[A-Za-z]:\\Users\\)([A-Za-z0-9._\-]{1,64})",
         entropy: 0.0,
         check: Check::HomeUser,
+        anchored: false,
         optional: true,
     },
 ];

@@ -104,7 +104,7 @@ pub fn plant(rng: &mut impl Rng, rule: &'static str, variant: usize) -> Plant {
             (s.clone(), prose_or_assignment(variant, "ANTHROPIC_API_KEY", &s))
         }
         "openai-api-key" => {
-            let s = if variant % 2 == 0 {
+            let s = if variant.is_multiple_of(2) {
                 format!("sk-proj-{}", chars(rng, B64URL, 156))
             } else {
                 format!("sk-{}T3BlbkFJ{}", chars(rng, B62, 20), chars(rng, B62, 20))
@@ -168,7 +168,7 @@ pub fn plant(rng: &mut impl Rng, rule: &'static str, variant: usize) -> Plant {
             (s, t)
         }
         "generic-api-key" => {
-            let s = if variant % 2 == 0 { chars(rng, HEX, 32) } else { chars(rng, B62, 32) };
+            let s = if variant.is_multiple_of(2) { chars(rng, HEX, 32) } else { chars(rng, B62, 32) };
             let t = [format!("+SIGNING_KEY={s}"), format!("  \"session_cookie\": \"{s}\","), format!("webhook_signature: {s}")][variant % 3].clone();
             (s, t)
         }
@@ -278,7 +278,7 @@ pub fn topic_vocab(topic: u64, size: usize) -> Vec<String> {
     let mut r = rng(0x7091c ^ topic.wrapping_mul(0x9E37_79B9));
     (0..size)
         .map(|_| {
-            let n = r.random_range(2..=4);
+            let n = r.random_range(1..=3);
             (0..n).map(|_| SYLLABLES[r.random_range(0..SYLLABLES.len())]).collect::<String>()
         })
         .collect()
