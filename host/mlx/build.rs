@@ -81,7 +81,7 @@ fn build(out_dir: &Path, bridge: &Path) -> Result<PathBuf, String> {
     }
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
     let mut cmd = Command::new(&cxx);
-    cmd.args(["-std=c++20", "-O2", "-fPIC", "-shared"])
+    cmd.args(["-std=c++20", "-O3", "-fPIC", "-shared"])
         .arg("src/bridge.cpp")
         .arg(format!("-I{}", include.display()))
         .arg(format!("-L{}", lib.display()))

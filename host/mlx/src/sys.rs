@@ -230,6 +230,9 @@ fn candidate_paths() -> Vec<PathBuf> {
 #[cfg(target_os = "linux")]
 fn preload_openblas() -> bool {
     use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
+    if std::env::var("BRAIN_MLX_NO_OPENBLAS").is_ok_and(|v| v == "1") {
+        return false; // for benchmarks and debugging: keep the wheel's reference BLAS
+    }
     for name in ["libopenblas.so.0", "libopenblas.so"] {
         // SAFETY: loading a system BLAS library; its initializers are benign.
         if let Ok(lib) = unsafe { Library::open(Some(name), RTLD_NOW | RTLD_GLOBAL) } {
