@@ -23,13 +23,17 @@ use crate::shared::{granted_dirs, log, resolve_dirs};
 use crate::lines::{Body as LineBody, LineReader};
 use crate::transcript::{Bounds, Entry};
 
+/// Where Claude Code keeps transcripts when `$CLAUDE_CONFIG_DIR` is not set.
+pub const DEFAULT_ROOTS: &[&str] = &["~/.config/claude/projects", "~/.claude/projects"];
+
 /// The plugin's config table (`config = { … }` in brain.toml).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Directories holding transcripts: Claude's `projects/` dirs, a config dir that has one, or
     /// single project folders. `~/…` entries are matched against the granted directories.
-    pub roots: Vec<String>,
+    /// Unset: [`DEFAULT_ROOTS`] as far as granted, and every granted directory.
+    pub roots: Option<Vec<String>>,
     /// Only project folders whose name contains one of these (empty: all).
     pub projects: Vec<String>,
     /// Also read subagent transcripts (`subagents/agent-*.jsonl`, `agent-*.jsonl`).
@@ -54,7 +58,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            roots: vec!["~/.config/claude/projects".into(), "~/.claude/projects".into()],
+            roots: None,
             projects: vec![],
             include_subagents: false,
             context_tokens: 1536,
@@ -210,7 +214,7 @@ impl shared::FileSource for Files {
         let previous = self.checkpoint.files.get(&key);
         match collect_file(&path, &rel, previous, &self.cfg, discards) {
             Ok(out) => {
-                let update = (previous != Some(&out.state)).then(|| (key, out.state));
+                let update = (previous != Some(&out.state)).then_some((key, out.state));
                 Some((out.examples, update, out.bytes_read))
             }
             Err(e) => {
@@ -243,17 +247,30 @@ impl sam_plugin::Source for ClaudeLogs {
     fn open(config: serde_json::Value, checkpoint: Option<String>) -> Result<Self, String> {
         let cfg = Config::parse(config)?;
         let checkpoint = Checkpoint::parse(checkpoint.as_deref())?;
-        let (roots, skipped) = resolve_dirs(&cfg.roots, &granted_dirs());
+        let granted = granted_dirs();
+        let (roots, skipped) = match &cfg.roots {
+            Some(roots) => resolve_dirs(roots, &granted),
+            None => {
+                let defaults: Vec<String> = DEFAULT_ROOTS.iter().map(|r| r.to_string()).collect();
+                let (mut roots, skipped) = resolve_dirs(&defaults, &granted);
+                roots.extend(granted.iter().map(PathBuf::from));
+                (roots, skipped)
+            }
+        };
         for s in skipped {
             log(false, &format!("claude-logs: root {s} is not granted (add it to grants.read); skipped"));
         }
-        let mut files = VecDeque::new();
+        let mut found = vec![];
         for root in roots {
             match transcript_files(&root, &cfg) {
-                Ok(fs) => files.extend(fs),
+                Ok(fs) => found.extend(fs),
                 Err(e) => log(true, &format!("claude-logs: cannot read {} ({e}); skipped — is it granted?", root.display())),
             }
         }
+        // Roots may overlap (a granted `~/.claude` and the default `~/.claude/projects`).
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found.dedup_by(|a, b| a.0 == b.0);
+        let files: VecDeque<_> = found.into();
         Ok(ClaudeLogs { files: Files { cfg, files, checkpoint }, batcher: Default::default() })
     }
 

@@ -261,3 +261,25 @@ fn missing_roots_are_skipped() {
     let (examples, _, _) = collect(json!({}), None);
     assert!(examples.is_empty());
 }
+
+#[test]
+fn the_repository_sample_transcript() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples/claude-projects");
+    let (examples, discards, _) = collect(json!({ "roots": [root.to_string_lossy()] }), None);
+    let got: Vec<(Kind, &str)> = examples.iter().map(|e| (e.kind, e.provenance.as_str())).collect();
+    let file = "-home-demo-todo-app/5d0c8e2a-7b1f-4c3e-9a61-2f4d8b9e0c11.jsonl";
+    assert_eq!(
+        got,
+        vec![
+            (Kind::Chat, format!("{file}#u-0001").as_str()),
+            (Kind::Reasoning, format!("{file}#u-0001").as_str()),
+            (Kind::Principle, format!("{file}#u-0002").as_str()),
+            (Kind::Correction, format!("{file}#u-0003").as_str()),
+            (Kind::Preference, format!("{file}#u-0003").as_str()),
+        ]
+    );
+    assert_eq!(examples[2].messages[0].content, "Always keep functions under 40 lines in this repo.");
+    assert!(examples[4].messages.last().unwrap().content.starts_with("The project requires Python 3.11 or newer"));
+    assert_eq!(examples[4].rejected.as_deref(), Some("The project requires Python 3.8."));
+    assert_eq!(discards.get("answer_corrected_later"), Some(&1));
+}

@@ -184,8 +184,7 @@ fn missing_tables_and_columns_name_the_config_key() {
     assert!(open(database(""), json!({ "locations": { "table": "places" } })).contains("set config key `locations.table`"));
     assert!(open(database(""), json!({ "locations": { "snippet_id": "sid" } })).contains("set config key `locations.snippet_id`"));
     assert!(open(database(""), json!({ "languages": ["cobol"] })).contains("unsupported language"));
-    let mut cfg = Config::default();
-    cfg.db = "/x".into();
+    let cfg = Config { db: "/x".into(), ..Default::default() };
     assert!(CodeDedup::with_db(Sqlite(database("")), cfg, Some("{bad")).err().unwrap().contains("checkpoint"));
 }
 

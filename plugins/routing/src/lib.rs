@@ -297,7 +297,7 @@ impl shared::FileSource for Files {
         match read_log(&path, &rel, previous, &self.cfg, discards) {
             Ok((examples, state)) => {
                 let read = state.offset.saturating_sub(previous.map_or(0, |p| p.offset));
-                let update = (previous != Some(&state)).then(|| Update::File(key, state));
+                let update = (previous != Some(&state)).then_some(Update::File(key, state));
                 Some((examples, update, read))
             }
             Err(e) => {

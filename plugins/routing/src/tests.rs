@@ -159,3 +159,12 @@ fn labels_and_config_errors() {
     let (none, _, _) = collect(json!({ "dirs": ["/no/such/dir"] }), None);
     assert!(none.is_empty());
 }
+
+#[test]
+fn the_repository_sample_log() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples/routing");
+    let (examples, discards, _) = collect(json!({ "dirs": [dir.to_string_lossy()] }), None);
+    let labels: Vec<&str> = examples.iter().map(|e| e.messages[2].content.lines().next().unwrap()).collect();
+    assert_eq!(labels, vec!["local", "local", "claude", "claude", "claude", "local"]);
+    assert!(discards.is_empty(), "{discards:?}");
+}
