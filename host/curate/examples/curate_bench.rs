@@ -133,6 +133,12 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     let mb = bytes as f64 / 1e6;
+    let mut summary = serde_json::Map::new();
+    let mut record = |key: &str, value: serde_json::Value| {
+        summary.insert(key.to_string(), value);
+    };
+    record("docs", docs.len().into());
+    record("mb", mb.into());
 
     // 2. Scrubbing, one core.
     let scrubber = Scrubber::default();
@@ -147,6 +153,23 @@ fn main() {
         mb / scrub_s,
         plants.len()
     );
+    record("scrub_docs_per_s", (docs.len() as f64 / scrub_s).into());
+    record("scrub_mb_per_s", (mb / scrub_s).into());
+    record("planted_secrets", plants.len().into());
+    record("planted_left", missed.into());
+    // The detect-secrets slice alone (denser in secrets), best of 5.
+    let slice = &docs[..args.ds_docs];
+    let slice_mb = slice.iter().map(|d| d.len()).sum::<usize>() as f64 / 1e6;
+    let slice_s = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            slice.iter().for_each(|d| drop(scrubber.scrub(d)));
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    println!("scrub, detect-secrets slice: {:.2} MB in {:.1} ms = {:.1} MB/s", slice_mb, slice_s * 1e3, slice_mb / slice_s);
+    record("slice_mb", slice_mb.into());
+    record("slice_scrub_s", slice_s.into());
     let (set, regexes) = brain_curate::scrub::regexset_baseline();
     let t = Instant::now();
     let mut baseline_hits = 0usize;
@@ -163,6 +186,7 @@ fn main() {
         baseline_hits,
         base_s / scrub_s
     );
+    record("regexset_mb_per_s", (mb / base_s).into());
 
     // 3. Near duplicates, one core, incremental over the stream.
     let run = |params: MinHashParams, label: &str, report_steps: bool| -> (Vec<Vec<usize>>, Vec<Vec<usize>>, f64) {
@@ -212,10 +236,10 @@ fn main() {
             pairs.len(),
             docs.len() as f64 / secs
         );
-        if layouts == MinHashParams::default().layouts {
-            let lines: Vec<String> = found.iter().enumerate().filter(|(_, f)| !f.is_empty()).map(|(i, f)| format!("{i} {}", f[0])).collect();
-            std::fs::write(args.out.join("ours_neardup.txt"), lines.join("\n")).expect("write");
-        }
+        record(&format!("neardup_layouts{layouts}_docs_per_s"), (docs.len() as f64 / secs).into());
+        record(&format!("neardup_layouts{layouts}_found"), hits.into());
+        record(&format!("neardup_layouts{layouts}_other_pairs"), fp.into());
+        record("classic_candidates_found", chits.into());
     }
 
     // 4. The whole step on 2 threads: scrub + signature in parallel, index sequential.
@@ -245,6 +269,9 @@ fn main() {
         docs.len() as f64 / secs,
         mb / secs
     );
+    record("pipeline_threads", threads.into());
+    record("pipeline_docs_per_s", (docs.len() as f64 / secs).into());
+    record("copies", pairs.len().into());
 
     // 5. Files for the Python side.
     let mut corpus = String::with_capacity(bytes + docs.len() * 16);
@@ -257,15 +284,15 @@ fn main() {
     std::fs::write(args.out.join("dup_pairs.txt"), pair_lines.join("\n")).expect("write");
     // The detect-secrets slice: raw and scrubbed, and the planted secrets in it.
     let ds_raw: String = docs[..args.ds_docs].join("\n");
-    let ds_scrubbed: String = scrubbed[..args.ds_docs].join("\n");
     std::fs::write(args.out.join("ds_raw.txt"), &ds_raw).expect("write");
-    std::fs::write(args.out.join("ds_scrubbed.txt"), &ds_scrubbed).expect("write");
+    std::fs::write(args.out.join("ds_scrubbed.json"), serde_json::to_string(&scrubbed[..args.ds_docs]).expect("json")).expect("write");
     let ds_truth: Vec<serde_json::Value> = plants
         .iter()
         .filter(|(doc, _)| *doc < args.ds_docs)
         .map(|(_, p)| serde_json::json!({"rule": p.rule, "secret": p.secret}))
         .collect();
     std::fs::write(args.out.join("ds_truth.json"), serde_json::to_string(&ds_truth).expect("json")).expect("write");
+    std::fs::write(args.out.join("ours.json"), serde_json::Value::Object(summary).to_string()).expect("write");
     println!(
         "wrote {} ({} lines, {:.2} MB in the detect-secrets slice)",
         args.out.display(),
