@@ -5,7 +5,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use super::minhash::{estimate, splitmix, MinHashParams, Signature};
+use super::minhash::{estimate, splitmix, MinHashParams, MinHasher, Signature};
 use super::DedupError;
 
 /// A stored document found similar to a query.
@@ -85,6 +85,18 @@ impl<Id: Clone> LshIndex<Id> {
             values: Vec::with_capacity(docs * params.num_perm),
             params,
         })
+    }
+
+    /// Rebuilds the index from stored signatures (`id`, bytes from [`Signature::to_bytes`]),
+    /// with `hasher`'s settings; a signature made with other settings is an error
+    /// ([`DedupError::ParamsMismatch`]: recompute them).
+    pub fn rebuild<B: AsRef<[u8]>>(hasher: &MinHasher, stored: impl IntoIterator<Item = (Id, B)>) -> Result<Self, DedupError> {
+        let stored = stored.into_iter();
+        let mut index = Self::with_capacity(hasher.params().clone(), stored.size_hint().0)?;
+        for (id, bytes) in stored {
+            index.insert(id, &hasher.decode(bytes.as_ref())?);
+        }
+        Ok(index)
     }
 
     pub fn params(&self) -> &MinHashParams {
@@ -208,7 +220,6 @@ impl<Id: Clone> LshIndex<Id> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::MinHasher;
     use super::*;
 
     #[test]

@@ -413,6 +413,7 @@ fn marker_spans(text: &str) -> Vec<(usize, usize)> {
         .collect()
 }
 
+#[doc(hidden)]
 /// The plain baseline the benchmark compares with: every rule's regex in one `RegexSet`, run on
 /// every text, then the matching rules' regexes again for positions (no keyword prefilter).
 pub fn regexset_baseline() -> (RegexSet, Vec<Regex>) {
