@@ -19,12 +19,10 @@ pub(crate) struct RuleSpec {
     /// Minimum Shannon entropy (bits per byte) of the secret.
     pub entropy: f64,
     pub check: Check,
-    /// Rules that are off unless the config turns them on (`emails`, `home_paths`).
-    pub optional: bool,
 }
 
 const fn rule(id: &'static str, keywords: &'static [&'static str], regex: &'static str, entropy: f64, check: Check) -> RuleSpec {
-    RuleSpec { id, keywords, regex, entropy, check, anchored: true, optional: false }
+    RuleSpec { id, keywords, regex, entropy, check, anchored: true }
 }
 
 /// `=`, `:=`, `:`, `=>` between a key (optionally quoted) and its value (optionally quoted).
@@ -34,6 +32,7 @@ macro_rules! assign {
     };
 }
 
+/// Rules that are off unless the config turns them on (`emails`, `home_paths`).
 pub(crate) const EMAIL: &str = "email";
 pub(crate) const HOME_PATH: &str = "home-path";
 
@@ -151,7 +150,6 @@ pub(crate) const BUILTIN: &[RuleSpec] = &[
         entropy: 0.0,
         check: Check::Email,
         anchored: false,
-        optional: true,
     },
     RuleSpec {
         id: HOME_PATH,
@@ -160,7 +158,6 @@ pub(crate) const BUILTIN: &[RuleSpec] = &[
         entropy: 0.0,
         check: Check::HomeUser,
         anchored: false,
-        optional: true,
     },
 ];
 
