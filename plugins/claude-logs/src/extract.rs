@@ -22,15 +22,16 @@ pub fn examples(turns: &[Turn], emit_from: u64, session: &SessionRef, cfg: &Conf
             continue;
         }
         let last = i + 1 == turns.len();
+        if last && turn.answer.is_none() {
+            break; // unfinished: read again next time (see `resume_offset`)
+        }
         if cfg.principles {
             for p in principles(&turn.human) {
                 out.push(principle_example(&p, turn, session));
             }
         }
         let Some(answer) = turn.answer.as_deref() else {
-            if !last {
-                discards.add("no_final_answer");
-            }
+            discards.add("no_final_answer");
             continue;
         };
         if answer.chars().count() > cfg.max_answer_chars {

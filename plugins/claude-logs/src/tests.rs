@@ -169,7 +169,7 @@ fn second_run_adds_nothing_and_appended_turns_only_new_examples() {
 
     // The session goes on: a question whose answer is still being written, then finished.
     let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
-    writeln!(f, "{}", user("u5", Some("a5"), "And how do I read a file to a string?")).unwrap();
+    writeln!(f, "{}", user("u5", Some("a5"), "And how do I read a file to a string? Always prefer std over crates.")).unwrap();
     writeln!(f, "{}", assistant("a6", "u5", "msg_E", json!([{"type":"tool_use","id":"t9","name":"Grep","input":{}}]))).unwrap();
     drop(f);
     let (partial, _, ckpt3) = collect(config(dir.path()), ckpt2);
@@ -180,8 +180,10 @@ fn second_run_adds_nothing_and_appended_turns_only_new_examples() {
     writeln!(f, "{}", assistant("a7", "r9", "msg_F", text("Use `std::fs::read_to_string(path)?`."))).unwrap();
     drop(f);
     let (more, _, _) = collect(config(dir.path()), ckpt3);
-    assert_eq!(more.len(), 1, "{more:#?}");
-    assert_eq!(more[0].kind, Kind::Chat);
+    // The principle of the held turn comes once, with the turn.
+    let kinds: Vec<Kind> = more.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, vec![Kind::Principle, Kind::Chat], "{more:#?}");
+    let more = &more[1..];
     assert_eq!(more[0].messages.last().unwrap().content, "Use `std::fs::read_to_string(path)?`.");
     assert_eq!(more[0].provenance, "-work-app/s1.jsonl#u5");
     // Context: the earlier exchanges within the budget, the tool message, then the answer.

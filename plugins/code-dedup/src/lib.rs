@@ -117,6 +117,9 @@ pub struct Snippet {
     pub file_path: String,
     pub content: String,
     pub content_hash: String,
+    /// Length of the stored content in characters (the content itself is not fetched when it is
+    /// over `max_snippet_chars`, so that a page stays within the host's result cap).
+    pub chars: i64,
 }
 
 /// One place a snippet occurs.
@@ -197,7 +200,13 @@ impl Queries {
         }
         let t = quote(&cfg.table);
         let (id, lang) = (quote(&c.id), quote(&c.language));
-        let select = format!("SELECT {id}, {lang}, {}, {}, {} FROM {t}", quote(&c.file_path), quote(&c.content), quote(&c.content_hash));
+        let content = quote(&c.content);
+        let select = format!(
+            "SELECT {id}, {lang}, {}, CASE WHEN length({content}) > {max} THEN '' ELSE {content} END, {}, length({content}) FROM {t}",
+            quote(&c.file_path),
+            quote(&c.content_hash),
+            max = cfg.max_snippet_chars
+        );
         let marks = |from: usize| (0..languages.len()).map(|i| format!("?{}", i + from)).collect::<Vec<_>>().join(", ");
         let page_first = format!("{select} WHERE lower({lang}) IN ({}) ORDER BY {id} LIMIT ?1", marks(2));
         let page_after = format!("{select} WHERE {id} > ?2 AND lower({lang}) IN ({}) ORDER BY {id} LIMIT ?1", marks(3));
@@ -251,10 +260,14 @@ impl Queries {
         Ok(rows
             .rows
             .into_iter()
-            .filter(|r| r.len() >= 5)
+            .filter(|r| r.len() >= 6)
             .map(|mut r| {
                 let mut take = |i: usize| std::mem::replace(&mut r[i], Value::Null);
-                Snippet { id: take(0), language: text(&take(1)), file_path: text(&take(2)), content: text(&take(3)), content_hash: text(&take(4)) }
+                let chars = match take(5) {
+                    Value::Integer(n) => n,
+                    _ => 0,
+                };
+                Snippet { id: take(0), language: text(&take(1)), file_path: text(&take(2)), content: text(&take(3)), content_hash: text(&take(4)), chars }
             })
             .collect())
     }
@@ -326,12 +339,12 @@ pub fn examples_for(s: &Snippet, places: &[Place], db_name: &str, table: &str, c
         discards.add("unsupported_language");
         return vec![];
     };
-    if s.content.trim().is_empty() {
-        discards.add("empty_snippet");
+    if s.chars > cfg.max_snippet_chars as i64 || s.content.chars().count() > cfg.max_snippet_chars {
+        discards.add("snippet_too_long");
         return vec![];
     }
-    if s.content.chars().count() > cfg.max_snippet_chars {
-        discards.add("snippet_too_long");
+    if s.content.trim().is_empty() {
+        discards.add("empty_snippet");
         return vec![];
     }
     let a = analyze(lang, &s.content);
