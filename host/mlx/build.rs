@@ -9,8 +9,9 @@
 //! The wheel is `mlx-cpu` on Linux, `mlx-metal` on macOS, `mlx-cuda-13` with the `cuda` feature
 //! or `MLX_CUDA=1`. The bridge is a shared library in OUT_DIR (path exported to the crate as
 //! `BRAIN_MLX_BRIDGE`), also copied next to the final binaries (target/<profile>/) so a moved
-//! `target/` still finds it. The crate loads it at run time: a build without g++ or MLX still
-//! compiles (with a warning) and reports the reason as an error when MLX is first used.
+//! `target/` still finds it. Without g++, Python/pip or MLX the build fails with a message
+//! saying what to install; `BRAIN_MLX_OPTIONAL=1` builds anyway (warning) and the reason becomes
+//! the run-time error of the first MLX call.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,7 +26,7 @@ const BRIDGE_NAME: &str = if cfg!(target_os = "macos") {
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/bridge.cpp");
-    for var in ["MLX_DIR", "MLX_CUDA", "CXX", "PYTHON", "BRAIN_MLX_CACHE"] {
+    for var in ["MLX_DIR", "MLX_CUDA", "CXX", "PYTHON", "BRAIN_MLX_CACHE", "BRAIN_MLX_OPTIONAL"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rustc-env=BRAIN_MLX_VERSION={MLX_VERSION}");
@@ -39,9 +40,16 @@ fn main() {
             copy_next_to_binaries(&out_dir, &bridge);
         }
         Err(e) => {
-            // Keep the crate buildable (commands that never train must not need MLX); the
-            // error reaches the user when MLX is first used.
             let msg = e.replace('\n', " ");
+            if std::env::var("BRAIN_MLX_OPTIONAL").map(|v| v != "1").unwrap_or(true) {
+                eprintln!("error: the MLX bridge cannot be built: {msg}");
+                eprintln!(
+                    "       (set BRAIN_MLX_OPTIONAL=1 to build without MLX: training commands \
+                     then fail at run time with this message)"
+                );
+                std::process::exit(1);
+            }
+            // Opted out: the crate builds; the error reaches the user when MLX is first used.
             println!("cargo:warning=MLX bridge not built: {msg}");
             println!("cargo:rustc-env=BRAIN_MLX_PREFIX=");
             println!("cargo:rustc-env=BRAIN_MLX_BUILD_ERROR={msg}");
