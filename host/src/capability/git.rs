@@ -1,0 +1,482 @@
+//! The `git` capability: read-only history of granted repositories, read natively with gix.
+//!
+//! Plugins cannot read git objects themselves (gix memory-maps packs, which wasm32-wasip2
+//! cannot), so the host walks history and diffs trees here and hands commits over in pages.
+//! Tree diffs are computed entry by entry (exact-content renames are detected), line counts and
+//! patch text with imara-diff. Binary files (a NUL byte in the first 8000 bytes, git's rule) get no
+//! line counts and a one-line patch note.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use gix::bstr::{BString, ByteSlice};
+use gix::objs::tree::EntryKind;
+use gix::ObjectId;
+use imara_diff::{Algorithm, BasicLineDiffPrinter, Diff, InternedInput, UnifiedDiffConfig};
+use wasmtime::component::Resource;
+
+use crate::plugin::bindings::source::sam::plugin::git::{
+    Change, Commit, FileChange, Host, HostCommitWalk, HostRepository, Signature, WalkOptions,
+};
+use crate::plugin::state::HostState;
+
+/// Most commits one `next` call returns, whatever the guest asks for.
+pub const MAX_PAGE: u32 = 1024;
+/// Blobs larger than this are counted by lines but not diffed.
+const MAX_DIFF_BLOB: usize = 8 * 1024 * 1024;
+/// git's binary heuristic looks at this many leading bytes.
+const BINARY_PROBE: usize = 8000;
+
+/// An open repository (the host side of the WIT `repository` resource).
+pub struct GitRepo {
+    repo: gix::Repository,
+    name: String,
+    path: PathBuf,
+}
+
+/// An ongoing walk: the ids to visit were listed up front (cheap: ids only), commits are read
+/// and diffed page by page.
+pub struct GitWalk {
+    repo: gix::Repository,
+    ids: Vec<ObjectId>,
+    pos: usize,
+    max_patch: usize,
+    skip: Option<GlobSet>,
+}
+
+fn err(context: &str, e: impl std::fmt::Display) -> String {
+    format!("{context}: {e}")
+}
+
+impl GitRepo {
+    /// Opens the repository at `path` (its work tree or its git dir), ignoring the user's and
+    /// the system's git configuration and environment.
+    pub fn open(path: &Path) -> Result<GitRepo, String> {
+        let mut repo = gix::open_opts(path, gix::open::Options::isolated())
+            .map_err(|e| err(&format!("`{}` is not a git repository", path.display()), e))?;
+        repo.object_cache_size_if_unset(8 * 1024 * 1024);
+        let base = repo.workdir().map(Path::to_path_buf).unwrap_or_else(|| {
+            let gd = repo.git_dir();
+            if gd.file_name().is_some_and(|n| n == ".git") {
+                gd.parent().unwrap_or(gd).to_path_buf()
+            } else {
+                gd.to_path_buf()
+            }
+        });
+        let name = base
+            .file_name()
+            .map(|n| n.to_string_lossy().trim_end_matches(".git").to_string())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "repository".to_string());
+        Ok(GitRepo { repo, name, path: path.to_path_buf() })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A revision (`HEAD`, a branch, a tag, an id) peeled to its commit.
+    pub fn resolve(&self, rev: &str) -> Result<ObjectId, String> {
+        let id = self
+            .repo
+            .rev_parse_single(rev)
+            .map_err(|e| err(&format!("cannot resolve `{rev}` in {}", self.name), e))?;
+        let commit = id
+            .object()
+            .and_then(|o| Ok(o.peel_to_commit()?))
+            .map_err(|e| err(&format!("`{rev}` in {} is not a commit", self.name), e))?;
+        Ok(commit.id)
+    }
+
+    /// Lists the commits to visit, newest first. Hide entries that no longer resolve (e.g. a
+    /// checkpoint after a force-push) are ignored with a warning.
+    pub fn walk(&self, opts: &WalkOptions) -> Result<GitWalk, String> {
+        let tip = self.resolve(if opts.tip.is_empty() { "HEAD" } else { &opts.tip })?;
+        let mut hidden = Vec::new();
+        for h in &opts.hide {
+            match self.resolve(h) {
+                Ok(id) => hidden.push(id),
+                Err(e) => tracing::warn!("git walk of {}: hide entry ignored: {e}", self.name),
+            }
+        }
+        let walk = self
+            .repo
+            .rev_walk([tip])
+            .sorting(gix::revision::walk::Sorting::ByCommitTime(Default::default()))
+            .with_hidden(hidden)
+            .all()
+            .map_err(|e| err(&format!("cannot walk {}", self.name), e))?;
+        let mut ids = Vec::new();
+        for info in walk {
+            let info = info.map_err(|e| err(&format!("walking {}", self.name), e))?;
+            if !opts.include_merges && info.parent_ids.len() > 1 {
+                continue;
+            }
+            ids.push(info.id);
+        }
+        let skip = build_globs(&opts.skip_paths)?;
+        Ok(GitWalk {
+            repo: self.repo.clone(),
+            ids,
+            pos: 0,
+            max_patch: opts.max_patch_bytes as usize,
+            skip,
+        })
+    }
+}
+
+fn build_globs(patterns: &[String]) -> Result<Option<GlobSet>, String> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        b.add(Glob::new(p).map_err(|e| err(&format!("bad skip-paths glob `{p}`"), e))?);
+    }
+    b.build().map(Some).map_err(|e| err("bad skip-paths globs", e))
+}
+
+/// One changed path before line counting.
+struct RawChange {
+    path: String,
+    old_path: Option<String>,
+    change: Change,
+    old: Option<ObjectId>,
+    new: Option<ObjectId>,
+}
+
+impl GitWalk {
+    /// Commits still to visit.
+    pub fn remaining(&self) -> usize {
+        self.ids.len() - self.pos
+    }
+
+    /// The next page of at most `max` commits (empty when done).
+    pub fn next_page(&mut self, max: u32) -> Result<Vec<Commit>, String> {
+        let n = (max.clamp(1, MAX_PAGE) as usize).min(self.remaining());
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id = self.ids[self.pos];
+            self.pos += 1;
+            out.push(self.read_commit(id)?);
+        }
+        Ok(out)
+    }
+
+    fn read_commit(&self, id: ObjectId) -> Result<Commit, String> {
+        let ctx = || format!("reading commit {id}");
+        let commit = self.repo.find_commit(id).map_err(|e| err(&ctx(), e))?;
+        let decoded = commit.decode().map_err(|e| err(&ctx(), e))?;
+        let message = decoded.message.to_str_lossy().into_owned();
+        let author = signature(decoded.author().map_err(|e| err(&ctx(), e))?);
+        let committer = signature(decoded.committer().map_err(|e| err(&ctx(), e))?);
+        let parents: Vec<ObjectId> = decoded.parents().collect();
+        let new_tree = decoded.tree();
+        let old_tree = parents
+            .first()
+            .map(|p| self.repo.find_commit(*p).and_then(|c| Ok(c.tree_id()?.detach())))
+            .transpose()
+            .map_err(|e| err(&ctx(), e))?;
+
+        let mut raw = Vec::new();
+        self.diff_trees(old_tree, Some(new_tree), &mut BString::default(), &mut raw)
+            .map_err(|e| err(&ctx(), e))?;
+        detect_renames(&mut raw);
+        if let Some(skip) = &self.skip {
+            raw.retain(|c| !skipped(skip, &c.path) && !c.old_path.as_deref().is_some_and(|p| skipped(skip, p)));
+        }
+
+        let mut files = Vec::with_capacity(raw.len());
+        let mut patch = String::new();
+        let mut truncated = false;
+        for c in &raw {
+            let (fc, text) = self.file_change(c, self.max_patch > 0 && patch.len() < self.max_patch)?;
+            files.push(fc);
+            if let Some(text) = text {
+                let room = self.max_patch.saturating_sub(patch.len());
+                if text.len() > room {
+                    patch.push_str(crate::capability::truncate_str(&text, room));
+                    truncated = true;
+                } else {
+                    patch.push_str(&text);
+                }
+            } else if self.max_patch > 0 && patch.len() >= self.max_patch {
+                truncated = true;
+            }
+        }
+        Ok(Commit {
+            id: id.to_string(),
+            message,
+            author,
+            committer,
+            parents: parents.iter().map(|p| p.to_string()).collect(),
+            files,
+            patch,
+            patch_truncated: truncated,
+        })
+    }
+
+    fn tree_entries(&self, id: Option<ObjectId>) -> Result<BTreeMap<BString, (EntryKind, ObjectId)>, String> {
+        let mut out = BTreeMap::new();
+        let Some(id) = id else { return Ok(out) };
+        let tree = self.repo.find_tree(id).map_err(|e| e.to_string())?;
+        for entry in tree.iter() {
+            let entry = entry.map_err(|e| e.to_string())?;
+            out.insert(entry.filename().to_owned(), (entry.mode().kind(), entry.oid().to_owned()));
+        }
+        Ok(out)
+    }
+
+    /// Recursively compares two trees; submodule entries are ignored.
+    fn diff_trees(
+        &self,
+        old: Option<ObjectId>,
+        new: Option<ObjectId>,
+        prefix: &mut BString,
+        out: &mut Vec<RawChange>,
+    ) -> Result<(), String> {
+        if old == new {
+            return Ok(());
+        }
+        let a = self.tree_entries(old)?;
+        let b = self.tree_entries(new)?;
+        let mut names: Vec<&BString> = a.keys().chain(b.keys()).collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            let len = prefix.len();
+            if !prefix.is_empty() {
+                prefix.push(b'/');
+            }
+            prefix.extend_from_slice(name);
+            let l = a.get(name).filter(|(k, _)| *k != EntryKind::Commit);
+            let r = b.get(name).filter(|(k, _)| *k != EntryKind::Commit);
+            let is_tree = |e: Option<&(EntryKind, ObjectId)>| e.is_some_and(|(k, _)| *k == EntryKind::Tree);
+            let blob = |e: Option<&(EntryKind, ObjectId)>| e.filter(|(k, _)| *k != EntryKind::Tree).map(|(_, id)| *id);
+            // Trees on either side: recurse (a tree replacing a blob is a delete plus adds).
+            if is_tree(l) || is_tree(r) {
+                let lt = l.filter(|_| is_tree(l)).map(|(_, id)| *id);
+                let rt = r.filter(|_| is_tree(r)).map(|(_, id)| *id);
+                self.diff_trees(lt, rt, prefix, out)?;
+            }
+            let (lb, rb) = (blob(l), blob(r));
+            let path = prefix.to_str_lossy().into_owned();
+            match (lb, rb) {
+                (Some(x), Some(y)) if x == y && l.map(|e| e.0) == r.map(|e| e.0) => {}
+                (Some(x), Some(y)) => {
+                    out.push(RawChange { path, old_path: None, change: Change::Modified, old: Some(x), new: Some(y) })
+                }
+                (Some(x), None) => {
+                    out.push(RawChange { path, old_path: None, change: Change::Deleted, old: Some(x), new: None })
+                }
+                (None, Some(y)) => {
+                    out.push(RawChange { path, old_path: None, change: Change::Added, old: None, new: Some(y) })
+                }
+                (None, None) => {}
+            }
+            prefix.truncate(len);
+        }
+        Ok(())
+    }
+
+    fn blob(&self, id: Option<ObjectId>) -> Result<Vec<u8>, String> {
+        match id {
+            None => Ok(Vec::new()),
+            Some(id) => {
+                let mut blob = self.repo.find_blob(id).map_err(|e| e.to_string())?;
+                Ok(blob.take_data())
+            }
+        }
+    }
+
+    /// Line counts for one change, and its patch text when `want_patch`.
+    fn file_change(&self, c: &RawChange, want_patch: bool) -> Result<(FileChange, Option<String>), String> {
+        let old = self.blob(c.old)?;
+        let new = self.blob(c.new)?;
+        let binary = is_binary(&old) || is_binary(&new);
+        let old_path = c.old_path.as_deref().unwrap_or(&c.path);
+        let mut fc = FileChange {
+            path: c.path.clone(),
+            old_path: c.old_path.clone(),
+            change: c.change,
+            insertions: 0,
+            deletions: 0,
+            binary,
+        };
+        let header = |text: &mut String| {
+            let _ = writeln!(text, "diff --git a/{old_path} b/{}", c.path);
+            match c.change {
+                Change::Added => text.push_str("new file\n"),
+                Change::Deleted => text.push_str("deleted file\n"),
+                Change::Renamed => {
+                    let _ = writeln!(text, "rename from {old_path}\nrename to {}", c.path);
+                }
+                Change::Modified => {}
+            }
+        };
+        if binary {
+            let text = want_patch.then(|| {
+                let mut t = String::new();
+                header(&mut t);
+                let _ = writeln!(t, "Binary files a/{old_path} and b/{} differ", c.path);
+                t
+            });
+            return Ok((fc, text));
+        }
+        let before = String::from_utf8_lossy(&old);
+        let after = String::from_utf8_lossy(&new);
+        if old.len() > MAX_DIFF_BLOB || new.len() > MAX_DIFF_BLOB {
+            fc.deletions = count_lines(&before);
+            fc.insertions = count_lines(&after);
+            let text = want_patch.then(|| {
+                let mut t = String::new();
+                header(&mut t);
+                t.push_str("(file too large to diff)\n");
+                t
+            });
+            return Ok((fc, text));
+        }
+        let input = InternedInput::new(before.as_ref(), after.as_ref());
+        let mut diff = Diff::compute(Algorithm::Histogram, &input);
+        fc.insertions = diff.count_additions();
+        fc.deletions = diff.count_removals();
+        if !want_patch || (fc.insertions == 0 && fc.deletions == 0) {
+            return Ok((fc, None));
+        }
+        diff.postprocess_lines(&input);
+        let mut text = String::new();
+        header(&mut text);
+        let a = if c.old.is_some() { format!("a/{old_path}") } else { "/dev/null".into() };
+        let b = if c.new.is_some() { format!("b/{}", c.path) } else { "/dev/null".into() };
+        let _ = writeln!(text, "--- {a}\n+++ {b}");
+        let printer = BasicLineDiffPrinter(&input.interner);
+        let _ = write!(text, "{}", diff.unified_diff(&printer, UnifiedDiffConfig::default(), &input));
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        Ok((fc, Some(text)))
+    }
+}
+
+fn count_lines(s: &str) -> u32 {
+    let n = s.lines().count();
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn is_binary(data: &[u8]) -> bool {
+    data[..data.len().min(BINARY_PROBE)].contains(&0)
+}
+
+/// A glob matches the whole path or its file name (`Cargo.lock` skips `a/b/Cargo.lock`).
+fn skipped(set: &GlobSet, path: &str) -> bool {
+    if set.is_match(path) {
+        return true;
+    }
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name != path && set.is_match(name)
+}
+
+/// Pairs a deleted and an added path with the same content into one rename.
+fn detect_renames(changes: &mut Vec<RawChange>) {
+    let mut deleted: BTreeMap<ObjectId, Vec<usize>> = BTreeMap::new();
+    for (i, c) in changes.iter().enumerate() {
+        if c.change == Change::Deleted {
+            if let Some(id) = c.old {
+                deleted.entry(id).or_default().push(i);
+            }
+        }
+    }
+    if deleted.is_empty() {
+        return;
+    }
+    let mut remove = Vec::new();
+    for i in 0..changes.len() {
+        if changes[i].change != Change::Added {
+            continue;
+        }
+        let Some(id) = changes[i].new else { continue };
+        if let Some(list) = deleted.get_mut(&id) {
+            if let Some(d) = list.pop() {
+                let old_path = changes[d].path.clone();
+                let c = &mut changes[i];
+                c.change = Change::Renamed;
+                c.old_path = Some(old_path);
+                c.old = Some(id);
+                remove.push(d);
+            }
+        }
+    }
+    remove.sort_unstable();
+    for d in remove.into_iter().rev() {
+        changes.remove(d);
+    }
+}
+
+fn signature(s: gix::actor::SignatureRef<'_>) -> Signature {
+    let time = s.time().unwrap_or_default();
+    Signature {
+        name: s.name.trim().to_str_lossy().into_owned(),
+        email: s.email.trim().to_str_lossy().into_owned(),
+        time: time.seconds,
+        offset_minutes: time.offset / 60,
+    }
+}
+
+// ---- the WIT resources --------------------------------------------------------------------
+
+impl Host for HostState {}
+
+impl HostRepository for HostState {
+    fn open(&mut self, path: String) -> wasmtime::Result<Result<Resource<GitRepo>, String>> {
+        let real = match self.caps.check("git", &path) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        match GitRepo::open(&real) {
+            Ok(repo) => Ok(Ok(self.table.push(repo)?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    fn name(&mut self, self_: Resource<GitRepo>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&self_)?.name.clone())
+    }
+
+    fn resolve(&mut self, self_: Resource<GitRepo>, rev: String) -> wasmtime::Result<Result<String, String>> {
+        Ok(self.table.get(&self_)?.resolve(&rev).map(|id| id.to_string()))
+    }
+
+    fn walk(
+        &mut self,
+        self_: Resource<GitRepo>,
+        options: WalkOptions,
+    ) -> wasmtime::Result<Result<Resource<GitWalk>, String>> {
+        let walk = match self.table.get(&self_)?.walk(&options) {
+            Ok(w) => w,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(Ok(self.table.push(walk)?))
+    }
+
+    fn drop(&mut self, rep: Resource<GitRepo>) -> wasmtime::Result<()> {
+        self.table.delete(rep)?;
+        Ok(())
+    }
+}
+
+impl HostCommitWalk for HostState {
+    fn next(&mut self, self_: Resource<GitWalk>, max: u32) -> wasmtime::Result<Result<Vec<Commit>, String>> {
+        Ok(self.table.get_mut(&self_)?.next_page(max))
+    }
+
+    fn drop(&mut self, rep: Resource<GitWalk>) -> wasmtime::Result<()> {
+        self.table.delete(rep)?;
+        Ok(())
+    }
+}
