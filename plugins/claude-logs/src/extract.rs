@@ -50,8 +50,8 @@ pub fn examples(turns: &[Turn], emit_from: u64, session: &SessionRef, cfg: &Conf
             }
             continue;
         }
-        let corrected_later = cfg.corrections
-            && turns.get(i + 1).is_some_and(|n| n.answer.is_some() && is_correction(&n.human, &cfg.correction_phrases));
+        let corrected_later =
+            cfg.corrections && turns.get(i + 1).is_some_and(|n| n.answer.is_some() && is_correction(&n.human, &cfg.correction_phrases));
         if corrected_later {
             // The next turn says this answer was wrong: it must not be trained as a good one.
             discards.add("answer_corrected_later");
@@ -249,18 +249,63 @@ fn sam_excerpt(s: &str, n: usize) -> String {
 
 /// Phrases that open a correction ("no, …", "that's wrong …").
 const CORRECTION_OPENINGS: &[&str] = &[
-    "no,", "no.", "no!", "nope", "wrong", "incorrect", "not quite", "not right", "that's wrong", "that is wrong",
-    "that's not right", "that's incorrect", "that is incorrect", "this is wrong", "you're wrong", "you are wrong",
-    "actually, that", "that doesn't work", "that didn't work", "this doesn't work", "it doesn't work", "it didn't work",
-    "still broken", "still fails", "still failing", "still doesn't work", "still not working",
+    "no,",
+    "no.",
+    "no!",
+    "nope",
+    "wrong",
+    "incorrect",
+    "not quite",
+    "not right",
+    "that's wrong",
+    "that is wrong",
+    "that's not right",
+    "that's incorrect",
+    "that is incorrect",
+    "this is wrong",
+    "you're wrong",
+    "you are wrong",
+    "actually, that",
+    "that doesn't work",
+    "that didn't work",
+    "this doesn't work",
+    "it doesn't work",
+    "it didn't work",
+    "still broken",
+    "still fails",
+    "still failing",
+    "still doesn't work",
+    "still not working",
 ];
 
 /// Phrases that say the previous answer was wrong anywhere in the first sentences.
 const CORRECTION_PHRASES: &[&str] = &[
-    "that's wrong", "that is wrong", "this is wrong", "it's wrong", "answer is wrong", "you're wrong", "you are wrong",
-    "that's not right", "that's incorrect", "that is incorrect", "is not correct", "isn't correct", "isn't right",
-    "you made a mistake", "that's not what i", "that is not what i", "doesn't work", "didn't work", "does not work",
-    "did not work", "still fails", "still failing", "still broken", "that broke", "you broke", "wrong answer",
+    "that's wrong",
+    "that is wrong",
+    "this is wrong",
+    "it's wrong",
+    "answer is wrong",
+    "you're wrong",
+    "you are wrong",
+    "that's not right",
+    "that's incorrect",
+    "that is incorrect",
+    "is not correct",
+    "isn't correct",
+    "isn't right",
+    "you made a mistake",
+    "that's not what i",
+    "that is not what i",
+    "doesn't work",
+    "didn't work",
+    "does not work",
+    "did not work",
+    "still fails",
+    "still failing",
+    "still broken",
+    "that broke",
+    "you broke",
+    "wrong answer",
     "not what i asked",
 ];
 
@@ -277,8 +322,17 @@ pub fn is_correction(text: &str, extra: &[String]) -> bool {
 /// as a direct answer to the original question.
 pub fn strip_apology(answer: &str) -> String {
     const OPENERS: &[&str] = &[
-        "you're right", "you are right", "you're absolutely right", "you are absolutely right", "sorry", "my apologies",
-        "i apologize", "apologies", "good catch", "my mistake", "my bad",
+        "you're right",
+        "you are right",
+        "you're absolutely right",
+        "you are absolutely right",
+        "sorry",
+        "my apologies",
+        "i apologize",
+        "apologies",
+        "good catch",
+        "my mistake",
+        "my bad",
     ];
     let trimmed = answer.trim_start();
     let lower = trimmed.to_lowercase().replace('’', "'");
@@ -298,8 +352,18 @@ pub fn strip_apology(answer: &str) -> String {
 /// Rules the person states: sentences that begin with "always" or "never" (after "please",
 /// "from now on", …), outside code blocks, not questions.
 pub fn principles(text: &str) -> Vec<String> {
-    const LEADS: &[&str] =
-        &["please ", "remember to ", "remember: ", "and ", "also ", "from now on, ", "from now on ", "going forward, ", "in the future, ", "important: "];
+    const LEADS: &[&str] = &[
+        "please ",
+        "remember to ",
+        "remember: ",
+        "and ",
+        "also ",
+        "from now on, ",
+        "from now on ",
+        "going forward, ",
+        "in the future, ",
+        "important: ",
+    ];
     let mut out = vec![];
     let mut in_code = false;
     for line in text.lines() {
@@ -359,10 +423,22 @@ mod tests {
 
     #[test]
     fn correction_phrases() {
-        for yes in ["No, that's wrong: the flag is --release.", "That doesn't work, it panics", "Nope. Use the v2 API.", "Hmm, that's not right either", "You’re wrong about the default"] {
+        for yes in [
+            "No, that's wrong: the flag is --release.",
+            "That doesn't work, it panics",
+            "Nope. Use the v2 API.",
+            "Hmm, that's not right either",
+            "You’re wrong about the default",
+        ] {
             assert!(is_correction(yes, &[]), "{yes}");
         }
-        for no in ["Now add a test", "Nothing else, thanks", "What is wrong with this code?", "Notes: add docs", "Great, now wrong-foot the parser"] {
+        for no in [
+            "Now add a test",
+            "Nothing else, thanks",
+            "What is wrong with this code?",
+            "Notes: add docs",
+            "Great, now wrong-foot the parser",
+        ] {
             assert!(!is_correction(no, &[]), "{no}");
         }
         assert!(is_correction("Not what we agreed", &["not what we agreed".into()]));
@@ -378,10 +454,7 @@ mod tests {
     #[test]
     fn principles_are_rules_outside_code() {
         let t = "Thanks. Please always run cargo fmt before committing. Never push to main! Always?\n```\nnever do this in code\n```\n- from now on, always use tabs in Makefiles";
-        assert_eq!(
-            principles(t),
-            vec!["Always run cargo fmt before committing.", "Never push to main.", "Always use tabs in Makefiles."]
-        );
+        assert_eq!(principles(t), vec!["Always run cargo fmt before committing.", "Never push to main.", "Always use tabs in Makefiles."]);
         assert!(principles("Should we always do this?").is_empty());
     }
 }

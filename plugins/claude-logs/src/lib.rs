@@ -6,9 +6,9 @@
 //! This file holds the config, the checkpoint and the file walk (the only I/O).
 
 pub mod extract;
-pub mod shared;
 pub mod lines;
 pub mod session;
+pub mod shared;
 pub mod transcript;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use sam_plugin::source::{Batch, Discards, Example};
 use serde::{Deserialize, Serialize};
 
-use crate::shared::{granted_dirs, log, resolve_dirs};
 use crate::lines::{Body as LineBody, LineReader};
+use crate::shared::{granted_dirs, log, resolve_dirs};
 use crate::transcript::{Bounds, Entry};
 
 /// Where Claude Code keeps transcripts when `$CLAUDE_CONFIG_DIR` is not set.
@@ -115,7 +115,8 @@ impl Checkpoint {
     fn parse(s: Option<&str>) -> Result<Checkpoint, String> {
         match s {
             None | Some("") => Ok(Checkpoint { v: 1, files: BTreeMap::new() }),
-            Some(s) => serde_json::from_str(s).map_err(|e| format!("claude-logs: stored checkpoint is unreadable ({e}); reset this source's checkpoint")),
+            Some(s) => serde_json::from_str(s)
+                .map_err(|e| format!("claude-logs: stored checkpoint is unreadable ({e}); reset this source's checkpoint")),
         }
     }
 }
@@ -129,7 +130,13 @@ pub struct FileOutcome {
 
 /// Reads one transcript file and returns the examples of turns not emitted before.
 /// `file` is the path relative to its root (used in provenance).
-pub fn collect_file(path: &Path, file: &str, previous: Option<&FileState>, cfg: &Config, discards: &mut Discards) -> std::io::Result<FileOutcome> {
+pub fn collect_file(
+    path: &Path,
+    file: &str,
+    previous: Option<&FileState>,
+    cfg: &Config,
+    discards: &mut Discards,
+) -> std::io::Result<FileOutcome> {
     let f = File::open(path)?;
     let len = f.metadata()?.len();
     if let Some(p) = previous {
@@ -175,7 +182,8 @@ pub fn collect_file(path: &Path, file: &str, previous: Option<&FileState>, cfg: 
     let session_id = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
     let sref = extract::SessionRef { file, session_id };
     let examples = extract::examples(&turns, emit_from, &sref, cfg, discards);
-    let state = FileState { size, emit_from: extract::resume_offset(&turns, size).max(emit_from), last_uuid: last_uuid_before(&entries, size) };
+    let state =
+        FileState { size, emit_from: extract::resume_offset(&turns, size).max(emit_from), last_uuid: last_uuid_before(&entries, size) };
     Ok(FileOutcome { examples, state, bytes_read: size })
 }
 

@@ -125,20 +125,14 @@ pub fn turns(entries: &[Entry]) -> Vec<Turn> {
 
 /// Pairs tool calls with their results and picks the final answer.
 fn finish(mut turn: Turn, messages: Vec<Message>) -> Turn {
-    let mut results: HashMap<String, ToolResult> = turn
-        .tools
-        .drain(..)
-        .filter_map(|t| t.result)
-        .map(|r| (r.tool_use_id.clone(), r))
-        .collect();
+    let mut results: HashMap<String, ToolResult> =
+        turn.tools.drain(..).filter_map(|t| t.result).map(|r| (r.tool_use_id.clone(), r)).collect();
     for m in &messages {
         for b in &m.blocks {
             match b {
-                Block::ToolUse { id, name, input } => turn.tools.push(ToolCall {
-                    name: name.clone(),
-                    input: input.clone(),
-                    result: results.remove(id),
-                }),
+                Block::ToolUse { id, name, input } => {
+                    turn.tools.push(ToolCall { name: name.clone(), input: input.clone(), result: results.remove(id) })
+                }
                 Block::Thinking(t) if !t.trim().is_empty() => turn.thinking.push(t.trim().to_string()),
                 _ => {}
             }

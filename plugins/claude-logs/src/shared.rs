@@ -140,7 +140,14 @@ pub fn resolve_dirs(dirs: &[String], granted: &[String]) -> (Vec<PathBuf>, Vec<S
 /// Regular files under `base` (hidden entries and symlinks skipped, at most `max_depth` folders
 /// deep) whose path relative to `base` passes `keep`, sorted, as (path, relative path).
 pub fn walk_files(base: &Path, max_depth: usize, keep: &dyn Fn(&str) -> bool) -> std::io::Result<Vec<(PathBuf, String)>> {
-    fn go(base: &Path, dir: &Path, depth: usize, max_depth: usize, keep: &dyn Fn(&str) -> bool, out: &mut Vec<(PathBuf, String)>) -> std::io::Result<()> {
+    fn go(
+        base: &Path,
+        dir: &Path,
+        depth: usize,
+        max_depth: usize,
+        keep: &dyn Fn(&str) -> bool,
+        out: &mut Vec<(PathBuf, String)>,
+    ) -> std::io::Result<()> {
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             if entry.file_name().to_string_lossy().starts_with('.') {
@@ -187,12 +194,17 @@ mod tests {
 
     #[test]
     fn dirs_resolve_against_grants() {
-        let granted = vec!["/home/me/.claude".to_string(), "/home/me/.config/claude/projects/-home-me-app".to_string(), "/data".to_string()];
+        let granted =
+            vec!["/home/me/.claude".to_string(), "/home/me/.config/claude/projects/-home-me-app".to_string(), "/data".to_string()];
         let (dirs, skipped) =
             resolve_dirs(&["~/.claude/projects".into(), "~/.config/claude/projects".into(), "~/other".into(), "/abs".into()], &granted);
         assert_eq!(
             dirs,
-            vec![PathBuf::from("/home/me/.claude/projects"), PathBuf::from("/home/me/.config/claude/projects/-home-me-app"), PathBuf::from("/abs")]
+            vec![
+                PathBuf::from("/home/me/.claude/projects"),
+                PathBuf::from("/home/me/.config/claude/projects/-home-me-app"),
+                PathBuf::from("/abs")
+            ]
         );
         assert_eq!(skipped, vec!["~/other".to_string()]);
     }

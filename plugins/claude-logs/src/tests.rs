@@ -41,7 +41,12 @@ fn session_lines() -> Vec<String> {
         json!({"type":"system","subtype":"compact_boundary","uuid":"b1","parentUuid":null,"logicalParentUuid":"a3","content":"Conversation compacted"}),
         json!({"type":"user","uuid":"c1","parentUuid":"b1","isCompactSummary":true,"message":{"role":"user","content":"This session is being continued from a previous conversation. Summary: edition question."}}),
         user("u3", Some("c1"), "No, that's wrong. Read Cargo.toml again."),
-        assistant("a4", "u3", "msg_C", json!([{"type":"text","text":"Let me read it."},{"type":"tool_use","id":"toolu_1","name":"Read","input":{"file_path":"/work/app/Cargo.toml"}}])),
+        assistant(
+            "a4",
+            "u3",
+            "msg_C",
+            json!([{"type":"text","text":"Let me read it."},{"type":"tool_use","id":"toolu_1","name":"Read","input":{"file_path":"/work/app/Cargo.toml"}}]),
+        ),
         json!({"type":"user","uuid":"r1","parentUuid":"a4","message":{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":big}]},
                "toolUseResult":{"type":"text"}}),
         assistant("a5", "r1", "msg_D", text("You're right, I apologize. The edition is 2021.")),
@@ -195,7 +200,8 @@ fn second_run_adds_nothing_and_appended_turns_only_new_examples() {
 #[test]
 fn a_replaced_file_is_read_again() {
     let dir = tempfile::tempdir().unwrap();
-    let lines: Vec<String> = vec![user("u1", None, "Question one?").to_string(), assistant("a1", "u1", "m", text("Answer one.")).to_string()];
+    let lines: Vec<String> =
+        vec![user("u1", None, "Question one?").to_string(), assistant("a1", "u1", "m", text("Answer one.")).to_string()];
     write_session(dir.path(), "s.jsonl", &lines, true);
     let (_, _, ckpt) = collect(config(dir.path()), None);
     let other: Vec<String> = vec![

@@ -62,16 +62,8 @@ pub struct Entry {
 }
 
 /// Record types known to carry no conversation. Other unknown types are counted.
-const STRUCTURAL_TYPES: &[&str] = &[
-    "system",
-    "summary",
-    "custom-title",
-    "ai-title",
-    "queue-operation",
-    "file-history-snapshot",
-    "attachment",
-    "progress",
-];
+const STRUCTURAL_TYPES: &[&str] =
+    &["system", "summary", "custom-title", "ai-title", "queue-operation", "file-history-snapshot", "attachment", "progress"];
 
 /// Why a line gave no entry.
 #[derive(Debug, PartialEq)]
@@ -148,19 +140,13 @@ fn user_body(message: Option<&Value>, is_meta: bool, is_summary: bool, bounds: &
     let text = match content {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(blocks)) => {
-            let results: Vec<ToolResult> = blocks
-                .iter()
-                .filter(|b| block_type(b) == "tool_result")
-                .map(|b| tool_result(b, bounds))
-                .collect();
+            let results: Vec<ToolResult> =
+                blocks.iter().filter(|b| block_type(b) == "tool_result").map(|b| tool_result(b, bounds)).collect();
             if !results.is_empty() {
                 return Body::ToolResults(results);
             }
-            let texts: Vec<&str> = blocks
-                .iter()
-                .filter(|b| block_type(b) == "text")
-                .filter_map(|b| b.get("text").and_then(Value::as_str))
-                .collect();
+            let texts: Vec<&str> =
+                blocks.iter().filter(|b| block_type(b) == "text").filter_map(|b| b.get("text").and_then(Value::as_str)).collect();
             texts.join("\n\n")
         }
         _ => String::new(),
@@ -278,12 +264,20 @@ mod tests {
         assert_eq!(meta.body, Body::Meta);
         let cmd = parse(r#"{"type":"user","uuid":"b","message":{"role":"user","content":"<command-name>/clear</command-name>"}}"#).unwrap();
         assert_eq!(cmd.body, Body::Meta);
-        let summary = parse(r#"{"type":"user","isCompactSummary":true,"uuid":"c","message":{"role":"user","content":"This session is being continued"}}"#).unwrap();
+        let summary = parse(
+            r#"{"type":"user","isCompactSummary":true,"uuid":"c","message":{"role":"user","content":"This session is being continued"}}"#,
+        )
+        .unwrap();
         assert_eq!(summary.body, Body::CompactSummary);
         let tool = parse(r#"{"type":"user","uuid":"d","message":{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":[{"type":"text","text":"0123456789abcdef"}]}]}}"#).unwrap();
         assert_eq!(
             tool.body,
-            Body::ToolResults(vec![ToolResult { tool_use_id: "t1".into(), excerpt: "0123456789…".into(), total_chars: 16, is_error: false }])
+            Body::ToolResults(vec![ToolResult {
+                tool_use_id: "t1".into(),
+                excerpt: "0123456789…".into(),
+                total_chars: 16,
+                is_error: false
+            }])
         );
     }
 

@@ -244,7 +244,8 @@ fn brace_body(lines: &[&str], h: usize) -> Option<(usize, usize)> {
                 quote = Some(c);
             } else if c == '\'' {
                 // A char literal closes within a few characters; a lifetime (`'a`) does not.
-                if chars.get(i + 2) == Some(&'\'') || (chars.get(i + 1) == Some(&'\\') && chars[i + 2..].iter().take(8).any(|&x| x == '\'')) {
+                if chars.get(i + 2) == Some(&'\'') || (chars.get(i + 1) == Some(&'\\') && chars[i + 2..].iter().take(8).any(|&x| x == '\''))
+                {
                     quote = Some('\'');
                 }
             } else if c == '{' {

@@ -184,7 +184,13 @@ impl Queries {
         }
         let have = db.columns(&cfg.table)?;
         let c = &cfg.columns;
-        for (key, col) in [("id", &c.id), ("language", &c.language), ("file_path", &c.file_path), ("content", &c.content), ("content_hash", &c.content_hash)] {
+        for (key, col) in [
+            ("id", &c.id),
+            ("language", &c.language),
+            ("file_path", &c.file_path),
+            ("content", &c.content),
+            ("content_hash", &c.content_hash),
+        ] {
             if !have.contains(col) {
                 return Err(format!(
                     "code-dedup: column \"{col}\" not found in table \"{}\" (it has: {}); set config key `columns.{key}`",
@@ -211,7 +217,8 @@ impl Queries {
         let page_first = format!("{select} WHERE lower({lang}) IN ({}) ORDER BY {id} LIMIT ?1", marks(2));
         let page_after = format!("{select} WHERE {id} > ?2 AND lower({lang}) IN ({}) ORDER BY {id} LIMIT ?1", marks(3));
         let count_after = format!("SELECT COUNT(*) FROM {t} WHERE ({id} > ?1 OR ?1 IS NULL) AND lower({lang}) IN ({})", marks(2));
-        let same_hash = format!("SELECT {id}, {} FROM {t} WHERE {} = ?1 ORDER BY {id} LIMIT ?2", quote(&c.file_path), quote(&c.content_hash));
+        let same_hash =
+            format!("SELECT {id}, {} FROM {t} WHERE {} = ?1 ORDER BY {id} LIMIT ?2", quote(&c.file_path), quote(&c.content_hash));
         let locations = match &cfg.locations {
             Some(l) if tables.contains(&l.table) => {
                 let lcols = db.columns(&l.table)?;
@@ -232,14 +239,12 @@ impl Queries {
                     quote(&l.snippet_id)
                 ))
             }
-            Some(l) => {
-                return Err(format!(
-                    "code-dedup: locations table \"{}\" not found in {} (it has: {}); set config key `locations.table` or remove `locations`",
-                    l.table,
-                    cfg.db,
-                    tables.join(", ")
-                ))
-            }
+            Some(l) => return Err(format!(
+                "code-dedup: locations table \"{}\" not found in {} (it has: {}); set config key `locations.table` or remove `locations`",
+                l.table,
+                cfg.db,
+                tables.join(", ")
+            )),
             None => None,
         };
         Ok(Queries { page_first, page_after, count_after, same_hash, locations, languages })
@@ -267,7 +272,14 @@ impl Queries {
                     Value::Integer(n) => n,
                     _ => 0,
                 };
-                Snippet { id: take(0), language: text(&take(1)), file_path: text(&take(2)), content: text(&take(3)), content_hash: text(&take(4)), chars }
+                Snippet {
+                    id: take(0),
+                    language: text(&take(1)),
+                    file_path: text(&take(2)),
+                    content: text(&take(3)),
+                    content_hash: text(&take(4)),
+                    chars,
+                }
             })
             .collect())
     }
@@ -390,7 +402,13 @@ pub fn examples_for(s: &Snippet, places: &[Place], db_name: &str, table: &str, c
         let named = name_words(&f.name).len() >= 2;
         if f.body_lines >= 2 && (a.doc.is_some() || named) {
             let prompt = match &a.doc {
-                Some(doc) => format!("Write a {} function `{}` for this purpose: {}\n\nSignature: `{}`", lang.display(), f.name, summary(doc), f.signature),
+                Some(doc) => format!(
+                    "Write a {} function `{}` for this purpose: {}\n\nSignature: `{}`",
+                    lang.display(),
+                    f.name,
+                    summary(doc),
+                    f.signature
+                ),
                 None => format!("Write the {} function `{}` ({}).", lang.display(), f.signature, name_words(&f.name).join(" ")),
             };
             out.push(example("write-function", prompt, fence(&f.text)));
@@ -459,7 +477,8 @@ impl<D: Db> CodeDedup<D> {
         let queries = Queries::new(&db, &cfg)?;
         let ckpt: Checkpoint = match checkpoint {
             None | Some("") => Checkpoint::default(),
-            Some(s) => serde_json::from_str(s).map_err(|e| format!("code-dedup: stored checkpoint is unreadable ({e}); reset this source's checkpoint"))?,
+            Some(s) => serde_json::from_str(s)
+                .map_err(|e| format!("code-dedup: stored checkpoint is unreadable ({e}); reset this source's checkpoint"))?,
         };
         let last = match &ckpt.last_id {
             serde_json::Value::Null => None,
@@ -564,7 +583,10 @@ impl sam_plugin::Source for Plugin {
             return Err("code-dedup config: set `db` to the database file's absolute path (and grant it with grants.sqlite)".into());
         }
         if cfg.db.starts_with('~') {
-            return Err(format!("code-dedup config: `db` = {:?}: use an absolute path (the plugin cannot expand ~), the same as in grants.sqlite", cfg.db));
+            return Err(format!(
+                "code-dedup config: `db` = {:?}: use an absolute path (the plugin cannot expand ~), the same as in grants.sqlite",
+                cfg.db
+            ));
         }
         let db = sam_plugin::source::sqlite::Connection::open(&cfg.db).map_err(|e| format!("code-dedup: cannot open {}: {e}", cfg.db))?;
         CodeDedup::with_db(db, cfg, checkpoint.as_deref()).map(Plugin)

@@ -55,7 +55,8 @@ impl Db for Sqlite {
 }
 
 const DOCUMENTED_PY: &str = "def load_config(path: str) -> dict:\n    \"\"\"Load the TOML config at `path`, or an empty dict when it is missing.\"\"\"\n    if not os.path.exists(path):\n        return {}\n    with open(path) as f:\n        return toml.load(f)\n";
-const DUPLICATED_RS: &str = "pub fn clamp_score(x: f32) -> f32 {\n    let y = if x < 0.0 { 0.0 } else { x };\n    if y > 1.0 { 1.0 } else { y }\n}\n";
+const DUPLICATED_RS: &str =
+    "pub fn clamp_score(x: f32) -> f32 {\n    let y = if x < 0.0 { 0.0 } else { x };\n    if y > 1.0 { 1.0 } else { y }\n}\n";
 const PLAIN_JS: &str = "x = 1;\n";
 const COMMENTED_SH: &str = "# Remove build outputs and caches from the tree.\nrm -rf build\nrm -rf .cache\n";
 
@@ -84,7 +85,11 @@ fn database(extra: &str) -> rusqlite::Connection {
     c
 }
 
-fn run(db: rusqlite::Connection, cfg: serde_json::Value, checkpoint: Option<String>) -> (Vec<Example>, BTreeMap<String, u32>, Option<String>) {
+fn run(
+    db: rusqlite::Connection,
+    cfg: serde_json::Value,
+    checkpoint: Option<String>,
+) -> (Vec<Example>, BTreeMap<String, u32>, Option<String>) {
     let mut cfg: Config = serde_json::from_value(cfg).unwrap();
     cfg.db = "/data/code_dedup.db".into();
     let mut src = CodeDedup::with_db(Sqlite(db), cfg, checkpoint.as_deref()).unwrap();
@@ -116,7 +121,9 @@ fn grounded_examples_only() {
         ]
     );
     let explain = &examples[0];
-    assert!(explain.messages[0].content.starts_with("Explain what this Python code from `app/config.py` does:\n\n```python\ndef load_config"));
+    assert!(explain.messages[0]
+        .content
+        .starts_with("Explain what this Python code from `app/config.py` does:\n\n```python\ndef load_config"));
     assert!(!explain.messages[0].content.contains("Load the TOML"), "the answer must not be in the prompt");
     assert_eq!(explain.messages[1].content, "Load the TOML config at `path`, or an empty dict when it is missing.");
     let write = &examples[1];
@@ -174,7 +181,10 @@ fn missing_tables_and_columns_name_the_config_key() {
         CodeDedup::with_db(Sqlite(db), cfg, None).err().unwrap()
     };
     let empty = rusqlite::Connection::open_in_memory().unwrap();
-    assert_eq!(open(empty, json!({})), "code-dedup: table \"snippets\" not found in /data/x.db (it has: no tables); set config key `table`");
+    assert_eq!(
+        open(empty, json!({})),
+        "code-dedup: table \"snippets\" not found in /data/x.db (it has: no tables); set config key `table`"
+    );
     let db = rusqlite::Connection::open_in_memory().unwrap();
     db.execute_batch("CREATE TABLE snippets (id INTEGER, language TEXT, file_path TEXT, content TEXT);").unwrap();
     assert_eq!(

@@ -219,10 +219,12 @@ impl sam_plugin::Source for Docs {
         }
         let checkpoint: Checkpoint = match checkpoint.as_deref() {
             None | Some("") => Checkpoint { v: 1, files: BTreeMap::new() },
-            Some(s) => serde_json::from_str(s).map_err(|e| format!("docs: stored checkpoint is unreadable ({e}); reset this source's checkpoint"))?,
+            Some(s) => serde_json::from_str(s)
+                .map_err(|e| format!("docs: stored checkpoint is unreadable ({e}); reset this source's checkpoint"))?,
         };
         let granted = granted_dirs();
-        let (dirs, skipped) = if cfg.dirs.is_empty() { (granted.iter().map(PathBuf::from).collect(), vec![]) } else { resolve_dirs(&cfg.dirs, &granted) };
+        let (dirs, skipped) =
+            if cfg.dirs.is_empty() { (granted.iter().map(PathBuf::from).collect(), vec![]) } else { resolve_dirs(&cfg.dirs, &granted) };
         for s in skipped {
             log(true, &format!("docs: dir {s} is not granted (add it to grants.read); skipped"));
         }

@@ -138,7 +138,13 @@ pub fn parse(text: &str, fallback_title: &str, limits: &Limits) -> Doc {
 
 /// Renders section `i`: its blocks, then each small child under its heading. Children big
 /// enough stand alone (pushed to `out`). Returns the content pieces of `i` and merged headings.
-fn render(sections: &[RawSection], i: usize, limits: &Limits, out: &mut Vec<(usize, Section)>, dropped: &mut Vec<&'static str>) -> (Vec<String>, Vec<String>) {
+fn render(
+    sections: &[RawSection],
+    i: usize,
+    limits: &Limits,
+    out: &mut Vec<(usize, Section)>,
+    dropped: &mut Vec<&'static str>,
+) -> (Vec<String>, Vec<String>) {
     let s = &sections[i];
     let mut pieces: Vec<String> = if s.toc { vec![] } else { s.blocks.clone() };
     let mut merged = vec![];
@@ -165,7 +171,15 @@ fn render(sections: &[RawSection], i: usize, limits: &Limits, out: &mut Vec<(usi
     (pieces, merged)
 }
 
-fn emit(sections: &[RawSection], i: usize, pieces: Vec<String>, merged: Vec<String>, limits: &Limits, out: &mut Vec<(usize, Section)>, dropped: &mut Vec<&'static str>) {
+fn emit(
+    sections: &[RawSection],
+    i: usize,
+    pieces: Vec<String>,
+    merged: Vec<String>,
+    limits: &Limits,
+    out: &mut Vec<(usize, Section)>,
+    dropped: &mut Vec<&'static str>,
+) {
     let chars: usize = pieces.iter().map(|p| p.chars().count()).sum();
     if chars < limits.min_section_chars {
         dropped.push("section_too_short");
@@ -219,7 +233,16 @@ impl BlockScan {
             Tag::HtmlBlock => BlockKind::Drop,
             _ => BlockKind::Content,
         };
-        BlockScan { kind, range, heading_text: String::new(), text: String::new(), link_depth: 0, internal_links: 0, images: 0, loose_text: 0 }
+        BlockScan {
+            kind,
+            range,
+            heading_text: String::new(),
+            text: String::new(),
+            link_depth: 0,
+            internal_links: 0,
+            images: 0,
+            loose_text: 0,
+        }
     }
 
     fn see(&mut self, event: &Event) {
@@ -330,7 +353,10 @@ mod tests {
         let install = &doc.sections[1];
         assert_eq!(install.path, vec!["Install".to_string()]);
         assert_eq!(install.merged, vec!["Linux".to_string(), "macOS".to_string()]);
-        assert_eq!(install.content, "Installing needs a few words of explanation first.\n\n### Linux\n\napt install x\n\n### macOS\n\nbrew install x");
+        assert_eq!(
+            install.content,
+            "Installing needs a few words of explanation first.\n\n### Linux\n\napt install x\n\n### macOS\n\nbrew install x"
+        );
         assert_eq!(doc.sections[0].anchor, "tool");
     }
 

@@ -10,11 +10,67 @@ pub struct Question {
 
 /// Verbs a how-to heading starts with ("Install from source", "Running tests").
 const VERBS: &[&str] = &[
-    "add", "build", "change", "check", "clean", "collect", "compile", "configure", "connect", "contribute", "create", "customize",
-    "debug", "define", "delete", "deploy", "disable", "enable", "export", "extend", "fetch", "find", "fix", "generate", "get",
-    "handle", "import", "install", "integrate", "launch", "load", "log", "manage", "migrate", "monitor", "package", "publish",
-    "read", "release", "remove", "rename", "reset", "restore", "review", "run", "save", "schedule", "set", "setup", "ship",
-    "start", "stop", "test", "train", "troubleshoot", "uninstall", "update", "upgrade", "use", "validate", "write",
+    "add",
+    "build",
+    "change",
+    "check",
+    "clean",
+    "collect",
+    "compile",
+    "configure",
+    "connect",
+    "contribute",
+    "create",
+    "customize",
+    "debug",
+    "define",
+    "delete",
+    "deploy",
+    "disable",
+    "enable",
+    "export",
+    "extend",
+    "fetch",
+    "find",
+    "fix",
+    "generate",
+    "get",
+    "handle",
+    "import",
+    "install",
+    "integrate",
+    "launch",
+    "load",
+    "log",
+    "manage",
+    "migrate",
+    "monitor",
+    "package",
+    "publish",
+    "read",
+    "release",
+    "remove",
+    "rename",
+    "reset",
+    "restore",
+    "review",
+    "run",
+    "save",
+    "schedule",
+    "set",
+    "setup",
+    "ship",
+    "start",
+    "stop",
+    "test",
+    "train",
+    "troubleshoot",
+    "uninstall",
+    "update",
+    "upgrade",
+    "use",
+    "validate",
+    "write",
 ];
 
 /// Nouns that name an action ("Installation" → install).
@@ -215,7 +271,10 @@ mod tests {
         assert_eq!(q("README", &["Why is collect incremental?"]), ("Why is collect incremental (in SAM Brain)?".into(), "explain-doc"));
         assert_eq!(q("Store", &["Architecture"]), ("Explain the architecture of SAM Brain's Store.".into(), "explain-doc"));
         assert_eq!(q("README", &["Checkpoints"]), ("What are checkpoints in SAM Brain?".into(), "explain-doc"));
-        assert_eq!(q("README", &["Store", "Near-duplicate detection"]), ("What is near-duplicate detection in SAM Brain's store?".into(), "explain-doc"));
+        assert_eq!(
+            q("README", &["Store", "Near-duplicate detection"]),
+            ("What is near-duplicate detection in SAM Brain's store?".into(), "explain-doc")
+        );
         assert_eq!(q("README", &["SQLite schema"]), ("What is SQLite schema in SAM Brain?".into(), "explain-doc"));
         assert_eq!(q("README", &["Installation", "From source"]), ("How do I install SAM Brain (from source)?".into(), "how-to"));
         assert_eq!(q("Curation", &["Store", "Dedup"]), ("What is dedup in SAM Brain's Curation (Store)?".into(), "explain-doc"));

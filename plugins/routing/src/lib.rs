@@ -45,8 +45,14 @@ impl Default for Config {
             dirs: vec![],
             suffix: ".jsonl".into(),
             labels: BTreeMap::from([
-                ("local".to_string(), "the small local model: quick, private answers, single-file edits, explanations, commit messages".to_string()),
-                ("claude".to_string(), "Claude: large or ambiguous tasks, changes across many files, deep debugging and design".to_string()),
+                (
+                    "local".to_string(),
+                    "the small local model: quick, private answers, single-file edits, explanations, commit messages".to_string(),
+                ),
+                (
+                    "claude".to_string(),
+                    "Claude: large or ambiguous tasks, changes across many files, deep debugging and design".to_string(),
+                ),
             ]),
             escalation_label: "claude".into(),
             system_prompt: None,
@@ -115,7 +121,11 @@ pub fn decide(r: &Record, cfg: &Config) -> Result<(String, String), &'static str
             if target == handler {
                 return Err("escalated_from_top_handler");
             }
-            let what = if outcome == "escalated" { format!("{handler} had to escalate it") } else { format!("{handler}'s answer had to be corrected") };
+            let what = if outcome == "escalated" {
+                format!("{handler} had to escalate it")
+            } else {
+                format!("{handler}'s answer had to be corrected")
+            };
             (target.to_string(), with_note(what))
         }
         _ => return Err("unknown_outcome"),
@@ -146,7 +156,11 @@ fn routing_example(cfg: &Config, task: &str, label: &str, reason: &str, provenan
     Example {
         kind: Kind::Routing,
         task: "routing".into(),
-        messages: vec![Message { role: Role::System, content: cfg.system() }, user(task.trim()), assistant(format!("{label}\nReason: {reason}."))],
+        messages: vec![
+            Message { role: Role::System, content: cfg.system() },
+            user(task.trim()),
+            assistant(format!("{label}\nReason: {reason}.")),
+        ],
         rejected: None,
         provenance,
         metadata: metadata.to_string(),
@@ -190,7 +204,11 @@ const BUILTIN_TEMPLATES: &[(&str, &str, &str)] = &[
     ("Rename the variable `tmp` to `buffer` in this function.", "local", "a mechanical single-function edit"),
     ("Add a docstring to this Python function.", "local", "a small edit grounded in the code shown"),
     ("Convert this JSON object to a TOML table.", "local", "a direct format conversion"),
-    ("Redesign the storage layer so it supports multiple users, and migrate the existing data.", "claude", "an open design task touching many files and data"),
+    (
+        "Redesign the storage layer so it supports multiple users, and migrate the existing data.",
+        "claude",
+        "an open design task touching many files and data",
+    ),
     ("Find out why the integration tests fail only on CI and fix it.", "claude", "debugging across environments needs long investigation"),
     ("Review this 2,000-line pull request for concurrency bugs.", "claude", "a large input and subtle reasoning"),
     ("Plan the migration of the project from Python to Rust.", "claude", "a long multi-step plan across the whole codebase"),
@@ -241,7 +259,13 @@ pub struct Files {
 }
 
 /// New lines of one log file from its stored state.
-pub fn read_log(path: &std::path::Path, rel: &str, previous: Option<&FileState>, cfg: &Config, discards: &mut Discards) -> std::io::Result<(Vec<Example>, FileState)> {
+pub fn read_log(
+    path: &std::path::Path,
+    rel: &str,
+    previous: Option<&FileState>,
+    cfg: &Config,
+    discards: &mut Discards,
+) -> std::io::Result<(Vec<Example>, FileState)> {
     let mut f = File::open(path)?;
     let len = f.metadata()?.len();
     // A file shorter than what was read was replaced or rotated: read it from the start.
@@ -350,10 +374,12 @@ impl sam_plugin::Source for Routing {
         }
         let checkpoint: Checkpoint = match checkpoint.as_deref() {
             None | Some("") => Checkpoint { v: 1, ..Default::default() },
-            Some(s) => serde_json::from_str(s).map_err(|e| format!("routing: stored checkpoint is unreadable ({e}); reset this source's checkpoint"))?,
+            Some(s) => serde_json::from_str(s)
+                .map_err(|e| format!("routing: stored checkpoint is unreadable ({e}); reset this source's checkpoint"))?,
         };
         let granted = granted_dirs();
-        let (dirs, skipped) = if cfg.dirs.is_empty() { (granted.iter().map(PathBuf::from).collect(), vec![]) } else { resolve_dirs(&cfg.dirs, &granted) };
+        let (dirs, skipped) =
+            if cfg.dirs.is_empty() { (granted.iter().map(PathBuf::from).collect(), vec![]) } else { resolve_dirs(&cfg.dirs, &granted) };
         for s in skipped {
             log(true, &format!("routing: dir {s} is not granted (add it to grants.read); skipped"));
         }
@@ -361,7 +387,9 @@ impl sam_plugin::Source for Routing {
         for dir in dirs {
             let dir_name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             match shared::walk_files(&dir, 8, &|rel| rel.ends_with(cfg.suffix.as_str())) {
-                Ok(found) => files.extend(found.into_iter().map(|(p, rel)| (p, if dir_name.is_empty() { rel } else { format!("{dir_name}/{rel}") }))),
+                Ok(found) => {
+                    files.extend(found.into_iter().map(|(p, rel)| (p, if dir_name.is_empty() { rel } else { format!("{dir_name}/{rel}") })))
+                }
                 Err(e) => log(true, &format!("routing: cannot read {} ({e}); skipped — is it granted?", dir.display())),
             }
         }

@@ -60,9 +60,21 @@ fn real_records_teach_labels_with_reasons() {
     assert_eq!(
         got,
         vec![
-            ("logs/interactions.jsonl#L1", "Write a commit message for the staged diff", "local\nReason: the local model handled it well in 820 ms."),
-            ("logs/interactions.jsonl#L2", "Refactor the plugin host into its own crate", "claude\nReason: claude handled it well in 45.0 s: many files."),
-            ("logs/interactions.jsonl#L3", "Why does the collect test hang on CI?", "claude\nReason: local had to escalate it: the local answer guessed."),
+            (
+                "logs/interactions.jsonl#L1",
+                "Write a commit message for the staged diff",
+                "local\nReason: the local model handled it well in 820 ms."
+            ),
+            (
+                "logs/interactions.jsonl#L2",
+                "Refactor the plugin host into its own crate",
+                "claude\nReason: claude handled it well in 45.0 s: many files."
+            ),
+            (
+                "logs/interactions.jsonl#L3",
+                "Why does the collect test hang on CI?",
+                "claude\nReason: local had to escalate it: the local answer guessed."
+            ),
             ("logs/interactions.jsonl#L4", "Fix the off-by-one in the pager", "claude\nReason: local's answer had to be corrected."),
             ("logs/interactions.jsonl#L9", "Explain this regex", "local\nReason: the local model handled it well."),
         ]
@@ -71,7 +83,9 @@ fn real_records_teach_labels_with_reasons() {
         assert_eq!(e.kind, Kind::Routing);
         assert_eq!(e.task, "routing");
         assert_eq!(e.messages[0].role, Role::System);
-        assert!(e.messages[0].content.contains("- claude: Claude: large") && e.messages[0].content.contains("- local: the small local model"));
+        assert!(
+            e.messages[0].content.contains("- claude: Claude: large") && e.messages[0].content.contains("- local: the small local model")
+        );
         let meta: Value = serde_json::from_str(&e.metadata).unwrap();
         assert_eq!(meta["synthetic"], false);
     }
