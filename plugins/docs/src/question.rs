@@ -164,10 +164,12 @@ fn special(heading: &str, subject: &str, area: &str) -> Option<Question> {
     if h.ends_with('?') || QUESTION_WORDS.contains(&first) && !lower.starts_with("how to ") && lower != "how it works" {
         let q = h.trim_end_matches('?');
         let task = if lower.starts_with("how ") { "how-to" } else { "explain-doc" };
-        return Some(Question { text: format!("{q} (in {area})?"), task });
+        let text = if mentions(q, area) { format!("{q}?") } else { format!("{q} (in {area})?") };
+        return Some(Question { text, task });
     }
     if let Some(rest) = lower.strip_prefix("how to ") {
-        return Some(how_to(format!("How do I {} in {area}?", keep_case(h, h.len() - rest.len()))));
+        let what = keep_case(h, h.len() - rest.len());
+        return Some(how_to(format!("How do I {what}{}?", in_area(&what, area))));
     }
     if lower == "how it works" {
         return Some(explain(format!("How does {subject} work?")));
@@ -201,10 +203,27 @@ fn special(heading: &str, subject: &str, area: &str) -> Option<Question> {
         return Some(if rest.is_empty() {
             how_to(format!("How do I {verb} {subject}?"))
         } else {
-            how_to(format!("How do I {verb} {} in {area}?", phrase(rest)))
+            how_to(format!("How do I {verb} {}{}?", phrase(rest), in_area(rest, area)))
         });
     }
     None
+}
+
+/// Whether `text` already names the area (its last, most specific part: the project or title).
+fn mentions(text: &str, area: &str) -> bool {
+    let name = area.rsplit("'s ").next().unwrap_or(area).to_lowercase();
+    let first = area.split("'s ").next().unwrap_or(area).to_lowercase();
+    let t = text.to_lowercase();
+    t.contains(&name) || t.contains(&first)
+}
+
+/// ` in {area}`, unless `text` already names it.
+fn in_area(text: &str, area: &str) -> String {
+    if mentions(text, area) {
+        String::new()
+    } else {
+        format!(" in {area}")
+    }
 }
 
 fn how_to(text: String) -> Question {
@@ -280,6 +299,9 @@ mod tests {
         assert_eq!(q("Curation", &["Store", "Dedup"]), ("What is dedup in SAM Brain's Curation (Store)?".into(), "explain-doc"));
         assert_eq!(q("README", &["Limitations"]), ("What are the limitations of SAM Brain?".into(), "explain-doc"));
         assert_eq!(q("Setup", &["Setup"]), ("How do I set up SAM Brain?".into(), "how-to"));
+        assert_eq!(q("Installing SAM Brain", &[]), ("How do I install SAM Brain?".into(), "how-to"));
+        assert_eq!(q("README", &["How to update SAM Brain"]), ("How do I update SAM Brain?".into(), "how-to"));
+        assert_eq!(q("README", &["Does SAM Brain need a GPU?"]), ("Does SAM Brain need a GPU?".into(), "explain-doc"));
     }
 
     #[test]
