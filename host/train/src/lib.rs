@@ -1,1 +1,28 @@
-//! Native training core.
+//! Native training core of SAM Brain: Qwen2 models, LoRA/QLoRA, SFT trainer, over MLX.
+//!
+//! One concept per module: [`tokenizer`] (tokenizer.json, ChatML, loss masks, BPE training),
+//! [`tiny`] (random tiny HF-layout models), [`data`] (JSONL formats, batches), [`config`]
+//! (config.json), [`model`] (Qwen2 on MLX, LoRA layers), [`adapters`] (mlx-lm's adapter format),
+//! [`loss`] (masked cross-entropy), [`optim`] (AdamW, schedule), [`trainer`] (the training loop,
+//! test evaluation).
+//!
+//! Entry points for the CLI:
+//! - `brain train` → [`train`]`(&TrainArgs, &mut |p: &Progress| …) -> TrainReport`
+//! - `brain train --test` → [`evaluate_test`]`(&TestArgs) -> TestReport {test_loss, test_ppl, tokens}`
+//! - `brain model init-tiny DIR` → [`tiny::init_tiny`]`(dir, &TinySpec, corpus)`
+
+pub mod adapters;
+pub mod cache;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod loss;
+pub mod model;
+pub mod optim;
+pub mod rng;
+pub mod tiny;
+pub mod tokenizer;
+pub mod trainer;
+
+pub use error::{Error, Result};
+pub use trainer::{evaluate_test, train, Event, FineTuneType, LoraArgs, Progress, StopReason, TestArgs, TestReport, TrainArgs, TrainReport};

@@ -1,0 +1,120 @@
+//! Adapters in mlx-lm's format: `adapters.safetensors` (keys like
+//! `model.layers.N.self_attn.q_proj.lora_a`, lora_a (in, r), lora_b (r, out)) and
+//! `adapter_config.json` (`fine_tune_type`, `num_layers`, `lora_parameters` {rank, scale, dropout,
+//! keys}), so mlx-lm's `--adapter-path` loads ours and we load mlx-lm's.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{io, model_err, Result};
+use crate::model::{Qwen2, LINEAR_KEYS};
+
+pub const ADAPTER_FILE: &str = "adapters.safetensors";
+pub const ADAPTER_CONFIG: &str = "adapter_config.json";
+
+/// `lora_parameters` of adapter_config.json.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraParameters {
+    pub rank: usize,
+    pub scale: f32,
+    #[serde(default)]
+    pub dropout: f32,
+    /// Module keys inside a block (`self_attn.q_proj`, …); mlx-lm treats a missing list as "every
+    /// linear layer".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<String>>,
+}
+
+/// adapter_config.json. Fields mlx-lm writes that we do not use are kept in `extra`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdapterConfig {
+    #[serde(default = "default_ftt")]
+    pub fine_tune_type: String,
+    pub num_layers: i32,
+    #[serde(default)]
+    pub lora_parameters: Option<LoraParameters>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+fn default_ftt() -> String {
+    "lora".into()
+}
+
+impl AdapterConfig {
+    /// The LoRA keys, expanding mlx-lm's "none given" to every linear layer.
+    pub fn keys(&self) -> Vec<String> {
+        match self.lora_parameters.as_ref().and_then(|l| l.keys.clone()) {
+            Some(k) => k,
+            None => LINEAR_KEYS.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join(ADAPTER_CONFIG);
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        serde_json::from_str(&text).map_err(|e| model_err(&path, format!("bad adapter config: {e}")))
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let path = dir.join(ADAPTER_CONFIG);
+        let text = serde_json::to_string_pretty(self).expect("serializes");
+        std::fs::write(&path, text + "\n").map_err(io(&path))
+    }
+}
+
+/// Write the model's trainable parameters as a safetensors file.
+pub fn save_weights(model: &Qwen2, path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    let meta = BTreeMap::from([("format".to_string(), "mlx".to_string())]);
+    Ok(mlx::io::save_safetensors(path, model.trainable_params(), &meta)?)
+}
+
+/// Put saved trainable values (from [`save_weights`]) into the model; names and shapes must match.
+pub fn load_weights(model: &mut Qwen2, path: &Path) -> Result<()> {
+    let st = mlx::io::load_safetensors(path)?;
+    let mut errors = Vec::new();
+    let mut values = Vec::new();
+    for (name, cur) in model.trainable_params() {
+        match st.tensors.get(name) {
+            None => errors.push(format!("{name} is missing")),
+            Some(a) if a.shape() != cur.shape() => {
+                errors.push(format!("{name}: shape {:?} in the file, {:?} in the model", a.shape(), cur.shape()))
+            }
+            Some(a) => values.push(a.as_type(cur.dtype())?),
+        }
+    }
+    let trainable: std::collections::HashSet<&str> = model.trainable_params().iter().map(|(n, _)| *n).collect();
+    for k in st.tensors.keys() {
+        if !trainable.contains(k.as_str()) {
+            errors.push(format!("{k} is not a trainable parameter of this model and adapter configuration"));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(model_err(path, format!("incompatible adapter:\n  {}", errors.join("\n  "))));
+    }
+    mlx::eval(values.iter())?;
+    model.set_trainable(values);
+    Ok(())
+}
+
+/// Load an adapter directory (ours or mlx-lm's) onto a model: applies LoRA as configured (or
+/// marks layers trainable for `full`), then loads the weights. Returns the config.
+pub fn load_adapters(model: &mut Qwen2, dir: &Path) -> Result<AdapterConfig> {
+    let cfg = AdapterConfig::read(dir)?;
+    match cfg.fine_tune_type.as_str() {
+        "lora" => {
+            let lp = cfg.lora_parameters.as_ref().ok_or_else(|| model_err(dir.join(ADAPTER_CONFIG), "lora_parameters is missing"))?;
+            model.apply_lora(cfg.num_layers, &cfg.keys(), lp.rank, lp.scale, lp.dropout, 0)?;
+        }
+        "full" => model.full_fine_tune(cfg.num_layers)?,
+        other => return Err(model_err(dir.join(ADAPTER_CONFIG), format!("fine_tune_type {other:?} is not supported (lora, full)"))),
+    }
+    load_weights(model, &dir.join(ADAPTER_FILE))?;
+    Ok(cfg)
+}

@@ -1,0 +1,129 @@
+//! `config.json` of a Hugging Face Qwen2 directory (plus mlx-community's `quantization`).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{io, model_err, Result};
+
+/// The fields of a Qwen2 `config.json` the model reads. Unknown fields are ignored on read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub model_type: String,
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub intermediate_size: usize,
+    pub num_attention_heads: usize,
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    /// Some configs give it explicitly; else hidden_size / num_attention_heads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dim: Option<usize>,
+    pub vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f32,
+    #[serde(default = "default_theta")]
+    pub rope_theta: f32,
+    #[serde(default = "default_tie")]
+    pub tie_word_embeddings: bool,
+    #[serde(default = "default_max_pos")]
+    pub max_position_embeddings: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torch_dtype: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bos_token_id: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eos_token_id: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_scaling: Option<serde_json::Value>,
+    /// mlx-community quantized checkpoints: `{"group_size": 64, "bits": 4}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<Quantization>,
+}
+
+/// Quantization parameters (MLX's affine mode). Per-layer overrides (`"model.layers.0.mlp.down_proj":
+/// {"group_size": 64, "bits": 8}`) are kept in `overrides`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quantization {
+    pub group_size: i32,
+    pub bits: i32,
+    #[serde(flatten)]
+    pub overrides: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+impl Quantization {
+    /// (group_size, bits) for the layer with prefix `name` (e.g. `model.layers.3.self_attn.q_proj`).
+    pub fn for_layer(&self, name: &str) -> (i32, i32) {
+        match self.overrides.get(name) {
+            Some(v) if v.is_object() => (
+                v.get("group_size").and_then(|g| g.as_i64()).map_or(self.group_size, |g| g as i32),
+                v.get("bits").and_then(|g| g.as_i64()).map_or(self.bits, |g| g as i32),
+            ),
+            _ => (self.group_size, self.bits),
+        }
+    }
+}
+
+fn default_eps() -> f32 {
+    1e-6
+}
+fn default_theta() -> f32 {
+    1_000_000.0
+}
+fn default_tie() -> bool {
+    true
+}
+fn default_max_pos() -> usize {
+    32768
+}
+
+impl ModelConfig {
+    /// Read `DIR/config.json` and check it describes a supported model.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        let cfg: ModelConfig =
+            serde_json::from_str(&text).map_err(|e| model_err(&path, format!("bad config.json: {e}")))?;
+        cfg.validate().map_err(|m| model_err(&path, m))?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        if !matches!(self.model_type.as_str(), "qwen2" | "llama") {
+            return Err(format!(
+                "model_type {:?} is not supported (supported: qwen2, llama layout)",
+                self.model_type
+            ));
+        }
+        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 && self.head_dim.is_none() {
+            return Err("hidden_size must be a multiple of num_attention_heads".into());
+        }
+        if self.num_attention_heads % self.kv_heads() != 0 {
+            return Err("num_attention_heads must be a multiple of num_key_value_heads".into());
+        }
+        if let Some(s) = &self.rope_scaling {
+            if !s.is_null() {
+                let kind = s.get("type").or_else(|| s.get("rope_type")).and_then(|v| v.as_str());
+                if !matches!(kind, None | Some("default")) {
+                    return Err(format!("rope_scaling {s} is not supported"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads)
+    }
+
+    /// Whether q/k/v projections carry a bias (Qwen2: yes; Llama: no).
+    pub fn attention_bias(&self) -> bool {
+        self.model_type == "qwen2"
+    }
+}

@@ -1,0 +1,46 @@
+#![allow(dead_code)]
+//! Shared test helpers: tiny models in temporary directories, the plain-Rust reference.
+
+pub mod reference;
+
+use std::path::{Path, PathBuf};
+
+use brain_train::tiny::{init_tiny, TinySpec};
+
+/// A tiny model written into a fresh temp dir (kept alive by the returned guard).
+pub fn tiny(spec: TinySpec) -> (tempfile::TempDir, PathBuf) {
+    let td = tempfile::tempdir().unwrap();
+    let dir = td.path().join("model");
+    init_tiny(&dir, &spec, None).unwrap();
+    (td, dir)
+}
+
+pub fn small_spec() -> TinySpec {
+    TinySpec { hidden: 32, layers: 2, heads: 4, kv_heads: 2, intermediate: 64, tokenizer_vocab: 320, init_std: 0.05, seed: 7, ..Default::default() }
+}
+
+/// Write JSONL lines into DIR/NAME.jsonl.
+pub fn write_jsonl(dir: &Path, name: &str, lines: &[serde_json::Value]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(dir.join(format!("{name}.jsonl")), text).unwrap();
+}
+
+/// Whether python3 with mlx_lm is importable (cross-checks skip with a note otherwise).
+pub fn have_mlx_lm() -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import mlx_lm"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("note: python3 with mlx_lm is not available; skipping the mlx-lm cross-check");
+    }
+    ok
+}
+
+pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>().sqrt();
+    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum::<f64>().sqrt();
+    (num / den.max(1e-30)) as f32
+}
