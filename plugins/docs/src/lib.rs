@@ -79,8 +79,10 @@ pub fn content_hash(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// One markdown document → its examples. `file` is the provenance path (`dir/rel.md`).
-pub fn document_examples(text: &str, file: &str, project: &str, cfg: &Config, discards: &mut Discards) -> Vec<Example> {
+/// One markdown document → its examples. `file` is the provenance path (`dir/rel.md`); `lossy`
+/// says the file was not valid UTF-8 (its bad bytes became U+FFFD): sections holding one are
+/// left out.
+pub fn document_examples(text: &str, lossy: bool, file: &str, project: &str, cfg: &Config, discards: &mut Discards) -> Vec<Example> {
     if is_generated(text) {
         discards.add("generated_file");
         return vec![];
@@ -94,7 +96,7 @@ pub fn document_examples(text: &str, file: &str, project: &str, cfg: &Config, di
     }
     let mut out = vec![];
     for s in doc.sections {
-        if s.content.contains('\u{FFFD}') {
+        if lossy && s.content.contains('\u{FFFD}') {
             discards.add("invalid_utf8");
             continue;
         }
@@ -188,8 +190,10 @@ impl shared::FileSource for Files {
         if self.checkpoint.files.get(&key) == Some(&hash) {
             return Some((vec![], None, 0));
         }
-        let text = String::from_utf8_lossy(&bytes);
-        let examples = document_examples(&text, &f.file, &f.project, &self.cfg, discards);
+        let examples = match std::str::from_utf8(&bytes) {
+            Ok(text) => document_examples(text, false, &f.file, &f.project, &self.cfg, discards),
+            Err(_) => document_examples(&String::from_utf8_lossy(&bytes), true, &f.file, &f.project, &self.cfg, discards),
+        };
         Some((examples, Some((key, hash)), bytes.len() as u64))
     }
 

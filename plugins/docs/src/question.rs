@@ -91,6 +91,7 @@ const ACTION_NOUNS: &[(&str, &str)] = &[
     ("testing", "test"),
     ("building", "build"),
     ("options", "configure"),
+    ("config", "configure"),
     ("settings", "configure"),
 ];
 
@@ -104,7 +105,9 @@ const GENERIC_TITLES: &[&str] = &["readme", "index", "docs", "doc", "documentati
 /// `title` is the document's title, `path` the headings below it (empty for the text under
 /// the title), `project` the name the docs belong to.
 pub fn question(project: &str, title: &str, path: &[String]) -> Question {
+    // "claude-logs — Claude Code transcripts as training data" → "claude-logs".
     let informative = !GENERIC_TITLES.contains(&title.to_lowercase().as_str()) && !title.eq_ignore_ascii_case(project);
+    let title = [" — ", " – ", " - ", ": "].iter().find_map(|sep| title.split_once(sep)).map_or(title, |(short, _)| short.trim());
     // What the docs are about: "SAM Brain's Git plugin", or just the project.
     let subject = if informative { format!("{project}'s {title}") } else { project.to_string() };
     let Some(heading) = path.last() else {
@@ -161,6 +164,12 @@ fn special(heading: &str, subject: &str, area: &str) -> Option<Question> {
     let lower = h.to_lowercase();
     let first = lower.split_whitespace().next().unwrap_or("");
 
+    // "What it reads", "How it stores data": a statement about the subject, not a question.
+    if QUESTION_WORDS.contains(&first) && !h.ends_with('?') && lower != "how it works" {
+        if let Some(i) = h.find(" it ") {
+            return Some(explain(format!("Explain {}{subject}{}.", phrase(&h[..i + 1]), &h[i + 3..])));
+        }
+    }
     if h.ends_with('?') || QUESTION_WORDS.contains(&first) && !lower.starts_with("how to ") && lower != "how it works" {
         let q = h.trim_end_matches('?');
         let task = if lower.starts_with("how ") { "how-to" } else { "explain-doc" };
@@ -302,6 +311,10 @@ mod tests {
         assert_eq!(q("Installing SAM Brain", &[]), ("How do I install SAM Brain?".into(), "how-to"));
         assert_eq!(q("README", &["How to update SAM Brain"]), ("How do I update SAM Brain?".into(), "how-to"));
         assert_eq!(q("README", &["Does SAM Brain need a GPU?"]), ("Does SAM Brain need a GPU?".into(), "explain-doc"));
+        assert_eq!(q("git — commits as examples", &[]), ("What is SAM Brain's git?".into(), "explain-doc"));
+        assert_eq!(q("docs — markdown as questions", &[]), ("What is SAM Brain's docs?".into(), "explain-doc"));
+        assert_eq!(q("git — commits as examples", &["What it reads"]), ("Explain what SAM Brain's git reads.".into(), "explain-doc"));
+        assert_eq!(q("git: commits as examples", &["Config"]), ("How do I configure SAM Brain's git?".into(), "how-to"));
     }
 
     #[test]

@@ -35,6 +35,7 @@ fn tree() -> tempfile::TempDir {
     latin1.extend_from_slice(b"");
     write(&docs, "latin1.md", &latin1);
     write(&docs, "big.md", &vec![b'a'; 2 << 20]);
+    write(&docs, "replacement.md", "# Decoding\n\nA valid file may show the replacement character \u{FFFD} itself, for example when it explains how bad bytes are decoded.\n".as_bytes());
     dir
 }
 
@@ -71,6 +72,7 @@ fn a_docs_tree_gives_grounded_sections() {
             ("brain/guide/store.md#store".into(), "explain-doc".into(), "What is brain's Store?".into()),
             ("brain/guide/store.md#checkpoints".into(), "explain-doc".into(), "What are checkpoints in brain's Store?".into()),
             ("brain/latin1.md#menu".into(), "explain-doc".into(), "What is menu in brain's Cafe?".into()),
+            ("brain/replacement.md#decoding".into(), "explain-doc".into(), "What is brain's Decoding?".into()),
         ],
         "{examples:#?}"
     );
@@ -114,7 +116,7 @@ fn project_name_include_exclude_and_errors() {
     let (examples, _, _) = collect(c, None);
     assert_eq!(examples.len(), 2);
     assert_eq!(examples[0].messages[0].content, "What is SAM Brain's Store?");
-    let c = json!({ "dirs": [dir.path().join("brain").to_string_lossy()], "exclude": ["guide/**", "README.md", "latin1.md", "CHANGELOG*"], "min_section_chars": 60 });
+    let c = json!({ "dirs": [dir.path().join("brain").to_string_lossy()], "exclude": ["guide/**", "README.md", "latin1.md", "replacement.md", "CHANGELOG*"], "min_section_chars": 60 });
     let (examples, _, _) = collect(c, None);
     assert!(examples.is_empty(), "{examples:#?}");
 
