@@ -276,6 +276,11 @@ fn info_describes_plugins() {
     assert_eq!(i.world, World::Filter);
     let names = PluginHost::bundled_names();
     assert!(names.contains(&"git"), "{names:?}");
+    // Every embedded plugin loads and targets this host's interface.
+    for name in &names {
+        let i = host().info(&PluginRef::Bundled(name.to_string())).unwrap_or_else(|e| panic!("{e}"));
+        assert!(i.bundled && i.version.starts_with("0.1."), "{name}: {i:?}");
+    }
     let git = host().info(&PluginRef::Bundled("git".into())).unwrap();
     assert!(git.bundled && git.world == World::Source);
     assert!(git.imports.iter().any(|n| n.starts_with("sam:plugin/git@")), "{:?}", git.imports);

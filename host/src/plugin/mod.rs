@@ -398,6 +398,9 @@ impl PluginHost {
         let stderr = StderrTail::default();
         let mut b = WasiCtxBuilder::new();
         b.allow_blocking_current_thread(true);
+        // No network (the default address check already refuses every address; say it twice),
+        // no environment, no arguments, no stdin; stdout is discarded.
+        b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
         b.stdout(std::io::empty());
         b.stderr(stderr.clone());
         for dir in &grants.read {
