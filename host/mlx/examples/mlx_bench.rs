@@ -47,6 +47,10 @@ fn ce(n: i32, h: i32, v: i32, reps: i32) -> mlx::Result<()> {
     let w = mlx::random::normal(&[v, h], Dtype::Float32, 0.0, 0.02, None)?;
     let t = mlx::random::randint(0, v, &[n], Dtype::Int32, None)?;
     mlx::eval([&hid, &w, &t])?;
+    let wt = w.swapaxes(0, 1)?;
+    let s = time(reps, || hid.matmul(&wt)?.eval())?;
+    let gf = 2.0 * n as f64 * h as f64 * v as f64 / 1e9;
+    println!("logits matmul alone ({n}x{h} @ {h}x{v}, {gf:.1} GFLOP): {:.1} ms, {:.1} GFLOP/s", s * 1e3, gf / s);
     println!("cross-entropy N={n} H={h} V={v} (f32), forward + backward:");
     for (path, name) in [(CePath::Fused, "fused   "), (CePath::Composed, "composed")] {
         // d hidden: the LoRA case, the projection is a constant captured by the loss function.
