@@ -28,14 +28,24 @@ pub enum CePath {
 }
 
 /// Options of [`cross_entropy`].
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct CeOptions<'a> {
     /// Per-token weights (same shape as targets), e.g. the loss mask: the NLL is multiplied by
-    /// them. Rows whose weight is 0 are skipped in the fused backward pass.
+    /// them.
     pub weights: Option<&'a Array>,
+    /// With `weights`: compute only the rows whose weight is non-zero (the weights are read to
+    /// the host for that; they must not depend on differentiated inputs). Those rows' NLL and
+    /// logsumexp are 0. Default true.
+    pub compact: bool,
     /// Vocabulary chunk of the fused kernel (default 4096 or `BRAIN_MLX_CE_CHUNK`).
     pub chunk: Option<i32>,
     pub path: CePath,
+}
+
+impl Default for CeOptions<'_> {
+    fn default() -> Self {
+        CeOptions { weights: None, compact: true, chunk: None, path: CePath::Auto }
+    }
 }
 
 /// Per-token NLL (shape of `targets`, f32) of `targets` under `softmax(hidden @ weight.T)`.
@@ -69,10 +79,42 @@ pub fn cross_entropy_with_lse(hidden: &Array, weight: &Array, targets: &Array, o
         CePath::Composed => false,
         CePath::Auto => !default_device()?.is_gpu(),
     };
-    let (nll, lse) = if fused {
-        fused_raw(&h2, weight, &t1, opts.chunk.unwrap_or(0))?
-    } else {
-        composed_raw(&h2, weight, &t1)?
+    let run = |h: &Array, t: &Array| {
+        if fused {
+            fused_raw(h, weight, t, opts.chunk.unwrap_or(0))
+        } else {
+            composed_raw(h, weight, t)
+        }
+    };
+    let kept = match opts.weights {
+        Some(w) if opts.compact => {
+            let wv = w.as_type(Dtype::Float32)?.reshape(&[-1])?.to_vec::<f32>()?;
+            if wv.len() != t1.size() {
+                return Err(Error::InvalidArgument(format!(
+                    "cross_entropy: weights {:?} do not match targets {ts:?}",
+                    w.shape()
+                )));
+            }
+            let keep: Vec<i32> = (0..wv.len() as i32).filter(|&i| wv[i as usize] != 0.0).collect();
+            (keep.len() < wv.len()).then_some(keep)
+        }
+        _ => None,
+    };
+    let (nll, lse) = match kept {
+        None => run(&h2, &t1)?,
+        Some(keep) => {
+            let n = t1.size() as i32;
+            let zeros = crate::ops::zeros(&[n], Dtype::Float32)?;
+            if keep.is_empty() {
+                // Keep the graph connected so gradients are zeros, not missing.
+                let z = h2.sum_all()?.mul(0.0f32)?.as_type(Dtype::Float32)?;
+                (zeros.add(&z)?, zeros)
+            } else {
+                let idx = Array::from_slice(&keep, &[keep.len() as i32])?;
+                let (nll_k, lse_k) = run(&h2.take(&idx, 0)?, &t1.take(&idx, 0)?)?;
+                (zeros.put_along_axis(&idx, &nll_k, 0)?, zeros.put_along_axis(&idx, &lse_k, 0)?)
+            }
+        }
     };
     let nll = nll.reshape(&ts)?;
     let lse = lse.reshape(&ts)?;

@@ -44,7 +44,7 @@ fn fused_matches_composed_values_and_gradients() {
         let run = |path: CePath| {
             mlx::value_and_grad(
                 |a: &[Array]| {
-                    let o = CeOptions { weights: Some(&mask), chunk: Some(chunk), path };
+                    let o = CeOptions { weights: Some(&mask), chunk: Some(chunk), path, compact: path == CePath::Fused };
                     let nll = cross_entropy(&a[0], &a[1], &t, o)?;
                     Ok(vec![nll.sum_all()?.div(mask.sum_all()?)?, nll])
                 },
@@ -144,4 +144,36 @@ fn fused_shape_errors() {
     let bad_t = Array::from_slice(&[1i32, 2], &[2]).unwrap();
     assert!(cross_entropy(&hid, &w, &bad_t, CeOptions::default()).is_err());
     assert!(mlx::loss::fused_kernel_has_blas().unwrap());
+}
+
+#[test]
+fn compaction_skips_masked_rows_exactly() {
+    let (hid, w, t, _) = setup(10, 8, 400, 31);
+    let mask = arr(&[1.0, 0.0, 0.0, 1.0, 0.5, 0.0, 1.0, 1.0, 0.0, 2.0], &[10]);
+    let g = |compact: bool, path: CePath| {
+        mlx::value_and_grad(
+            |a: &[Array]| {
+                let o = CeOptions { weights: Some(&mask), compact, chunk: Some(128), path };
+                let nll = cross_entropy(&a[0], &w, &t, o)?;
+                Ok(vec![nll.sum_all()?, nll])
+            },
+            &[&hid],
+            &[0],
+        )
+        .unwrap()
+    };
+    let (v1, g1) = g(true, CePath::Fused);
+    let (v2, g2) = g(false, CePath::Composed);
+    assert_close(&vals(&v1[1]), &vals(&v2[1]), 1e-4, "nll");
+    assert_close(&vals(&g1[0]), &vals(&g2[0]), 1e-4, "d hidden");
+    // everything masked: zero loss and zero gradient
+    let zero = mlx::zeros(&[10], Dtype::Float32).unwrap();
+    let (v, gz) = mlx::value_and_grad(
+        |a: &[Array]| Ok(vec![cross_entropy(&a[0], &w, &t, CeOptions { weights: Some(&zero), ..Default::default() })?.sum_all()?]),
+        &[&hid],
+        &[0],
+    )
+    .unwrap();
+    assert_eq!(v[0].item::<f32>().unwrap(), 0.0);
+    assert!(vals(&gz[0]).iter().all(|&x| x == 0.0));
 }
