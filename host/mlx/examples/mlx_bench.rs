@@ -17,16 +17,35 @@ fn arg(name: &str, default: i32) -> i32 {
         .unwrap_or(default)
 }
 
-/// Best of `reps` timed runs after a warm-up (the minimum is the least disturbed by other load).
+/// CPU time (user + system) of this process in seconds, from /proc (Linux; 0 elsewhere).
+fn cpu_time() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+thread_local! {
+    static LAST_CPU: std::cell::Cell<f64> = const { std::cell::Cell::new(0.0) };
+}
+
+/// Best of `reps` timed runs after a warm-up (the minimum is the least disturbed by other load);
+/// the mean CPU time per run is left in LAST_CPU.
 fn time<F: FnMut() -> mlx::Result<()>>(reps: i32, mut f: F) -> mlx::Result<f64> {
     f()?; // warm-up
     let mut best = f64::MAX;
+    let c0 = cpu_time();
     for _ in 0..reps {
         let t = Instant::now();
         f()?;
         best = best.min(t.elapsed().as_secs_f64());
     }
+    LAST_CPU.with(|c| c.set((cpu_time() - c0) / reps as f64));
     Ok(best)
+}
+
+fn last_cpu_ms() -> f64 {
+    LAST_CPU.with(|c| c.get()) * 1e3
 }
 
 fn matmul(reps: i32) -> mlx::Result<()> {
@@ -37,7 +56,7 @@ fn matmul(reps: i32) -> mlx::Result<()> {
         let reps = if n <= 256 { reps * 20 } else { reps };
         let s = time(reps, || a.matmul(&b)?.eval())?;
         let gflops = 2.0 * (n as f64).powi(3) / s / 1e9;
-        println!("matmul f32 {n}x{n}x{n}: {:.2} ms, {gflops:.1} GFLOP/s", s * 1e3);
+        println!("matmul f32 {n}x{n}x{n}: {:.2} ms, {gflops:.1} GFLOP/s (CPU {:.2} ms)", s * 1e3, last_cpu_ms());
     }
     Ok(())
 }
@@ -50,7 +69,12 @@ fn ce(n: i32, h: i32, v: i32, reps: i32) -> mlx::Result<()> {
     let wt = w.swapaxes(0, 1)?;
     let s = time(reps, || hid.matmul(&wt)?.eval())?;
     let gf = 2.0 * n as f64 * h as f64 * v as f64 / 1e9;
-    println!("logits matmul alone ({n}x{h} @ {h}x{v}, {gf:.1} GFLOP): {:.1} ms, {:.1} GFLOP/s", s * 1e3, gf / s);
+    println!(
+        "logits matmul alone ({n}x{h} @ {h}x{v}, {gf:.1} GFLOP): {:.1} ms wall ({:.1} GFLOP/s), {:.1} ms CPU",
+        s * 1e3,
+        gf / s,
+        last_cpu_ms()
+    );
     println!("cross-entropy N={n} H={h} V={v} (f32), forward + backward:");
     for (path, name) in [(CePath::Fused, "fused   "), (CePath::Composed, "composed")] {
         // d hidden: the LoRA case, the projection is a constant captured by the loss function.
@@ -78,13 +102,14 @@ fn ce(n: i32, h: i32, v: i32, reps: i32) -> mlx::Result<()> {
             })?;
             let peak = mlx::memory::peak_memory()?.saturating_sub(base);
             println!(
-                "  {name} {what}: {:8.1} ms  (loss {loss:.5}, peak extra memory {:.0} MB)",
+                "  {name} {what}: {:8.1} ms wall, {:8.1} ms CPU  (loss {loss:.5}, peak extra memory {:.0} MB)",
                 s * 1e3,
+                last_cpu_ms(),
                 peak as f64 / 1e6
             );
         }
         let s = time(reps, || cross_entropy(&hid, &w, &t, CeOptions { path, ..Default::default() })?.eval())?;
-        println!("  {name} forward only        : {:8.1} ms", s * 1e3);
+        println!("  {name} forward only        : {:8.1} ms wall, {:8.1} ms CPU", s * 1e3, last_cpu_ms());
     }
     Ok(())
 }
