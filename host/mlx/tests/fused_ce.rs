@@ -177,3 +177,31 @@ fn compaction_skips_masked_rows_exactly() {
     assert_eq!(v[0].item::<f32>().unwrap(), 0.0);
     assert!(vals(&gz[0]).iter().all(|&x| x == 0.0));
 }
+
+#[test]
+fn concurrent_use_from_several_threads() {
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let (hid, w, t, _) = setup(16, 8, 300, 100 + i);
+                let mut last = None;
+                for _ in 0..5 {
+                    let (v, g) = mlx::value_and_grad(
+                        |a: &[Array]| Ok(vec![cross_entropy(&a[0], &w, &t, CeOptions::default())?.sum_all()?]),
+                        &[&hid],
+                        &[0],
+                    )
+                    .unwrap();
+                    let cur = (v[0].item::<f32>().unwrap(), vals(&g[0]));
+                    if let Some(prev) = &last {
+                        assert_eq!(prev, &cur, "same inputs, same results");
+                    }
+                    last = Some(cur);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}

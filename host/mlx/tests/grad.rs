@@ -118,3 +118,25 @@ fn checkpoint_gives_the_same_gradients() {
         assert_close(&vals(&plain.1[i]), &vals(&ckpt.1[i]), 1e-6, "grad");
     }
 }
+
+#[test]
+fn quantized_matmul_gradient_wrt_input() {
+    let (w, _) = rand_arr(&[16, 64], 8);
+    let q = mlx::quantized::quantize(&w, 64, 4).unwrap();
+    let deq = q.dequantize().unwrap();
+    let (x, _) = rand_arr(&[3, 64], 9);
+    let (_, gq) = mlx::value_and_grad(|a: &[Array]| Ok(vec![q.matmul_t(&a[0])?.square()?.sum_all()?]), &[&x], &[0]).unwrap();
+    let (_, gd) = mlx::value_and_grad(|a: &[Array]| Ok(vec![a[0].linear(&deq, None)?.square()?.sum_all()?]), &[&x], &[0]).unwrap();
+    assert_close(&vals(&gq[0]), &vals(&gd[0]), 1e-4, "d x through quantized_matmul");
+}
+
+#[test]
+fn device_selection_errors_are_reported() {
+    if !mlx::device::is_gpu_available().unwrap() {
+        assert!(mlx::device::set_default_device(mlx::Device::Gpu(0)).is_err());
+    }
+    let dev = mlx::device::default_device().unwrap();
+    mlx::device::set_default_device(dev).unwrap();
+    let s = mlx::device::new_stream(mlx::Device::Cpu).unwrap();
+    assert_eq!(s.device, mlx::Device::Cpu);
+}
