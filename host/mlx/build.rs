@@ -97,6 +97,9 @@ fn build(out_dir: &Path, bridge: &Path) -> Result<PathBuf, String> {
         .arg(format!("-Wl,-rpath,{}", lib.display()))
         .arg("-o")
         .arg(bridge);
+    if include.join("metal_cpp").is_dir() {
+        cmd.arg(format!("-I{}", include.join("metal_cpp").display()));
+    }
     if cfg!(target_os = "macos") {
         cmd.args(["-Wl,-undefined,error", "-framework", "Accelerate"]);
     } else {
