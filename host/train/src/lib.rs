@@ -14,6 +14,7 @@
 pub mod adapters;
 pub mod cache;
 pub mod config;
+pub mod convert;
 pub mod data;
 pub mod error;
 pub mod loss;

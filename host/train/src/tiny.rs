@@ -35,7 +35,8 @@ pub struct TinySpec {
     pub max_position_embeddings: usize,
     /// "float32" (default), "bfloat16" or "float16".
     pub dtype: String,
-    /// Standard deviation of the random weights.
+    /// Standard deviation of the random weights (the embedding and head use 2/sqrt(hidden), so
+    /// logits have a usable range — up to ±2·sqrt(hidden) — and LoRA on the blocks can fit data).
     pub init_std: f32,
     pub seed: u64,
 }
@@ -168,18 +169,21 @@ fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
 /// Host tensor: (name, shape, values).
 pub type HostTensor = (String, Vec<usize>, Vec<f32>);
 
-/// Random weights with Hugging Face Qwen2 names: N(0, std) matrices and biases, norms 1 + N(0, std).
+/// Random weights with Hugging Face Qwen2 names: N(0, std) matrices and biases, norms 1 + N(0, std),
+/// embedding and head N(0, 2/sqrt(hidden)).
 pub fn random_weights(c: &ModelConfig, std: f32, seed: u64) -> Vec<HostTensor> {
     let mut rng = Rng::new(seed);
     let (h, hd) = (c.hidden_size, c.head_dim());
     let (q, kv, i) = (c.num_attention_heads * hd, c.kv_heads() * hd, c.intermediate_size);
     let mut out = Vec::new();
-    let mut add = |name: String, shape: Vec<usize>, base: f32| {
+    let embed_std = 2.0 / (h as f32).sqrt();
+    let mut add_std = |name: String, shape: Vec<usize>, base: f32, std: f32| {
         let n: usize = shape.iter().product();
         let v = (0..n).map(|_| base + std * rng.normal() as f32).collect();
         out.push((name, shape, v));
     };
-    add("model.embed_tokens.weight".into(), vec![c.vocab_size, h], 0.0);
+    add_std("model.embed_tokens.weight".into(), vec![c.vocab_size, h], 0.0, embed_std);
+    let mut add = |name: String, shape: Vec<usize>, base: f32| add_std(name, shape, base, std);
     for l in 0..c.num_hidden_layers {
         let p = format!("model.layers.{l}");
         add(format!("{p}.input_layernorm.weight"), vec![h], 1.0);
@@ -197,7 +201,7 @@ pub fn random_weights(c: &ModelConfig, std: f32, seed: u64) -> Vec<HostTensor> {
     }
     add("model.norm.weight".into(), vec![h], 1.0);
     if !c.tie_word_embeddings {
-        add("lm_head.weight".into(), vec![c.vocab_size, h], 0.0);
+        add_std("lm_head.weight".into(), vec![c.vocab_size, h], 0.0, embed_std);
     }
     out
 }
