@@ -1,1 +1,328 @@
-//! (in progress)
+//! `brain collect`: pull batches from the source plugins and store them.
+//!
+//! Each selected source runs on a worker thread (at most one per core) that opens its plugin
+//! session and pulls batches of [`BATCH_SIZE`]; batches travel over a bounded channel to the one
+//! thread that owns the store, which curates them ([`Curate`]) and stores each batch together
+//! with the source's checkpoint in one transaction. A source that fails — its plugin traps, times
+//! out, returns garbage, or cannot be loaded — is stopped and reported with its name and cause;
+//! the others go on, and every batch stored before the failure stays stored.
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::config::{Config, PluginEntry};
+use crate::plugin::{PluginHost, PluginRef, SourceBatch};
+use crate::store::{Record, Store, StoreError};
+
+/// Examples asked of a plugin per call.
+pub const BATCH_SIZE: u32 = 256;
+
+/// Batches waiting to be stored, per collect run (bounds memory when the store is slower).
+const QUEUE: usize = 8;
+
+/// The curation stage between a plugin and the store: scrub secrets, run filter plugins, find
+/// near duplicates, decide. It may change, annotate or drop records; whatever it leaves is
+/// stored. It runs on the store's thread, so it may read the store (e.g. MinHash bands).
+pub trait Curate {
+    fn curate(&mut self, store: &Store, source: &PluginEntry, records: &mut Vec<Record>, counters: &mut SourceCounters) -> anyhow::Result<()>;
+}
+
+/// Stores examples as the plugins made them.
+pub struct NoCuration;
+
+impl Curate for NoCuration {
+    fn curate(&mut self, _: &Store, _: &PluginEntry, _: &mut Vec<Record>, _: &mut SourceCounters) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CollectOptions {
+    /// Collect only this source (even when it is disabled).
+    pub source: Option<String>,
+    /// Draw progress bars on stderr.
+    pub progress: bool,
+}
+
+/// Per-source counters, printed after a collect (and as JSON with `--json`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct SourceCounters {
+    pub name: String,
+    pub plugin: String,
+    /// Examples the plugin emitted.
+    pub received: u64,
+    /// New examples written to the store.
+    pub stored: u64,
+    /// Examples already in the store.
+    pub duplicate: u64,
+    /// Examples the plugin chose not to emit, by its reason.
+    pub discarded: BTreeMap<String, u64>,
+    /// Counters the curation stage keeps (secrets redacted, filtered, near duplicates, …).
+    pub curation: BTreeMap<String, u64>,
+    pub batches: u64,
+    pub errors: u64,
+    /// Why the source stopped early.
+    pub error: Option<String>,
+    pub seconds: f64,
+}
+
+impl SourceCounters {
+    pub fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CollectReport {
+    pub sources: Vec<SourceCounters>,
+    pub stored: u64,
+    pub failed: Vec<String>,
+    pub seconds: f64,
+}
+
+impl CollectReport {
+    pub fn ok(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
+/// Errors that stop the whole collect (a single source's failure does not).
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error("no source named {name:?} in {config}; configured sources: {known}")]
+    UnknownSource { name: String, config: String, known: String },
+    #[error("{0}: nothing was collected after the last batch that was stored")]
+    Store(#[from] StoreError),
+}
+
+enum Msg {
+    Estimate(usize, u64),
+    Batch(usize, SourceBatch),
+    /// The source finished (or failed) after this many seconds.
+    Done(usize, Result<(), String>, f64),
+}
+
+/// Runs the selected sources and stores what they emit.
+pub fn collect(
+    config: &Config,
+    host: &PluginHost,
+    store: &mut Store,
+    curate: &mut dyn Curate,
+    opts: &CollectOptions,
+) -> Result<CollectReport, CollectError> {
+    let started = Instant::now();
+    let sources = select(config, opts.source.as_deref())?;
+    let mut counters: Vec<SourceCounters> = sources
+        .iter()
+        .map(|s| SourceCounters { name: s.name.clone(), plugin: s.plugin_text.clone(), ..Default::default() })
+        .collect();
+    // A plugin that is not there fails its source before anything starts.
+    let mut runnable = Vec::new();
+    for (i, s) in sources.iter().enumerate() {
+        match check_plugin(s) {
+            Ok(()) => runnable.push(i),
+            Err(e) => fail(&mut counters[i], e),
+        }
+    }
+    let checkpoints = sources.iter().map(|s| store.checkpoint(&s.name)).collect::<Result<Vec<_>, _>>()?;
+
+    let multi = MultiProgress::with_draw_target(if opts.progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    let bars: Vec<ProgressBar> = sources.iter().map(|s| new_bar(&multi, &s.name, opts.progress)).collect();
+    let cancel: Vec<AtomicBool> = sources.iter().map(|_| AtomicBool::new(false)).collect();
+    let next = AtomicUsize::new(0);
+    let workers = runnable.len().min(std::thread::available_parallelism().map_or(1, |n| n.get()));
+
+    let result = std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel::<Msg>(QUEUE);
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (runnable, sources, checkpoints, cancel, next) = (&runnable, &sources, &checkpoints, &cancel, &next);
+            scope.spawn(move || {
+                while let Some(&i) = runnable.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let t = Instant::now();
+                    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        run_source(host, sources[i], checkpoints[i].as_deref(), i, &tx, &cancel[i])
+                    }))
+                    .unwrap_or_else(|_| Err("the host panicked while running this source (a bug: please report it)".into()));
+                    if tx.send(Msg::Done(i, result, t.elapsed().as_secs_f64())).is_err() {
+                        return; // the store side stopped
+                    }
+                }
+            });
+        }
+        drop(tx);
+        // Everything below runs on this thread, which owns the store. Returning early drops
+        // `rx`, which stops the workers at their next send.
+        for msg in rx {
+            match msg {
+                Msg::Estimate(i, n) => set_estimate(&bars[i], n),
+                Msg::Batch(i, batch) => {
+                    let c = &mut counters[i];
+                    if c.failed() {
+                        continue; // curation failed earlier; the worker is being cancelled
+                    }
+                    if let Err(e) = store_batch(store, curate, sources[i], batch, c) {
+                        match e {
+                            BatchError::Store(e) => return Err(CollectError::Store(e)),
+                            BatchError::Curate(e) => {
+                                cancel[i].store(true, Ordering::Relaxed);
+                                fail(c, format!("curation failed: {e:#}"));
+                            }
+                        }
+                    }
+                    bars[i].set_position(c.received);
+                    bars[i].set_message(format!("{} new, {} known", c.stored, c.duplicate));
+                }
+                Msg::Done(i, result, seconds) => {
+                    let c = &mut counters[i];
+                    c.seconds = seconds;
+                    if let Err(e) = result {
+                        if !c.failed() {
+                            fail(c, e);
+                        }
+                    }
+                    bars[i].finish_with_message(if c.failed() {
+                        "failed".to_string()
+                    } else {
+                        format!("{} new, {} known", c.stored, c.duplicate)
+                    });
+                }
+            }
+        }
+        Ok(())
+    });
+    for (bar, s) in bars.iter().zip(&sources) {
+        if !bar.is_finished() {
+            bar.abandon_with_message(format!("{}: not run", s.name));
+        }
+    }
+    multi.clear().ok();
+    result?;
+
+    let failed = counters.iter().filter(|c| c.failed()).map(|c| c.name.clone()).collect();
+    Ok(CollectReport {
+        stored: counters.iter().map(|c| c.stored).sum(),
+        sources: counters,
+        failed,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn fail(c: &mut SourceCounters, error: String) {
+    c.errors += 1;
+    c.error = Some(error);
+}
+
+/// The sources a collect runs: the named one, or every enabled one.
+fn select<'a>(config: &'a Config, name: Option<&str>) -> Result<Vec<&'a PluginEntry>, CollectError> {
+    match name {
+        None => Ok(config.sources.iter().filter(|s| s.enabled).collect()),
+        Some(name) => match config.source(name) {
+            Some(s) => Ok(vec![s]),
+            None => Err(CollectError::UnknownSource {
+                name: name.to_string(),
+                config: config.path.display().to_string(),
+                known: if config.sources.is_empty() {
+                    "none (add a [[source]])".to_string()
+                } else {
+                    config.sources.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                },
+            }),
+        },
+    }
+}
+
+/// A clear message for a plugin that cannot be found, pointing at the config line.
+pub fn check_plugin(entry: &PluginEntry) -> Result<(), String> {
+    match &entry.plugin {
+        PluginRef::Path(p) if !p.is_file() => Err(format!(
+            "{}: plugin file {} does not exist: fix the path, or name a bundled plugin ({})",
+            entry.at,
+            p.display(),
+            PluginHost::bundled_names().join(", ")
+        )),
+        PluginRef::Bundled(name) if !PluginHost::bundled_names().contains(&name.as_str()) => Err(format!(
+            "{}: no bundled plugin named {name:?} (bundled: {}); to load your own, give a path to its .wasm file",
+            entry.at,
+            PluginHost::bundled_names().join(", ")
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A worker: opens the source's session and sends its batches until it is done.
+fn run_source(
+    host: &PluginHost,
+    entry: &PluginEntry,
+    checkpoint: Option<&str>,
+    i: usize,
+    tx: &mpsc::SyncSender<Msg>,
+    cancel: &AtomicBool,
+) -> Result<(), String> {
+    let _span = tracing::info_span!("source", name = %entry.name).entered();
+    let mut session = host
+        .open_source(&entry.name, &entry.plugin, &entry.grants, &entry.config_json, checkpoint)
+        .map_err(|e| e.to_string())?;
+    if let Some(n) = session.estimate() {
+        tx.send(Msg::Estimate(i, n)).ok();
+    }
+    while !cancel.load(Ordering::Relaxed) {
+        match session.next(BATCH_SIZE).map_err(|e| e.to_string())? {
+            Some(batch) => {
+                if tx.send(Msg::Batch(i, batch)).is_err() {
+                    break;
+                }
+            }
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+enum BatchError {
+    Store(StoreError),
+    Curate(anyhow::Error),
+}
+
+fn store_batch(store: &mut Store, curate: &mut dyn Curate, entry: &PluginEntry, batch: SourceBatch, c: &mut SourceCounters) -> Result<(), BatchError> {
+    c.batches += 1;
+    c.received += batch.examples.len() as u64;
+    for (reason, n) in batch.discarded {
+        *c.discarded.entry(reason).or_default() += u64::from(n);
+    }
+    let mut records: Vec<Record> = batch.examples.into_iter().map(Record::new).collect();
+    curate.curate(store, entry, &mut records, c).map_err(BatchError::Curate)?;
+    let plugin = entry.plugin_text.as_str();
+    let out = store
+        .store_batch(&entry.name, plugin, &records, batch.checkpoint.as_deref())
+        .map_err(BatchError::Store)?;
+    c.stored += out.stored;
+    c.duplicate += out.duplicate;
+    Ok(())
+}
+
+fn new_bar(multi: &MultiProgress, name: &str, visible: bool) -> ProgressBar {
+    let bar = multi.add(ProgressBar::no_length());
+    bar.set_style(bar_style("{spinner:.cyan} {pos:>9} examples {per_sec:>12} {msg}"));
+    bar.set_prefix(name.to_string());
+    if visible {
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    }
+    bar
+}
+
+/// Once a plugin says how much is left, the spinner becomes a bar.
+fn set_estimate(bar: &ProgressBar, n: u64) {
+    bar.set_length(n);
+    bar.set_style(bar_style("{bar:30.cyan/blue} {pos:>9}/{len:<9} {per_sec:>12} eta {eta} {msg}"));
+}
+
+fn bar_style(rest: &str) -> ProgressStyle {
+    ProgressStyle::with_template(&format!("{{prefix:>16.bold}} {rest}")).unwrap_or_else(|_| ProgressStyle::default_bar())
+}

@@ -1,3 +1,3 @@
-fn main() {
-    println!("brain: not yet");
+fn main() -> std::process::ExitCode {
+    brain::cli::main()
 }

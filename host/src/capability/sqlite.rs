@@ -1,12 +1,14 @@
 //! The `sqlite` capability: read-only queries on granted database files.
 //!
 //! Connections open with `SQLITE_OPEN_READ_ONLY` and `PRAGMA query_only`; statements that are
-//! not read-only are refused before they run; results are capped by rows and bytes; a query
+//! not read-only are refused before they run, ATTACH and setting pragmas are refused by an
+//! authorizer; results are capped by rows and bytes; a query
 //! that outlives the plugin's call deadline is interrupted.
 
 use std::path::Path;
 use std::time::Instant;
 
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use wasmtime::component::Resource;
@@ -33,6 +35,17 @@ impl SqlConn {
         let conn = Connection::open_with_flags(path, flags)
             .map_err(|e| format!("cannot open `{}` read-only: {e}", path.display()))?;
         conn.pragma_update(None, "query_only", true).map_err(|e| e.to_string())?;
+        // ATTACH counts as "read-only" to SQLite but would open files outside the grant; pragmas
+        // that set something are refused too (the informational ones take an argument).
+        conn.authorizer(Some(|ctx: AuthContext<'_>| match ctx.action {
+            AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
+            AuthAction::Pragma { pragma_name, pragma_value: Some(_) }
+                if !matches!(pragma_name, "table_info" | "table_xinfo" | "index_list" | "index_info" | "index_xinfo" | "foreign_key_list") =>
+            {
+                Authorization::Deny
+            }
+            _ => Authorization::Allow,
+        }));
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| e.to_string())?;
         Ok(SqlConn { conn })
     }

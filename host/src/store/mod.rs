@@ -1,1 +1,149 @@
-//! (in progress)
+//! The SQLite store: examples with their provenance, filter verdicts, review decisions, source
+//! checkpoints, near-duplicate data, dataset snapshots, runs and model versions.
+//!
+//! WAL mode, foreign keys on, a busy timeout so a second `brain` waits instead of failing, and
+//! migrations by `PRAGMA user_version` ([`schema`]). Writes of one collected batch — its examples
+//! and the source's new checkpoint — happen in one transaction ([`Store::store_batch`]), so a
+//! killed collect leaves either the whole batch or none of it.
+
+pub mod dedup;
+mod examples;
+mod id;
+pub mod models;
+pub mod review_state;
+mod reviews;
+pub mod runs;
+mod schema;
+pub mod snapshots;
+mod status;
+pub mod verdicts;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use examples::{BatchOutcome, MinHash, Record, StoredExample};
+pub use id::{example_id, normalize_ws};
+pub use reviews::{Decision, DecidedBy, ReviewStatus};
+pub use status::Status;
+
+/// SQL for the current time as stored in every `*_at` column (UTC, ISO 8601, milliseconds).
+pub const NOW_SQL: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the store's directory {path}: {source}")]
+    Dir { path: PathBuf, source: std::io::Error },
+    #[error("cannot open the store {path}: {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error(
+        "the store {path} has schema version {found}, newer than this brain knows ({known}): \
+         upgrade brain, or point [store] path at another file"
+    )]
+    TooNew { path: PathBuf, found: i64, known: i64 },
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("store: cannot encode {what} as JSON: {source}")]
+    Json { what: &'static str, source: serde_json::Error },
+    #[error("store: no example with id {0}")]
+    NoExample(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// An open store. One connection; share a `Store` per thread, not across threads.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating it and its directory if needed) and migrates the store at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir { path: dir.to_path_buf(), source })?;
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        Store::setup(conn, path).map_err(|e| match e {
+            StoreError::Sqlite(source) => StoreError::Open { path: path.to_path_buf(), source },
+            e => e,
+        })
+    }
+
+    /// A private in-memory store (tests, dry runs).
+    pub fn open_in_memory() -> Result<Store> {
+        Store::setup(Connection::open_in_memory()?, Path::new(":memory:"))
+    }
+
+    fn setup(conn: Connection, path: &Path) -> Result<Store> {
+        conn.busy_timeout(Duration::from_secs(10))?;
+        // WAL + NORMAL: durable against process death (the case that matters: a killed
+        // collect); a power cut may lose the last transactions but never corrupts.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut store = Store { conn, path: path.to_path_buf() };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let known = schema::MIGRATIONS.len() as i64;
+        let found: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if found > known {
+            return Err(StoreError::TooNew { path: self.path.clone(), found, known });
+        }
+        for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(found as usize) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// The file the store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection, for modules that query tables this module does not wrap yet.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    /// `PRAGMA integrity_check`: `"ok"` when the file is sound.
+    pub fn integrity_check(&self) -> Result<String> {
+        let rows: Vec<String> = self
+            .conn
+            .prepare("PRAGMA integrity_check")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows.join("\n"))
+    }
+
+    /// The last checkpoint stored for `source`.
+    pub fn checkpoint(&self, source: &str) -> Result<Option<String>> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .conn
+            .query_row("SELECT checkpoint FROM checkpoints WHERE source = ?1", [source], |r| r.get(0))
+            .optional()?)
+    }
+}
+
+#[cfg(test)]
+mod tests;

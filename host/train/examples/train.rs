@@ -22,7 +22,7 @@ struct Args {
     batch_size: usize,
     #[arg(long, default_value_t = 1e-5)]
     learning_rate: f32,
-    #[arg(long, default_value_t = -1)]
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     num_layers: i32,
     #[arg(long, default_value_t = 8)]
     rank: usize,
@@ -67,6 +67,10 @@ struct Args {
     /// With --test: evaluate the bare model.
     #[arg(long)]
     no_adapter: bool,
+    /// Print one benchmark JSON object (first-step loss, validation loss before training,
+    /// tokens/s over the steps after the first N, peak memory) instead of the report.
+    #[arg(long)]
+    bench_skip: Option<usize>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -106,8 +110,17 @@ fn main() -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&r)?);
         return Ok(());
     }
+    let mut steps: Vec<(usize, f32)> = Vec::new();
+    let mut first_val = None;
+    let t0 = std::time::Instant::now();
     let report = brain_train::train(&args, &mut |p| {
         use brain_train::Event::*;
+        if p.event == Train {
+            steps.push((p.step, p.tokens_per_second));
+        }
+        if p.event == Val && first_val.is_none() {
+            first_val = p.val_loss;
+        }
         match p.event {
             Train => eprintln!(
                 "Iter {}: train loss {:.4}, lr {:.3e}, {:.1} tok/s, peak {:.3} GB",
@@ -118,6 +131,25 @@ fn main() -> anyhow::Result<()> {
             Done => {}
         }
     })?;
+    if let Some(skip) = a.bench_skip {
+        // With steps_per_report = 1 every Train event is one step; its tokens/s is that step's.
+        let per_step = report.trained_tokens as f64 / report.steps.max(1) as f64;
+        let measured: Vec<f32> = steps.iter().filter(|s| s.0 > skip).map(|s| s.1).collect();
+        let secs: f64 = measured.iter().map(|t| per_step / *t as f64).sum();
+        println!(
+            "{}",
+            serde_json::json!({
+                "tool": "sam-brain",
+                "first_loss": report.first_loss,
+                "val_loss_before": first_val,
+                "tokens_per_second": per_step * measured.len() as f64 / secs,
+                "steps_measured": measured.len(),
+                "peak_memory_gb": report.peak_memory_gb,
+                "wall_s": t0.elapsed().as_secs_f64(),
+            })
+        );
+        return Ok(());
+    }
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }

@@ -19,6 +19,7 @@ pub mod data;
 pub mod dpo;
 pub mod error;
 pub mod eval;
+pub mod fuse;
 pub mod generate;
 pub mod loss;
 pub mod model;

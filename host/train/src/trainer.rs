@@ -30,6 +30,7 @@ use crate::tokenizer::Tokenizer;
 
 /// LoRA settings (mlx-lm's `lora_parameters`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LoraArgs {
     pub rank: usize,
     /// Absolute scale of the update (mlx-lm's `scale`, not alpha).
@@ -59,10 +60,14 @@ pub enum FineTuneType {
     Full,
 }
 
-/// Training arguments. Names follow mlx-lm's where the concept is the same.
+/// Training arguments. Names follow mlx-lm's where the concept is the same. Deserializes from a
+/// partial table (e.g. brain.toml's `[train]`): missing fields take the defaults, unknown ones
+/// are rejected.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainArgs {
     /// Model directory (Hugging Face or mlx-community layout).
+    #[serde(alias = "base_model")]
     pub model: PathBuf,
     /// Data directory with train.jsonl, valid.jsonl (optional), test.jsonl (for `--test`).
     pub data: PathBuf,

@@ -7,7 +7,7 @@
 #[path = "../../quality/src/text.rs"]
 mod text;
 
-use sam_plugin::filter::{Example, Role, Verdict};
+use sam_plugin::filter::{Example, Kind, Role, Verdict};
 use serde::Deserialize;
 
 use crate::text::{complexity, looks_truncated, response, unclosed_fence, Tally};
@@ -49,7 +49,8 @@ impl Length {
             t.fire("empty_turn", -1.0, Some("incomplete"));
             t.reject("empty_turn", "the rejected response is empty".into());
         }
-        if !ex.messages.iter().any(|m| m.role == Role::Assistant) {
+        // A principle is a rule the person stated: one user message, no answer by design.
+        if ex.kind != Kind::Principle && !ex.messages.iter().any(|m| m.role == Role::Assistant) {
             t.fire("no_response", -1.0, Some("incomplete"));
             t.reject("no_response", "the example has no assistant message".into());
         }
@@ -94,7 +95,7 @@ sam_plugin::export_filter!(Length);
 
 #[cfg(test)]
 mod tests {
-    use sam_plugin::filter::Kind;
+
     use sam_plugin::Filter;
     use serde_json::json;
 
@@ -126,6 +127,9 @@ mod tests {
         let v = judge(&ex);
         assert_eq!(v.rule, "no_response");
         assert_eq!(v.fired, ["no_response:-1"]);
+        let mut principle = example(Kind::Principle, "Always run the tests before committing.", "a");
+        principle.messages.pop();
+        assert!(judge(&principle).reject_reason.is_none(), "a principle has no answer by design");
     }
 
     #[test]

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Collect → store throughput: `brain collect` (release build) over a synthetic git repository
+# of COMMITS commits (default 10,000) made by tests/common/gen_repo.rs through `git fast-import`.
+# Prints examples/s for a first collect into an empty store (best of RUNS, default 3), and the
+# time of a second, incremental collect that finds nothing new.
+#
+#   bench/collect.sh            # 10,000 commits
+#   COMMITS=50000 bench/collect.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+COMMITS=${COMMITS:-10000}
+RUNS=${RUNS:-3}
+OUT=bench/out/collect
+mkdir -p "$OUT"
+
+cargo build --release -q -p brain
+BRAIN=$PWD/target/release/brain
+
+rustc -O --edition 2021 tests/common/gen_repo.rs -o "$OUT/gen_repo"
+repo=$PWD/$OUT/repo-$COMMITS
+if [ ! -d "$repo" ]; then
+    git init -q -b main "$repo"
+    "$OUT/gen_repo" "$COMMITS" | git -C "$repo" fast-import --quiet
+fi
+
+cat > "$OUT/brain.toml" <<TOML
+[store]
+path = "brain.db"
+
+[[source]]
+name = "bench"
+plugin = "git"
+grants = { git = ["$repo"] }
+config = { repos = ["$repo"] }
+
+[plugins]
+cache_dir = "cache"
+TOML
+cfg=$OUT/brain.toml
+"$BRAIN" --config "$cfg" plugins info git > /dev/null   # compile once, into the cache
+
+best=0
+for i in $(seq "$RUNS"); do
+    rm -f "$OUT"/brain.db "$OUT"/brain.db-wal "$OUT"/brain.db-shm
+    start=$(date +%s.%N)
+    "$BRAIN" --config "$cfg" -q collect --json > "$OUT/report.json"
+    end=$(date +%s.%N)
+    rate=$(python3 - "$OUT/report.json" "$start" "$end" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+wall = float(sys.argv[3]) - float(sys.argv[2])
+s = r["sources"][0]
+print(f"{s['stored'] / wall:.0f}", end="")
+print(f"  run: {s['stored']} examples stored in {wall:.3f} s wall ({r['seconds']:.3f} s in collect, "
+      f"{s['stored'] / r['seconds']:.0f}/s)", file=sys.stderr)
+PY
+)
+    [ "$rate" -gt "$best" ] && best=$rate
+done
+start=$(date +%s.%N)
+"$BRAIN" --config "$cfg" -q collect --json > "$OUT/report2.json"
+end=$(date +%s.%N)
+size=$(du -k "$OUT/brain.db" | cut -f1)
+echo "collect → store, $COMMITS commits: best $best examples/s (wall, whole process, best of $RUNS)"
+python3 -c "import sys; print(f'incremental collect (nothing new): {float(sys.argv[2]) - float(sys.argv[1]):.3f} s')" "$start" "$end"
+echo "store size: ${size} KiB"

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# LoRA training throughput, ours vs mlx-lm, on the same tiny Qwen2 model, data and
+# hyperparameters (CPU, f32, OpenBLAS for both).
+#
+# Model: hidden 256, 4 layers, 4 heads (2 KV heads), MLP 1024, tied embeddings; once with a
+# Qwen-size vocabulary (151,936 rows) and once with a small one (1,024). Data: text format,
+# every training row cut to max_seq_length 92 (batch 4 x 91 trained tokens, no padding, so both
+# tools train exactly the same tokens — mlx-lm 0.32 counts one padding target per padded row,
+# ml-explore/mlx-lm#1697). All training rows are the same text, so both tools' first batch is the
+# same and first-step losses must agree; validation loss before training must agree too.
+# LoRA rank 8, scale 20, dropout 0 on q/k/v/o of all layers, lr 1e-5, batch 4.
+#
+#   bench/train_vs_mlxlm.sh                 # both vocabularies
+#   ITERS=30 VOCABS="151936" bench/train_vs_mlxlm.sh
+#
+# Prints a table: tokens/s (trained tokens per second of training time, the first SKIP steps
+# left out), MLX peak memory, process peak RSS, first-step loss, validation loss before training.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=bench/out/train
+mkdir -p "$OUT"
+VOCABS=${VOCABS:-"151936 1024"}
+SKIP=${SKIP:-2}
+OPENBLAS=${OPENBLAS:-/usr/lib/x86_64-linux-gnu/libopenblas.so.0}
+python3 -c "import mlx_lm" 2>/dev/null || { echo "needs python3 with mlx-lm (pip install 'mlx[cpu]==0.32.4' 'mlx-lm==0.32.2')"; exit 1; }
+
+cargo build --release -q -p brain-train --example train --example init_tiny
+BIN=$PWD/target/release/examples
+
+# Data: one training text (repeated), eight validation texts; all longer than 92 tokens.
+DATA=$OUT/data
+python3 - "$DATA" <<'PY'
+import json, os, random, sys
+d = sys.argv[1]; os.makedirs(d, exist_ok=True)
+random.seed(0)
+words = ("the a model token loss train data value function return error test memory batch layer "
+         "weight gradient step rate cosine warmup adapter rank scale matrix vector sum mean log exp "
+         "we you it is was will can should code file line commit branch merge review quality").split()
+para = lambda: " ".join(random.choice(words) for _ in range(160)).capitalize() + "."
+t = para()
+open(f"{d}/train.jsonl", "w").writelines(json.dumps({"text": t}) + "\n" for _ in range(64))
+for n in ("valid", "test"):
+    open(f"{d}/{n}.jsonl", "w").writelines(json.dumps({"text": para()}) + "\n" for _ in range(8))
+PY
+cat > "$OUT/lora.yaml" <<'YAML'
+lora_parameters:
+  rank: 8
+  scale: 20.0
+  dropout: 0.0
+  keys: ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"]
+YAML
+
+rss() { awk '/Maximum resident/ {printf "%.2f", $NF/1048576}' "$1"; }
+printf "\n%-8s %-10s %10s %8s %10s %9s %11s %11s\n" vocab tool "tokens/s" ratio "MLX peak" "peak RSS" "first loss" "val before"
+for V in $VOCABS; do
+    ITERS=${ITERS:-$([ "$V" -gt 50000 ] && echo 20 || echo 50)}
+    M=$OUT/model-$V
+    [ -f "$M/model.safetensors" ] || "$BIN/init_tiny" "$M" --hidden 256 --layers 4 --heads 4 --kv-heads 2 \
+        --intermediate 1024 --tokenizer-vocab 1024 --vocab "$V" > /dev/null
+    COMMON=(--model "$M" --data "$DATA" --iters "$ITERS" --batch-size 4 --learning-rate 1e-5 --num-layers -1
+            --max-seq-length 92 --steps-per-report 1 --steps-per-eval 100000 --save-every 100000)
+    rm -rf "$OUT/ours-$V" "$OUT/mlxlm-$V"
+    /usr/bin/time -v "$BIN/train" "${COMMON[@]}" --val-batches 0 --adapter-path "$OUT/ours-$V" \
+        --bench-skip "$SKIP" 2> "$OUT/ours-$V.log" | tail -1 > "$OUT/ours-$V.json" || { cat "$OUT/ours-$V.log"; exit 1; }
+    LD_PRELOAD=$OPENBLAS /usr/bin/time -v python3 bench/train_mlxlm_driver.py "$SKIP" --train "${COMMON[@]}" \
+        --val-batches -1 -c "$OUT/lora.yaml" --adapter-path "$OUT/mlxlm-$V" 2> "$OUT/mlxlm-$V.log" \
+        | tail -1 > "$OUT/mlxlm-$V.json" || { cat "$OUT/mlxlm-$V.log"; exit 1; }
+    python3 - "$V" "$OUT/ours-$V.json" "$OUT/mlxlm-$V.json" "$(rss "$OUT/ours-$V.log")" "$(rss "$OUT/mlxlm-$V.log")" <<'PY'
+import json, sys
+v, a, b, ra, rb = sys.argv[1], json.load(open(sys.argv[2])), json.load(open(sys.argv[3])), sys.argv[4], sys.argv[5]
+r = a["tokens_per_second"] / b["tokens_per_second"]
+for x, rss, ratio in ((a, ra, f"{r:.2f}x"), (b, rb, "")):
+    print(f"{v:<8} {x['tool']:<10} {x['tokens_per_second']:10.1f} {ratio:>8} {x['peak_memory_gb']:8.3f}GB {rss:>7}GB "
+          f"{x['first_loss']:11.5f} {x['val_loss_before']:11.5f}")
+d1, d2 = abs(a["first_loss"] - b["first_loss"]), abs(a["val_loss_before"] - b["val_loss_before"])
+print(f"{'':8} losses agree: first step |Δ| {d1:.1e}, validation |Δ| {d2:.1e}" + ("" if max(d1, d2) < 1e-3 else "  <-- DISAGREE"))
+PY
+done

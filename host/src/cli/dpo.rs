@@ -1,0 +1,114 @@
+//! `brain dpo`: preference tuning (DPO and variants) on `{"prompt","chosen","rejected"}` pairs.
+//! Flags as `brain train`'s plus `--beta` and `--loss-type`; `[dpo]` in brain.toml gives defaults.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use brain_train::dpo::LossType;
+
+use super::{print_json, Ctx};
+use crate::pipeline::dpo_args_from_config;
+use crate::training::{self, Lineage};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Directory with train.jsonl (and valid.jsonl) of preference pairs (an export's preference/).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Output run directory.
+    #[arg(long)]
+    pub adapter_path: Option<PathBuf>,
+    /// Start from this SFT adapter; it is also the frozen reference (default: [dpo] reference_adapter,
+    /// else the base model with adapters disabled).
+    #[arg(long)]
+    pub reference_adapter: Option<PathBuf>,
+    #[arg(long)]
+    pub iters: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub learning_rate: Option<f32>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub num_layers: Option<i32>,
+    #[arg(long)]
+    pub max_seq_length: Option<usize>,
+    #[arg(long)]
+    pub beta: Option<f32>,
+    #[arg(long, value_parser = ["sigmoid", "ipo", "hinge", "robust"])]
+    pub loss_type: Option<String>,
+    #[arg(long)]
+    pub label_smoothing: Option<f32>,
+    /// Weight of an SFT (NLL) term on the chosen responses.
+    #[arg(long)]
+    pub sft_weight: Option<f32>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long)]
+    pub resume: bool,
+    #[arg(long)]
+    pub quick: bool,
+    #[arg(long)]
+    pub grad_checkpoint: bool,
+}
+
+pub fn run(ctx: &Ctx, f: Args) -> anyhow::Result<ExitCode> {
+    let config = if ctx.config_path.exists() { ctx.config()? } else { crate::config::Config::from_str("", &ctx.config_path)? };
+    let model = f.model.clone().or_else(|| config.dpo.base_model.clone()).or_else(|| config.train.base_model.clone());
+    let Some(model) = model else { bail!("no model: pass --model DIR or set [dpo]/[train] base_model") };
+    let data = f.data.clone().or_else(|| config.dpo.data.clone());
+    let Some(data) = data else { bail!("no data: pass --data DIR (a directory with train.jsonl of pairs) or set [dpo] data") };
+    let adapter = f.adapter_path.clone().unwrap_or_else(|| config.dpo.adapter_path.clone());
+    let mut args = dpo_args_from_config(&config, model, data, adapter, f.reference_adapter.clone())?;
+    macro_rules! set {
+        ($($field:ident),*) => { $( if let Some(v) = f.$field.clone() { args.train.$field = v; } )* };
+    }
+    set!(iters, batch_size, learning_rate, num_layers, max_seq_length, seed);
+    if let Some(b) = f.beta {
+        args.beta = b;
+    }
+    if let Some(l) = &f.loss_type {
+        args.loss_type = LossType::parse(l).unwrap_or_default();
+    }
+    if let Some(s) = f.label_smoothing {
+        args.label_smoothing = s;
+    }
+    if let Some(w) = f.sft_weight {
+        args.sft_weight = w;
+    }
+    args.train.resume |= f.resume;
+    args.train.quick |= f.quick;
+    args.train.grad_checkpoint |= f.grad_checkpoint;
+
+    let store = ctx.open_store(&config)?;
+    let quiet = ctx.quiet || ctx.json;
+    let (id, report) = training::dpo(&store, &args, &Lineage::default(), &mut |p| {
+        if let (false, Some(m)) = (quiet, &p.train) {
+            eprintln!(
+                "[{}/{}] loss {:.4} rewards/chosen {:.3} rewards/rejected {:.3} margins {:.3} accuracies {:.2}",
+                p.step, p.iters, m.loss, m.rewards_chosen, m.rewards_rejected, m.rewards_margins, m.rewards_accuracies
+            );
+        }
+    })?;
+    if ctx.json {
+        let mut v = serde_json::to_value(report.metrics.unwrap_or_default())?;
+        if let (Some(obj), Some(e)) = (v.as_object_mut(), &report.eval) {
+            if let Some(eo) = serde_json::to_value(e)?.as_object() {
+                obj.extend(eo.clone());
+            }
+        }
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("run".into(), id.into());
+            obj.insert("reference".into(), report.reference_description.clone().into());
+        }
+        print_json(&v)?;
+    } else {
+        println!("DPO run {id}: {} steps ({:?}); reference: {}", report.steps, report.stop, report.reference_description);
+        if let Some(e) = &report.eval {
+            println!("held-out: margin {:.4}, accuracy {:.2} over {} pairs", e.eval_rewards_margins, e.eval_rewards_accuracies, e.eval_pairs);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

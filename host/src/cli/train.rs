@@ -1,0 +1,228 @@
+//! `brain train`: LoRA / full SFT on a dataset directory, or `--test` to score a test split.
+//!
+//! Values come from `[train]` in brain.toml; flags override them and follow mlx-lm's names
+//! (`--model`, `--data`, `--iters`, …) so mlx-lm users feel at home.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use brain_train::{FineTuneType, Progress, TrainArgs};
+
+use super::{print_json, Ctx};
+use crate::config::{Config, TrainSection};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Base model directory (Hugging Face or mlx-community layout).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Dataset directory with train.jsonl / valid.jsonl / test.jsonl (e.g. an export's chat/).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Run directory: adapters, checkpoints and metrics go here.
+    #[arg(long)]
+    pub adapter_path: Option<PathBuf>,
+    #[arg(long, value_parser = ["lora", "full"])]
+    pub fine_tune_type: Option<String>,
+    #[arg(long)]
+    pub iters: Option<usize>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub learning_rate: Option<f32>,
+    /// Layers, counted from the last, that get adapters (-1: all).
+    #[arg(long, allow_hyphen_values = true)]
+    pub num_layers: Option<i32>,
+    #[arg(long)]
+    pub max_seq_length: Option<usize>,
+    #[arg(long)]
+    pub grad_checkpoint: bool,
+    #[arg(long)]
+    pub grad_accumulation_steps: Option<usize>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Continue from the newest checkpoint in --adapter-path.
+    #[arg(long)]
+    pub resume: bool,
+    /// Smoke run: 10 updates.
+    #[arg(long)]
+    pub quick: bool,
+    /// Do not train: report test loss and perplexity on DATA/test.jsonl.
+    #[arg(long)]
+    pub test: bool,
+    #[arg(long)]
+    pub steps_per_eval: Option<usize>,
+    #[arg(long)]
+    pub steps_per_report: Option<usize>,
+    #[arg(long)]
+    pub save_every: Option<usize>,
+}
+
+/// Training arguments from `[train]` (paths already resolved by the config loader).
+pub fn args_from_config(config: &Config) -> TrainArgs {
+    let t: &TrainSection = &config.train;
+    let mut a = TrainArgs::default();
+    if let Some(m) = &t.base_model {
+        a.model = m.clone();
+    }
+    if let Some(d) = &t.data {
+        a.data = d.clone();
+    }
+    a.adapter_path = t.adapter_path.clone();
+    a.fine_tune_type = if t.fine_tune_type == "full" { FineTuneType::Full } else { FineTuneType::Lora };
+    a.iters = t.iters as usize;
+    a.batch_size = t.batch_size as usize;
+    a.learning_rate = t.learning_rate as f32;
+    a.warmup = t.warmup as usize;
+    a.num_layers = t.num_layers as i32;
+    a.max_seq_length = t.max_seq_length as usize;
+    a.grad_accumulation_steps = t.grad_accumulation.max(1) as usize;
+    a.grad_checkpoint = t.grad_checkpoint;
+    a.steps_per_report = t.steps_per_report.max(1) as usize;
+    a.steps_per_eval = t.steps_per_eval.max(1) as usize;
+    a.val_batches = t.val_batches as usize;
+    a.steps_per_save = t.save_every.max(1) as usize;
+    a.patience = (t.early_stopping_patience > 0).then_some(t.early_stopping_patience as usize);
+    a.seed = t.seed;
+    a.memory_limit = t.memory_limit_gb.map(|g| (g * 1e9) as usize);
+    a.lora.rank = t.lora.rank as usize;
+    a.lora.scale = t.lora.scale as f32;
+    a.lora.dropout = t.lora.dropout as f32;
+    if !t.lora.keys.is_empty() {
+        a.lora.keys = t.lora.keys.clone();
+    }
+    a
+}
+
+fn apply_flags(a: &mut TrainArgs, f: &Args) {
+    macro_rules! set {
+        ($($field:ident),*) => { $( if let Some(v) = f.$field.clone() { a.$field = v; } )* };
+    }
+    set!(model, data, adapter_path, iters, batch_size, learning_rate, num_layers, max_seq_length, grad_accumulation_steps, seed, steps_per_eval, steps_per_report);
+    if let Some(s) = f.save_every {
+        a.steps_per_save = s;
+    }
+    if let Some(e) = f.epochs {
+        a.epochs = Some(e);
+    }
+    if let Some(t) = &f.fine_tune_type {
+        a.fine_tune_type = if t == "full" { FineTuneType::Full } else { FineTuneType::Lora };
+    }
+    a.grad_checkpoint |= f.grad_checkpoint;
+    a.resume |= f.resume;
+    a.quick |= f.quick;
+}
+
+/// The config when there is one; flags alone suffice without it.
+fn config_if_any(ctx: &Ctx) -> anyhow::Result<Option<Config>> {
+    if ctx.config_path.exists() {
+        ctx.config().map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+pub fn run(ctx: &Ctx, flags: Args) -> anyhow::Result<ExitCode> {
+    let config = config_if_any(ctx)?;
+    let mut args = config.as_ref().map(args_from_config).unwrap_or_default();
+    apply_flags(&mut args, &flags);
+    if args.model.as_os_str().is_empty() {
+        bail!("no model: pass --model DIR or set [train] base_model in {}", ctx.config_path.display());
+    }
+    if flags.test {
+        let report = brain_train::evaluate_test(&args.test_args())?;
+        if ctx.json {
+            print_json(&report)?;
+        } else {
+            println!("test loss {:.4}, test ppl {:.3} ({} tokens)", report.test_loss, report.test_ppl, report.tokens);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = train_with_progress(ctx, &mut args)?;
+    if ctx.json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "trained {} steps ({:?}): train loss {}, best val loss {} at step {}; {:.0} tokens/s, peak {:.2} GB\nadapter: {}",
+            report.steps,
+            report.stop,
+            fmt_opt(report.final_train_loss),
+            fmt_opt(report.best_val_loss),
+            report.best_step.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            report.tokens_per_second,
+            report.peak_memory_gb,
+            report.adapter_file.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fmt_opt(v: Option<f32>) -> String {
+    v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into())
+}
+
+/// Runs training with a progress bar (when a person watches) and log lines otherwise.
+/// Ctrl-C stops after the current update with a checkpoint saved (`--resume` continues).
+pub fn train_with_progress(ctx: &Ctx, args: &mut TrainArgs) -> anyhow::Result<brain_train::TrainReport> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    args.cancel = Some(cancel.clone());
+    let _ = ctrlc_flag(cancel);
+    let iters = if args.quick { 10 } else { args.iters } as u64;
+    let bar = progress_bar(ctx, iters);
+    let quiet = ctx.quiet || ctx.json;
+    let mut on_progress = |p: &Progress| {
+        if let Some(bar) = &bar {
+            bar.set_length(p.iters as u64);
+            bar.set_position(p.step as u64);
+            bar.set_message(progress_line(p));
+        } else if !quiet {
+            eprintln!("[{}/{}] {}", p.step, p.iters, progress_line(p));
+        }
+    };
+    let report = brain_train::train(args, &mut on_progress).with_context(|| format!("training on {}", args.data.display()));
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(report?)
+}
+
+fn progress_line(p: &Progress) -> String {
+    let mut s = String::new();
+    if let Some(l) = p.train_loss {
+        s.push_str(&format!("loss {l:.4} "));
+    }
+    if let Some(l) = p.val_loss {
+        s.push_str(&format!("val {l:.4} "));
+    }
+    s.push_str(&format!("lr {:.2e} {:.0} tok/s peak {:.2} GB", p.learning_rate, p.tokens_per_second, p.peak_memory_gb));
+    s
+}
+
+pub fn progress_bar(ctx: &Ctx, len: u64) -> Option<indicatif::ProgressBar> {
+    if !ctx.progress() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
+/// Installs a SIGINT handler that raises `flag` (first Ctrl-C); a second Ctrl-C kills.
+fn ctrlc_flag(flag: Arc<AtomicBool>) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering;
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("stopping after this update (checkpoint kept; --resume continues); Ctrl-C again to abort");
+    })
+    .map_err(|e| anyhow::anyhow!("cannot install the Ctrl-C handler: {e}"))
+}

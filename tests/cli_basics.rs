@@ -1,0 +1,119 @@
+//! The CLI's edges: `init`, config errors with line and column, `plugins`, missing files.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn init_writes_a_config_that_loads_and_refuses_to_overwrite() {
+    let env = Env::new();
+    let r = env.run(["init"]);
+    r.assert_ok();
+    let text = std::fs::read_to_string(env.config_path()).unwrap();
+    assert!(text.contains("[[source]]") && text.contains("approve_above = 0.7"), "{text}");
+    env.run(["status"]).assert_ok();
+
+    let again = env.run(["init"]);
+    again.assert_failed();
+    assert!(again.stderr.contains("already exists") && again.stderr.contains("--force"), "{}", again.stderr);
+    env.run(["init", "--force"]).assert_ok();
+
+    // A directory argument gets brain.toml inside it.
+    let sub = env.path().join("elsewhere");
+    std::fs::create_dir(&sub).unwrap();
+    env.run(["init", sub.to_str().unwrap()]).assert_ok();
+    assert!(sub.join("brain.toml").is_file());
+}
+
+#[test]
+fn init_in_a_git_repository_sets_up_its_commits_as_a_source() {
+    let env = Env::new();
+    let repo = env.path().join("project");
+    init_repo(&repo);
+    commit(&repo, &[("a.rs", b"fn a() {}\n")], b"Add a");
+    commit(&repo, &[("b.rs", b"fn b() {}\n")], b"Add b");
+    let cfg = repo.join("brain.toml");
+    let r = env.run(["init", repo.to_str().unwrap()]);
+    r.assert_ok();
+    let run = env.run(["--config", cfg.to_str().unwrap(), "collect", "--json"]);
+    run.assert_ok();
+    assert_eq!(run.json()["stored"], 2);
+}
+
+#[test]
+fn malformed_toml_is_reported_with_line_and_column() {
+    let env = Env::new();
+    std::fs::write(env.config_path(), "[store]\npath = \"brain.db\"\n\n[review]\napprove_above = 0.7 0.8\n").unwrap();
+    for cmd in ["status", "collect"] {
+        let r = env.run([cmd]);
+        r.assert_failed();
+        assert!(r.stderr.contains("brain.toml:5:21"), "{cmd}: {}", r.stderr);
+        assert!(r.stderr.contains("approve_above = 0.7 0.8"), "{cmd}: the line is shown: {}", r.stderr);
+    }
+}
+
+#[test]
+fn unknown_keys_are_reported_with_line_and_column() {
+    let env = Env::new();
+    std::fs::write(
+        env.config_path(),
+        "[[source]]\nname = \"x\"\nplugin = \"git\"\ngrants = { git = [\"/tmp\"], network = true }\n",
+    )
+    .unwrap();
+    let r = env.run(["status"]);
+    r.assert_failed();
+    assert!(r.stderr.contains("brain.toml:4:29"), "{}", r.stderr);
+    assert!(r.stderr.contains("unknown field `network`"), "{}", r.stderr);
+    assert!(r.stderr.contains("expected one of `git`, `sqlite`, `read`"), "{}", r.stderr);
+
+    std::fs::write(env.config_path(), "[store]\npath = \"brain.db\"\n\n[trian]\niters = 3\n").unwrap();
+    let r = env.run(["status"]);
+    r.assert_failed();
+    assert!(r.stderr.contains("brain.toml:4:2") && r.stderr.contains("trian"), "{}", r.stderr);
+}
+
+#[test]
+fn a_missing_config_says_how_to_make_one() {
+    let env = Env::new();
+    let r = env.run(["status"]);
+    r.assert_failed();
+    assert!(r.stderr.contains("brain init") && r.stderr.contains("--config"), "{}", r.stderr);
+    let r = env.run(["--config", "other.toml", "collect"]);
+    r.assert_failed();
+    assert!(r.stderr.contains("other.toml"), "{}", r.stderr);
+}
+
+#[test]
+fn plugins_list_and_info_describe_the_bundled_plugins() {
+    let env = Env::new();
+    env.write_config("[[source]]\nname = \"mine\"\nplugin = \"git\"\n");
+    let r = env.run(["plugins", "list", "--json"]);
+    r.assert_ok();
+    let list = r.json();
+    let git = list.as_array().unwrap().iter().find(|p| p["name"] == "git").expect("git is bundled");
+    assert_eq!(git["world"], "source");
+    assert_eq!(git["bundled"], true);
+    assert_eq!(git["used_by"], serde_json::json!(["mine"]));
+    assert!(git["imports"].as_array().unwrap().iter().any(|i| i.as_str().unwrap().contains("git")), "{git}");
+
+    let r = env.run(["plugins", "info", "git"]);
+    r.assert_ok();
+    assert!(r.stdout.contains("world    source") && r.stdout.contains("0.1"), "{}", r.stdout);
+    // `mine` imports git but was granted none: the info says so.
+    assert!(r.stdout.contains("granted none"), "{}", r.stdout);
+    let by_entry = env.run(["plugins", "info", "mine", "--json"]);
+    by_entry.assert_ok();
+    assert_eq!(by_entry.json()["name"], "git");
+
+    let r = env.run(["plugins", "info", "nothing-like-this"]);
+    r.assert_failed();
+    assert!(r.stderr.contains("no plugin \"nothing-like-this\""), "{}", r.stderr);
+}
+
+#[test]
+fn plugins_list_works_without_a_config() {
+    let env = Env::new();
+    let r = env.run(["plugins", "list"]);
+    r.assert_ok();
+    assert!(r.stdout.lines().any(|l| l.starts_with("git ")), "{}", r.stdout);
+}
