@@ -121,8 +121,12 @@ impl GitRepo {
             ids.push(info.id);
         }
         let skip = build_globs(&opts.skip_paths)?;
+        let mut repo = self.repo.clone();
+        // A large delta-base cache: walking newest-first through packs whose deltas point to
+        // older bases (fast-import, some servers) otherwise re-inflates whole chains per blob.
+        repo.objects.set_pack_cache(|| Box::new(gix::odb::pack::cache::lru::MemoryCappedHashmap::new(64 << 20)));
         Ok(GitWalk {
-            repo: self.repo.clone(),
+            repo,
             ids,
             pos: 0,
             max_patch: opts.max_patch_bytes as usize,
