@@ -12,7 +12,17 @@ use crate::config::Config;
 use crate::pipeline::{self, PipelineOptions, PipelineReport};
 use crate::store::Store;
 
-const SAMPLE_SESSION: &str = include_str!("../../samples/claude-projects/-home-demo-todo-app/5d0c8e2a-7b1f-4c3e-9a61-2f4d8b9e0c11.jsonl");
+/// The bundled sample transcripts (file name, content): written into the demo directory.
+const SAMPLE_SESSIONS: [(&str, &str); 2] = [
+    (
+        "5d0c8e2a-7b1f-4c3e-9a61-2f4d8b9e0c11.jsonl",
+        include_str!("../../samples/claude-projects/-home-demo-todo-app/5d0c8e2a-7b1f-4c3e-9a61-2f4d8b9e0c11.jsonl"),
+    ),
+    (
+        "9b7e4c1d-2a3f-4e5b-8c6d-0f1e2d3c4b5a.jsonl",
+        include_str!("../../samples/claude-projects/-home-demo-todo-app/9b7e4c1d-2a3f-4e5b-8c6d-0f1e2d3c4b5a.jsonl"),
+    ),
+];
 const SAMPLE_ROUTING: &str = include_str!("../../samples/routing/interactions.jsonl");
 
 #[derive(Clone, Debug, Default)]
@@ -105,7 +115,7 @@ ratios = {{ train = 0.8, valid = 0.1, test = 0.1 }}
 base_model = "model"
 iters = {iters}
 batch_size = 4
-learning_rate = 1e-3
+learning_rate = 3e-3
 warmup = 10
 num_layers = 2
 max_seq_length = 768
@@ -180,7 +190,9 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
     let samples = dir.join("samples");
     let session_dir = samples.join("claude-projects").join("-home-demo-todo-app");
     std::fs::create_dir_all(&session_dir)?;
-    std::fs::write(session_dir.join("5d0c8e2a-7b1f-4c3e-9a61-2f4d8b9e0c11.jsonl"), SAMPLE_SESSION)?;
+    for (name, body) in SAMPLE_SESSIONS {
+        std::fs::write(session_dir.join(name), body)?;
+    }
     std::fs::create_dir_all(samples.join("routing"))?;
     std::fs::write(samples.join("routing").join("interactions.jsonl"), SAMPLE_ROUTING)?;
     let config_path = dir.join("brain.toml");
@@ -200,7 +212,19 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
     let snapshot = first.snapshot_dir.clone().context("the export stage wrote no snapshot")?;
 
     say("making a tiny Qwen2 model; its tokenizer is trained on the exported text");
-    let spec = TinySpec { hidden: 128, layers: 2, heads: 4, kv_heads: 2, intermediate: 256, tokenizer_vocab: 1024, seed: 7, ..TinySpec::default() };
+    // Untied head: a tied random embedding makes the untrained model predict its input token
+    // (logits ~2·sqrt(hidden)), which LoRA spends the whole demo unlearning.
+    let spec = TinySpec {
+        hidden: 128,
+        layers: 2,
+        heads: 4,
+        kv_heads: 2,
+        intermediate: 256,
+        tokenizer_vocab: 1024,
+        tie_word_embeddings: false,
+        seed: 7,
+        ..TinySpec::default()
+    };
     let corpus = export_text(&snapshot) + brain_train::tiny::BUILTIN_CORPUS;
     init_tiny(&config.train.base_model.clone().context("demo config has a base model")?, &spec, Some(&corpus))?;
 

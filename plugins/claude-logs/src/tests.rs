@@ -274,8 +274,13 @@ fn missing_roots_are_skipped() {
 fn the_repository_sample_transcript() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples/claude-projects");
     let (examples, discards, _) = collect(json!({ "roots": [root.to_string_lossy()] }), None);
-    let got: Vec<(Kind, &str)> = examples.iter().map(|e| (e.kind, e.provenance.as_str())).collect();
     let file = "-home-demo-todo-app/5d0c8e2a-7b1f-4c3e-9a61-2f4d8b9e0c11.jsonl";
+    // The second sample session: three wrong answers, each corrected and fixed.
+    let second: Vec<Kind> = examples.iter().filter(|e| e.provenance.starts_with("-home-demo-todo-app/9b7e4c1d")).map(|e| e.kind).collect();
+    assert_eq!(second.iter().filter(|k| **k == Kind::Correction).count(), 3, "{second:?}");
+    assert_eq!(second.iter().filter(|k| **k == Kind::Preference).count(), 3, "{second:?}");
+    let examples: Vec<_> = examples.into_iter().filter(|e| e.provenance.starts_with(file)).collect();
+    let got: Vec<(Kind, &str)> = examples.iter().map(|e| (e.kind, e.provenance.as_str())).collect();
     assert_eq!(
         got,
         vec![
@@ -289,5 +294,5 @@ fn the_repository_sample_transcript() {
     assert_eq!(examples[2].messages[0].content, "Always keep functions under 40 lines in this repo.");
     assert!(examples[4].messages.last().unwrap().content.starts_with("The project requires Python 3.11 or newer"));
     assert_eq!(examples[4].rejected.as_deref(), Some("The project requires Python 3.8."));
-    assert_eq!(discards.get("answer_corrected_later"), Some(&1));
+    assert_eq!(discards.get("answer_corrected_later"), Some(&4), "one wrong answer in the first session, three in the second");
 }
