@@ -62,7 +62,7 @@ fn unknown_keys_are_reported_with_line_and_column() {
     .unwrap();
     let r = env.run(["status"]);
     r.assert_failed();
-    assert!(r.stderr.contains("brain.toml:4:29"), "{}", r.stderr);
+    assert!(r.stderr.contains("brain.toml:4:28"), "{}", r.stderr);
     assert!(r.stderr.contains("unknown field `network`"), "{}", r.stderr);
     assert!(r.stderr.contains("expected one of `git`, `sqlite`, `read`"), "{}", r.stderr);
 

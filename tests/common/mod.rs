@@ -115,7 +115,7 @@ impl Run {
     #[track_caller]
     pub fn assert_failed(&self) {
         assert!(matches!(self.code, Some(c) if c != 0), "expected a failure, got {:?}\nstdout:\n{}\nstderr:\n{}", self.code, self.stdout, self.stderr);
-        assert!(!self.stderr.contains("panicked"), "brain panicked:\n{}", self.stderr);
+        assert!(!self.stderr.contains("thread '"), "brain panicked:\n{}", self.stderr);
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -166,6 +166,17 @@ pub fn commit(dir: &Path, files: &[(&str, &[u8])], message: &[u8]) {
     let msg = dir.join(".git").join("TEST_MSG");
     std::fs::write(&msg, message).expect("message file");
     git(dir, &["commit", "-q", "--allow-empty-message", "-F", msg.to_str().expect("utf-8 path")]);
+    if std::str::from_utf8(message).is_err() {
+        // `git commit` re-encodes a non-UTF-8 message (as Latin-1); put the raw bytes back by
+        // rewriting the commit object.
+        let object = Command::new("git").args(["cat-file", "commit", "HEAD"]).current_dir(dir).output().expect("git cat-file");
+        let body = object.stdout;
+        let header_end = body.windows(2).position(|w| w == b"\n\n").expect("commit header") + 2;
+        let raw = dir.join(".git").join("TEST_COMMIT");
+        std::fs::write(&raw, [&body[..header_end], message].concat()).expect("commit file");
+        let id = git(dir, &["hash-object", "-t", "commit", "-w", raw.to_str().expect("utf-8 path")]);
+        git(dir, &["update-ref", "HEAD", &id]);
+    }
 }
 
 /// Non-merge commits reachable from HEAD.
