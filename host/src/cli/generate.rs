@@ -1,4 +1,4 @@
-//! `brain generate` (one reply, printed alone unless `--verbose`) and `brain chat` (a REPL with
+//! `brain generate` (one reply, printed alone unless `--verbose` — the global `-v`) and `brain chat` (a REPL with
 //! history). Flags follow mlx-lm's generate. Without `--model`, the active model version (base +
 //! adapter) is used, so a rollback changes what these commands answer with.
 
@@ -41,9 +41,6 @@ pub struct Args {
     pub repetition_penalty: Option<f32>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Print the prompt, statistics and the version used.
-    #[arg(long)]
-    pub verbose: bool,
 }
 
 /// Fills model and adapter from the active version when not given.
@@ -112,12 +109,12 @@ pub fn generate(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
         print_json(&v)?;
         return Ok(ExitCode::SUCCESS);
     }
-    if a.verbose {
+    if ctx.verbose > 0 {
         eprintln!("model {} adapters {:?} version {}", args.model.display(), args.adapter_path, version.as_deref().unwrap_or("-"));
         eprintln!("==========");
     }
     println!("{}", g.text);
-    if a.verbose {
+    if ctx.verbose > 0 {
         eprintln!("==========");
         eprintln!(
             "prompt: {} tokens, {:.1} tokens/s; generation: {} tokens, {:.1} tokens/s; finish: {:?}; peak {:.2} GB",

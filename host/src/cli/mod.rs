@@ -102,6 +102,8 @@ pub struct Ctx {
     pub config_path: PathBuf,
     pub json: bool,
     pub quiet: bool,
+    /// `-v` count (`generate --verbose` prints statistics).
+    pub verbose: u8,
 }
 
 impl Ctx {
@@ -128,7 +130,7 @@ impl Ctx {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
-    let ctx = Ctx { config_path: cli.config, json: cli.json, quiet: cli.quiet };
+    let ctx = Ctx { config_path: cli.config, json: cli.json, quiet: cli.quiet, verbose: cli.verbose };
     match run(&ctx, cli.command) {
         Ok(code) => code,
         Err(e) => {
