@@ -106,7 +106,7 @@ fn main() -> anyhow::Result<()> {
         let repo = PathBuf::from(repo);
         let r = brain::capability::git::GitRepo::open(&repo).map_err(anyhow::Error::msg)?;
         let opts = WalkOptions { tip: "HEAD".into(), hide: vec![], max_patch_bytes: 4000, skip_paths: vec!["*.lock".into()], include_merges: false };
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_ns());
         let mut w = r.walk(&opts).map_err(anyhow::Error::msg)?;
         let listed = t.elapsed();
         let mut n = 0usize;
@@ -118,7 +118,11 @@ fn main() -> anyhow::Result<()> {
             n += page.len();
         }
         let el = t.elapsed();
-        println!("  git capability alone: {n} commits in {:.3} s ({:.0} commits/s; listing ids {:.1} ms)", el.as_secs_f64(), n as f64 / el.as_secs_f64(), listed.as_secs_f64() * 1e3);
+        let cpu = match (c, cpu_ns()) {
+            (Some(a), Some(b)) => format!(", on-CPU {:.0} commits/s", n as f64 / ((b - a) as f64 / 1e9)),
+            _ => String::new(),
+        };
+        println!("  git capability alone: {n} commits in {:.3} s ({:.0} commits/s wall{cpu}; listing ids {:.1} ms)", el.as_secs_f64(), n as f64 / el.as_secs_f64(), listed.as_secs_f64() * 1e3);
         let grants = Grants { git: vec![repo.clone()], ..Default::default() };
         let config = serde_json::json!({ "repos": [repo.to_str().unwrap_or_default()] }).to_string();
         let t = Instant::now();

@@ -6,7 +6,9 @@
 //! patch text with imara-diff. Binary files (a NUL byte in the first 8000 bytes, git's rule) get no
 //! line counts and a one-line patch note.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -44,7 +46,23 @@ pub struct GitWalk {
     pos: usize,
     max_patch: usize,
     skip: Option<GlobSet>,
+    /// Trees and blobs read recently: walking newest-first, a commit's "old" side is the next
+    /// commit's "new" side, so each object would otherwise be read and inflated twice.
+    cache: RefCell<ObjCache>,
 }
+
+type Entries = BTreeMap<BString, (EntryKind, ObjectId)>;
+
+#[derive(Default)]
+struct ObjCache {
+    trees: HashMap<ObjectId, Arc<Entries>>,
+    blobs: HashMap<ObjectId, Arc<Vec<u8>>>,
+    blob_bytes: usize,
+}
+
+const CACHE_TREES: usize = 4096;
+const CACHE_BLOB_BYTES: usize = 32 << 20;
+const CACHE_BLOB_MAX: usize = 1 << 20;
 
 fn err(context: &str, e: impl std::fmt::Display) -> String {
     format!("{context}: {e}")
@@ -131,6 +149,7 @@ impl GitRepo {
             pos: 0,
             max_patch: opts.max_patch_bytes as usize,
             skip,
+            cache: RefCell::new(ObjCache::default()),
         })
     }
 }
@@ -226,14 +245,23 @@ impl GitWalk {
         })
     }
 
-    fn tree_entries(&self, id: Option<ObjectId>) -> Result<BTreeMap<BString, (EntryKind, ObjectId)>, String> {
+    fn tree_entries(&self, id: Option<ObjectId>) -> Result<Arc<Entries>, String> {
+        let Some(id) = id else { return Ok(Arc::default()) };
+        if let Some(t) = self.cache.borrow().trees.get(&id) {
+            return Ok(t.clone());
+        }
         let mut out = BTreeMap::new();
-        let Some(id) = id else { return Ok(out) };
         let tree = self.repo.find_tree(id).map_err(|e| e.to_string())?;
         for entry in tree.iter() {
             let entry = entry.map_err(|e| e.to_string())?;
             out.insert(entry.filename().to_owned(), (entry.mode().kind(), entry.oid().to_owned()));
         }
+        let out = Arc::new(out);
+        let mut cache = self.cache.borrow_mut();
+        if cache.trees.len() >= CACHE_TREES {
+            cache.trees.clear();
+        }
+        cache.trees.insert(id, out.clone());
         Ok(out)
     }
 
@@ -289,14 +317,22 @@ impl GitWalk {
         Ok(())
     }
 
-    fn blob(&self, id: Option<ObjectId>) -> Result<Vec<u8>, String> {
-        match id {
-            None => Ok(Vec::new()),
-            Some(id) => {
-                let mut blob = self.repo.find_blob(id).map_err(|e| e.to_string())?;
-                Ok(blob.take_data())
-            }
+    fn blob(&self, id: Option<ObjectId>) -> Result<Arc<Vec<u8>>, String> {
+        let Some(id) = id else { return Ok(Arc::default()) };
+        if let Some(b) = self.cache.borrow().blobs.get(&id) {
+            return Ok(b.clone());
         }
+        let data = Arc::new(self.repo.find_blob(id).map_err(|e| e.to_string())?.take_data());
+        if data.len() <= CACHE_BLOB_MAX {
+            let mut cache = self.cache.borrow_mut();
+            if cache.blob_bytes + data.len() > CACHE_BLOB_BYTES {
+                cache.blobs.clear();
+                cache.blob_bytes = 0;
+            }
+            cache.blob_bytes += data.len();
+            cache.blobs.insert(id, data.clone());
+        }
+        Ok(data)
     }
 
     /// Line counts for one change, and its patch text when `want_patch`.
