@@ -168,13 +168,11 @@ fn host(cache: &Path) -> PluginHost {
     PluginHost::new(cache, Limits { memory_bytes: 256 << 20, call_timeout: Duration::from_secs(30) }).unwrap()
 }
 
-/// Runs the bundled git source to the end: (examples, discards, last checkpoint).
-fn collect(
-    host: &PluginHost,
-    grants: &Grants,
-    config: &serde_json::Value,
-    checkpoint: Option<&str>,
-) -> Result<(Vec<Example>, Vec<(String, u32)>, Option<String>), PluginError> {
+/// What a run of the git source produced: examples, discards, last checkpoint.
+type Collected = (Vec<Example>, Vec<(String, u32)>, Option<String>);
+
+/// Runs the bundled git source to the end.
+fn collect(host: &PluginHost, grants: &Grants, config: &serde_json::Value, checkpoint: Option<&str>) -> Result<Collected, PluginError> {
     let mut s = host.open_source("sam-commits", &PluginRef::Bundled("git".into()), grants, &config.to_string(), checkpoint)?;
     let (mut ex, mut disc, mut cp) = (Vec::new(), Vec::new(), checkpoint.map(str::to_string));
     while let Some(b) = s.next(4)? {
@@ -245,7 +243,7 @@ fn git_outside_the_grant_is_denied() {
     let host = host(&tmp.path().join("cache"));
     let config = serde_json::json!({ "repos": [repo_dir.to_str().unwrap()] });
     for grants in [Grants { git: vec![other.clone()], ..Default::default() }, Grants::default()] {
-        let err = collect(&host, &grants, &config, None).err().expect("denied");
+        let err = collect(&host, &grants, &config, None).expect_err("denied");
         assert!(matches!(err, PluginError::Denied { .. }), "{err}");
         let msg = err.to_string();
         assert!(msg.contains("sam-commits") && msg.contains("git") && msg.contains(repo_dir.to_str().unwrap()), "{msg}");

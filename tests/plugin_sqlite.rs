@@ -70,7 +70,7 @@ fn only_granted_files_open() {
     let other = tmp.path().join("other.db");
     make_db(&granted, 1);
     make_db(&other, 1);
-    let mut caps = Capabilities::new("p".into(), &[], &[granted.clone()]);
+    let mut caps = Capabilities::new("p".into(), &[], std::slice::from_ref(&granted));
     assert!(caps.check("sqlite", granted.to_str().unwrap()).is_ok());
     let err = caps.check("sqlite", other.to_str().unwrap()).unwrap_err();
     assert!(err.contains("denied"), "{err}");

@@ -105,10 +105,12 @@ impl GitRepo {
             .repo
             .rev_parse_single(rev)
             .map_err(|e| err(&format!("cannot resolve `{rev}` in {}", self.name), e))?;
+        let not_commit = |e: &dyn std::fmt::Display| err(&format!("`{rev}` in {} is not a commit", self.name), e);
         let commit = id
             .object()
-            .and_then(|o| Ok(o.peel_to_commit()?))
-            .map_err(|e| err(&format!("`{rev}` in {} is not a commit", self.name), e))?;
+            .map_err(|e| not_commit(&e))?
+            .peel_to_commit()
+            .map_err(|e| not_commit(&e))?;
         Ok(commit.id)
     }
 
