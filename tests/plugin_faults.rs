@@ -93,6 +93,7 @@ fn trap_is_reported_and_kills_the_session() {
     assert!(err.to_string().contains("trapper") && err.to_string().contains("unreachable"), "{err}");
     let again = s.next(4).unwrap_err();
     assert!(matches!(again, PluginError::Dead { .. }), "{again}");
+    assert!(again.to_string().contains("trapper") && again.to_string().contains("(trap)"), "{again}");
     healthy_still_works();
 }
 

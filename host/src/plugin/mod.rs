@@ -146,8 +146,8 @@ pub enum PluginError {
     #[error("plugin `{plugin}` was denied `{capability}` access to `{path}`: it is not under the plugin's grants (add it to `grants = {{ {capability} = [...] }}` in brain.toml)")]
     Denied { plugin: String, capability: String, path: String },
     /// The session failed before (trap, timeout, …) and cannot be called again.
-    #[error("plugin `{plugin}` cannot be called again after its earlier failure")]
-    Dead { plugin: String },
+    #[error("plugin `{plugin}` cannot be called again after it failed ({cause})")]
+    Dead { plugin: String, cause: String },
 }
 
 impl PluginError {
@@ -163,7 +163,7 @@ impl PluginError {
             | PluginError::Malformed { plugin, .. }
             | PluginError::Plugin { plugin, .. }
             | PluginError::Denied { plugin, .. }
-            | PluginError::Dead { plugin } => plugin,
+            | PluginError::Dead { plugin, .. } => plugin,
         }
     }
 
@@ -195,6 +195,8 @@ fn load_err(plugin: &str, message: impl Into<String>) -> PluginError {
 
 /// Epoch ticks: the deadline granularity.
 const TICK: Duration = Duration::from_millis(10);
+/// A source returning this many batches in a row with neither examples nor discards is stuck.
+const MAX_IDLE_BATCHES: u32 = 10_000;
 /// Guest wasm stack limit (deep recursion traps as a stack overflow).
 const MAX_WASM_STACK: usize = 1 << 20;
 
@@ -437,7 +439,7 @@ impl PluginHost {
         store.epoch_deadline_trap();
         let timeout = self.inner.limits.call_timeout;
         let ticks = (timeout.as_millis() / TICK.as_millis()).max(1) as u64 + 1;
-        Ok(Instance { store, plugin, dead: false, ticks, timeout, memory_bytes: self.inner.limits.memory_bytes })
+        Ok(Instance { store, plugin, dead: None, idle_batches: 0, ticks, timeout, memory_bytes: self.inner.limits.memory_bytes })
     }
 }
 
@@ -503,7 +505,10 @@ fn inspect(
 struct Instance {
     store: Store<HostState>,
     plugin: Arc<str>,
-    dead: bool,
+    /// Why the session died, once it has.
+    dead: Option<String>,
+    /// Consecutive source batches that carried nothing (no examples, no discards).
+    idle_batches: u32,
     ticks: u64,
     timeout: Duration,
     memory_bytes: usize,
@@ -511,8 +516,8 @@ struct Instance {
 
 impl Instance {
     fn arm(&mut self) -> Result<(), PluginError> {
-        if self.dead {
-            return Err(PluginError::Dead { plugin: self.plugin.to_string() });
+        if let Some(cause) = &self.dead {
+            return Err(PluginError::Dead { plugin: self.plugin.to_string(), cause: cause.clone() });
         }
         self.store.set_epoch_deadline(self.ticks);
         let data = self.store.data_mut();
@@ -523,10 +528,7 @@ impl Instance {
 
     fn instantiate<B>(&mut self, f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<B>) -> Result<B, PluginError> {
         self.arm()?;
-        f(&mut self.store).map_err(|e| {
-            self.dead = true;
-            self.classify(e)
-        })
+        f(&mut self.store).map_err(|e| self.kill(e))
     }
 
     /// Calls into the guest: traps kill the session; an `Err(string)` from the guest becomes
@@ -545,11 +547,21 @@ impl Instance {
                     }),
                 }
             }
-            Err(e) => {
-                self.dead = true;
-                Err(self.classify(e))
-            }
+            Err(e) => Err(self.kill(e)),
         }
+    }
+
+    /// Marks the session dead after a trap; the error says why.
+    fn kill(&mut self, e: wasmtime::Error) -> PluginError {
+        let err = self.classify(e);
+        self.dead = Some(err.cause().to_string());
+        err
+    }
+
+    /// Marks the session dead after malformed output.
+    fn malformed(&mut self, what: String) -> PluginError {
+        self.dead = Some("malformed output".into());
+        PluginError::Malformed { plugin: self.plugin.to_string(), what }
     }
 
     /// Turns a wasmtime error (a trap, mostly) into the error that says why.
@@ -648,10 +660,18 @@ impl SourceSession {
             self.done = true;
             return Ok(None);
         };
-        validate::source_batch(&self.inst.plugin, batch, max).map(Some).map_err(|what| {
-            self.inst.dead = true;
-            PluginError::Malformed { plugin: self.inst.plugin.to_string(), what }
-        })
+        let batch = validate::source_batch(&self.inst.plugin, batch, max).map_err(|what| self.inst.malformed(what))?;
+        if batch.examples.is_empty() && batch.discarded.is_empty() {
+            self.inst.idle_batches += 1;
+            if self.inst.idle_batches >= MAX_IDLE_BATCHES {
+                return Err(self.inst.malformed(format!(
+                    "{MAX_IDLE_BATCHES} empty batches in a row; a source must return `none` when it is done"
+                )));
+            }
+        } else {
+            self.inst.idle_batches = 0;
+        }
+        Ok(Some(batch))
     }
 
     /// How many examples remain, if the plugin can tell (for progress bars). Errors count as
@@ -691,10 +711,7 @@ impl FilterInstance {
         let wit: Vec<_> = examples.iter().map(validate::to_wit).collect();
         let (bindings, filter) = (&self.bindings, self.filter);
         let verdicts = self.inst.call(|store| bindings.sam_plugin_judge().filter().call_evaluate(store, filter, &wit))?;
-        validate::verdicts(verdicts, examples.len()).map_err(|what| {
-            self.inst.dead = true;
-            PluginError::Malformed { plugin: self.inst.plugin.to_string(), what }
-        })
+        validate::verdicts(verdicts, examples.len()).map_err(|what| self.inst.malformed(what))
     }
 
     pub fn stderr(&self) -> String {
