@@ -5,7 +5,7 @@
 //! - with `BENCH_GIT_REPO=<repo>`: commits/s read by the git capability alone, and examples/s of
 //!   the bundled git plugin through the boundary (no store).
 //!
-//! Usage: plugin_bench <filter.wasm> [<source.wasm>]
+//! Usage: [BENCH_GIT_REPO=<repo>] plugin_bench [<filter.wasm> [<source.wasm>]]
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -39,53 +39,58 @@ fn per(d: Duration, n: usize) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let filter = PathBuf::from(args.next().ok_or_else(|| anyhow::anyhow!("usage: plugin_bench <filter.wasm> [<source.wasm>]"))?);
+    let filter = args.next().map(PathBuf::from);
     let source = args.next().map(PathBuf::from);
     let tmp = std::env::temp_dir().join(format!("brain-plugin-bench-{}", std::process::id()));
     let cache = tmp.join("cache");
     let grants = Grants::default();
-    let fref = PluginRef::Path(filter.clone());
-
-    println!("plugin runtime micro-benchmark ({})", filter.display());
-    let t = Instant::now();
     let host = PluginHost::new(&cache, Limits::default())?;
-    host.info(&fref)?;
-    println!("  compile (cold, Cranelift) + link:        {:>10.2} ms", t.elapsed().as_secs_f64() * 1e3);
-    drop(host);
 
-    let t = Instant::now();
-    let host = PluginHost::new(&cache, Limits::default())?;
-    host.info(&fref)?;
-    println!("  new host + load from disk cache + link:  {:>10.2} ms", t.elapsed().as_secs_f64() * 1e3);
+    if let Some(filter) = &filter {
+        let fref = PluginRef::Path(filter.clone());
+        println!("plugin runtime micro-benchmark ({})", filter.display());
+        let t = Instant::now();
+        let cold = PluginHost::new(&tmp.join("cold-cache"), Limits::default())?;
+        cold.info(&fref)?;
+        println!("  compile (cold, Cranelift) + link:        {:>10.2} ms", t.elapsed().as_secs_f64() * 1e3);
+        drop(cold);
 
-    let n = 200;
-    let t = Instant::now();
-    for _ in 0..n {
-        let _f = host.open_filter("bench", &fref, &grants, "{}")?;
-    }
-    println!("  instantiate + open (per instance):       {:>10.1} µs", per(t.elapsed(), n));
+        let t = Instant::now();
+        let warm = PluginHost::new(&tmp.join("cold-cache"), Limits::default())?;
+        warm.info(&fref)?;
+        println!("  new host + load from disk cache + link:  {:>10.2} ms", t.elapsed().as_secs_f64() * 1e3);
+        drop(warm);
 
-    let mut f = host.open_filter("bench", &fref, &grants, "{}")?;
-    let pool: Vec<Example> = (0..4096).map(example).collect();
-    println!("  batched filter call:");
-    for batch in [1usize, 10, 100, 256, 1000, 4096] {
-        let examples = &pool[..batch];
-        // Warm up, then time enough calls for ~200k examples (at least 200 calls).
-        for _ in 0..10 {
-            f.evaluate(examples)?;
+        let n = 200;
+        host.info(&fref)?;
+        let t = Instant::now();
+        for _ in 0..n {
+            let _f = host.open_filter("bench", &fref, &grants, "{}")?;
         }
-        let calls = (200_000 / batch).max(200);
-        let (t, c) = (Instant::now(), cpu_ns());
-        for _ in 0..calls {
-            let v = f.evaluate(examples)?;
-            assert_eq!(v.len(), batch);
+        println!("  instantiate + open (per instance):       {:>10.1} µs", per(t.elapsed(), n));
+
+        let mut f = host.open_filter("bench", &fref, &grants, "{}")?;
+        let pool: Vec<Example> = (0..4096).map(example).collect();
+        println!("  batched filter call:");
+        for batch in [1usize, 10, 100, 256, 1000, 4096] {
+            let examples = &pool[..batch];
+            // Warm up, then time enough calls for ~200k examples (at least 200 calls).
+            for _ in 0..10 {
+                f.evaluate(examples)?;
+            }
+            let calls = (200_000 / batch).max(200);
+            let (t, c) = (Instant::now(), cpu_ns());
+            for _ in 0..calls {
+                let v = f.evaluate(examples)?;
+                assert_eq!(v.len(), batch);
+            }
+            let el = t.elapsed();
+            let cpu = match (c, cpu_ns()) {
+                (Some(a), Some(b)) => format!(", on-CPU {:.3} µs/example", (b - a) as f64 / 1e3 / (calls * batch) as f64),
+                _ => String::new(),
+            };
+            println!("    batch {batch:>5}: {:>8.3} µs/example wall ({:>8.1} µs/call{cpu})", per(el, calls * batch), per(el, calls));
         }
-        let el = t.elapsed();
-        let cpu = match (c, cpu_ns()) {
-            (Some(a), Some(b)) => format!(", on-CPU {:.3} µs/example", (b - a) as f64 / 1e3 / (calls * batch) as f64),
-            _ => String::new(),
-        };
-        println!("    batch {batch:>5}: {:>8.3} µs/example wall ({:>8.1} µs/call{cpu})", per(el, calls * batch), per(el, calls));
     }
 
     if let Some(source) = source {
