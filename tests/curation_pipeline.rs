@@ -64,14 +64,24 @@ fn a_failing_filter_fails_alone() {
     // The healthy filter's verdicts are stored; none from the failing one.
     assert_eq!(env.count("SELECT count(*) FROM verdicts WHERE filter = 'length'"), 4);
     assert_eq!(env.count("SELECT count(*) FROM verdicts WHERE filter = 'sloppy'"), 0);
-    // Length alone would approve them (score 1.0): with a filter missing nothing is auto-approved.
+    // Length alone would approve them (score 1.0): with a filter missing nothing is auto-approved,
+    // not by recut either.
+    assert_eq!(env.status()["by_status"]["pending"], 4);
+    let listed = env.run(["review", "list", "--json"]).json();
+    assert!(listed[0]["reason"].as_str().unwrap().contains("not scored by filter sloppy"), "{listed}");
+    env.run(["review", "recut"]).assert_ok();
     assert_eq!(env.status()["by_status"]["pending"], 4);
 }
 
 /// A long text and a lightly edited copy of it.
 fn essay(edit: bool) -> String {
     let mut words: Vec<String> = (0..260)
-        .map(|i| ["parser", "token", "stream", "syntax", "tree", "node", "span", "error", "checker", "scope", "binding", "module", "import"][(i * 7 + i / 3) % 13].to_string() + &(i % 17).to_string())
+        .map(|i| {
+            ["parser", "token", "stream", "syntax", "tree", "node", "span", "error", "checker", "scope", "binding", "module", "import"]
+                [(i * 7 + i / 3) % 13]
+                .to_string()
+                + &(i % 17).to_string()
+        })
         .collect();
     if edit {
         words[40] = "edited".into();

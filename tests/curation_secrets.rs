@@ -70,7 +70,7 @@ fn planted_secrets_never_reach_the_store_or_exports() {
     env.run(["review", "approve", "--source", "handbook"]).assert_ok();
     let snap = env.path().join("snapshot");
     env.run(["export", "--out", snap.to_str().unwrap()]).assert_ok();
-    assert!(lines(&snap.join("raw/train.jsonl")).len() + lines(&snap.join("raw/valid.jsonl")).len() + lines(&snap.join("raw/test.jsonl")).len() == total as usize);
+    assert_eq!(raw_splits(&snap).len(), total as usize);
 
     let stored = store_text(&env);
     let exported = snapshot_text(&snap);

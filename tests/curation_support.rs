@@ -21,7 +21,16 @@ pub fn add_prose_commits(dir: &Path, from: usize, n: usize, tag: &str) {
     }
 }
 
-const TOPICS: &[&str] = &["the lexer", "error recovery", "the type checker", "code generation", "the borrow checker", "incremental builds", "the test runner", "release packaging"];
+const TOPICS: &[&str] = &[
+    "the lexer",
+    "error recovery",
+    "the type checker",
+    "code generation",
+    "the borrow checker",
+    "incremental builds",
+    "the test runner",
+    "release packaging",
+];
 
 fn topic(i: usize) -> &'static str {
     TOPICS[i % TOPICS.len()]
@@ -29,7 +38,10 @@ fn topic(i: usize) -> &'static str {
 
 /// A paragraph that differs enough between indices to never be a near duplicate.
 pub fn paragraph(i: usize, tag: &str) -> String {
-    let words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa"];
+    let words = [
+        "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima", "mike", "november", "oscar",
+        "papa",
+    ];
     let mut out = format!("# Note {i} ({tag})\n\nThis note is about {}.", topic(i));
     // A pseudo-random word sequence per (i, tag).
     let mut state = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ tag.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
@@ -75,7 +87,11 @@ pub fn lines(path: &Path) -> Vec<serde_json::Value> {
 pub fn raw_splits(dir: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for split in ["train", "valid", "test"] {
-        for l in lines(&dir.join(format!("raw/{split}.jsonl"))) {
+        let path = dir.join(format!("raw/{split}.jsonl"));
+        if !path.exists() {
+            continue;
+        }
+        for l in lines(&path) {
             out.insert(l["id"].as_str().unwrap().to_string(), split.to_string());
         }
     }
@@ -105,13 +121,8 @@ pub fn json_strings(v: &serde_json::Value, out: &mut String) {
 /// strings), plus the database files' bytes as lossy text.
 pub fn store_text(env: &Env) -> String {
     let db = env.db();
-    let tables: Vec<String> = db
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let tables: Vec<String> =
+        db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
     let mut out = String::new();
     for t in tables {
         let mut stmt = db.prepare(&format!("SELECT * FROM \"{t}\"")).unwrap();

@@ -49,14 +49,20 @@ fn snapshots_are_complete_reproducible_and_recorded() {
     assert_eq!(t1, t2, "two exports of the same store and config are byte-identical");
     assert_eq!(r1.json()["id"], r2.json()["id"]);
 
-    // Layout: every form has the three splits; manifest hashes match the files.
+    // Layout: the manifest lists every file with its hash; empty splits have no file (mlx-lm
+    // refuses an empty JSONL); chat, instruct and raw have all three splits here.
     let manifest: serde_json::Value = serde_json::from_slice(&t1["manifest.json"]).unwrap();
-    for form in FORMS {
+    let listed: Vec<&String> = manifest["files"].as_object().unwrap().keys().collect();
+    let written: Vec<&String> = t1.keys().filter(|k| *k != "manifest.json").collect();
+    assert_eq!(listed, written);
+    for (name, bytes) in t1.iter().filter(|(k, _)| *k != "manifest.json") {
+        assert!(FORMS.iter().any(|f| ["train", "valid", "test"].iter().any(|s| *name == format!("{f}/{s}.jsonl"))), "{name}");
+        assert!(!bytes.is_empty(), "{name} is empty");
+        assert_eq!(manifest["files"][name]["sha256"], sha256_hex(bytes), "{name}");
+    }
+    for form in ["chat", "instruct", "raw"] {
         for split in ["train", "valid", "test"] {
-            let name = format!("{form}/{split}.jsonl");
-            let bytes = t1.get(&name).unwrap_or_else(|| panic!("{name} missing"));
-            let sha = sha256_hex(bytes);
-            assert_eq!(manifest["files"][&name]["sha256"], sha, "{name}");
+            assert!(t1.contains_key(&format!("{form}/{split}.jsonl")), "{form}/{split}.jsonl missing");
         }
     }
     assert_eq!(manifest["examples"], total - 1);
@@ -84,15 +90,15 @@ fn snapshots_are_complete_reproducible_and_recorded() {
         for l in lines(&one.join(format!("instruct/{split}.jsonl"))) {
             assert!(l["instruction"].is_string() && l["input"].is_string() && l["output"].is_string(), "{l}");
         }
-        for l in lines(&one.join(format!("preference/{split}.jsonl"))) {
+        for l in lines_if(&one.join(format!("preference/{split}.jsonl"))) {
             assert!(l["prompt"].is_string() && l["chosen"].is_string() && l["rejected"].is_string(), "{l}");
             assert_ne!(l["chosen"], l["rejected"]);
         }
-        for l in lines(&one.join(format!("preference/conversational/{split}.jsonl"))) {
+        for l in lines_if(&one.join(format!("preference/conversational/{split}.jsonl"))) {
             assert!(l["prompt"].is_array() && l["chosen"][0]["role"] == "assistant" && l["rejected"][0]["role"] == "assistant", "{l}");
         }
     }
-    let prefs: usize = ["train", "valid", "test"].iter().map(|s| lines(&one.join(format!("preference/{s}.jsonl"))).len()).sum();
+    let prefs: usize = ["train", "valid", "test"].iter().map(|s| lines_if(&one.join(format!("preference/{s}.jsonl"))).len()).sum();
     assert!(prefs >= 1);
 
     // Corrections: three times in chat/train, once in raw; never repeated in valid/test.
@@ -108,8 +114,9 @@ fn snapshots_are_complete_reproducible_and_recorded() {
 
     // The test split never enters training: no test line is in a train file.
     for form in FORMS {
-        let train: std::collections::HashSet<String> = std::fs::read_to_string(one.join(format!("{form}/train.jsonl"))).unwrap().lines().map(String::from).collect();
-        for l in std::fs::read_to_string(one.join(format!("{form}/test.jsonl"))).unwrap().lines() {
+        let read = |split: &str| std::fs::read_to_string(one.join(format!("{form}/{split}.jsonl"))).unwrap_or_default();
+        let train: std::collections::HashSet<String> = read("train").lines().map(String::from).collect();
+        for l in read("test").lines() {
             assert!(!train.contains(l), "{form}: a test line is in train");
         }
     }
@@ -121,8 +128,10 @@ fn snapshots_are_complete_reproducible_and_recorded() {
     let dir = env.path().join("data").join(&id);
     assert_eq!(tree(&dir), t1);
     assert_eq!(std::fs::canonicalize(env.path().join("data/latest")).unwrap(), std::fs::canonicalize(&dir).unwrap());
-    let (path, manifest_col, n): (String, String, i64) =
-        env.db().query_row("SELECT path, manifest, example_count FROM snapshots WHERE id = ?1", [&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap();
+    let (path, manifest_col, n): (String, String, i64) = env
+        .db()
+        .query_row("SELECT path, manifest, example_count FROM snapshots WHERE id = ?1", [&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap();
     assert_eq!(std::path::Path::new(&path), dir);
     assert_eq!(n as u64, total - 1);
     let summary: serde_json::Value = serde_json::from_str(&manifest_col).unwrap();
@@ -143,12 +152,30 @@ fn snapshots_are_complete_reproducible_and_recorded() {
 fn has_timestamp(text: &str) -> bool {
     let b = text.as_bytes();
     let d = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
-    (0..b.len()).any(|i| (0..4).all(|k| d(i + k)) && b.get(i + 4) == Some(&b'-') && d(i + 5) && d(i + 6) && b.get(i + 7) == Some(&b'-') && d(i + 8) && d(i + 9) && b.get(i + 10) == Some(&b'T'))
+    (0..b.len()).any(|i| {
+        (0..4).all(|k| d(i + k))
+            && b.get(i + 4) == Some(&b'-')
+            && d(i + 5)
+            && d(i + 6)
+            && b.get(i + 7) == Some(&b'-')
+            && d(i + 8)
+            && d(i + 9)
+            && b.get(i + 10) == Some(&b'T')
+    })
 }
 
 fn chat_form(raw: &serde_json::Value) -> bool {
     let m = raw["messages"].as_array().unwrap();
     m.len() >= 2 && m.last().unwrap()["role"] == "assistant" && !m.last().unwrap()["content"].as_str().unwrap().trim().is_empty()
+}
+
+/// The lines of a snapshot file that may be absent (an empty split).
+fn lines_if(path: &std::path::Path) -> Vec<serde_json::Value> {
+    if path.exists() {
+        lines(path)
+    } else {
+        Vec::new()
+    }
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -172,7 +199,9 @@ fn splits_are_stable_when_new_examples_arrive_and_when_ratios_change() {
     add_prose_commits(&repo, 40, 40, "e");
     env.run(["collect"]).assert_ok();
     env.run(["review", "approve", "--source", "notes"]).assert_ok();
-    let config = std::fs::read_to_string(env.config_path()).unwrap().replace("train = 0.5, valid = 0.25, test = 0.25", "train = 0.9, valid = 0.05, test = 0.05");
+    let config = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .replace("train = 0.5, valid = 0.25, test = 0.25", "train = 0.9, valid = 0.05, test = 0.05");
     std::fs::write(env.config_path(), config).unwrap();
     let second = env.path().join("second");
     env.run(["export", "--out", second.to_str().unwrap()]).assert_ok();

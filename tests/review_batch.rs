@@ -20,8 +20,13 @@ fn scored_env(review: &str) -> (Env, Vec<(String, String, f64)>) {
     env.write_config(&format!("{}{}{review}", git_source("alpha", &a), git_source("beta", &b)));
     env.run(["collect"]).assert_ok();
     let db = rusqlite::Connection::open(env.db_path()).unwrap();
-    let ids: Vec<(String, String)> =
-        db.prepare("SELECT id, source FROM examples ORDER BY source, id").unwrap().query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    let ids: Vec<(String, String)> = db
+        .prepare("SELECT id, source FROM examples ORDER BY source, id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     let mut out = Vec::new();
     for (i, (id, source)) in ids.into_iter().enumerate() {
         // alpha: 0.1 0.3 0.5 0.7 0.9; beta: 0.2 0.4 0.6 0.8 1.0 (as f32, like a plugin's).
@@ -131,7 +136,10 @@ fn recut_redecides_from_stored_scores_and_keeps_human_decisions() {
     }
 
     // Stricter thresholds: re-decided again, history kept; a dry run changes nothing.
-    let config = std::fs::read_to_string(env.config_path()).unwrap().replace("approve_above = 0.7", "approve_above = 0.85").replace("reject_below = 0.3", "reject_below = 0.5");
+    let config = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .replace("approve_above = 0.7", "approve_above = 0.85")
+        .replace("reject_below = 0.3", "reject_below = 0.5");
     std::fs::write(env.config_path(), config).unwrap();
     let dry = env.run(["review", "recut", "--dry-run", "--json"]);
     dry.assert_ok();

@@ -114,10 +114,13 @@ fn scrub_json(scrubber: &Scrubber, v: &mut serde_json::Value, counts: &mut Scrub
     }
 }
 
-/// The text near-duplicate detection compares: every message, then the rejected answer.
+/// The text near-duplicate detection compares: the last exchange — from the last user message
+/// to the end, then the rejected answer. Earlier turns are context: consecutive examples of one
+/// conversation share them and are not copies of each other.
 pub fn dedup_text(ex: &Example) -> String {
+    let from = ex.messages.iter().rposition(|m| m.role == crate::example::Role::User).unwrap_or(0);
     let mut text = String::new();
-    for m in &ex.messages {
+    for m in &ex.messages[from..] {
         text.push_str(&m.content);
         text.push('\n');
     }

@@ -6,6 +6,9 @@
 //! then grows with every new example. Only "keepers" are indexed: examples that are not near
 //! duplicates themselves and that no filter rejected.
 //!
+//! Examples are only compared with examples of the same kind: a correction and the preference
+//! pair made from the same exchange share most of their text and are both wanted.
+//!
 //! A new example similar (estimated Jaccard ≥ `threshold`) to keepers is compared with the
 //! best-scored of them. The better-scored one stays; the other is **kept in the store, rejected
 //! with reason `duplicate`** and linked to the one that stays (`duplicates` table). Keeping it
@@ -14,7 +17,7 @@
 //! duplicate instead of a new near duplicate. A keeper a person decided on is never replaced;
 //! without scores on both sides the older one stays.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use brain_curate::{LshIndex, MinHashParams, MinHasher};
 
@@ -65,7 +68,9 @@ pub enum Outcome {
 
 pub struct NearDups {
     hasher: MinHasher,
-    index: LshIndex<u32>,
+    /// One index per kind.
+    index: HashMap<String, LshIndex<u32>>,
+    params: MinHashParams,
     entries: Vec<Entry>,
     dead: HashSet<u32>,
     batch_entries: Vec<u32>,
@@ -78,7 +83,7 @@ impl NearDups {
     pub fn load(store: &Store, params: MinHashParams) -> anyhow::Result<NearDups> {
         let hasher = MinHasher::new(params.clone())?;
         let keepers = store.keepers()?;
-        let mut index = LshIndex::with_capacity(params.clone(), keepers.len() + 1024)?;
+        let mut index: HashMap<String, LshIndex<u32>> = HashMap::new();
         let mut entries = Vec::with_capacity(keepers.len());
         let mut rewrite = Vec::new();
         for k in keepers {
@@ -92,14 +97,27 @@ impl NearDups {
                     sig
                 }
             };
-            index.insert(entries.len() as u32, &sig);
+            let kind_index = match index.entry(k.kind.clone()) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(LshIndex::new(params.clone())?),
+            };
+            kind_index.insert(entries.len() as u32, &sig);
             entries.push(Entry { id: k.id, score: k.score, human: k.human, in_batch: None });
         }
         if !rewrite.is_empty() {
             tracing::info!("computed {} missing MinHash signatures", rewrite.len());
             store.put_signatures(&rewrite)?;
         }
-        Ok(NearDups { hasher, index, entries, dead: HashSet::new(), batch_entries: Vec::new(), pending: Vec::new(), threshold: params.threshold })
+        Ok(NearDups {
+            hasher,
+            index,
+            params: params.clone(),
+            entries,
+            dead: HashSet::new(),
+            batch_entries: Vec::new(),
+            pending: Vec::new(),
+            threshold: params.threshold,
+        })
     }
 
     pub fn params(&self) -> &MinHashParams {
@@ -113,16 +131,18 @@ impl NearDups {
 
     /// Decides for the new example `id` (at position `pos` of the batch, with its combined
     /// score) and updates the index.
-    pub fn check(&mut self, id: &str, pos: usize, score: Option<f64>, sig: &brain_curate::Signature) -> Outcome {
+    pub fn check(&mut self, id: &str, kind: &str, pos: usize, score: Option<f64>, sig: &brain_curate::Signature) -> Outcome {
         let found: Vec<(u32, f64)> = self
             .index
-            .query(sig)
+            .get(kind)
+            .map(|ix| ix.query(sig))
+            .unwrap_or_default()
             .into_iter()
             .filter(|n| n.similarity >= self.threshold && !self.dead.contains(&n.id) && self.entries[n.id as usize].id != id)
             .map(|n| (n.id, n.similarity))
             .collect();
         if found.is_empty() {
-            self.insert(id, pos, score, sig);
+            self.insert(id, kind, pos, score, sig);
             return Outcome::Unique;
         }
         let rank = |s: Option<f64>| s.unwrap_or(f64::NEG_INFINITY);
@@ -160,13 +180,17 @@ impl NearDups {
                 }
             }
         }
-        self.insert(id, pos, score, sig);
+        self.insert(id, kind, pos, score, sig);
         Outcome::Supersedes { batch_members }
     }
 
-    fn insert(&mut self, id: &str, pos: usize, score: Option<f64>, sig: &brain_curate::Signature) {
+    fn insert(&mut self, id: &str, kind: &str, pos: usize, score: Option<f64>, sig: &brain_curate::Signature) {
         let n = self.entries.len() as u32;
-        self.index.insert(n, sig);
+        let params = &self.params;
+        self.index
+            .entry(kind.to_string())
+            .or_insert_with(|| LshIndex::new(params.clone()).expect("parameters validated when loading"))
+            .insert(n, sig);
         self.entries.push(Entry { id: id.to_string(), score, human: false, in_batch: Some(pos) });
         self.batch_entries.push(n);
     }
@@ -247,22 +271,26 @@ mod tests {
         // A worse-scored light edit: a duplicate of the keeper.
         let b = ex(&TEXT.replace("exact place", "precise place"));
         let sig = near.signature(&crate::curation::clean::dedup_text(&b));
-        match near.check(&example_id(&b), 0, Some(0.4), &sig) {
+        match near.check(&example_id(&b), "chat", 0, Some(0.4), &sig) {
             Outcome::DuplicateOf { of, similarity } => {
                 assert_eq!(of, a_id);
                 assert!(similarity >= 0.7, "{similarity}");
             }
             o => panic!("{o:?}"),
         }
+        // The same text as another kind: not compared.
+        let mut k = b.clone();
+        k.kind = Kind::Correction;
+        assert_eq!(near.check(&example_id(&k), "correction", 1, Some(0.4), &sig), Outcome::Unique);
         // Unrelated text: unique.
         let u = ex("Completely different words about gardening, tomatoes, soil acidity and the watering schedule in a dry summer.");
-        assert_eq!(near.check(&example_id(&u), 1, Some(0.9), &near.signature(&crate::curation::clean::dedup_text(&u))), Outcome::Unique);
+        assert_eq!(near.check(&example_id(&u), "chat", 1, Some(0.9), &near.signature(&crate::curation::clean::dedup_text(&u))), Outcome::Unique);
 
         // A better-scored edit replaces the stored keeper once its batch is stored.
         let c = ex(&TEXT.replace("unused variables", "unused imports"));
         let c_id = example_id(&c);
         let sig = near.signature(&crate::curation::clean::dedup_text(&c));
-        assert_eq!(near.check(&c_id, 2, Some(0.9), &sig), Outcome::Supersedes { batch_members: vec![] });
+        assert_eq!(near.check(&c_id, "chat", 2, Some(0.9), &sig), Outcome::Supersedes { batch_members: vec![] });
         store.store_batch("s", "p", &[scored(c.clone(), 0.9)], None).unwrap();
         near.end_batch();
         let pending = near.take_supersessions();
@@ -274,14 +302,12 @@ mod tests {
         assert_eq!((s.reason.as_deref(), s.duplicate_of.as_deref()), (Some("duplicate"), Some(c_id.as_str())));
 
         // A new copy now meets c (a is out of the index); a person approves c: nothing replaces it.
-        store
-            .decide(&c_id, &Decision { status: ReviewStatus::Approved, reason: None, note: None, decided_by: DecidedBy::Human })
-            .unwrap();
+        store.decide(&c_id, &Decision { status: ReviewStatus::Approved, reason: None, note: None, decided_by: DecidedBy::Human }).unwrap();
         let mut near = NearDups::load(&store, MinHashParams::default()).unwrap();
         assert_eq!(near.len(), 1, "a is a duplicate now, c the keeper");
         let d = ex(&TEXT.replace("unused variables", "unused functions"));
         let sig = near.signature(&crate::curation::clean::dedup_text(&d));
-        match near.check(&example_id(&d), 0, Some(1.0), &sig) {
+        match near.check(&example_id(&d), "chat", 0, Some(1.0), &sig) {
             Outcome::DuplicateOf { of, .. } => assert_eq!(of, c_id),
             o => panic!("{o:?}"),
         }
@@ -297,8 +323,8 @@ mod tests {
         let b = ex(&TEXT.replace("exact place", "precise place"));
         let sa = near.signature(&crate::curation::clean::dedup_text(&a));
         let sb = near.signature(&crate::curation::clean::dedup_text(&b));
-        assert_eq!(near.check(&example_id(&a), 0, Some(0.5), &sa), Outcome::Unique);
-        match near.check(&example_id(&b), 1, Some(0.8), &sb) {
+        assert_eq!(near.check(&example_id(&a), "chat", 0, Some(0.5), &sa), Outcome::Unique);
+        match near.check(&example_id(&b), "chat", 1, Some(0.8), &sb) {
             Outcome::Supersedes { batch_members } => assert_eq!(batch_members.iter().map(|m| m.0).collect::<Vec<_>>(), vec![0]),
             o => panic!("{o:?}"),
         }

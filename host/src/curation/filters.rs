@@ -52,24 +52,52 @@ impl Filters {
         if examples.is_empty() {
             return (verdicts, failures);
         }
-        for slot in &mut self.slots {
-            if slot.failures >= MAX_FAILURES {
-                continue;
-            }
+        // Each filter on its own thread (instances are independent); results in config order.
+        let results: Vec<Option<Result<Vec<Verdict>, crate::plugin::PluginError>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .slots
+                .iter_mut()
+                .map(|slot| {
+                    scope.spawn(move || {
+                        if slot.failures >= MAX_FAILURES {
+                            return None;
+                        }
+                        let e = &slot.entry;
+                        let started = std::time::Instant::now();
+                        let result = match &mut slot.instance {
+                            Some(f) => f.evaluate(examples),
+                            None => host
+                                .open_filter(&e.name, &e.plugin, &e.grants, &e.config_json)
+                                .and_then(|f| slot.instance.insert(f).evaluate(examples)),
+                        };
+                        tracing::debug!("filter {:?}: {} examples in {:?}", e.name, examples.len(), started.elapsed());
+                        Some(result)
+                    })
+                })
+                .collect();
+            handles.into_iter().collect::<Vec<_>>().into_iter().map(|h| h.join()).collect::<Vec<_>>()
+        })
+        .into_iter()
+        .zip(self.names())
+        .map(|(joined, plugin)| {
+            joined.unwrap_or_else(|_| {
+                Some(Err(crate::plugin::PluginError::Plugin {
+                    plugin,
+                    message: "the host panicked while running this filter (a bug: please report it)".into(),
+                }))
+            })
+        })
+        .collect();
+        for (slot, result) in self.slots.iter_mut().zip(results) {
             let e = &slot.entry;
-            let result = match &mut slot.instance {
-                Some(f) => f.evaluate(examples),
-                None => host
-                    .open_filter(&e.name, &e.plugin, &e.grants, &e.config_json)
-                    .and_then(|f| slot.instance.insert(f).evaluate(examples)),
-            };
             match result {
-                Ok(vs) => {
+                None => {}
+                Some(Ok(vs)) => {
                     for (i, v) in vs.into_iter().enumerate() {
                         verdicts[i].push((e.name.clone(), v));
                     }
                 }
-                Err(err) => {
+                Some(Err(err)) => {
                     slot.instance = None;
                     slot.failures += 1;
                     let given_up = slot.failures >= MAX_FAILURES;

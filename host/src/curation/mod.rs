@@ -28,7 +28,7 @@ use brain_curate::Scrubber;
 use crate::collect::{Curate, SourceCounters};
 use crate::config::{Config, PluginEntry, Review};
 use crate::plugin::PluginHost;
-use crate::review::{auto_decision, DUPLICATE};
+use crate::review::{auto_decision, DUPLICATE, NOT_SCORED};
 use crate::store::{example_id, DecidedBy, Decision, MinHash, Record, ReviewStatus, Store};
 
 /// The curation stage of a collect.
@@ -153,7 +153,7 @@ impl<'h> Curation<'h> {
             if d.status == ReviewStatus::Approved && !failing.is_empty() {
                 d = Decision {
                     status: ReviewStatus::Pending,
-                    reason: Some(format!("filter {} failed; not approved automatically", failing.join(", "))),
+                    reason: Some(format!("{NOT_SCORED} {} (it failed); not approved automatically", failing.join(", "))),
                     note: None,
                     decided_by: DecidedBy::Auto,
                 };
@@ -164,7 +164,7 @@ impl<'h> Curation<'h> {
             // example from keeping its place against worse copies).
             if crate::review::filter_reject(&rec.verdicts).is_none() {
                 let score = crate::review::combined_score(rec.verdicts.iter().map(|(_, v)| v));
-                match near.check(id, pos, score, &sig) {
+                match near.check(id, rec.example.kind.as_str(), pos, score, &sig) {
                     dedup::Outcome::Unique => {}
                     dedup::Outcome::DuplicateOf { of, similarity } => {
                         rec.duplicate_of = Some((of.clone(), similarity));
@@ -214,7 +214,9 @@ impl<'h> Curation<'h> {
             if rec.verdicts.iter().any(|(_, v)| v.reject_reason.is_some()) {
                 *tally.entry("filter_rejected").or_default() += 1;
             }
-            rec.decision = (d.status != ReviewStatus::Pending).then_some(d);
+            // A pending decision is written only when it says something a person should see.
+            let worth_a_row = d.status != ReviewStatus::Pending || d.reason.as_deref().is_some_and(|r| r.starts_with(NOT_SCORED));
+            rec.decision = worth_a_row.then_some(d);
         }
         for (k, n) in tally {
             self.count(c, k, n);

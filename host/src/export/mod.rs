@@ -23,6 +23,8 @@
 //!   `curriculum = true` they go from simple to complex (filter complexity), and chat lines carry
 //!   `"phase"` (0 simple 1–3, 1 medium 4–6, 2 complex 7–10) for trainers that honour it. valid
 //!   and test are ordered by id.
+//! - A split without lines gets no file (mlx-lm refuses an empty JSONL but accepts a missing
+//!   `test.jsonl`); the manifest lists the files written.
 //! - Reproducible: same store and config ⇒ byte-identical files (no time stamps; stable order;
 //!   sorted keys). The snapshot id is the start of the manifest's SHA-256; the snapshot is
 //!   recorded in the store's `snapshots` table (id, directory, manifest hash and counts).
@@ -134,8 +136,8 @@ struct Line {
 /// holds an earlier snapshot); `None` = `[export] out`/<snapshot id>.
 pub fn export(store: &Store, config: &Config, out: Option<&Path>) -> anyhow::Result<ExportReport> {
     let e = &config.export;
-    let ratios = SplitRatios::new(e.ratios.train, e.ratios.valid, e.ratios.test)
-        .with_context(|| format!("{}: [export] ratios", config.path.display()))?;
+    let ratios =
+        SplitRatios::new(e.ratios.train, e.ratios.valid, e.ratios.test).with_context(|| format!("{}: [export] ratios", config.path.display()))?;
     if !e.correction_weight.is_finite() || !(0.0..=100.0).contains(&e.correction_weight) {
         bail!("{}: [export] correction_weight = {} must be between 0 and 100", config.path.display(), e.correction_weight);
     }
@@ -208,7 +210,10 @@ pub fn export(store: &Store, config: &Config, out: Option<&Path>) -> anyhow::Res
                 buf.extend_from_slice(text.as_bytes());
                 buf.push(b'\n');
             }
-            files.insert(format!("{form}/{}.jsonl", split.as_str()), buf);
+            // An empty split gets no file: mlx-lm fails on an empty JSONL (a missing one is fine).
+            if !buf.is_empty() {
+                files.insert(format!("{form}/{}.jsonl", split.as_str()), buf);
+            }
         }
     }
 
@@ -227,16 +232,19 @@ pub fn export(store: &Store, config: &Config, out: Option<&Path>) -> anyhow::Res
         warnings.push("no approved examples: the snapshot is empty (review some with `brain review`)".into());
     } else {
         if lines_of("chat/train.jsonl") == 0 {
-            warnings.push("chat/train.jsonl is empty: nothing to train on".into());
+            warnings.push("no chat/train.jsonl: nothing to train on".into());
         }
         if lines_of("chat/valid.jsonl") == 0 {
-            warnings.push("chat/valid.jsonl is empty: mlx-lm needs validation examples (more approved examples, or a larger [export] ratios.valid)".into());
+            warnings.push("no chat/valid.jsonl: mlx-lm needs validation examples (more approved examples, or a larger [export] ratios.valid)".into());
         }
     }
     let file_entries: BTreeMap<String, Value> = files
         .iter()
         .map(|(name, bytes)| {
-            (name.clone(), json!({ "lines": bytes.iter().filter(|&&c| c == b'\n').count(), "bytes": bytes.len(), "sha256": hex::encode(Sha256::digest(bytes)) }))
+            (
+                name.clone(),
+                json!({ "lines": bytes.iter().filter(|&&c| c == b'\n').count(), "bytes": bytes.len(), "sha256": hex::encode(Sha256::digest(bytes)) }),
+            )
         })
         .collect();
     let settings = Settings {

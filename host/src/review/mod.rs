@@ -26,6 +26,10 @@ use crate::store::{DecidedBy, Decision, ReviewStatus, Store};
 /// stays visible and its link to the one kept is recorded).
 pub const DUPLICATE: &str = "duplicate";
 
+/// The start of the reason of an example a failing filter did not score: it is never approved
+/// automatically (not by recut either), since the missing verdict could have rejected it.
+pub const NOT_SCORED: &str = "not scored by filter";
+
 /// The combined score: the lowest score any filter gave (none without verdicts), rounded to six
 /// decimals (plugins score in `f32`: 0.7 arrives as 0.69999998…, and must still meet 0.7).
 pub fn combined_score<'a>(verdicts: impl IntoIterator<Item = &'a Verdict>) -> Option<f64> {
@@ -35,7 +39,13 @@ pub fn combined_score<'a>(verdicts: impl IntoIterator<Item = &'a Verdict>) -> Op
 /// A filter's rejection, as a reason: `quality: too short (rule too_short)`.
 pub fn filter_reject(verdicts: &[(String, Verdict)]) -> Option<String> {
     verdicts.iter().find_map(|(name, v)| {
-        v.reject_reason.as_ref().map(|r| if v.rule.is_empty() || r.contains(&v.rule) { format!("{name}: {r}") } else { format!("{name}: {r} (rule {})", v.rule) })
+        v.reject_reason.as_ref().map(|r| {
+            if v.rule.is_empty() || r.contains(&v.rule) {
+                format!("{name}: {r}")
+            } else {
+                format!("{name}: {r} (rule {})", v.rule)
+            }
+        })
     })
 }
 
@@ -79,7 +89,8 @@ pub struct Thresholds {
 pub fn recut(store: &mut Store, t: &Review, dry_run: bool) -> anyhow::Result<RecutReport> {
     let verdicts = store.all_verdicts()?;
     let summaries = store.summaries(&Selector::default())?;
-    let mut report = RecutReport { dry_run, thresholds: Thresholds { approve_above: t.approve_above, reject_below: t.reject_below }, ..Default::default() };
+    let mut report =
+        RecutReport { dry_run, thresholds: Thresholds { approve_above: t.approve_above, reject_below: t.reject_below }, ..Default::default() };
     let mut writes = Vec::new();
     let none = Vec::new();
     for s in &summaries {
@@ -90,6 +101,9 @@ pub fn recut(store: &mut Store, t: &Review, dry_run: bool) -> anyhow::Result<Rec
         }
         report.considered += 1;
         let mut d = auto_decision(verdicts.get(&s.id).unwrap_or(&none), t);
+        if d.status == ReviewStatus::Approved && s.reason.as_deref().is_some_and(|r| r.starts_with(NOT_SCORED)) {
+            continue;
+        }
         *report.by_status.entry(d.status.as_str().to_string()).or_default() += 1;
         if d.status == s.status {
             continue;

@@ -218,7 +218,9 @@ pub fn run(
     let pending = store.summaries(&sel)?;
     // Resume: start after the example the last session handled, then wrap round.
     let start = match store.review_cursor(CURSOR)? {
-        Some((created_at, id)) => pending.iter().position(|s| (s.created_at.as_str(), s.id.as_str()) > (created_at.as_str(), id.as_str())).unwrap_or(pending.len()),
+        Some((created_at, id)) => {
+            pending.iter().position(|s| (s.created_at.as_str(), s.id.as_str()) > (created_at.as_str(), id.as_str())).unwrap_or(pending.len())
+        }
         None => 0,
     };
     let mut queue: Vec<String> = pending[start..].iter().chain(&pending[..start]).map(|s| s.id.clone()).collect();

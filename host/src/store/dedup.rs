@@ -10,6 +10,8 @@ use super::{Result, Store, NOW_SQL};
 #[derive(Clone, Debug, PartialEq)]
 pub struct Keeper {
     pub id: String,
+    /// Near duplicates are looked for among examples of the same kind.
+    pub kind: String,
     /// The stored signature bytes (`None` when the example has none yet).
     pub signature: Option<Vec<u8>>,
     /// Combined (lowest) filter score.
@@ -31,12 +33,7 @@ pub enum Superseded {
 impl Store {
     /// True when an example with this id is stored.
     pub fn has_example(&self, id: &str) -> Result<bool> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT 1 FROM examples WHERE id = ?1")?
-            .query_row([id], |_| Ok(()))
-            .optional()?
-            .is_some())
+        Ok(self.conn.prepare_cached("SELECT 1 FROM examples WHERE id = ?1")?.query_row([id], |_| Ok(())).optional()?.is_some())
     }
 
     /// Every example that can keep its place against near copies, oldest first.
@@ -46,7 +43,7 @@ impl Store {
                  SELECT r.example_id, r.status, r.decided_by FROM reviews r
                  WHERE r.id IN (SELECT max(id) FROM reviews GROUP BY example_id)
              )
-             SELECT e.id, m.signature,
+             SELECT e.id, e.kind, m.signature,
                     (SELECT round(min(score), 6) FROM verdicts v WHERE v.example_id = e.id),
                     coalesce(l.decided_by = 'human', 0)
              FROM examples e
@@ -58,7 +55,7 @@ impl Store {
              ORDER BY e.created_at, e.id",
         )?;
         let rows = stmt
-            .query_map([], |r| Ok(Keeper { id: r.get(0)?, signature: r.get(1)?, score: r.get(2)?, human: r.get(3)? }))?
+            .query_map([], |r| Ok(Keeper { id: r.get(0)?, kind: r.get(1)?, signature: r.get(2)?, score: r.get(3)?, human: r.get(4)? }))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
@@ -89,20 +86,13 @@ impl Store {
         if both != 2 || old == new {
             return Ok(Superseded::Missing);
         }
-        let by: Option<String> = tx
-            .query_row("SELECT decided_by FROM reviews WHERE example_id = ?1 ORDER BY id DESC LIMIT 1", [old], |r| r.get(0))
-            .optional()?;
+        let by: Option<String> =
+            tx.query_row("SELECT decided_by FROM reviews WHERE example_id = ?1 ORDER BY id DESC LIMIT 1", [old], |r| r.get(0)).optional()?;
         if by.as_deref() == Some("human") {
             return Ok(Superseded::Protected);
         }
-        tx.execute(
-            "INSERT OR REPLACE INTO duplicates (example_id, duplicate_of, similarity) VALUES (?1, ?2, ?3)",
-            params![old, new, similarity],
-        )?;
-        tx.execute(
-            "UPDATE duplicates SET duplicate_of = ?2 WHERE duplicate_of = ?1 AND example_id != ?2",
-            params![old, new],
-        )?;
+        tx.execute("INSERT OR REPLACE INTO duplicates (example_id, duplicate_of, similarity) VALUES (?1, ?2, ?3)", params![old, new, similarity])?;
+        tx.execute("UPDATE duplicates SET duplicate_of = ?2 WHERE duplicate_of = ?1 AND example_id != ?2", params![old, new])?;
         tx.execute("DELETE FROM duplicates WHERE example_id = ?1 AND duplicate_of = ?1", [new])?;
         tx.execute(
             &format!(

@@ -82,11 +82,15 @@ impl Store {
 
     fn setup(conn: Connection, path: &Path) -> Result<Store> {
         conn.busy_timeout(Duration::from_secs(10))?;
+        if let Ok(v) = std::env::var("BRAIN_BENCH_PAGE") { conn.pragma_update(None, "page_size", v)?; }
         // WAL + NORMAL: durable against process death (the case that matters: a killed
         // collect); a power cut may lose the last transactions but never corrupts.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        if let Ok(v) = std::env::var("BRAIN_BENCH_CACHE") { conn.pragma_update(None, "cache_size", v)?; }
+        if let Ok(v) = std::env::var("BRAIN_BENCH_MMAP") { conn.pragma_update(None, "mmap_size", v)?; }
+        if let Ok(v) = std::env::var("BRAIN_BENCH_CKPT") { conn.pragma_update(None, "wal_autocheckpoint", v)?; }
         let mut store = Store { conn, path: path.to_path_buf() };
         store.migrate()?;
         Ok(store)

@@ -85,8 +85,7 @@ impl Store {
         let tx = self.conn.transaction()?;
         let id: Option<String> = tx.query_row("SELECT example_id FROM reviews WHERE id = ?1", [row], |r| r.get(0)).optional()?;
         let Some(id) = id else { return Ok(None) };
-        let edit: Option<i64> =
-            tx.query_row("SELECT id FROM example_edits WHERE review_id = ?1", [row], |r| r.get(0)).optional()?;
+        let edit: Option<i64> = tx.query_row("SELECT id FROM example_edits WHERE review_id = ?1", [row], |r| r.get(0)).optional()?;
         if let Some(edit) = edit {
             revert_edit(&tx, edit)?;
         }
@@ -100,11 +99,9 @@ impl Store {
     pub fn last_human_decision(&self) -> Result<Option<DecisionRow>> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT id, example_id FROM reviews WHERE decided_by = 'human' ORDER BY id DESC LIMIT 1",
-                [],
-                |r| Ok(DecisionRow { row: r.get(0)?, example_id: r.get(1)? }),
-            )
+            .query_row("SELECT id, example_id FROM reviews WHERE decided_by = 'human' ORDER BY id DESC LIMIT 1", [], |r| {
+                Ok(DecisionRow { row: r.get(0)?, example_id: r.get(1)? })
+            })
             .optional()?)
     }
 
@@ -152,9 +149,8 @@ impl Store {
     ) -> Result<DecisionRow> {
         ensure(&self.conn)?;
         let tx = self.conn.transaction()?;
-        let old: Option<(String, String)> = tx
-            .query_row("SELECT messages, scrub_counts FROM examples WHERE id = ?1", [example_id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
+        let old: Option<(String, String)> =
+            tx.query_row("SELECT messages, scrub_counts FROM examples WHERE id = ?1", [example_id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
         let (old_messages, old_counts) = old.ok_or_else(|| StoreError::NoExample(example_id.to_string()))?;
         let mut counts: BTreeMap<String, u32> = serde_json::from_str(&old_counts).unwrap_or_default();
         for (rule, n) in added_scrub_counts {
@@ -182,11 +178,10 @@ impl Store {
 }
 
 fn revert_edit(conn: &Connection, edit: i64) -> Result<()> {
-    let (id, old_messages, old_counts): (String, String, String) = conn.query_row(
-        "SELECT example_id, old_messages, old_scrub_counts FROM example_edits WHERE id = ?1",
-        [edit],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
+    let (id, old_messages, old_counts): (String, String, String) =
+        conn.query_row("SELECT example_id, old_messages, old_scrub_counts FROM example_edits WHERE id = ?1", [edit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
     conn.execute("UPDATE examples SET messages = ?2, scrub_counts = ?3 WHERE id = ?1", params![id, old_messages, old_counts])?;
     conn.execute("DELETE FROM example_edits WHERE id = ?1", [edit])?;
     Ok(())

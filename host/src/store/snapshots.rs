@@ -63,11 +63,7 @@ impl Store {
         )?;
         let rows = stmt
             .query_map([], |r| {
-                Ok(Approved {
-                    stored: read_stored(r)?,
-                    score: r.get(11)?,
-                    complexity: r.get::<_, Option<i64>>(12)?.map(|c| c.clamp(0, 255) as u8),
-                })
+                Ok(Approved { stored: read_stored(r)?, score: r.get(11)?, complexity: r.get::<_, Option<i64>>(12)?.map(|c| c.clamp(0, 255) as u8) })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
@@ -143,9 +139,8 @@ fn read_stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredExample> {
         serde_json::from_str(&text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
     }
     let kind: String = r.get(4)?;
-    let kind = Kind::parse(&kind).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, format!("unknown kind {kind:?}").into())
-    })?;
+    let kind = Kind::parse(&kind)
+        .ok_or_else(|| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, format!("unknown kind {kind:?}").into()))?;
     let messages: Vec<Message> = parse(r, 6)?;
     Ok(StoredExample {
         id: r.get(0)?,

@@ -80,12 +80,8 @@ fn read_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<Summary> {
     let status: String = r.get(6)?;
     let by: Option<String> = r.get(7)?;
     let rejects: Option<String> = r.get(14)?;
-    let mut filter_rejects: Vec<String> = rejects
-        .and_then(|j| serde_json::from_str::<Vec<Option<String>>>(&j).ok())
-        .unwrap_or_default()
-        .into_iter()
-        .flatten()
-        .collect();
+    let mut filter_rejects: Vec<String> =
+        rejects.and_then(|j| serde_json::from_str::<Vec<Option<String>>>(&j).ok()).unwrap_or_default().into_iter().flatten().collect();
     filter_rejects.sort();
     Ok(Summary {
         id: r.get(0)?,
@@ -114,17 +110,15 @@ impl Store {
         let mut stmt = self.conn.prepare_cached(
             "SELECT filter, score, flags, complexity, reject_reason, rule, fired FROM verdicts WHERE example_id = ?1 ORDER BY filter",
         )?;
-        let rows = stmt
-            .query_map([example_id], read_verdict)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = stmt.query_map([example_id], read_verdict)?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
     /// Every stored verdict, grouped by example id (for recut).
     pub fn all_verdicts(&self) -> Result<BTreeMap<String, Vec<(String, Verdict)>>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT example_id, filter, score, flags, complexity, reject_reason, rule, fired FROM verdicts ORDER BY example_id, filter",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT example_id, filter, score, flags, complexity, reject_reason, rule, fired FROM verdicts ORDER BY example_id, filter")?;
         let mut out: BTreeMap<String, Vec<(String, Verdict)>> = BTreeMap::new();
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
@@ -186,8 +180,7 @@ impl Store {
         if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(StoreError::NoExample(format!("{prefix} (an id is hex digits)")));
         }
-        let exact: Option<String> =
-            self.conn.query_row("SELECT id FROM examples WHERE id = ?1", [&prefix], |r| r.get(0)).optional()?;
+        let exact: Option<String> = self.conn.query_row("SELECT id FROM examples WHERE id = ?1", [&prefix], |r| r.get(0)).optional()?;
         if let Some(id) = exact {
             return Ok(id);
         }
@@ -208,8 +201,7 @@ fn read_verdict(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, Verdict)> {
 fn read_verdict_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<(String, Verdict)> {
     let list = |i: usize| -> rusqlite::Result<Vec<String>> {
         let text: String = r.get(at + i)?;
-        serde_json::from_str(&text)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(at + i, rusqlite::types::Type::Text, Box::new(e)))
+        serde_json::from_str(&text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(at + i, rusqlite::types::Type::Text, Box::new(e)))
     };
     Ok((
         r.get(at)?,
