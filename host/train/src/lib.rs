@@ -4,12 +4,18 @@
 //! [`tiny`] (random tiny HF-layout models), [`data`] (JSONL formats, batches), [`config`]
 //! (config.json), [`model`] (Qwen2 on MLX, LoRA layers), [`adapters`] (mlx-lm's adapter format),
 //! [`loss`] (masked cross-entropy), [`optim`] (AdamW, schedule), [`trainer`] (the training loop,
-//! test evaluation).
+//! test evaluation), [`dpo`] (preference optimization), [`cache`] (KV cache), [`sampling`]
+//! (token choice, loop detection), [`generate`] (generation, chat), [`eval`] (evaluation).
 //!
 //! Entry points for the CLI:
 //! - `brain train` → [`train`]`(&TrainArgs, &mut |p: &Progress| …) -> TrainReport`
 //! - `brain train --test` → [`evaluate_test`]`(&TestArgs) -> TestReport {test_loss, test_ppl, tokens}`
 //! - `brain model init-tiny DIR` → [`tiny::init_tiny`]`(dir, &TinySpec, corpus)`
+//! - `brain dpo` → [`dpo::dpo`]`(&DpoArgs, &mut |p: &DpoProgress| …) -> DpoReport` (`report.metrics`:
+//!   TRL's names)
+//! - `brain generate` → [`generate::generate`]`(&GenerateArgs) -> Generation`; `brain chat` →
+//!   [`generate::Generator::load`] then `reply_stream(&history, &GenOptions, on_text)` per turn
+//! - `brain eval` → [`eval::evaluate`]`(&EvalArgs, Option<&mut Scorer>) -> EvalReport`
 
 pub mod adapters;
 pub mod cache;
