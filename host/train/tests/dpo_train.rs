@@ -232,3 +232,36 @@ fn resume_continues_exactly() {
     parts.extend(losses(&second));
     assert_eq!(parts, losses(&whole));
 }
+
+#[test]
+fn pairs_score_only_the_response() {
+    let (td, model) = tiny(small_spec());
+    let tok = Tokenizer::load(&model).unwrap();
+    let data = td.path().join("p");
+    write_jsonl(
+        &data,
+        "train",
+        &[
+            pair(0, "the plan", false),
+            pair(0, "the plan", true),
+            // History with an earlier assistant turn, and a system key.
+            json!({"system": "Be brief.", "prompt": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}, {"role": "user", "content": "and?"}],
+                   "chosen": {"role": "assistant", "content": "more."}, "rejected": "less."}),
+        ],
+    );
+    let set = load_pairs(&data.join("train.jsonl"), &tok, 2048).unwrap().unwrap();
+    assert_eq!(set.pairs[0], set.pairs[1], "plain and conversational forms tokenize alike");
+    let trained = |t: &brain_train::tokenizer::Tokenized| {
+        let ids: Vec<u32> = t.tokens.iter().zip(&t.mask).filter(|(_, m)| **m).map(|(id, _)| *id).collect();
+        tok.decode(&ids, false).unwrap()
+    };
+    assert_eq!(trained(&set.pairs[0].chosen), "Sure, the plan looks good to me.<|im_end|>");
+    assert_eq!(trained(&set.pairs[0].rejected), "No. I will not look at the plan.<|im_end|>");
+    assert_eq!(trained(&set.pairs[2].chosen), "more.<|im_end|>");
+    assert_eq!(trained(&set.pairs[2].rejected), "less.<|im_end|>");
+    assert!(tok.decode(&set.pairs[2].chosen.tokens, false).unwrap().starts_with("<|im_start|>system\nBe brief."));
+
+    write_jsonl(&data, "train", &[pair(0, "the plan", false), json!({"prompt": "x", "chosen": "y"})]);
+    let e = load_pairs(&data.join("train.jsonl"), &tok, 2048).unwrap_err().to_string();
+    assert!(e.contains("train.jsonl:2") && e.contains("rejected"), "{e}");
+}
