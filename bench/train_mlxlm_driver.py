@@ -21,6 +21,7 @@ class Recorder(TrainingCallback):
         self.train, self.val = [], []
 
     def on_train_loss_report(self, info):
+        info["cpu"] = time.process_time()
         self.train.append(info)
 
     def on_val_loss_report(self, info):
@@ -54,6 +55,7 @@ def main():
         "first_loss": rec.train[0]["train_loss"],
         "val_loss_before": rec.val[0]["val_loss"] if rec.val else None,
         "tokens_per_second": toks / secs,
+        "tokens_per_cpu_second": toks / (rec.train[-1]["cpu"] - next(r["cpu"] for r in rec.train if r["iteration"] == skip)),
         "steps_measured": len(steps),
         "peak_memory_gb": max(r["peak_memory"] for r in rec.train),
         "wall_s": wall,

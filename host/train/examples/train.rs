@@ -112,11 +112,16 @@ fn main() -> anyhow::Result<()> {
     }
     let mut steps: Vec<(usize, f32)> = Vec::new();
     let mut first_val = None;
+    let mut cpu_from: Option<f64> = None;
+    let skip = a.bench_skip.unwrap_or(0);
     let t0 = std::time::Instant::now();
     let report = brain_train::train(&args, &mut |p| {
         use brain_train::Event::*;
         if p.event == Train {
             steps.push((p.step, p.tokens_per_second));
+            if p.step == skip {
+                cpu_from = Some(cpu_seconds());
+            }
         }
         if p.event == Val && first_val.is_none() {
             first_val = p.val_loss;
@@ -131,7 +136,8 @@ fn main() -> anyhow::Result<()> {
             Done => {}
         }
     })?;
-    if let Some(skip) = a.bench_skip {
+    if a.bench_skip.is_some() {
+        let cpu = cpu_seconds() - cpu_from.unwrap_or(0.0);
         // With steps_per_report = 1 every Train event is one step; its tokens/s is that step's.
         let per_step = report.trained_tokens as f64 / report.steps.max(1) as f64;
         let measured: Vec<f32> = steps.iter().filter(|s| s.0 > skip).map(|s| s.1).collect();
@@ -143,6 +149,7 @@ fn main() -> anyhow::Result<()> {
                 "first_loss": report.first_loss,
                 "val_loss_before": first_val,
                 "tokens_per_second": per_step * measured.len() as f64 / secs,
+                "tokens_per_cpu_second": per_step * measured.len() as f64 / cpu,
                 "steps_measured": measured.len(),
                 "peak_memory_gb": report.peak_memory_gb,
                 "wall_s": t0.elapsed().as_secs_f64(),
@@ -152,4 +159,12 @@ fn main() -> anyhow::Result<()> {
     }
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
+}
+
+/// CPU time (user + system) of this process so far, from /proc/self/stat (Linux; 100 Hz ticks).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let tick = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
 }

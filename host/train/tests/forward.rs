@@ -58,3 +58,42 @@ fn batch_rows_are_independent() {
     assert!(rel_err(&lb[..6 * v], &la) < 1e-5);
     assert!(rel_err(&lb[6 * v..9 * v], &lb1) < 1e-5);
 }
+
+#[test]
+fn sharded_checkpoint_with_index_loads_the_same() {
+    let (td, dir) = tiny(small_spec());
+    // Re-write the weights as two shards plus model.safetensors.index.json.
+    let sharded = td.path().join("sharded");
+    std::fs::create_dir_all(&sharded).unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(dir.join(f), sharded.join(f)).unwrap();
+    }
+    let st = mlx::io::load_safetensors(dir.join("model.safetensors")).unwrap();
+    let names: Vec<&String> = st.tensors.keys().collect();
+    let (a, b) = names.split_at(names.len() / 2);
+    let mut map = serde_json::Map::new();
+    for (file, part) in [("model-00001-of-00002.safetensors", a), ("model-00002-of-00002.safetensors", b)] {
+        mlx::io::save_safetensors(sharded.join(file), part.iter().map(|n| (n.as_str(), &st.tensors[*n])), &Default::default()).unwrap();
+        for n in part.iter() {
+            map.insert(n.to_string(), serde_json::json!(file));
+        }
+    }
+    std::fs::write(sharded.join("model.safetensors.index.json"), serde_json::json!({"metadata": {}, "weight_map": map}).to_string()).unwrap();
+    let ids = Array::from_slice(&[1i32, 2, 3, 4, 5], &[1, 5]).unwrap();
+    let l1 = Qwen2::load(&dir, Some(Dtype::Float32)).unwrap().logits(&ids).unwrap().to_vec::<f32>().unwrap();
+    let l2 = Qwen2::load(&sharded, Some(Dtype::Float32)).unwrap().logits(&ids).unwrap().to_vec::<f32>().unwrap();
+    assert_eq!(l1, l2);
+}
+
+#[test]
+fn missing_weight_is_a_clear_error() {
+    let (td, dir) = tiny(small_spec());
+    let st = mlx::io::load_safetensors(dir.join("model.safetensors")).unwrap();
+    let broken = td.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::copy(dir.join("config.json"), broken.join("config.json")).unwrap();
+    let kept = st.tensors.iter().filter(|(k, _)| !k.contains("layers.1.mlp.up_proj"));
+    mlx::io::save_safetensors(broken.join("model.safetensors"), kept.map(|(k, v)| (k.as_str(), v)), &Default::default()).unwrap();
+    let e = Qwen2::load(&broken, None).err().expect("load fails").to_string();
+    assert!(e.contains("model.layers.1.mlp.up_proj.weight is missing") && e.contains("broken"), "{e}");
+}

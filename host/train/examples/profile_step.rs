@@ -1,0 +1,81 @@
+//! Time the parts of one LoRA step (forward, forward+backward, optimizer) on a model and a
+//! synthetic (4, 91) batch: `cargo run --release -p brain-train --example profile_step -- MODEL [REPS]`.
+use std::time::Instant;
+
+use brain_train::loss::{nll_sum, DeviceBatch};
+use brain_train::model::{Mode, Qwen2};
+use brain_train::optim::AdamW;
+use mlx::loss::CePath;
+use mlx::Array;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let dir = std::path::PathBuf::from(&args[1]);
+    let reps: usize = args.get(2).map_or(5, |s| s.parse().unwrap());
+    let mut model = Qwen2::load(&dir, None)?;
+    let keys: Vec<String> = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"].map(String::from).to_vec();
+    model.apply_lora(-1, &keys, 8, 20.0, 0.0, 0)?;
+    let v = model.config.vocab_size.min(1000) as i32;
+    let ids: Vec<i32> = (0..4 * 92).map(|i| (i * 7919) % v).collect();
+    let b = brain_train::data::Batch {
+        batch: 4,
+        len: 91,
+        inputs: (0..4).flat_map(|r| ids[r * 92..r * 92 + 91].to_vec()).collect(),
+        targets: (0..4).flat_map(|r| ids[r * 92 + 1..r * 92 + 92].to_vec()).collect(),
+        weights: vec![1.0; 4 * 91],
+        tokens: 4 * 91,
+    };
+    let db = DeviceBatch::new(&b)?;
+    let mut opt = AdamW::new(0.0);
+    for path in [CePath::Auto, CePath::Composed] {
+        let (mut tf, mut tb, mut to) = (0.0, 0.0, 0.0);
+        let (mut cf, mut cb) = (0.0, 0.0);
+        for r in 0..reps + 1 {
+            let c0 = cpu_seconds();
+            let t = Instant::now();
+            let l = nll_sum(&model, &model.params.values, &db, Mode::default(), path)?;
+            l.eval()?;
+            let f = t.elapsed().as_secs_f64();
+            let c1 = cpu_seconds();
+            let t = Instant::now();
+            let base: Vec<Array> = model.trainable_params().iter().map(|(_, a)| (*a).clone()).collect();
+            let refs: Vec<&Array> = base.iter().collect();
+            let argnums: Vec<i32> = (0..refs.len() as i32).collect();
+            let m = &model;
+            let (vals, grads) = mlx::value_and_grad(|xs: &[Array]| Ok(vec![nll_sum(m, &m.with_trainable(xs), &db, Mode::default(), path)?.div(364.0f32)?]), &refs, &argnums)?;
+            mlx::eval(vals.iter().chain(grads.iter()))?;
+            let fb = t.elapsed().as_secs_f64();
+            let c2 = cpu_seconds();
+            if r > 0 {
+                cf += c1 - c0;
+                cb += c2 - c1;
+            }
+            let t = Instant::now();
+            let new = opt.update(&base, &grads, 1e-5)?;
+            mlx::eval(new.iter().chain(opt.state()))?;
+            let o = t.elapsed().as_secs_f64();
+            if r > 0 {
+                tf += f;
+                tb += fb;
+                to += o;
+            }
+        }
+        let n = reps as f64;
+        println!(
+            "{path:?}: forward {:.1} ms (cpu {:.1}), forward+backward {:.1} ms (cpu {:.1}), optimizer {:.1} ms",
+            1e3 * tf / n,
+            1e3 * cf / n,
+            1e3 * tb / n,
+            1e3 * cb / n,
+            1e3 * to / n
+        );
+    }
+    Ok(())
+}
+
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let tick = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
