@@ -81,13 +81,18 @@ pub struct Mode {
 
 impl LinearSpec {
     fn forward(&self, p: &[Array], x: &Array, mode: Mode) -> mlx::Result<Array> {
-        let mut y = match self.q {
-            Some(q) => quantized_matmul(x, &p[self.w], &p[q.scales], Some(&p[q.biases]), true, q.group, q.bits)?,
-            None => x.matmul(&p[self.w].t_last2()?)?,
+        let mut y = match (self.q, self.bias) {
+            (Some(q), bias) => {
+                let y = quantized_matmul(x, &p[self.w], &p[q.scales], Some(&p[q.biases]), true, q.group, q.bits)?;
+                match bias {
+                    Some(b) => y.add(&p[b])?,
+                    None => y,
+                }
+            }
+            // addmm: the bias is the GEMM's accumulator (one pass less than matmul + add).
+            (None, Some(b)) => mlx::addmm(&p[b], x, &p[self.w].t_last2()?, 1.0, 1.0)?,
+            (None, None) => x.matmul(&p[self.w].t_last2()?)?,
         };
-        if let Some(b) = self.bias {
-            y = y.add(&p[b])?;
-        }
         if let Some(l) = self.lora {
             let xd = match mode.dropout_seed {
                 Some(seed) if l.dropout > 0.0 => {
@@ -97,8 +102,13 @@ impl LinearSpec {
                 }
                 _ => x.clone(),
             };
-            let z = xd.matmul(&p[l.a])?.matmul(&p[l.b])?;
-            y = y.add(&z.mul(l.scale)?.as_type(y.dtype())?)?;
+            let xa = xd.matmul(&p[l.a])?;
+            y = if y.dtype() == xa.dtype() {
+                // y + scale · (x a) b in one GEMM.
+                mlx::addmm(&y, &xa, &p[l.b], l.scale, 1.0)?
+            } else {
+                y.add(&xa.matmul(&p[l.b])?.mul(l.scale)?.as_type(y.dtype())?)?
+            };
         }
         Ok(y)
     }
