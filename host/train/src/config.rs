@@ -97,10 +97,10 @@ impl ModelConfig {
                 self.model_type
             ));
         }
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 && self.head_dim.is_none() {
+        if self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) && self.head_dim.is_none() {
             return Err("hidden_size must be a multiple of num_attention_heads".into());
         }
-        if self.num_attention_heads % self.kv_heads() != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.kv_heads()) {
             return Err("num_attention_heads must be a multiple of num_key_value_heads".into());
         }
         if let Some(s) = &self.rope_scaling {

@@ -334,7 +334,6 @@ impl Qwen2 {
         }
         let norm = ld.take("model.norm.weight", &mut params)?;
         let head = if config.tie_word_embeddings { None } else { Some(ld.linear("lm_head", false, &mut params)?) };
-        drop(ld);
         if let Some(extra) = raw.keys().next() {
             tracing::warn!("{}: ignoring unexpected weight {extra} ({} unused)", dir.display(), raw.len());
         }

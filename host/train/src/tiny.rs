@@ -73,7 +73,7 @@ pub struct TinyReport {
 /// Write a random tiny Qwen2 model into `dir` (created if missing). `corpus`: text to train the
 /// tokenizer on (default: [`BUILTIN_CORPUS`]).
 pub fn init_tiny(dir: &Path, spec: &TinySpec, corpus: Option<&str>) -> Result<TinyReport> {
-    if spec.heads == 0 || spec.hidden % spec.heads != 0 || spec.kv_heads == 0 || spec.heads % spec.kv_heads != 0 {
+    if spec.heads == 0 || !spec.hidden.is_multiple_of(spec.heads) || spec.kv_heads == 0 || !spec.heads.is_multiple_of(spec.kv_heads) {
         return Err(Error::Args("tiny model: hidden must be a multiple of heads, heads of kv_heads".into()));
     }
     std::fs::create_dir_all(dir).map_err(io(dir))?;

@@ -588,7 +588,7 @@ pub fn train(args: &TrainArgs, progress: &mut dyn FnMut(&Progress)) -> Result<Tr
         (rep_loss, rep_steps, rep_tokens, rep_time) = (rep_loss + loss as f64, rep_steps + 1, rep_tokens + tokens, rep_time + dt);
         (total_time, total_tokens) = (total_time + dt, total_tokens + tokens);
 
-        if step % args.steps_per_report.max(1) == 0 || step == iters {
+        if step.is_multiple_of(args.steps_per_report.max(1)) || step == iters {
             let mut p = run.progress(Event::Train, lr);
             p.train_loss = Some((rep_loss / rep_steps as f64) as f32);
             p.tokens_per_second = (rep_tokens as f64 / rep_time.max(1e-9)) as f32;
@@ -597,10 +597,10 @@ pub fn train(args: &TrainArgs, progress: &mut dyn FnMut(&Progress)) -> Result<Tr
         }
         let cancelled = args.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst));
         let mut early = false;
-        if step % args.steps_per_eval.max(1) == 0 || step == iters {
+        if step.is_multiple_of(args.steps_per_eval.max(1)) || step == iters {
             early = validate(&mut run, progress)?;
         }
-        if step % args.steps_per_save.max(1) == 0 || cancelled || early {
+        if step.is_multiple_of(args.steps_per_save.max(1)) || cancelled || early {
             let dir = run.save_checkpoint()?;
             let mut p = run.progress(Event::Save, lr);
             p.path = Some(dir);
