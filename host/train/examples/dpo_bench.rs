@@ -83,6 +83,14 @@ fn lora(all_linear: bool) -> LoraArgs {
     l
 }
 
+/// CPU seconds (all threads) of this process so far, from /proc (Linux; 0 elsewhere).
+fn cpu_s() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|x| x.parse::<f64>().ok()).sum());
+    ticks / 100.0
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -161,9 +169,11 @@ fn main() -> anyhow::Result<()> {
     let mut opt_dpo = AdamW::new(0.0);
     let mut opt_nocache = AdamW::new(0.0);
     let (mut sft_t, mut dpo_t, mut nocache_t) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut sft_cpu, mut dpo_cpu, mut nocache_cpu) = (0f64, 0f64, 0f64);
     mlx::memory::reset_peak_memory()?;
     for i in 0..a.warmup + a.steps {
         // SFT on the same rows and mask.
+        let c0 = cpu_s();
         let t = Instant::now();
         let (v, g) = mlx::value_and_grad(
             |xs: &[Array]| Ok(vec![nll_sum(&model, &model.with_trainable(xs), &pb.batch, Mode::default(), path)?.div(denom)?]),
@@ -173,6 +183,7 @@ fn main() -> anyhow::Result<()> {
         let new = opt_sft.update(&trainable, &g, 1e-5)?;
         mlx::eval(new.iter().chain(opt_sft.state()).chain(v.iter()))?;
         let sft = t.elapsed().as_secs_f64();
+        let c1 = cpu_s();
         // DPO with the cached reference.
         let t = Instant::now();
         let (v, g) = mlx::value_and_grad(|xs: &[Array]| pair_forward(&model, &model.with_trainable(xs), &pb, Mode::default(), path, &cfg, 0.0), &refs, &argnums)?;
@@ -180,6 +191,7 @@ fn main() -> anyhow::Result<()> {
         mlx::eval(new.iter().chain(opt_dpo.state()).chain(v.iter()))?;
         let _ = v[1].to_vec::<f32>()?; // the per-pair metrics reach the host, as in training
         let d = t.elapsed().as_secs_f64();
+        let c2 = cpu_s();
         // DPO recomputing the reference every step (no cache).
         let t = Instant::now();
         let r = reference_logps(&model, &pairs, a.pairs, tok.pad_id, path)?;
@@ -188,7 +200,9 @@ fn main() -> anyhow::Result<()> {
         let new = opt_nocache.update(&trainable, &g, 1e-5)?;
         mlx::eval(new.iter().chain(opt_nocache.state()).chain(v.iter()))?;
         let nc = t.elapsed().as_secs_f64();
+        let c3 = cpu_s();
         if i >= a.warmup {
+            (sft_cpu, dpo_cpu, nocache_cpu) = (sft_cpu + c1 - c0, dpo_cpu + c2 - c1, nocache_cpu + c3 - c2);
             sft_t.push(sft);
             dpo_t.push(d);
             nocache_t.push(nc);
@@ -202,6 +216,8 @@ fn main() -> anyhow::Result<()> {
             "model": a.model, "vocab": model.config.vocab_size, "hidden": model.config.hidden_size, "layers": model.num_layers(),
             "pairs": a.pairs, "rows": rows, "row_len": pb.batch.inputs.dim(1), "trained_tokens": pb.batch.tokens,
             "sft_step_s": s, "dpo_step_s": d, "dpo_nocache_step_s": n, "dpo_over_sft": d / s, "nocache_over_sft": n / s,
+            "sft_cpu_s": sft_cpu / a.steps as f64, "dpo_cpu_s": dpo_cpu / a.steps as f64, "nocache_cpu_s": nocache_cpu / a.steps as f64,
+            "dpo_over_sft_cpu": dpo_cpu / sft_cpu.max(1e-9), "nocache_over_sft_cpu": nocache_cpu / sft_cpu.max(1e-9),
             "sft_tokens_per_second": pb.batch.tokens as f64 / s, "dpo_tokens_per_second": pb.batch.tokens as f64 / d,
             "reference_once_s": reference_s, "peak_memory_gb": mlx::memory::peak_memory()? as f64 / 1e9,
             "fused_ce_blas": mlx::loss::fused_kernel_has_blas().unwrap_or(false),
