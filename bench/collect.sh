@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Collect → store throughput: `brain collect` (release build) over a synthetic git repository
 # of COMMITS commits (default 10,000) made by tests/common/gen_repo.rs through `git fast-import`.
-# Prints examples/s for a first collect into an empty store (best of RUNS, default 3), and the
-# time of a second, incremental collect that finds nothing new.
+# Prints examples/s for a first collect into an empty store (best of RUNS, default 3), the time
+# of a second, incremental collect that finds nothing new, and the store's own share
+# (host/examples/store_bench.rs: store_batch alone, wall and CPU time).
 #
 #   bench/collect.sh            # 10,000 commits
 #   COMMITS=50000 bench/collect.sh
@@ -13,7 +14,7 @@ RUNS=${RUNS:-3}
 OUT=bench/out/collect
 mkdir -p "$OUT"
 
-cargo build --release -q -p brain
+cargo build --release -q -p brain --bin brain --example store_bench
 BRAIN=$PWD/target/release/brain
 
 rustc -O --edition 2021 tests/common/gen_repo.rs -o "$OUT/gen_repo"
@@ -21,6 +22,8 @@ repo=$PWD/$OUT/repo-$COMMITS
 if [ ! -d "$repo" ]; then
     git init -q -b main "$repo"
     "$OUT/gen_repo" "$COMMITS" | git -C "$repo" fast-import --quiet
+    # Packed as `git gc` packs real repositories (newest versions whole), as bench/plugin_call.sh.
+    git -C "$repo" repack -adf -q
 fi
 
 cat > "$OUT/brain.toml" <<TOML
@@ -64,3 +67,6 @@ size=$(du -k "$OUT/brain.db" | cut -f1)
 echo "collect → store, $COMMITS commits: best $best examples/s (wall, whole process, best of $RUNS)"
 python3 -c "import sys; print(f'incremental collect (nothing new): {float(sys.argv[2]) - float(sys.argv[1]):.3f} s')" "$start" "$end"
 echo "store size: ${size} KiB"
+echo
+echo "the store alone (Store::store_batch, batches of 256, $COMMITS git-like examples):"
+target/release/examples/store_bench "$COMMITS"

@@ -35,6 +35,8 @@ fn migrations_run_once_and_reopen_keeps_data() {
     assert_eq!(mode, "wal");
     let fk: i64 = s.conn().pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
     assert_eq!(fk, 1);
+    let page: i64 = s.conn().pragma_query_value(None, "page_size", |r| r.get(0)).unwrap();
+    assert_eq!(page, 16384);
     assert_eq!(s.integrity_check().unwrap(), "ok");
 }
 
