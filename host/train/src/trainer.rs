@@ -86,7 +86,7 @@ pub struct TrainArgs {
     /// Learning rate at the end of the cosine schedule.
     pub min_learning_rate: f32,
     pub weight_decay: f32,
-    /// Layers (from the last) that get adapters / are trained; -1: all.
+    /// Layers (from the last) that get adapters / are trained; -1 (or more than the model has): all.
     pub num_layers: i32,
     pub max_seq_length: usize,
     pub grad_accumulation_steps: usize,
@@ -453,7 +453,9 @@ pub fn train(args: &TrainArgs, progress: &mut dyn FnMut(&Progress)) -> Result<Tr
 
     let mut model = Qwen2::load(&args.model, parse_dtype(&args.dtype)?)?;
     if args.num_layers > model.num_layers() as i32 {
-        return Err(Error::Args(format!("num_layers {} but the model has {} layers (use -1 for all)", args.num_layers, model.num_layers())));
+        // mlx-lm refuses (its default of 16 fails on small models); training all layers is
+        // what was meant.
+        tracing::warn!("num_layers {} but the model has {} layers; training all of them", args.num_layers, model.num_layers());
     }
     match args.fine_tune_type {
         FineTuneType::Lora => model.apply_lora(args.num_layers, &args.lora.keys, args.lora.rank, args.lora.scale, args.lora.dropout, args.seed)?,
