@@ -42,6 +42,26 @@ fn open_run(store: &Store, kind: &str, config: serde_json::Value, base: &Path, a
     Ok(run)
 }
 
+/// Records a trainer's outcome on its run: done, interrupted (cancelled, checkpoint kept) or
+/// failed with the error.
+fn close<R: serde::Serialize>(run: Run, result: brain_train::Result<R>, stop: Option<StopReason>, what: impl FnOnce() -> String) -> anyhow::Result<R> {
+    match result {
+        Ok(report) => {
+            let metrics = serde_json::to_value(&report)?;
+            if stop == Some(StopReason::Cancelled) {
+                run.interrupted("cancelled", metrics)?;
+            } else {
+                run.done(metrics)?;
+            }
+            Ok(report)
+        }
+        Err(e) => {
+            run.fail(&e)?;
+            Err(anyhow::Error::new(e).context(what()))
+        }
+    }
+}
+
 /// SFT recorded as a run; returns the run id and the trainer's report.
 pub fn sft(store: &Store, args: &TrainArgs, lineage: &Lineage, progress: &mut dyn FnMut(&Progress)) -> anyhow::Result<(String, TrainReport)> {
     let run = open_run(store, "sft", serde_json::to_value(args)?, &args.model, &args.adapter_path, lineage)?;
@@ -52,21 +72,8 @@ pub fn sft(store: &Store, args: &TrainArgs, lineage: &Lineage, progress: &mut dy
         }
         progress(p)
     });
-    match result {
-        Ok(report) => {
-            let metrics = serde_json::to_value(&report)?;
-            if report.stop == StopReason::Cancelled {
-                run.interrupted("cancelled", metrics)?;
-            } else {
-                run.done(metrics)?;
-            }
-            Ok((id, report))
-        }
-        Err(e) => {
-            run.fail(&e)?;
-            Err(anyhow::Error::new(e).context(format!("SFT run {id} failed (training data {})", args.data.display())))
-        }
-    }
+    let stop = result.as_ref().map(|r| r.stop).ok();
+    close(run, result, stop, || format!("SFT run {id} failed (training data {})", args.data.display())).map(|r| (id, r))
 }
 
 /// DPO recorded as a run.
@@ -79,21 +86,8 @@ pub fn dpo(store: &Store, args: &DpoArgs, lineage: &Lineage, progress: &mut dyn 
         }
         progress(p)
     });
-    match result {
-        Ok(report) => {
-            let metrics = serde_json::to_value(&report)?;
-            if report.stop == StopReason::Cancelled {
-                run.interrupted("cancelled", metrics)?;
-            } else {
-                run.done(metrics)?;
-            }
-            Ok((id, report))
-        }
-        Err(e) => {
-            run.fail(&e)?;
-            Err(anyhow::Error::new(e).context(format!("DPO run {id} failed (pairs {})", args.train.data.display())))
-        }
-    }
+    let stop = result.as_ref().map(|r| r.stop).ok();
+    close(run, result, stop, || format!("DPO run {id} failed (pairs {})", args.train.data.display())).map(|r| (id, r))
 }
 
 /// Evaluation recorded as a run (`kind = eval`). `scorer` scores generations (the quality
