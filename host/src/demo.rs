@@ -291,10 +291,13 @@ fn render(dir: &Path, config: &Config, store: &Store, first: &PipelineReport, se
     if let Some(v) = &second.model_version {
         out.push_str(&format!("model {v}: {}\n", if second.promoted { "promoted to active" } else { "kept as candidate" }));
     }
+    // The binary that ran the demo (it may not be on PATH when run through `cargo run`).
+    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "brain".into());
+    let cfg = dir.join("brain.toml");
     out.push_str(&format!(
-        "\nchat with it:\n  cd {} && brain chat\n  (or: brain --config {} generate --prompt \"How do I run the tests?\")\n",
-        dir.display(),
-        dir.join("brain.toml").display()
+        "\nchat with it:\n  {exe} --config {} chat\n  {exe} --config {} generate --prompt \"How do I run the tests?\"\n",
+        cfg.display(),
+        cfg.display()
     ));
     Ok(out)
 }
