@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Collect → store throughput: `brain collect` (release build) over a synthetic git repository
 # of COMMITS commits (default 10,000) made by tests/common/gen_repo.rs through `git fast-import`.
-# Prints examples/s for a first collect into an empty store (best of RUNS, default 3), the time
-# of a second, incremental collect that finds nothing new, and the store's own share
-# (host/examples/store_bench.rs: store_batch alone, wall and CPU time).
+# Prints examples/s for a first collect into an empty store (best of RUNS, default 3) and the
+# time of a second, incremental collect that finds nothing new; then the host's own pace with a
+# source that costs nothing, and the store's share alone (host/examples/store_bench.rs:
+# store_batch, wall and CPU time).
 #
 #   bench/collect.sh            # 10,000 commits
 #   COMMITS=50000 bench/collect.sh
@@ -67,6 +68,36 @@ size=$(du -k "$OUT/brain.db" | cut -f1)
 echo "collect → store, $COMMITS commits: best $best examples/s (wall, whole process, best of $RUNS)"
 python3 -c "import sys; print(f'incremental collect (nothing new): {float(sys.argv[2]) - float(sys.argv[1]):.3f} s')" "$start" "$end"
 echo "store size: ${size} KiB"
+
+# The host's own pace: a source that costs nothing (tests/fault-plugins' healthy-source, built as
+# bench/plugin_call.sh builds it), FAST examples (default 200,000) through curation into a store.
+FAST=${FAST:-200000}
+plugins=${CARGO_TARGET_DIR:-target}/bench-plugins
+env -u CARGO_TARGET_DIR RUSTFLAGS= CARGO_PROFILE_RELEASE_OPT_LEVEL=s CARGO_PROFILE_RELEASE_LTO=true \
+    CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 cargo build -q --release --locked --target wasm32-wasip2 \
+    --manifest-path tests/fault-plugins/Cargo.toml --target-dir "$plugins" -p healthy-source
+cat > "$OUT/fast.toml" <<TOML
+[store]
+path = "fast.db"
+
+[[source]]
+name = "fast"
+plugin = "$PWD/$plugins/wasm32-wasip2/release/healthy_source.wasm"
+config = { count = $FAST }
+
+[plugins]
+cache_dir = "cache"
+TOML
+rm -f "$OUT"/fast.db "$OUT"/fast.db-wal "$OUT"/fast.db-shm
+"$BRAIN" --config "$OUT/fast.toml" -q collect --json > "$OUT/fast.json"
+python3 - "$OUT/fast.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+s = r["sources"][0]
+print(f"collect → store, a source that costs nothing: {s['stored']} examples in {r['seconds']:.2f} s, "
+      f"{s['stored'] / r['seconds']:.0f} examples/s (curation + store into a growing store)")
+PY
+
 echo
-echo "the store alone (Store::store_batch, batches of 256, $COMMITS git-like examples):"
-target/release/examples/store_bench "$COMMITS"
+echo "the store alone (Store::store_batch, batches of 256, 20,000 git-like examples):"
+target/release/examples/store_bench 20000

@@ -1,10 +1,11 @@
 //! The store's share of collect → store (run by bench/collect.sh, in release): examples/s of
-//! `Store::store_batch` in batches of 256 on a file store, for git-like examples (a ~1.5 KB
+//! `Store::store_batch` in batches of 256 on a file store, for git-like examples (a ~2.3 KB
 //! prompt with a diff, a one-line answer, metadata):
 //! - plain examples (no curation data);
 //! - as curation leaves them (a MinHash signature of 112 × u32 and an automatic decision);
 //! - a second pass of the same examples (all duplicates: what an incremental collect costs);
 //! - the content id alone.
+//!
 //! Wall time and this thread's CPU time are both printed (the machine may be shared).
 //!
 //! Usage: store_bench [N]   (default 10,000)

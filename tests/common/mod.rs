@@ -35,7 +35,7 @@ impl Env {
     pub fn write_config(&self, body: &str) {
         let mut text = body.to_string();
         if !body.contains("[plugins]") {
-            text.push_str(&format!("\n[plugins]\ncache_dir = {}\n", toml_str(&plugin_cache())));
+            text.push_str(&format!("\n[plugins]\ncache_dir = {}\n", toml_str(plugin_cache())));
         }
         std::fs::write(self.config_path(), text).expect("writing brain.toml");
     }

@@ -35,8 +35,8 @@ fn migrations_run_once_and_reopen_keeps_data() {
     assert_eq!(mode, "wal");
     let fk: i64 = s.conn().pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
     assert_eq!(fk, 1);
-    let page: i64 = s.conn().pragma_query_value(None, "page_size", |r| r.get(0)).unwrap();
-    assert_eq!(page, 16384);
+    let ckpt: i64 = s.conn().pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0)).unwrap();
+    assert_eq!(ckpt, 32000);
     assert_eq!(s.integrity_check().unwrap(), "ok");
 }
 
@@ -102,7 +102,7 @@ fn examples_round_trip() {
 fn curation_data_is_written_for_new_examples_only() {
     let mut s = Store::open_in_memory().unwrap();
     let first = Record::new(chat("original", "a", "p@1"));
-    s.store_batch("src", "git", &[first.clone()], None).unwrap();
+    s.store_batch("src", "git", std::slice::from_ref(&first), None).unwrap();
     let first_id = example_id(&first.example);
 
     let verdict = Verdict {
@@ -141,7 +141,7 @@ fn curation_data_is_written_for_new_examples_only() {
 fn reviews_keep_history_and_undo_restores_the_previous_status() {
     let mut s = Store::open_in_memory().unwrap();
     let rec = Record::new(chat("q", "a", "p"));
-    s.store_batch("src", "git", &[rec.clone()], None).unwrap();
+    s.store_batch("src", "git", std::slice::from_ref(&rec), None).unwrap();
     let id = example_id(&rec.example);
     assert_eq!(s.review_status(&id).unwrap(), ReviewStatus::Pending);
     let decide = |status, by| Decision { status, reason: None, note: Some("n".into()), decided_by: by };
