@@ -309,7 +309,7 @@ fn store_batch(store: &mut Store, curate: &mut dyn Curate, entry: &PluginEntry, 
 
 fn new_bar(multi: &MultiProgress, name: &str, visible: bool) -> ProgressBar {
     let bar = multi.add(ProgressBar::no_length());
-    bar.set_style(bar_style("{spinner:.cyan} {pos:>9} examples {per_sec:>12} {msg}"));
+    bar.set_style(bar_style("{spinner:.cyan} {human_pos:>9} examples {elapsed:>4}  {msg}"));
     bar.set_prefix(name.to_string());
     if visible {
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
@@ -320,7 +320,7 @@ fn new_bar(multi: &MultiProgress, name: &str, visible: bool) -> ProgressBar {
 /// Once a plugin says how much is left, the spinner becomes a bar.
 fn set_estimate(bar: &ProgressBar, n: u64) {
     bar.set_length(n);
-    bar.set_style(bar_style("{bar:30.cyan/blue} {pos:>9}/{len:<9} {per_sec:>12} eta {eta} {msg}"));
+    bar.set_style(bar_style("{bar:30.cyan/blue} {human_pos:>9}/{human_len:<9} eta {eta:<4} {msg}"));
 }
 
 fn bar_style(rest: &str) -> ProgressStyle {
