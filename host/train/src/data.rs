@@ -72,9 +72,9 @@ fn parse_line(v: &Value, tok: &Tokenizer) -> std::result::Result<(Format, Tokeni
     Err("expected {\"messages\": [...]}, {\"prompt\", \"completion\"} or {\"text\"}".into())
 }
 
-fn parse_message(v: &Value) -> std::result::Result<Message, String> {
-    let role = v.get("role").and_then(|r| r.as_str()).ok_or("missing string \"role\"")?;
-    let mut content = match v.get("content") {
+/// A message's `content` as text: a string, a list of `{"text": …}` parts (joined), or null.
+pub(crate) fn content_text(v: &Value) -> std::result::Result<String, String> {
+    Ok(match v.get("content") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(parts)) => parts
@@ -83,7 +83,12 @@ fn parse_message(v: &Value) -> std::result::Result<Message, String> {
             .collect::<std::result::Result<Vec<_>, _>>()?
             .join(""),
         Some(_) => return Err("\"content\" must be a string, a list of text parts or null".into()),
-    };
+    })
+}
+
+fn parse_message(v: &Value) -> std::result::Result<Message, String> {
+    let role = v.get("role").and_then(|r| r.as_str()).ok_or("missing string \"role\"")?;
+    let mut content = content_text(v)?;
     // Qwen2.5's tool-call rendering.
     if let Some(Value::Array(calls)) = v.get("tool_calls") {
         for c in calls {

@@ -63,16 +63,7 @@ fn messages(v: &Value, what: &str, default_role: &str) -> std::result::Result<Ve
 
 fn message(v: &Value) -> std::result::Result<Message, String> {
     let role = v.get("role").and_then(|r| r.as_str()).ok_or("missing string \"role\"")?;
-    let content = match v.get("content") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .map(|p| p.get("text").and_then(|t| t.as_str()).ok_or("content parts need \"text\""))
-            .collect::<std::result::Result<Vec<_>, _>>()?
-            .join(""),
-        Some(_) => return Err("\"content\" must be a string, a list of text parts or null".into()),
-    };
+    let content = crate::data::content_text(v)?;
     Ok(Message { role: role.to_string(), content })
 }
 
