@@ -3,9 +3,10 @@
 //! One concept per module: [`tokenizer`] (tokenizer.json, ChatML, loss masks, BPE training),
 //! [`tiny`] (random tiny HF-layout models), [`data`] (JSONL formats, batches), [`config`]
 //! (config.json), [`model`] (Qwen2 on MLX, LoRA layers), [`adapters`] (mlx-lm's adapter format),
-//! [`loss`] (masked cross-entropy), [`optim`] (AdamW, schedule), [`trainer`] (the training loop,
-//! test evaluation), [`dpo`] (preference optimization), [`cache`] (KV cache), [`sampling`]
-//! (token choice, loop detection), [`generate`] (generation, chat), [`eval`] (evaluation).
+//! [`loss`] (masked cross-entropy), [`optim`] (AdamW, schedule), [`train_loop`] (the training
+//! loop SFT and DPO share), [`trainer`] (SFT, test evaluation), [`dpo`] (preference
+//! optimization), [`cache`] (KV cache), [`sampling`] (token choice, loop detection), [`generate`]
+//! (generation, chat), [`eval`] (evaluation).
 //!
 //! Entry points for the CLI:
 //! - `brain train` → [`train`]`(&TrainArgs, &mut |p: &Progress| …) -> TrainReport`
@@ -34,6 +35,7 @@ pub mod rng;
 pub mod sampling;
 pub mod tiny;
 pub mod tokenizer;
+pub mod train_loop;
 pub mod trainer;
 
 pub use error::{Error, Result};

@@ -1,0 +1,103 @@
+//! DPO's part of the shared training loop ([`crate::train_loop`]): batches of pairs, the
+//! preference loss against the cached reference, validation on the valid pairs, and progress
+//! events with TRL's metric names.
+
+use mlx::Array;
+
+use crate::data::Batcher;
+use crate::error::Result;
+use crate::model::{Mode, Qwen2};
+use crate::train_loop::{Moment, Objective, Record};
+
+use mlx::loss::CePath;
+
+use super::batch::{pair_forward, PairBatch};
+use super::loss::DpoLoss;
+use super::metrics::{evaluate_pairs, host_out, DpoEvalMetrics, DpoMetrics, PairSums};
+use super::pairs::Pair;
+use super::reference::RefLogps;
+use super::{DpoArgs, DpoProgress};
+
+/// Preference optimization of the policy on `train` pairs.
+pub(super) struct Preference<'a> {
+    /// The run's arguments (`quick` applied).
+    pub args: &'a DpoArgs,
+    pub cfg: DpoLoss,
+    pub path: CePath,
+    pub pad: u32,
+    pub train: &'a [Pair],
+    pub train_ref: &'a RefLogps,
+    pub valid: Option<&'a [Pair]>,
+    pub valid_ref: &'a RefLogps,
+    /// Pair statistics since the last report.
+    pub sums: PairSums,
+    /// The last report's and the last validation's metrics (for the report of the run).
+    pub last_metrics: Option<DpoMetrics>,
+    pub last_eval: Option<DpoEvalMetrics>,
+}
+
+impl Objective for Preference<'_> {
+    type Batch = PairBatch;
+    type Progress = DpoProgress;
+
+    fn draw(&mut self, batcher: &mut Batcher, n: usize) -> Result<Vec<PairBatch>> {
+        (0..n).map(|_| PairBatch::new(self.train, &batcher.next_indices(), self.train_ref, self.pad)).collect()
+    }
+
+    fn tokens(&self, b: &PairBatch) -> usize {
+        b.batch.tokens
+    }
+
+    /// [`pair_forward`]'s outputs, the loss a share of the update's mean over its batches.
+    fn loss(&self, model: &Qwen2, p: &[Array], b: &PairBatch, mode: Mode) -> mlx::Result<Vec<Array>> {
+        let mut o = pair_forward(model, p, b, mode, self.path, &self.cfg, self.args.sft_weight)?;
+        let accum = self.args.train.grad_accumulation_steps;
+        if accum > 1 {
+            o[0] = o[0].div(accum as f32)?;
+        }
+        Ok(o)
+    }
+
+    /// TRL reports `grad_norm`.
+    fn wants_grad_norm(&self) -> bool {
+        true
+    }
+
+    fn observe(&mut self, outputs: &[Vec<Array>]) -> Result<()> {
+        for o in outputs {
+            self.sums.add(&host_out(o)?);
+        }
+        Ok(())
+    }
+
+    fn has_validation(&self) -> bool {
+        self.valid.is_some()
+    }
+
+    fn validate(&mut self, model: &Qwen2) -> Result<Option<f32>> {
+        let Some(v) = self.valid else { return Ok(None) };
+        let m = evaluate_pairs(model, v, self.valid_ref, self.args, self.args.train.val_batches, self.pad)?;
+        self.last_eval = Some(m);
+        Ok(Some(m.eval_loss))
+    }
+
+    fn progress(&mut self, at: &Moment, record: Record<'_>) -> Option<DpoProgress> {
+        let mut p = DpoProgress { event: at.event, step: at.step, iters: at.iters, train: None, eval: None, elapsed_s: at.elapsed_s, path: None };
+        match record {
+            Record::Train(window) => {
+                let m = std::mem::take(&mut self.sums).metrics(window, at.learning_rate);
+                self.last_metrics = Some(m);
+                p.train = Some(m);
+            }
+            Record::Val(_) => p.eval = self.last_eval,
+            Record::Save(dir) => p.path = Some(dir.to_path_buf()),
+            Record::Done(o) => {
+                p.train = self.last_metrics;
+                p.path = Some(o.adapter_file.clone());
+            }
+            // The error says it all; metrics.jsonl ends at the last good event.
+            Record::NonFinite(_) => return None,
+        }
+        Some(p)
+    }
+}

@@ -1,0 +1,482 @@
+//! The training loop shared by SFT ([`crate::trainer::train`]) and DPO ([`crate::dpo::dpo`]), in
+//! the manner of mlx-lm's `trainer.train`: one loop owns what every run does — step scheduling
+//! (`iters` or `epochs`), gradient accumulation and clipping, the learning-rate schedule,
+//! validation cadence with best-adapter keeping and early stopping, checkpoints and exact resume,
+//! NaN/inf stop, cancel, the progress callback and `metrics.jsonl` — and an [`Objective`] says
+//! what differs: the batches, the loss of a batch, the validation metric and the progress records.
+//!
+//! The numbers are a pure function of the arguments and the data: dropout is seeded from (seed,
+//! update, batch within the update), the batcher's position is checkpointed with the optimizer
+//! state, so a resumed run gives the losses of an uninterrupted one.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use mlx::Array;
+
+use crate::adapters::{self, AdapterConfig, ADAPTER_FILE};
+use crate::data::{Batcher, DataPosition};
+use crate::error::{io, model_err, Error, Result};
+use crate::model::{Mode, Qwen2};
+use crate::optim::{clip_grad_norm, AdamW, Schedule};
+use crate::trainer::TrainArgs;
+
+/// What a progress event reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Event {
+    /// Training loss report (every `steps_per_report` updates).
+    Train,
+    /// A validation finished.
+    Val,
+    /// A checkpoint was saved.
+    Save,
+    /// Training ended.
+    Done,
+}
+
+/// Why training stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    Completed,
+    EarlyStopped,
+    Cancelled,
+}
+
+/// MLX's peak allocated memory so far, GB.
+pub(crate) fn peak_gb() -> f32 {
+    mlx::memory::peak_memory().unwrap_or(0) as f32 / 1e9
+}
+
+/// Process-wide MLX settings of a run: the memory limit and the random seed (set before the
+/// model is built, so initialization is reproducible).
+pub(crate) fn init_mlx(args: &TrainArgs) -> Result<()> {
+    if let Some(limit) = args.memory_limit {
+        mlx::memory::set_memory_limit(limit)?;
+    }
+    mlx::random::seed(args.seed)?;
+    Ok(())
+}
+
+/// What differs between kinds of training (SFT, DPO); the loop does the rest.
+pub(crate) trait Objective {
+    /// One batch of an update, ready for the device.
+    type Batch;
+    /// A progress event, also one line of `metrics.jsonl`.
+    type Progress: Serialize;
+
+    /// The `n` batches of the next update (gradient accumulation), drawn in order from `batcher`
+    /// (whose position the checkpoints save).
+    fn draw(&mut self, batcher: &mut Batcher, n: usize) -> Result<Vec<Self::Batch>>;
+
+    /// Trained tokens of a batch (throughput and `trained_tokens`).
+    fn tokens(&self, batch: &Self::Batch) -> usize;
+
+    /// The outputs of one batch with parameter values `p`: `[0]` is the batch's share of the
+    /// update's loss (the loop sums the shares and differentiates them); the others are
+    /// statistics without gradient, handed to [`Objective::observe`] after the update.
+    fn loss(&self, model: &Qwen2, p: &[Array], batch: &Self::Batch, mode: Mode) -> mlx::Result<Vec<Array>>;
+
+    /// Whether the reports need the gradient norm (computed, unclipped, when `max_grad_norm` is
+    /// unset).
+    fn wants_grad_norm(&self) -> bool {
+        false
+    }
+
+    /// The outputs of every batch of a finished, finite update.
+    fn observe(&mut self, _outputs: &[Vec<Array>]) -> Result<()> {
+        Ok(())
+    }
+
+    /// Whether there is a validation set (without one the last adapter is kept).
+    fn has_validation(&self) -> bool;
+
+    /// Validation loss of the current weights (lower is better; it picks the kept adapter and
+    /// drives early stopping); None without a validation set.
+    fn validate(&mut self, model: &Qwen2) -> Result<Option<f32>>;
+
+    /// The progress event of `record` at `at`; None: nothing to report.
+    fn progress(&mut self, at: &Moment, record: Record<'_>) -> Option<Self::Progress>;
+}
+
+/// Where the run is when an event happens.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Moment {
+    pub event: Event,
+    pub step: usize,
+    pub iters: usize,
+    pub learning_rate: f32,
+    pub trained_tokens: usize,
+    pub elapsed_s: f32,
+}
+
+/// What an event is about.
+pub(crate) enum Record<'a> {
+    /// A training report over the updates since the last one.
+    Train(&'a Window),
+    /// A validation with this loss.
+    Val(f32),
+    /// A checkpoint was written to this directory.
+    Save(&'a Path),
+    /// The run ended.
+    Done(&'a Outcome),
+    /// An update gave this non-finite loss; the run stops with an error.
+    NonFinite(f32),
+}
+
+/// Sums over the updates since the last training report.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Window {
+    /// Σ of the update losses.
+    pub loss: f64,
+    pub steps: usize,
+    pub tokens: usize,
+    /// Training time (updates only, not validation or checkpoints).
+    pub seconds: f64,
+    /// Σ of the gradient norms (when computed).
+    pub grad_norm: f64,
+}
+
+impl Window {
+    pub fn mean_loss(&self) -> f32 {
+        (self.loss / self.steps.max(1) as f64) as f32
+    }
+
+    pub fn mean_grad_norm(&self) -> f32 {
+        (self.grad_norm / self.steps.max(1) as f64) as f32
+    }
+
+    pub fn tokens_per_second(&self) -> f32 {
+        (self.tokens as f64 / self.seconds.max(1e-9)) as f32
+    }
+}
+
+/// What the loop hands back for the report.
+#[derive(Debug, Clone)]
+pub(crate) struct Outcome {
+    pub steps: usize,
+    pub stop: StopReason,
+    /// Loss of the first update of this run.
+    pub first_loss: Option<f32>,
+    pub last_loss: Option<f32>,
+    pub best_val_loss: Option<f32>,
+    pub best_step: Option<usize>,
+    pub trained_tokens: usize,
+    pub train_seconds: f32,
+    pub tokens_per_second: f32,
+    /// `adapters.safetensors` in the run directory.
+    pub adapter_file: PathBuf,
+}
+
+/// Saved with every checkpoint (`state.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    step: usize,
+    position: DataPosition,
+    best_val_loss: Option<f32>,
+    best_step: Option<usize>,
+    bad_evals: usize,
+    trained_tokens: usize,
+    iters: usize,
+}
+
+/// The checkpoints of a run directory that are complete (have `state.json`), oldest first.
+pub(crate) fn checkpoint_dirs(run: &Path) -> Vec<(usize, PathBuf)> {
+    let mut v: Vec<(usize, PathBuf)> = std::fs::read_dir(run.join("checkpoints"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
+        .filter(|(_, p): &(usize, PathBuf)| p.join("state.json").exists())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Updates of the run: `iters`, or `epochs` passes over the batcher's data.
+pub(crate) fn total_iters(args: &TrainArgs, batcher: &Batcher) -> usize {
+    match args.epochs {
+        Some(e) => (e * batcher.batches_per_epoch()).div_ceil(args.grad_accumulation_steps).max(1),
+        None => args.iters,
+    }
+}
+
+/// Dropout seed of batch `k` of update `step`: fixed by the arguments, so resume repeats it.
+fn dropout_seed(seed: u64, step: usize, k: usize) -> u64 {
+    seed.wrapping_mul(0x1_0000_0001).wrapping_add((step * 64 + k) as u64)
+}
+
+/// One finished update.
+struct Update {
+    loss: f32,
+    tokens: usize,
+    grad_norm: Option<f32>,
+    outputs: Vec<Vec<Array>>,
+}
+
+/// The loop's mutable state.
+struct Trainer<'a, O: Objective> {
+    args: &'a TrainArgs,
+    obj: &'a mut O,
+    model: &'a mut Qwen2,
+    opt: AdamW,
+    batcher: Batcher,
+    schedule: Schedule,
+    state: State,
+    config: &'a AdapterConfig,
+    metrics: std::fs::File,
+    last_checkpoint: Option<PathBuf>,
+    final_adapter: PathBuf,
+    start: Instant,
+    progress: &'a mut dyn FnMut(&O::Progress),
+}
+
+/// Train `model` (its trainable parameters) on `obj` with `args`; `config` is the
+/// adapter_config.json written to the run directory and every checkpoint. `progress` is called
+/// on every report, validation, checkpoint and at the end (each also a line of metrics.jsonl).
+pub(crate) fn run<O: Objective>(
+    args: &TrainArgs,
+    model: &mut Qwen2,
+    batcher: Batcher,
+    config: &AdapterConfig,
+    obj: &mut O,
+    progress: &mut dyn FnMut(&O::Progress),
+) -> Result<Outcome> {
+    let dir = &args.adapter_path;
+    let iters = total_iters(args, &batcher);
+    let schedule = Schedule { kind: args.lr_schedule, base_lr: args.learning_rate, warmup: args.warmup, total: iters, min_lr: args.min_learning_rate };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    config.write(dir)?;
+    let mp = dir.join("metrics.jsonl");
+    let metrics = std::fs::OpenOptions::new().create(true).append(true).open(&mp).map_err(io(&mp))?;
+    let mut t = Trainer {
+        args,
+        obj,
+        model,
+        opt: AdamW::new(args.weight_decay),
+        batcher,
+        schedule,
+        state: State { step: 0, position: DataPosition::default(), best_val_loss: None, best_step: None, bad_evals: 0, trained_tokens: 0, iters },
+        config,
+        metrics,
+        last_checkpoint: None,
+        final_adapter: dir.join(ADAPTER_FILE),
+        start: Instant::now(),
+        progress,
+    };
+    if args.resume {
+        let (_, ck) = checkpoint_dirs(dir).pop().ok_or_else(|| {
+            Error::Args(format!("--resume: no checkpoint in {} (run without --resume to start)", dir.join("checkpoints").display()))
+        })?;
+        t.resume_from(&ck)?;
+        tracing::info!("resuming from {} (step {})", ck.display(), t.state.step);
+    }
+    mlx::memory::reset_peak_memory()?;
+    t.train()
+}
+
+impl<O: Objective> Trainer<'_, O> {
+    /// Validation at the start (of a fresh run), every `steps_per_eval` updates and at the end;
+    /// a report every `steps_per_report`; a checkpoint every `steps_per_save`, on cancel and on
+    /// early stop.
+    fn train(mut self) -> Result<Outcome> {
+        let args = self.args;
+        let iters = self.state.iters;
+        if self.state.step == 0 {
+            self.validate()?;
+        }
+        let mut stop = StopReason::Completed;
+        let (mut first_loss, mut last_loss) = (None, None);
+        let mut window = Window::default();
+        let (mut total_time, mut total_tokens) = (0f64, 0usize);
+        while self.state.step < iters {
+            let t0 = Instant::now();
+            let step = self.state.step + 1;
+            let u = self.update(step)?;
+            self.state.step = step;
+            self.state.position = self.batcher.position;
+            self.state.trained_tokens += u.tokens;
+            first_loss.get_or_insert(u.loss);
+            last_loss = Some(u.loss);
+            let dt = t0.elapsed().as_secs_f64();
+            self.obj.observe(&u.outputs)?;
+            window.loss += u.loss as f64;
+            window.grad_norm += u.grad_norm.unwrap_or(0.0) as f64;
+            window.steps += 1;
+            window.tokens += u.tokens;
+            window.seconds += dt;
+            (total_time, total_tokens) = (total_time + dt, total_tokens + u.tokens);
+
+            let lr = self.schedule.lr(step);
+            if step.is_multiple_of(args.steps_per_report.max(1)) || step == iters {
+                self.emit(Event::Train, lr, Record::Train(&window));
+                window = Window::default();
+            }
+            let cancelled = args.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst));
+            let mut early = false;
+            if step.is_multiple_of(args.steps_per_eval.max(1)) || step == iters {
+                early = self.validate()?;
+            }
+            if step.is_multiple_of(args.steps_per_save.max(1)) || cancelled || early {
+                let ck = self.save_checkpoint()?;
+                self.emit(Event::Save, lr, Record::Save(&ck));
+            }
+            if early {
+                stop = StopReason::EarlyStopped;
+                break;
+            }
+            if cancelled {
+                stop = StopReason::Cancelled;
+                break;
+            }
+        }
+        if !self.obj.has_validation() || !self.final_adapter.exists() {
+            adapters::save_weights(self.model, &self.final_adapter)?;
+        }
+        let outcome = Outcome {
+            steps: self.state.step,
+            stop,
+            first_loss,
+            last_loss,
+            best_val_loss: self.state.best_val_loss,
+            best_step: self.state.best_step,
+            trained_tokens: self.state.trained_tokens,
+            train_seconds: total_time as f32,
+            tokens_per_second: (total_tokens as f64 / total_time.max(1e-9)) as f32,
+            adapter_file: self.final_adapter.clone(),
+        };
+        self.emit(Event::Done, self.schedule.lr(self.state.step.max(1)), Record::Done(&outcome));
+        Ok(outcome)
+    }
+
+    /// One optimizer update: the loss and gradients of `grad_accumulation_steps` batches summed,
+    /// clipped, applied by AdamW. A non-finite loss stops the run before the weights change.
+    fn update(&mut self, step: usize) -> Result<Update> {
+        let args = self.args;
+        let batches = self.obj.draw(&mut self.batcher, args.grad_accumulation_steps)?;
+        let tokens: usize = batches.iter().map(|b| self.obj.tokens(b)).sum();
+        let trainable: Vec<Array> = self.model.trainable_params().iter().map(|(_, a)| (*a).clone()).collect();
+        let refs: Vec<&Array> = trainable.iter().collect();
+        let argnums: Vec<i32> = (0..refs.len() as i32).collect();
+        let mut grads: Option<Vec<Array>> = None;
+        let mut loss_sum: Option<Array> = None;
+        let mut outputs = Vec::with_capacity(batches.len());
+        for (k, b) in batches.iter().enumerate() {
+            let mode = Mode { dropout_seed: Some(dropout_seed(args.seed, step, k)) };
+            let (model, obj) = (&*self.model, &*self.obj);
+            let (vals, g) = mlx::value_and_grad(|xs: &[Array]| obj.loss(model, &model.with_trainable(xs), b, mode), &refs, &argnums)?;
+            loss_sum = Some(match loss_sum {
+                Some(s) => s.add(&vals[0])?,
+                None => vals[0].clone(),
+            });
+            grads = Some(match grads {
+                Some(acc) => acc.iter().zip(&g).map(|(a, b)| a.add(b)).collect::<mlx::Result<_>>()?,
+                None => g,
+            });
+            if batches.len() > 1 {
+                // Bound the graph (and memory) to one batch at a time.
+                mlx::eval(grads.iter().flatten().chain(loss_sum.iter()).chain(vals.iter()))?;
+            }
+            outputs.push(vals);
+        }
+        let mut grads = grads.expect("at least one batch");
+        let loss_arr = loss_sum.expect("at least one batch");
+        let norm = match (args.max_grad_norm, self.obj.wants_grad_norm()) {
+            (None, false) => None,
+            (max, _) => Some(clip_grad_norm(&mut grads, max.unwrap_or(f32::INFINITY))?),
+        };
+        let lr = self.schedule.lr(step);
+        let new = self.opt.update(&trainable, &grads, lr)?;
+        mlx::eval(new.iter().chain(self.opt.state()).chain([&loss_arr]).chain(norm.iter()).chain(outputs.iter().flatten()))?;
+        let loss = loss_arr.item::<f32>()?;
+        if !loss.is_finite() {
+            let last_good = self.last_checkpoint.as_ref().map_or("none (no checkpoint was saved yet)".to_string(), |p| p.display().to_string());
+            self.emit(Event::Done, lr, Record::NonFinite(loss));
+            return Err(Error::NonFinite { step, loss, last_good });
+        }
+        self.model.set_trainable(new);
+        let grad_norm = match &norm {
+            Some(n) => Some(n.item::<f32>()?),
+            None => None,
+        };
+        Ok(Update { loss, tokens, grad_norm, outputs })
+    }
+
+    /// Validate; keep the adapter when it is the best so far. Returns whether patience ran out.
+    fn validate(&mut self) -> Result<bool> {
+        let Some(loss) = self.obj.validate(self.model)? else { return Ok(false) };
+        if self.state.best_val_loss.is_none_or(|b| loss < b) {
+            self.state.best_val_loss = Some(loss);
+            self.state.best_step = Some(self.state.step);
+            self.state.bad_evals = 0;
+            adapters::save_weights(self.model, &self.final_adapter)?;
+        } else {
+            self.state.bad_evals += 1;
+        }
+        self.emit(Event::Val, self.schedule.lr(self.state.step.max(1)), Record::Val(loss));
+        Ok(self.args.patience.is_some_and(|pat| self.state.bad_evals >= pat))
+    }
+
+    /// The objective's record of `record` to the callback and metrics.jsonl.
+    fn emit(&mut self, event: Event, learning_rate: f32, record: Record<'_>) {
+        use std::io::Write;
+        let at = Moment {
+            event,
+            step: self.state.step,
+            iters: self.state.iters,
+            learning_rate,
+            trained_tokens: self.state.trained_tokens,
+            elapsed_s: self.start.elapsed().as_secs_f32(),
+        };
+        let Some(p) = self.obj.progress(&at, record) else { return };
+        if let Ok(line) = serde_json::to_string(&p) {
+            // A full disk must not stop training; the callback still gets the event.
+            let _ = writeln!(self.metrics, "{line}");
+        }
+        (self.progress)(&p);
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.model.trainable_params().iter().map(|(n, _)| n.to_string()).collect()
+    }
+
+    /// `checkpoints/NNNNNNN/`: adapter, optimizer state, adapter config, then state.json (a
+    /// checkpoint counts only once it is complete); the newest two are kept.
+    fn save_checkpoint(&mut self) -> Result<PathBuf> {
+        let run = &self.args.adapter_path;
+        let dir = run.join("checkpoints").join(format!("{:07}", self.state.step));
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        adapters::save_weights(self.model, &dir.join(ADAPTER_FILE))?;
+        let names = self.names();
+        let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        self.opt.save(&dir.join("optimizer.safetensors"), &refs)?;
+        self.config.write(&dir)?;
+        let sp = dir.join("state.json");
+        std::fs::write(&sp, serde_json::to_string_pretty(&self.state).expect("serializes")).map_err(io(&sp))?;
+        for (_, old) in checkpoint_dirs(run).iter().rev().skip(2) {
+            let _ = std::fs::remove_dir_all(old);
+        }
+        self.last_checkpoint = Some(dir.clone());
+        Ok(dir)
+    }
+
+    /// Weights, optimizer state and data position of checkpoint `dir` (the run's `iters` stays
+    /// this run's).
+    fn resume_from(&mut self, dir: &Path) -> Result<()> {
+        let sp = dir.join("state.json");
+        let text = std::fs::read_to_string(&sp).map_err(io(&sp))?;
+        let state: State = serde_json::from_str(&text).map_err(|e| model_err(&sp, e))?;
+        adapters::load_weights(self.model, &dir.join(ADAPTER_FILE))?;
+        let names = self.names();
+        let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        self.opt.load(&dir.join("optimizer.safetensors"), &refs)?;
+        self.batcher.position = state.position;
+        self.state = State { iters: self.state.iters, ..state };
+        self.last_checkpoint = Some(dir.to_path_buf());
+        Ok(())
+    }
+}
