@@ -9,20 +9,24 @@
 //! update, batch within the update), the batcher's position is checkpointed with the optimizer
 //! state, so a resumed run gives the losses of an uninterrupted one.
 
+mod checkpoint;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use mlx::Array;
 
 use crate::adapters::{self, AdapterConfig, ADAPTER_FILE};
-use crate::data::{Batcher, DataPosition};
-use crate::error::{io, model_err, Error, Result};
+use crate::data::Batcher;
+use crate::error::{io, Error, Result};
 use crate::model::{Mode, Qwen2};
 use crate::optim::{clip_grad_norm, AdamW, Schedule};
 use crate::trainer::TrainArgs;
+
+use checkpoint::State;
 
 /// What a progress event reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -172,33 +176,8 @@ pub(crate) struct Outcome {
     pub adapter_file: PathBuf,
 }
 
-/// Saved with every checkpoint (`state.json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct State {
-    step: usize,
-    position: DataPosition,
-    best_val_loss: Option<f32>,
-    best_step: Option<usize>,
-    bad_evals: usize,
-    trained_tokens: usize,
-    iters: usize,
-}
-
-/// The checkpoints of a run directory that are complete (have `state.json`), oldest first.
-pub(crate) fn checkpoint_dirs(run: &Path) -> Vec<(usize, PathBuf)> {
-    let mut v: Vec<(usize, PathBuf)> = std::fs::read_dir(run.join("checkpoints"))
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
-        .filter(|(_, p): &(usize, PathBuf)| p.join("state.json").exists())
-        .collect();
-    v.sort();
-    v
-}
-
 /// Updates of the run: `iters`, or `epochs` passes over the batcher's data.
-pub(crate) fn total_iters(args: &TrainArgs, batcher: &Batcher) -> usize {
+fn total_iters(args: &TrainArgs, batcher: &Batcher) -> usize {
     match args.epochs {
         Some(e) => (e * batcher.batches_per_epoch()).div_ceil(args.grad_accumulation_steps).max(1),
         None => args.iters,
@@ -260,7 +239,7 @@ pub(crate) fn run<O: Objective>(
         opt: AdamW::new(args.weight_decay),
         batcher,
         schedule,
-        state: State { step: 0, position: DataPosition::default(), best_val_loss: None, best_step: None, bad_evals: 0, trained_tokens: 0, iters },
+        state: State::new(iters),
         config,
         metrics,
         last_checkpoint: None,
@@ -269,9 +248,7 @@ pub(crate) fn run<O: Objective>(
         progress,
     };
     if args.resume {
-        let (_, ck) = checkpoint_dirs(dir).pop().ok_or_else(|| {
-            Error::Args(format!("--resume: no checkpoint in {} (run without --resume to start)", dir.join("checkpoints").display()))
-        })?;
+        let ck = checkpoint::newest(dir)?;
         t.resume_from(&ck)?;
         tracing::info!("resuming from {} (step {})", ck.display(), t.state.step);
     }
@@ -440,26 +417,9 @@ impl<O: Objective> Trainer<'_, O> {
         (self.progress)(&p);
     }
 
-    fn names(&self) -> Vec<String> {
-        self.model.trainable_params().iter().map(|(n, _)| n.to_string()).collect()
-    }
-
-    /// `checkpoints/NNNNNNN/`: adapter, optimizer state, adapter config, then state.json (a
-    /// checkpoint counts only once it is complete); the newest two are kept.
+    /// A checkpoint of the current state (see [`checkpoint`]).
     fn save_checkpoint(&mut self) -> Result<PathBuf> {
-        let run = &self.args.adapter_path;
-        let dir = run.join("checkpoints").join(format!("{:07}", self.state.step));
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        adapters::save_weights(self.model, &dir.join(ADAPTER_FILE))?;
-        let names = self.names();
-        let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-        self.opt.save(&dir.join("optimizer.safetensors"), &refs)?;
-        self.config.write(&dir)?;
-        let sp = dir.join("state.json");
-        std::fs::write(&sp, serde_json::to_string_pretty(&self.state).expect("serializes")).map_err(io(&sp))?;
-        for (_, old) in checkpoint_dirs(run).iter().rev().skip(2) {
-            let _ = std::fs::remove_dir_all(old);
-        }
+        let dir = checkpoint::save(&self.args.adapter_path, &self.state, self.model, &self.opt, self.config)?;
         self.last_checkpoint = Some(dir.clone());
         Ok(dir)
     }
@@ -467,13 +427,7 @@ impl<O: Objective> Trainer<'_, O> {
     /// Weights, optimizer state and data position of checkpoint `dir` (the run's `iters` stays
     /// this run's).
     fn resume_from(&mut self, dir: &Path) -> Result<()> {
-        let sp = dir.join("state.json");
-        let text = std::fs::read_to_string(&sp).map_err(io(&sp))?;
-        let state: State = serde_json::from_str(&text).map_err(|e| model_err(&sp, e))?;
-        adapters::load_weights(self.model, &dir.join(ADAPTER_FILE))?;
-        let names = self.names();
-        let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-        self.opt.load(&dir.join("optimizer.safetensors"), &refs)?;
+        let state = checkpoint::load(dir, self.model, &mut self.opt)?;
         self.batcher.position = state.position;
         self.state = State { iters: self.state.iters, ..state };
         self.last_checkpoint = Some(dir.to_path_buf());

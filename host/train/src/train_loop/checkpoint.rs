@@ -1,0 +1,89 @@
+//! Checkpoints of a run: `checkpoints/NNNNNNN/` holds the trainable weights, AdamW's moments and
+//! step, adapter_config.json and `state.json` (the loop's counters and the data position) —
+//! everything resume needs to continue exactly. `state.json` is written last, so a checkpoint
+//! interrupted while being written is ignored; the newest two are kept.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::adapters::{self, AdapterConfig, ADAPTER_FILE};
+use crate::data::DataPosition;
+use crate::error::{io, model_err, Error, Result};
+use crate::model::Qwen2;
+use crate::optim::AdamW;
+
+const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+const STATE_FILE: &str = "state.json";
+
+/// The loop's counters, saved with every checkpoint (`state.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct State {
+    pub step: usize,
+    pub position: DataPosition,
+    pub best_val_loss: Option<f32>,
+    pub best_step: Option<usize>,
+    /// Validations in a row without improvement (patience).
+    pub bad_evals: usize,
+    pub trained_tokens: usize,
+    pub iters: usize,
+}
+
+impl State {
+    pub fn new(iters: usize) -> Self {
+        State { step: 0, position: DataPosition::default(), best_val_loss: None, best_step: None, bad_evals: 0, trained_tokens: 0, iters }
+    }
+}
+
+/// The complete checkpoints of run directory `run`, oldest first.
+fn checkpoint_dirs(run: &Path) -> Vec<(usize, PathBuf)> {
+    let mut v: Vec<(usize, PathBuf)> = std::fs::read_dir(run.join("checkpoints"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
+        .filter(|(_, p): &(usize, PathBuf)| p.join(STATE_FILE).exists())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The newest complete checkpoint of `run` (what `--resume` continues).
+pub(super) fn newest(run: &Path) -> Result<PathBuf> {
+    checkpoint_dirs(run).pop().map(|(_, dir)| dir).ok_or_else(|| {
+        Error::Args(format!("--resume: no checkpoint in {} (run without --resume to start)", run.join("checkpoints").display()))
+    })
+}
+
+fn trainable_names(model: &Qwen2) -> Vec<String> {
+    model.trainable_params().iter().map(|(n, _)| n.to_string()).collect()
+}
+
+/// Write the checkpoint of `state.step` under `run` and drop all but the newest two.
+pub(super) fn save(run: &Path, state: &State, model: &Qwen2, opt: &AdamW, config: &AdapterConfig) -> Result<PathBuf> {
+    let dir = run.join("checkpoints").join(format!("{:07}", state.step));
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    adapters::save_weights(model, &dir.join(ADAPTER_FILE))?;
+    let names = trainable_names(model);
+    let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    opt.save(&dir.join(OPTIMIZER_FILE), &refs)?;
+    config.write(&dir)?;
+    let sp = dir.join(STATE_FILE);
+    std::fs::write(&sp, serde_json::to_string_pretty(state).expect("serializes")).map_err(io(&sp))?;
+    for (_, old) in checkpoint_dirs(run).iter().rev().skip(2) {
+        let _ = std::fs::remove_dir_all(old);
+    }
+    Ok(dir)
+}
+
+/// Load checkpoint `dir` into `model` and `opt`; returns its state.
+pub(super) fn load(dir: &Path, model: &mut Qwen2, opt: &mut AdamW) -> Result<State> {
+    let sp = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&sp).map_err(io(&sp))?;
+    let state: State = serde_json::from_str(&text).map_err(|e| model_err(&sp, e))?;
+    adapters::load_weights(model, &dir.join(ADAPTER_FILE))?;
+    let names = trainable_names(model);
+    let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    opt.load(&dir.join(OPTIMIZER_FILE), &refs)?;
+    Ok(state)
+}
