@@ -120,6 +120,8 @@ pub struct MinHasher {
     /// with `a[i]` odd: multiply-add-shift universal hashing.
     a: Vec<u64>,
     b: Vec<u64>,
+    /// The vector instructions this CPU has (checked once, in [`MinHasher::new`]).
+    simd: Simd,
 }
 
 /// SplitMix64: expands a seed into well-mixed 64-bit values.
@@ -137,7 +139,7 @@ impl MinHasher {
         let mut state = params.seed;
         let a = (0..params.num_perm).map(|_| splitmix(&mut state) | 1).collect();
         let b = (0..params.num_perm).map(|_| splitmix(&mut state)).collect();
-        Ok(MinHasher { params, a, b })
+        Ok(MinHasher { params, a, b, simd: Simd::detect() })
     }
 
     pub fn params(&self) -> &MinHashParams {
@@ -146,35 +148,44 @@ impl MinHasher {
 
     /// The signature of `text`: its words (maximal runs of alphanumeric characters, lower-cased)
     /// in shingles of `ngram` consecutive words; a text with fewer words is one shingle.
+    ///
+    /// Value `i` is the minimum over shingle hashes `x` of `(a[i]·x + b[i]) >> 32`. The shingles
+    /// are hashed first, then [`fold_mins`] takes the minima of the full 64-bit `a[i]·x + b[i]`
+    /// and shifts once at the end (`v >> 32` is monotonic, so the minimum of the shifted values
+    /// is the shifted minimum): the same values, bit for bit, in a loop the compiler vectorizes.
     pub fn signature(&self, text: &str) -> Signature {
-        let mut mins = vec![u32::MAX; self.params.num_perm];
+        let shingles = self.shingle_hashes(text);
+        let mut mins = vec![u64::MAX; self.params.num_perm];
+        fold_mins(self.simd, &self.a, &self.b, &shingles, &mut mins);
+        Signature(mins.iter().map(|&m| (m >> 32) as u32).collect())
+    }
+
+    /// The 64-bit hash of each shingle of `text` (see [`MinHasher::signature`]).
+    fn shingle_hashes(&self, text: &str) -> Vec<u64> {
         let n = self.params.ngram;
+        let mut out = Vec::with_capacity(text.len() / 6 + 1);
         // The last `n` word hashes, as a ring.
         let mut window = [0u64; 32];
         let mut words = 0usize;
         let mut shingle = [0u8; 8 * 32];
-        let mut add = |window: &[u64; 32], words: usize, len: usize, mins: &mut [u32]| {
+        let mut hash = |window: &[u64; 32], words: usize, len: usize| {
             for k in 0..len {
                 let w = window[(words - len + k) % 32];
                 shingle[8 * k..8 * k + 8].copy_from_slice(&w.to_le_bytes());
             }
-            let x = xxh3_64_with_seed(&shingle[..8 * len], 0x0053_4849_4e47_4c45);
-            for ((m, &a), &b) in mins.iter_mut().zip(&self.a).zip(&self.b) {
-                let h = (a.wrapping_mul(x).wrapping_add(b) >> 32) as u32;
-                *m = (*m).min(h);
-            }
+            xxh3_64_with_seed(&shingle[..8 * len], 0x0053_4849_4e47_4c45)
         };
         for_each_word(text, |word| {
             window[words % 32] = xxh3_64_with_seed(word, 0);
             words += 1;
             if words >= n {
-                add(&window, words, n, &mut mins);
+                out.push(hash(&window, words, n));
             }
         });
         if words > 0 && words < n {
-            add(&window, words, words, &mut mins);
+            out.push(hash(&window, words, words));
         }
-        Signature(mins.into_boxed_slice())
+        out
     }
 
     /// Reads a signature written by [`Signature::to_bytes`], checking it was made with this
@@ -204,36 +215,214 @@ impl MinHasher {
     }
 }
 
-/// Calls `f` with each word of `text` lower-cased (ASCII fast path; other letters through
-/// `char::to_lowercase`).
-fn for_each_word(text: &str, mut f: impl FnMut(&[u8])) {
-    let mut buf: Vec<u8> = Vec::with_capacity(64);
-    for c in text.chars() {
-        if c.is_ascii_alphanumeric() {
-            buf.push(c.to_ascii_lowercase() as u8);
-        } else if !c.is_ascii() && c.is_alphanumeric() {
-            let mut tmp = [0u8; 4];
-            for l in c.to_lowercase() {
-                buf.extend_from_slice(l.encode_utf8(&mut tmp).as_bytes());
+/// Which compiled copy of [`fold_mins`] runs: the same Rust code, built for the vector
+/// instructions the CPU has (64-bit lane multiplies and minima are native in AVX-512, emulated
+/// in AVX2, scalar elsewhere).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Simd {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Simd {
+    fn detect() -> Simd {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") {
+                return Simd::Avx512;
             }
-        } else if !buf.is_empty() {
-            f(&buf);
-            buf.clear();
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Simd::Avx2;
+            }
+        }
+        Simd::Scalar
+    }
+}
+
+/// `mins[i] = min(mins[i], min over x of a[i]·x + b[i])` (wrapping, 64-bit).
+fn fold_mins(simd: Simd, a: &[u64], b: &[u64], xs: &[u64], mins: &mut [u64]) {
+    match simd {
+        // SAFETY: `Simd::detect` chose these only when the CPU has the features they enable.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { fold_mins_avx512(a, b, xs, mins) },
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { fold_mins_avx2(a, b, xs, mins) },
+        Simd::Scalar => fold_mins_blocked::<8>(a, b, xs, mins),
+    }
+}
+
+/// Eight 64-bit lanes per register: multiply-low, add and unsigned minimum are one instruction
+/// each. Four registers of permutations per pass over the shingles, then one at a time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn fold_mins_avx512(a: &[u64], b: &[u64], xs: &[u64], mins: &mut [u64]) {
+    use std::arch::x86_64::*;
+    let n = mins.len().min(a.len()).min(b.len());
+    let load = |s: &[u64], i: usize| _mm512_loadu_si512(s[i..i + 8].as_ptr().cast());
+    let mut i = 0;
+    while i + 32 <= n {
+        let (a0, a1, a2, a3) = (load(a, i), load(a, i + 8), load(a, i + 16), load(a, i + 24));
+        let (b0, b1, b2, b3) = (load(b, i), load(b, i + 8), load(b, i + 16), load(b, i + 24));
+        let (mut m0, mut m1, mut m2, mut m3) = (load(mins, i), load(mins, i + 8), load(mins, i + 16), load(mins, i + 24));
+        for &x in xs {
+            let x = _mm512_set1_epi64(x as i64);
+            m0 = _mm512_min_epu64(m0, _mm512_add_epi64(_mm512_mullo_epi64(a0, x), b0));
+            m1 = _mm512_min_epu64(m1, _mm512_add_epi64(_mm512_mullo_epi64(a1, x), b1));
+            m2 = _mm512_min_epu64(m2, _mm512_add_epi64(_mm512_mullo_epi64(a2, x), b2));
+            m3 = _mm512_min_epu64(m3, _mm512_add_epi64(_mm512_mullo_epi64(a3, x), b3));
+        }
+        for (k, m) in [m0, m1, m2, m3].into_iter().enumerate() {
+            _mm512_storeu_si512(mins[i + 8 * k..i + 8 * k + 8].as_mut_ptr().cast(), m);
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        let (a0, b0, mut m0) = (load(a, i), load(b, i), load(mins, i));
+        for &x in xs {
+            m0 = _mm512_min_epu64(m0, _mm512_add_epi64(_mm512_mullo_epi64(a0, _mm512_set1_epi64(x as i64)), b0));
+        }
+        _mm512_storeu_si512(mins[i..i + 8].as_mut_ptr().cast(), m0);
+        i += 8;
+    }
+    fold_mins_blocked::<1>(&a[i..n], &b[i..n], xs, &mut mins[i..n]);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn fold_mins_avx2(a: &[u64], b: &[u64], xs: &[u64], mins: &mut [u64]) {
+    fold_mins_blocked::<16>(a, b, xs, mins)
+}
+
+/// Permutations in blocks of `L`: a block's minima stay in registers while every shingle
+/// passes, and the `L` lanes are independent (what vector units want).
+#[inline(always)]
+fn fold_mins_blocked<const L: usize>(a: &[u64], b: &[u64], xs: &[u64], mins: &mut [u64]) {
+    let n = mins.len().min(a.len()).min(b.len());
+    let mut i = 0;
+    while i + L <= n {
+        let ca: &[u64; L] = a[i..i + L].try_into().expect("L values");
+        let cb: &[u64; L] = b[i..i + L].try_into().expect("L values");
+        let mut m: [u64; L] = mins[i..i + L].try_into().expect("L values");
+        for &x in xs {
+            for l in 0..L {
+                m[l] = m[l].min(ca[l].wrapping_mul(x).wrapping_add(cb[l]));
+            }
+        }
+        mins[i..i + L].copy_from_slice(&m);
+        i += L;
+    }
+    for j in i..n {
+        for &x in xs {
+            mins[j] = mins[j].min(a[j].wrapping_mul(x).wrapping_add(b[j]));
         }
     }
-    if !buf.is_empty() {
-        f(&buf);
+}
+
+/// Calls `f` with each word of `text` lower-cased. ASCII bytes take a byte loop (a word that
+/// is already lower case is passed as a slice of `text`, without a copy); other characters go
+/// through `char::is_alphanumeric` and `char::to_lowercase`.
+fn for_each_word(text: &str, mut f: impl FnMut(&[u8])) {
+    let bytes = text.as_bytes();
+    // The word being read: `bytes[start..i]` while it is ASCII lower case and digits, else `buf`.
+    let mut buf: Vec<u8> = Vec::with_capacity(64);
+    let mut start = 0usize;
+    let mut copied = false;
+    let mut i = 0usize;
+    let flush = |f: &mut dyn FnMut(&[u8]), buf: &mut Vec<u8>, copied: &mut bool, word: &[u8]| {
+        if *copied {
+            f(buf);
+            buf.clear();
+            *copied = false;
+        } else if !word.is_empty() {
+            f(word);
+        }
+    };
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii_lowercase() || b.is_ascii_digit() {
+            if copied {
+                buf.push(b);
+            }
+            i += 1;
+        } else if b.is_ascii_uppercase() {
+            if !copied {
+                buf.extend_from_slice(&bytes[start..i]);
+                copied = true;
+            }
+            buf.push(b.to_ascii_lowercase());
+            i += 1;
+        } else if b.is_ascii() {
+            flush(&mut f, &mut buf, &mut copied, &bytes[start..i]);
+            i += 1;
+            start = i;
+        } else {
+            let c = text[i..].chars().next().expect("a char starts at a non-ASCII byte of a str");
+            if c.is_alphanumeric() {
+                if !copied {
+                    buf.extend_from_slice(&bytes[start..i]);
+                    copied = true;
+                }
+                let mut tmp = [0u8; 4];
+                for l in c.to_lowercase() {
+                    buf.extend_from_slice(l.encode_utf8(&mut tmp).as_bytes());
+                }
+                i += c.len_utf8();
+            } else {
+                flush(&mut f, &mut buf, &mut copied, &bytes[start..i]);
+                i += c.len_utf8();
+                start = i;
+            }
+        }
     }
+    flush(&mut f, &mut buf, &mut copied, &bytes[start..]);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The first values of the default signature of "the quick brown fox jumps over the lazy
+    /// dog", as computed since signatures were first stored.
+    const PINNED: &[u32] = &[1798758902, 922742706, 134217297, 517818609];
+
     fn words(text: &str) -> Vec<String> {
         let mut out = vec![];
         for_each_word(text, |w| out.push(String::from_utf8(w.to_vec()).unwrap()));
         out
+    }
+
+    /// The definition of a word (what signatures were first computed with).
+    fn reference_words(text: &str) -> Vec<String> {
+        let mut out = vec![];
+        let mut buf = String::new();
+        for c in text.chars() {
+            if c.is_alphanumeric() {
+                buf.extend(c.to_lowercase());
+            } else if !buf.is_empty() {
+                out.push(std::mem::take(&mut buf));
+            }
+        }
+        if !buf.is_empty() {
+            out.push(buf);
+        }
+        out
+    }
+
+    #[test]
+    fn fast_word_split_equals_the_definition() {
+        let texts = ["", "a", "A", "ab CD eF", "x_y-z", "İstanbul ÉTÉ été", "caf\u{e9}\u{a0}x", "Ǆemal ǅ ǆ", "a1B2 ", " Ωmega ΣΑΣ", "日本語 テキスト", "tail Été"];
+        for t in texts {
+            assert_eq!(words(t), reference_words(t), "{t:?}");
+        }
+        let mut state = 3u64;
+        let alphabet = ['a', 'Z', '0', ' ', '_', '\n', 'é', 'É', '\u{a0}', 'ß', 'İ', '日', '-', 'q'];
+        for _ in 0..500 {
+            let t: String = (0..(splitmix(&mut state) % 40)).map(|_| alphabet[(splitmix(&mut state) % alphabet.len() as u64) as usize]).collect();
+            assert_eq!(words(&t), reference_words(&t), "{t:?}");
+        }
     }
 
     #[test]
@@ -265,6 +454,47 @@ mod tests {
         assert!(matches!(other.decode(&bytes), Err(DedupError::ParamsMismatch { .. })));
         assert!(matches!(h.decode(&bytes[..20]), Err(DedupError::BadSignature(_))));
         assert!(matches!(h.decode(b"nope"), Err(DedupError::BadSignature(_))));
+    }
+
+    /// The definition, as signatures were computed when they were first stored: each shingle
+    /// through every permutation, minima of the shifted 32-bit values.
+    pub(super) fn reference_signature(h: &MinHasher, text: &str) -> Vec<u32> {
+        let mut mins = vec![u32::MAX; h.params.num_perm];
+        for x in h.shingle_hashes(text) {
+            for ((m, &a), &b) in mins.iter_mut().zip(&h.a).zip(&h.b) {
+                *m = (*m).min((a.wrapping_mul(x).wrapping_add(b) >> 32) as u32);
+            }
+        }
+        mins
+    }
+
+    #[test]
+    fn every_simd_path_matches_the_definition_bit_for_bit() {
+        let mut text = String::new();
+        let mut state = 7u64;
+        for i in 0..600 {
+            text.push_str(["fn", "let", "value", "compute", "Été", "x_1", "parser", "état"][(splitmix(&mut state) % 8) as usize]);
+            text.push_str(if i % 13 == 0 { ".\n" } else { " " });
+        }
+        let texts = ["", "one", "two words", "a b c d e", "a b c d e f g", "Hello, wörld! x_y 42ÉTÉ and more words here", &text];
+        let mut paths = vec![Simd::Scalar];
+        if Simd::detect() != Simd::Scalar {
+            paths.push(Simd::detect());
+        }
+        // 112 is the default; 100 and 7 leave a tail after the blocks of 8 and 16.
+        for num_perm in [112, 100, 7] {
+            let mut h = MinHasher::new(MinHashParams { num_perm, bands: 1, rows: 7, ..Default::default() }).unwrap();
+            for &simd in &paths {
+                h.simd = simd;
+                for t in texts {
+                    assert_eq!(h.signature(t).values(), reference_signature(&h, t), "{simd:?}, num_perm {num_perm}, {t:?}");
+                }
+            }
+        }
+        // Pinned values of the default hasher (stored signatures are compared across runs).
+        let h = MinHasher::new(MinHashParams::default()).unwrap();
+        let s = h.signature("the quick brown fox jumps over the lazy dog");
+        assert_eq!(&s.values()[..4], PINNED);
     }
 
     #[test]
