@@ -49,13 +49,34 @@ pub struct GitWalk {
     /// Trees and blobs read recently: walking newest-first, a commit's "old" side is the next
     /// commit's "new" side, so each object would otherwise be read and inflated twice.
     cache: RefCell<ObjCache>,
+    /// The parent commit read last (for its tree), kept whole: in a linear newest-first walk it
+    /// is the next commit to read. This replaces gix's object cache, which copied every object.
+    parent: RefCell<Option<(ObjectId, Vec<u8>)>>,
 }
 
-type Entries = BTreeMap<BString, (EntryKind, ObjectId)>;
+/// A tree's entries sorted by name (byte order), their names in one buffer: one allocation per
+/// tree instead of one per entry, and two trees compare by a merge of their sorted entries.
+#[derive(Default)]
+struct Tree {
+    names: Vec<u8>,
+    entries: Vec<TreeEntry>,
+}
+
+struct TreeEntry {
+    name: std::ops::Range<u32>,
+    kind: EntryKind,
+    id: ObjectId,
+}
+
+impl Tree {
+    fn name(&self, e: &TreeEntry) -> &[u8] {
+        &self.names[e.name.start as usize..e.name.end as usize]
+    }
+}
 
 #[derive(Default)]
 struct ObjCache {
-    trees: HashMap<ObjectId, Arc<Entries>>,
+    trees: HashMap<ObjectId, Arc<Tree>>,
     blobs: HashMap<ObjectId, Arc<Vec<u8>>>,
     blob_bytes: usize,
 }
@@ -142,6 +163,7 @@ impl GitRepo {
         }
         let skip = build_globs(&opts.skip_paths)?;
         let mut repo = self.repo.clone();
+        repo.object_cache_size(0);
         // A large delta-base cache: walking newest-first through packs whose deltas point to
         // older bases (fast-import, some servers) otherwise re-inflates whole chains per blob.
         repo.objects.set_pack_cache(|| Box::new(gix::odb::pack::cache::lru::MemoryCappedHashmap::new(64 << 20)));
@@ -152,6 +174,7 @@ impl GitRepo {
             max_patch: opts.max_patch_bytes as usize,
             skip,
             cache: RefCell::new(ObjCache::default()),
+            parent: RefCell::new(None),
         })
     }
 }
@@ -196,18 +219,25 @@ impl GitWalk {
 
     fn read_commit(&self, id: ObjectId) -> Result<Commit, String> {
         let ctx = || format!("reading commit {id}");
-        let commit = self.repo.find_commit(id).map_err(|e| err(&ctx(), e))?;
-        let decoded = commit.decode().map_err(|e| err(&ctx(), e))?;
+        let data = match self.parent.borrow_mut().take() {
+            Some((p, data)) if p == id => data,
+            _ => self.commit_data(id).map_err(|e| err(&ctx(), e))?,
+        };
+        let decoded = gix::objs::CommitRef::from_bytes(&data, self.repo.object_hash()).map_err(|e| err(&ctx(), e))?;
         let message = decoded.message.to_str_lossy().into_owned();
         let author = signature(decoded.author().map_err(|e| err(&ctx(), e))?);
         let committer = signature(decoded.committer().map_err(|e| err(&ctx(), e))?);
         let parents: Vec<ObjectId> = decoded.parents().collect();
         let new_tree = decoded.tree();
-        let old_tree = parents
-            .first()
-            .map(|p| self.repo.find_commit(*p).and_then(|c| Ok(c.tree_id()?.detach())))
-            .transpose()
-            .map_err(|e| err(&ctx(), e))?;
+        let old_tree = match parents.first() {
+            Some(p) => {
+                let pdata = self.commit_data(*p).map_err(|e| err(&ctx(), e))?;
+                let tree = gix::objs::CommitRefIter::from_bytes(&pdata, self.repo.object_hash()).tree_id().map_err(|e| err(&ctx(), e))?;
+                *self.parent.borrow_mut() = Some((*p, pdata));
+                Some(tree)
+            }
+            None => None,
+        };
 
         let mut raw = Vec::new();
         self.diff_trees(old_tree, Some(new_tree), &mut BString::default(), &mut raw)
@@ -247,16 +277,31 @@ impl GitWalk {
         })
     }
 
-    fn tree_entries(&self, id: Option<ObjectId>) -> Result<Arc<Entries>, String> {
+    /// A commit object's bytes (a copy of exactly its size; gix keeps its read buffer).
+    fn commit_data(&self, id: ObjectId) -> Result<Vec<u8>, String> {
+        Ok(self.repo.find_commit(id).map_err(|e| e.to_string())?.data.clone())
+    }
+
+    fn tree_entries(&self, id: Option<ObjectId>) -> Result<Arc<Tree>, String> {
         let Some(id) = id else { return Ok(Arc::default()) };
         if let Some(t) = self.cache.borrow().trees.get(&id) {
             return Ok(t.clone());
         }
-        let mut out = BTreeMap::new();
         let tree = self.repo.find_tree(id).map_err(|e| e.to_string())?;
+        let mut out = Tree { names: Vec::with_capacity(tree.data.len()), entries: Vec::new() };
         for entry in tree.iter() {
             let entry = entry.map_err(|e| e.to_string())?;
-            out.insert(entry.filename().to_owned(), (entry.mode().kind(), entry.oid().to_owned()));
+            let start = out.names.len() as u32;
+            out.names.extend_from_slice(entry.filename());
+            out.entries.push(TreeEntry { name: start..out.names.len() as u32, kind: entry.mode().kind(), id: entry.oid().to_owned() });
+        }
+        // git orders a directory as if its name ended in `/`; byte order is what the merge needs.
+        let names = &out.names;
+        let key = |e: &TreeEntry| &names[e.name.start as usize..e.name.end as usize];
+        if !out.entries.windows(2).all(|w| key(&w[0]) < key(&w[1])) {
+            let mut entries = std::mem::take(&mut out.entries);
+            entries.sort_unstable_by(|x, y| out.name(x).cmp(out.name(y)));
+            out.entries = entries;
         }
         let out = Arc::new(out);
         let mut cache = self.cache.borrow_mut();
@@ -280,37 +325,57 @@ impl GitWalk {
         }
         let a = self.tree_entries(old)?;
         let b = self.tree_entries(new)?;
-        let mut names: Vec<&BString> = a.keys().chain(b.keys()).collect();
-        names.sort();
-        names.dedup();
-        for name in names {
+        // Both trees are sorted by name: walk them side by side, in name order.
+        let (mut i, mut j) = (0, 0);
+        loop {
+            let (x, y) = (a.entries.get(i), b.entries.get(j));
+            let order = match (x, y) {
+                (None, None) => break,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some(x), Some(y)) => a.name(x).cmp(b.name(y)),
+            };
+            let (x, y, name) = match order {
+                std::cmp::Ordering::Less => (x, None, a.name(&a.entries[i])),
+                std::cmp::Ordering::Greater => (None, y, b.name(&b.entries[j])),
+                std::cmp::Ordering::Equal => (x, y, a.name(&a.entries[i])),
+            };
+            if order.is_le() {
+                i += 1;
+            }
+            if order.is_ge() {
+                j += 1;
+            }
+            // Submodule entries are ignored.
+            let l = x.map(|e| (e.kind, e.id)).filter(|(k, _)| *k != EntryKind::Commit);
+            let r = y.map(|e| (e.kind, e.id)).filter(|(k, _)| *k != EntryKind::Commit);
+            if l == r {
+                continue; // the same tree or blob (or nothing) on both sides
+            }
             let len = prefix.len();
             if !prefix.is_empty() {
                 prefix.push(b'/');
             }
             prefix.extend_from_slice(name);
-            let l = a.get(name).filter(|(k, _)| *k != EntryKind::Commit);
-            let r = b.get(name).filter(|(k, _)| *k != EntryKind::Commit);
-            let is_tree = |e: Option<&(EntryKind, ObjectId)>| e.is_some_and(|(k, _)| *k == EntryKind::Tree);
-            let blob = |e: Option<&(EntryKind, ObjectId)>| e.filter(|(k, _)| *k != EntryKind::Tree).map(|(_, id)| *id);
+            let is_tree = |e: Option<(EntryKind, ObjectId)>| e.is_some_and(|(k, _)| k == EntryKind::Tree);
+            let blob = |e: Option<(EntryKind, ObjectId)>| e.filter(|(k, _)| *k != EntryKind::Tree).map(|(_, id)| id);
             // Trees on either side: recurse (a tree replacing a blob is a delete plus adds).
             if is_tree(l) || is_tree(r) {
-                let lt = l.filter(|_| is_tree(l)).map(|(_, id)| *id);
-                let rt = r.filter(|_| is_tree(r)).map(|(_, id)| *id);
+                let lt = l.filter(|_| is_tree(l)).map(|(_, id)| id);
+                let rt = r.filter(|_| is_tree(r)).map(|(_, id)| id);
                 self.diff_trees(lt, rt, prefix, out)?;
             }
-            let (lb, rb) = (blob(l), blob(r));
-            let path = prefix.to_str_lossy().into_owned();
-            match (lb, rb) {
+            let path = || prefix.to_str_lossy().into_owned();
+            match (blob(l), blob(r)) {
                 (Some(x), Some(y)) if x == y && l.map(|e| e.0) == r.map(|e| e.0) => {}
                 (Some(x), Some(y)) => {
-                    out.push(RawChange { path, old_path: None, change: Change::Modified, old: Some(x), new: Some(y) })
+                    out.push(RawChange { path: path(), old_path: None, change: Change::Modified, old: Some(x), new: Some(y) })
                 }
                 (Some(x), None) => {
-                    out.push(RawChange { path, old_path: None, change: Change::Deleted, old: Some(x), new: None })
+                    out.push(RawChange { path: path(), old_path: None, change: Change::Deleted, old: Some(x), new: None })
                 }
                 (None, Some(y)) => {
-                    out.push(RawChange { path, old_path: None, change: Change::Added, old: None, new: Some(y) })
+                    out.push(RawChange { path: path(), old_path: None, change: Change::Added, old: None, new: Some(y) })
                 }
                 (None, None) => {}
             }
@@ -324,7 +389,9 @@ impl GitWalk {
         if let Some(b) = self.cache.borrow().blobs.get(&id) {
             return Ok(b.clone());
         }
-        let data = Arc::new(self.repo.find_blob(id).map_err(|e| e.to_string())?.take_data());
+        // A copy of exactly the blob's size; the read buffer goes back to gix's pool for the next
+        // read (taking it would make every read grow a fresh buffer from nothing).
+        let data = Arc::new(self.repo.find_blob(id).map_err(|e| e.to_string())?.data.clone());
         if data.len() <= CACHE_BLOB_MAX {
             let mut cache = self.cache.borrow_mut();
             if cache.blob_bytes + data.len() > CACHE_BLOB_BYTES {
@@ -371,8 +438,8 @@ impl GitWalk {
             });
             return Ok((fc, text));
         }
-        let before = String::from_utf8_lossy(&old);
-        let after = String::from_utf8_lossy(&new);
+        let before = utf8_lossy(&old);
+        let after = utf8_lossy(&new);
         if old.len() > MAX_DIFF_BLOB || new.len() > MAX_DIFF_BLOB {
             fc.deletions = count_lines(&before);
             fc.insertions = count_lines(&after);
@@ -392,7 +459,7 @@ impl GitWalk {
             return Ok((fc, None));
         }
         diff.postprocess_lines(&input);
-        let mut text = String::new();
+        let mut text = String::with_capacity(256 + 64 * (fc.insertions + fc.deletions) as usize);
         header(&mut text);
         let a = if c.old.is_some() { format!("a/{old_path}") } else { "/dev/null".into() };
         let b = if c.new.is_some() { format!("b/{}", c.path) } else { "/dev/null".into() };
@@ -403,6 +470,14 @@ impl GitWalk {
             text.push('\n');
         }
         Ok((fc, Some(text)))
+    }
+}
+
+/// `String::from_utf8_lossy`, with the (fast) validation of valid UTF-8 first: nearly all text is.
+fn utf8_lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 
