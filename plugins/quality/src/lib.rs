@@ -9,10 +9,16 @@
 
 pub mod text;
 
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
+use rustc_hash::FxBuildHasher;
 use sam_plugin::filter::{Example, Kind, Role, Verdict};
 use serde::Deserialize;
 
-use crate::text::{complexity, count, fence_count, has, kind_name, looks_truncated, reasoning_steps, response, split_code, Tally};
+use crate::text::{
+    code_stats, complexity, complexity_with, fence_count, kind_name, looks_truncated, reasoning_steps, response, Phrases, Tally,
+};
 
 /// Score changes of the scoring rules.
 #[derive(Clone, Debug, Deserialize)]
@@ -131,8 +137,17 @@ const CORRECTION: &[&str] = &[
     "corrected version",
 ];
 
-const PRINCIPLE_STARTS: &[&str] =
-    &["always ", "never ", "principle:", "rule of thumb", "key takeaway", "best practice", "as a rule", "lesson:", "lesson learned"];
+const PRINCIPLE_STARTS: &[&str] = &[
+    "always ",
+    "never ",
+    "principle:",
+    "rule of thumb",
+    "key takeaway",
+    "best practice",
+    "as a rule",
+    "lesson:",
+    "lesson learned",
+];
 
 const HEDGES: &[&str] = &[
     "i'm not sure",
@@ -163,46 +178,92 @@ const OUTDATED: &[&str] = &[
     "as of 2023",
 ];
 
-const UNSOURCED: &[&str] = &["studies show", "according to a study", "research shows", "according to research", "statistics show", "et al."];
+const UNSOURCED: &[&str] = &[
+    "studies show",
+    "according to a study",
+    "research shows",
+    "according to research",
+    "statistics show",
+    "et al.",
+];
 
-/// Duplicate word trigrams over all word trigrams of `lower` (0 when it has fewer than 8).
+/// The phrase lists, searched in one pass over the response; indices into [`Phrases::count`].
+static PHRASES: LazyLock<Phrases> = LazyLock::new(|| Phrases::new(&[REFUSAL, CORRECTION, HEDGES, OUTDATED, UNSOURCED]));
+const REFUSALS: usize = 0;
+const CORRECTIONS: usize = 1;
+const HEDGED: usize = 2;
+const DATED: usize = 3;
+const CLAIMS: usize = 4;
+
+/// Duplicate word trigrams over all word trigrams of `lower` (0 when it has fewer than 10 words).
 pub fn repetition_ratio(lower: &str) -> f32 {
     let words = text::words(lower);
     if words.len() < 10 {
         return 0.0;
     }
-    let grams: Vec<&[&str]> = words.windows(3).collect();
-    let mut distinct = grams.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
-    1.0 - distinct.len() as f32 / grams.len() as f32
+    // Words as small integers, so a trigram is one u64 (21 bits each: up to 2 M distinct words).
+    let mut index: HashMap<&str, u64, FxBuildHasher> = HashMap::with_capacity_and_hasher(words.len(), FxBuildHasher);
+    let ids: Vec<u64> = words
+        .iter()
+        .map(|w| {
+            let next = index.len() as u64;
+            *index.entry(w).or_insert(next)
+        })
+        .collect();
+    if ids.iter().any(|&id| id >= 1 << 21) {
+        return repetition_ratio_of_slices(&words);
+    }
+    let grams = words.len() - 2;
+    let mut distinct: HashSet<u64, FxBuildHasher> = HashSet::with_capacity_and_hasher(grams, FxBuildHasher);
+    for w in ids.windows(3) {
+        distinct.insert(w[0] << 42 | w[1] << 21 | w[2]);
+    }
+    1.0 - distinct.len() as f32 / grams as f32
 }
 
+/// The same ratio for texts with more distinct words than a packed trigram holds.
+fn repetition_ratio_of_slices(words: &[&str]) -> f32 {
+    let grams = words.len() - 2;
+    let distinct: HashSet<&[&str], FxBuildHasher> = words.windows(3).collect();
+    1.0 - distinct.len() as f32 / grams as f32
+}
+
+/// The example's metadata object (`correction`, `principles` keys), if it has any.
 fn metadata(ex: &Example) -> serde_json::Value {
+    if ex.metadata.trim().is_empty() {
+        return serde_json::Value::Null;
+    }
     serde_json::from_str(&ex.metadata).unwrap_or(serde_json::Value::Null)
 }
 
-fn is_correction(ex: &Example, lower: &str) -> bool {
-    let meta = metadata(ex);
-    ex.kind == Kind::Correction || meta.get("correction").is_some_and(|v| v.as_bool() == Some(true) || v.is_object()) || has(lower, CORRECTION)
+fn is_correction(ex: &Example, meta: &serde_json::Value, phrase_found: bool) -> bool {
+    ex.kind == Kind::Correction || meta.get("correction").is_some_and(|v| v.as_bool() == Some(true) || v.is_object()) || phrase_found
 }
 
-fn has_principles(ex: &Example, response: &str) -> bool {
-    let meta = metadata(ex);
+/// Whether `s` starts with `prefix` (lower-case ASCII), ignoring ASCII case.
+fn starts_with_ignoring_case(s: &str, prefix: &str) -> bool {
+    s.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+}
+
+fn has_principles(meta: &serde_json::Value, response: &str) -> bool {
     if meta.get("principles").and_then(|p| p.as_array()).is_some_and(|p| !p.is_empty()) {
         return true;
     }
     response.lines().chain(response.split(". ")).any(|s| {
-        let s = s.trim_start_matches(|c: char| c.is_whitespace() || c == '-' || c == '*').to_lowercase();
-        PRINCIPLE_STARTS.iter().any(|p| s.starts_with(p))
+        let s = s.trim_start_matches(|c: char| c.is_whitespace() || c == '-' || c == '*');
+        PRINCIPLE_STARTS.iter().any(|p| starts_with_ignoring_case(s, p))
     })
 }
 
 fn urls(s: &str) -> impl Iterator<Item = &str> {
-    s.split_whitespace().filter(|w| w.contains("http://") || w.contains("https://")).map(|w| {
-        let start = w.find("http").unwrap_or(0);
-        w[start..].trim_end_matches(|c: char| !(c.is_alphanumeric() || c == '/'))
-    })
+    s.split_whitespace()
+        .filter(|w| w.contains("http://") || w.contains("https://"))
+        .map(|w| {
+            let start = w.find("http").unwrap_or(0);
+            w[start..].trim_end_matches(|c: char| !(c.is_alphanumeric() || c == '/'))
+        })
 }
 
 impl Quality {
@@ -213,31 +274,33 @@ impl Quality {
     pub fn judge(&self, ex: &Example) -> Verdict {
         let c = &self.config;
         let w = &c.weights;
-        let cx = complexity(ex);
         if c.skip_kinds.iter().any(|k| k == kind_name(ex.kind)) || c.skip_tasks.contains(&ex.task) {
             return Verdict {
                 score: c.base.clamp(0.0, 1.0),
                 flags: vec![],
-                complexity: cx,
+                complexity: complexity(ex),
                 reject_reason: None,
                 rule: "not_scored".into(),
                 fired: vec![],
             };
         }
         let resp = response(ex).trim();
-        let lower = resp.to_lowercase();
         let chars = resp.chars().count();
         let steps = reasoning_steps(resp);
-        let repetition = repetition_ratio(&lower);
+        // The trimmed response has the same steps as the whole one.
+        let cx = complexity_with(ex, steps);
+        let repetition = repetition_ratio(&resp.to_lowercase());
+        let found = PHRASES.count(resp);
+        let meta = metadata(ex);
         let mut t = Tally::new(c.base);
 
         if steps >= c.min_reasoning_steps {
             t.fire("reasoning", w.reasoning, None);
         }
-        if is_correction(ex, &lower) {
+        if is_correction(ex, &meta, found[CORRECTIONS] > 0) {
             t.fire("correction", w.correction, None);
         }
-        if has_principles(ex, resp) {
+        if has_principles(&meta, resp) {
             t.fire("principles", w.principles, None);
         }
         if cx >= c.complexity_bonus_at {
@@ -260,22 +323,26 @@ impl Quality {
         if chars > c.long_chars {
             t.fire("too_long", 0.0, Some("too_long"));
         }
-        let (prose, code) = split_code(resp);
-        if fence_count(resp) >= 2 && code > 0 && prose.chars().filter(|c| !c.is_whitespace()).count() < 20 {
+        if fence_count(resp) >= 2 && matches!(code_stats(resp), (prose, code) if code > 0 && prose < 20) {
             t.fire("code_only", 0.0, Some("code_only"));
         }
-        let refusal = has(&lower, REFUSAL);
+        let refusal = found[REFUSALS] > 0;
         if refusal {
             t.fire("refusal", 0.0, Some("refusal"));
         }
-        if count(&lower, HEDGES) >= 2 {
+        if found[HEDGED] >= 2 {
             t.fire("uncertain", 0.0, Some("uncertain"));
         }
-        if has(&lower, OUTDATED) {
+        if found[DATED] > 0 {
             t.fire("outdated", 0.0, Some("outdated"));
         }
-        let prompt: String = ex.messages.iter().filter(|m| m.role != Role::Assistant).map(|m| m.content.as_str()).collect();
-        if has(&lower, UNSOURCED) || urls(resp).any(|u| !prompt.contains(u)) {
+        let in_prompt = |url: &str| {
+            ex.messages
+                .iter()
+                .filter(|m| m.role != Role::Assistant)
+                .any(|m| m.content.contains(url))
+        };
+        if found[CLAIMS] > 0 || urls(resp).any(|u| !in_prompt(u)) {
             t.fire("hallucination_risk", 0.0, Some("hallucination_risk"));
         }
 
@@ -284,12 +351,19 @@ impl Quality {
             t.reject("refusal", "the response is a refusal".into());
         }
         if chars < c.reject_short_chars {
-            t.reject("too_short", format!("the response has {chars} characters, under the minimum of {}", c.reject_short_chars));
+            t.reject(
+                "too_short",
+                format!("the response has {chars} characters, under the minimum of {}", c.reject_short_chars),
+            );
         }
         if repetition > c.reject_repetition_above {
             t.reject(
                 "repetition",
-                format!("{:.0} % of the response's word trigrams repeat (limit {:.0} %)", repetition * 100.0, c.reject_repetition_above * 100.0),
+                format!(
+                    "{:.0} % of the response's word trigrams repeat (limit {:.0} %)",
+                    repetition * 100.0,
+                    c.reject_repetition_above * 100.0
+                ),
             );
         }
         let score = t.score.clamp(0.0, 1.0);
@@ -315,3 +389,6 @@ sam_plugin::export_filter!(Quality);
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod reference_tests;

@@ -14,7 +14,8 @@ fn close(a: f32, b: f32) -> bool {
 }
 
 /// ≥ 100 characters, two reasoning steps, nothing else fires.
-const GOOD: &str = "First, open the settings panel from the menu at the top. Then, choose the profile tab, type the new name and press save.";
+const GOOD: &str =
+    "First, open the settings panel from the menu at the top. Then, choose the profile tab, type the new name and press save.";
 
 #[test]
 fn reasoning_bonus() {
@@ -131,9 +132,15 @@ fn incomplete_response() {
 /// Flags without score changes: the score stays that of GOOD (0.6) unless the flag rejects.
 #[test]
 fn flags_only_rules() {
-    let long = Quality::new(Config { long_chars: 50, ..Default::default() });
+    let long = Quality::new(Config {
+        long_chars: 50,
+        ..Default::default()
+    });
     let v = long.judge(&example(Kind::Chat, "q", GOOD));
-    assert!(v.flags == ["too_long"] && close(v.score, 0.6) && v.fired.contains(&"too_long:0".to_string()), "{v:?}");
+    assert!(
+        v.flags == ["too_long"] && close(v.score, 0.6) && v.fired.contains(&"too_long:0".to_string()),
+        "{v:?}"
+    );
 
     let code = "```python\ndef rename(user, name):\n    user.name = name\n    user.save()\n    return user\n```";
     let v = judge(Kind::Chat, code);
@@ -150,7 +157,11 @@ fn flags_only_rules() {
     let v = judge(Kind::Chat, &format!("{GOOD} See https://docs.invented.example/rename for more."));
     assert!(v.flags == ["hallucination_risk"], "{v:?}");
     // A link the prompt gave is not invented.
-    let ex = example(Kind::Chat, "Read https://wiki.local/rename and tell me.", &format!("{GOOD} See https://wiki.local/rename."));
+    let ex = example(
+        Kind::Chat,
+        "Read https://wiki.local/rename and tell me.",
+        &format!("{GOOD} See https://wiki.local/rename."),
+    );
     assert!(Quality::new(Config::default()).judge(&ex).flags.is_empty());
 }
 
@@ -169,7 +180,10 @@ fn skipped_kinds_and_tasks_get_the_base_score() {
     let mut ex = example(Kind::Chat, "diff", "Fix typo");
     ex.task = "commit-message".into();
     assert_eq!(Quality::new(Config::default()).judge(&ex).rule, "not_scored");
-    let strict = Quality::new(Config { skip_tasks: vec![], ..Default::default() });
+    let strict = Quality::new(Config {
+        skip_tasks: vec![],
+        ..Default::default()
+    });
     assert_eq!(strict.judge(&ex).rule, "too_short");
 }
 
@@ -192,7 +206,13 @@ fn complexity_stays_in_range() {
         "First, the cache. Then, the thread. Because of the lock, the memory and the database index change. ".repeat(60)
     );
     let mut ex = example(Kind::Correction, &big, &big);
-    ex.messages.push(Message { role: Role::User, content: "and the async part?".into() });
-    ex.messages.push(Message { role: Role::Assistant, content: big.clone() });
+    ex.messages.push(Message {
+        role: Role::User,
+        content: "and the async part?".into(),
+    });
+    ex.messages.push(Message {
+        role: Role::Assistant,
+        content: big.clone(),
+    });
     assert_eq!(Quality::new(Config::default()).judge(&ex).complexity, 10);
 }

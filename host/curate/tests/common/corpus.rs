@@ -1,7 +1,10 @@
-//! Generated test material shared by the tests and the benchmark (`examples/curate_bench.rs`
-//! includes this file): well-formed fake secrets of every rule in diffs, tool outputs and prose;
-//! look-alikes that must survive; topic-based documents and lightly edited copies of them.
+//! Generated test material shared by the tests and the benchmarks (`examples/curate_bench.rs`,
+//! the host's `examples/curation_bench.rs`): well-formed fake secrets of every rule in diffs,
+//! tool outputs and prose; look-alikes that must survive; topic-based documents, ~1 KB documents
+//! in the shapes examples have, and lightly edited copies of them.
 #![allow(dead_code)]
+
+use std::fmt::Write as _;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -325,4 +328,33 @@ pub fn edit_words(r: &mut impl Rng, doc: &str, n: usize, vocab: &[String]) -> St
         words[p] = w + if words[p].ends_with('.') { "." } else { "" };
     }
     words.join(" ")
+}
+
+/// ~1 KB of text in the shapes examples have: wrapped prose, some code, some diffs.
+pub fn base_doc(r: &mut impl Rng, vocab: &[String]) -> String {
+    let prose = topic_doc(r, vocab, 150);
+    let mut out = String::with_capacity(1200);
+    for (i, word) in prose.split(' ').enumerate() {
+        out.push_str(word);
+        out.push(if i % 9 == 8 { '\n' } else { ' ' });
+    }
+    let w = |r: &mut dyn rand::RngCore| vocab[r.random_range(0..vocab.len())].clone();
+    match r.random_range(0..3) {
+        0 => {
+            let (a, b, c) = (w(r), w(r), w(r));
+            let _ = write!(
+                out,
+                "\n```rust\nfn {a}_{b}(key: &str, cache: &Cache) -> Result<u32> {{\n    let token = cache.get(key)?;\n    Ok(token.{c}_count + 1)\n}}\n```\n"
+            );
+        }
+        1 => {
+            let (a, b) = (w(r), w(r));
+            let _ = write!(out, "\ndiff --git a/src/{a}.rs b/src/{a}.rs\n@@ -10,7 +10,7 @@\n-    let {b} = load(path)?;\n+    let {b} = load_with_retry(path, 3)?;\n     Ok({b})\n");
+        }
+        _ => {
+            let (a, b) = (w(r), w(r));
+            let _ = write!(out, "\n$ cargo test {a}\nrunning 12 tests\ntest {a}::{b} ... ok\ntest result: ok. 12 passed; 0 failed\n");
+        }
+    }
+    out
 }
