@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use mlx::{Array, Dtype};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io, model_err, Result};
@@ -50,6 +51,12 @@ impl AdapterConfig {
             Some(k) => k,
             None => LINEAR_KEYS.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    /// `lora_parameters`, which a LoRA adapter must have (`dir`: the adapter directory, named in
+    /// the error).
+    pub fn lora(&self, dir: &Path) -> Result<&LoraParameters> {
+        self.lora_parameters.as_ref().ok_or_else(|| model_err(dir.join(ADAPTER_CONFIG), "lora_parameters is missing"))
     }
 
     pub fn read(dir: &Path) -> Result<Self> {
@@ -109,7 +116,7 @@ pub fn load_adapters(model: &mut Qwen2, dir: &Path) -> Result<AdapterConfig> {
     let cfg = AdapterConfig::read(dir)?;
     match cfg.fine_tune_type.as_str() {
         "lora" => {
-            let lp = cfg.lora_parameters.as_ref().ok_or_else(|| model_err(dir.join(ADAPTER_CONFIG), "lora_parameters is missing"))?;
+            let lp = cfg.lora(dir)?;
             model.apply_lora(cfg.num_layers, &cfg.keys(), lp.rank, lp.scale, lp.dropout, 0)?;
         }
         "full" => model.full_fine_tune(cfg.num_layers)?,
@@ -117,4 +124,63 @@ pub fn load_adapters(model: &mut Qwen2, dir: &Path) -> Result<AdapterConfig> {
     }
     load_weights(model, &dir.join(ADAPTER_FILE))?;
     Ok(cfg)
+}
+
+/// One LoRA layer of an adapter file: the layer's name (`model.layers.N.self_attn.q_proj`) and
+/// its matrices.
+pub(crate) struct LoraLayer<'t> {
+    pub prefix: &'t str,
+    pub a: &'t Array,
+    pub b: &'t Array,
+}
+
+/// The LoRA layers of `tensors` (loaded from `file`, named in errors): every key must be a
+/// `.lora_a` or `.lora_b` and every layer must have both.
+pub(crate) fn lora_layers<'t>(tensors: &'t BTreeMap<String, Array>, file: &Path) -> Result<Vec<LoraLayer<'t>>> {
+    let mut layers = Vec::new();
+    for name in tensors.keys() {
+        if name.ends_with(".lora_b") {
+            continue;
+        }
+        let Some(prefix) = name.strip_suffix(".lora_a") else {
+            return Err(model_err(file, format!("{name} is not a LoRA matrix (lora_a / lora_b)")));
+        };
+        let b = tensors.get(&format!("{prefix}.lora_b")).ok_or_else(|| model_err(file, format!("{prefix}.lora_b is missing")))?;
+        layers.push(LoraLayer { prefix, a: &tensors[name], b });
+    }
+    for name in tensors.keys().filter_map(|k| k.strip_suffix(".lora_b")) {
+        if !tensors.contains_key(&format!("{name}.lora_a")) {
+            return Err(model_err(file, format!("{name}.lora_a is missing")));
+        }
+    }
+    Ok(layers)
+}
+
+/// `layer` folded into its dense weight `w` (out, in): `W + scale · (A·B)ᵀ` — the layer's output
+/// `W x + scale · (x A) B` as one matrix — computed in f32, returned as `dtype` and evaluated.
+/// The one place the fused weight is computed, for fusing in memory
+/// ([`crate::generate::fuse_adapter`]) and into files ([`crate::fuse::fuse`]); `file` is the
+/// adapter, named when the update does not fit the weight.
+pub(crate) fn fold_lora(w: &Array, layer: &LoraLayer<'_>, scale: f32, dtype: Dtype, file: &Path) -> Result<Array> {
+    let delta = layer.a.as_type(Dtype::Float32)?.matmul(&layer.b.as_type(Dtype::Float32)?)?.t()?.mul(scale)?;
+    if delta.shape() != w.shape() {
+        return Err(model_err(
+            file,
+            format!("{}: the update is {:?} but the weight is {:?} (an adapter of another model?)", layer.prefix, delta.shape(), w.shape()),
+        ));
+    }
+    let fused = w.as_type(Dtype::Float32)?.add(&delta)?.as_type(dtype)?;
+    fused.eval()?;
+    Ok(fused)
+}
+
+/// A full fine-tune's trained weight `name` replacing the base's `cur`: shapes must agree;
+/// stored as `dtype`, else as the base's dtype (evaluated).
+pub(crate) fn full_weight(name: &str, trained: &Array, cur: &Array, dtype: Option<Dtype>, file: &Path) -> Result<Array> {
+    if trained.shape() != cur.shape() {
+        return Err(model_err(file, format!("{name}: {:?} in the adapter, {:?} in the model", trained.shape(), cur.shape())));
+    }
+    let v = trained.as_type(dtype.unwrap_or(cur.dtype()))?;
+    v.eval()?;
+    Ok(v)
 }

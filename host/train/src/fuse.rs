@@ -3,8 +3,7 @@
 //! model.
 //!
 //! LoRA: every adapted linear layer becomes `W' = W + scale · (A·B)ᵀ` in the stored (out, in)
-//! layout (A is (in, r), B is (r, out), `scale` absolute, as in mlx-lm's adapters), computed in
-//! f32 and stored in the layer's dtype. Full fine-tunes: the trained layers replace the base's.
+//! layout ([`adapters::fold_lora`], shared with fusing in memory), stored in the layer's dtype. Full fine-tunes: the trained layers replace the base's.
 //!
 //! A quantized base (mlx-community 4-bit: packed uint32 + scales + biases) is refused unless
 //! `dequantize` is set: then every quantized weight is dequantized (the adapted ones before the
@@ -18,9 +17,11 @@ use std::path::{Path, PathBuf};
 use mlx::{Array, Dtype};
 use serde::Serialize;
 
-use crate::adapters::{AdapterConfig, ADAPTER_FILE};
+use crate::adapters::{self, AdapterConfig, ADAPTER_FILE};
 use crate::config::ModelConfig;
 use crate::error::{io, model_err, Error, Result};
+use crate::model::weight_files;
+use crate::trainer::parse_dtype;
 
 /// Files copied unchanged from the base directory when present.
 pub const TOKENIZER_FILES: &[&str] = &[
@@ -84,40 +85,6 @@ pub fn dtype_name(d: Dtype) -> &'static str {
     }
 }
 
-fn parse_dtype(s: &str) -> Result<Dtype> {
-    match s {
-        "float16" | "f16" | "fp16" => Ok(Dtype::Float16),
-        "bfloat16" | "bf16" => Ok(Dtype::Bfloat16),
-        "float32" | "f32" | "fp32" => Ok(Dtype::Float32),
-        other => Err(Error::Args(format!("dtype {other:?}: use float16, bfloat16 or float32"))),
-    }
-}
-
-fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let index = dir.join("model.safetensors.index.json");
-    if index.exists() {
-        let text = std::fs::read_to_string(&index).map_err(io(&index))?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| model_err(&index, e))?;
-        let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| model_err(&index, "no weight_map"))?;
-        let files: BTreeSet<PathBuf> = map.values().filter_map(|f| f.as_str()).map(|f| dir.join(f)).collect();
-        return Ok(files.into_iter().collect());
-    }
-    let single = dir.join("model.safetensors");
-    if single.exists() {
-        return Ok(vec![single]);
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(io(dir))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors") && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("adapter")))
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(model_err(dir, "no model.safetensors (or shards with an index) found"));
-    }
-    Ok(files)
-}
-
 fn same_dir(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(x), Ok(y)) => x == y,
@@ -170,10 +137,8 @@ pub fn fuse(args: &FuseArgs) -> Result<FuseReport> {
         .map(|(_, a)| a.dtype())
         .or_else(|| tensors.values().map(|a| a.dtype()).find(|d| d.is_float()))
         .unwrap_or(Dtype::Float32);
-    let out_dtype = match &args.dtype {
-        Some(s) => parse_dtype(s)?,
-        None => stored_float,
-    };
+    let asked_dtype = parse_dtype(&args.dtype)?;
+    let out_dtype = asked_dtype.unwrap_or(stored_float);
 
     let dequant = |tensors: &BTreeMap<String, Array>, prefix: &str| -> Result<Array> {
         let q = quant.as_ref().expect("checked above");
@@ -191,37 +156,18 @@ pub fn fuse(args: &FuseArgs) -> Result<FuseReport> {
     let mut dequantized = 0;
     match adapter_cfg.fine_tune_type.as_str() {
         "lora" => {
-            let lp = adapter_cfg.lora_parameters.as_ref().ok_or_else(|| model_err(args.adapter_path.join("adapter_config.json"), "lora_parameters is missing"))?;
-            let mut prefixes = BTreeSet::new();
-            for name in adapter.keys() {
-                match name.strip_suffix(".lora_a").or_else(|| name.strip_suffix(".lora_b")) {
-                    Some(p) => {
-                        prefixes.insert(p.to_string());
-                    }
-                    None => return Err(model_err(&adapter_file, format!("{name} is not a LoRA matrix (lora_a / lora_b)"))),
-                }
-            }
-            for prefix in prefixes {
-                let get = |s: &str| adapter.get(&format!("{prefix}.{s}")).ok_or_else(|| model_err(&adapter_file, format!("{prefix}.{s} is missing")));
-                let (a, b) = (get("lora_a")?, get("lora_b")?);
+            let scale = adapter_cfg.lora(&args.adapter_path)?.scale;
+            for layer in adapters::lora_layers(&adapter, &adapter_file)? {
+                let prefix = layer.prefix;
                 let wname = format!("{prefix}.weight");
-                let (w, dtype) = if quantized.contains(&prefix) {
+                let (w, dtype) = if quantized.contains(prefix) {
                     dequantized += 1;
-                    (dequant(&tensors, &prefix)?, out_dtype)
+                    (dequant(&tensors, prefix)?, out_dtype)
                 } else {
                     let w = tensors.get(&wname).ok_or_else(|| model_err(base, format!("the adapter has {prefix} but the model has no {wname}")))?;
-                    let dtype = if args.dtype.is_some() { out_dtype } else { w.dtype() };
-                    (w.clone(), dtype)
+                    (w.clone(), asked_dtype.unwrap_or(w.dtype()))
                 };
-                let delta = a.as_type(Dtype::Float32)?.matmul(&b.as_type(Dtype::Float32)?)?.t()?.mul(lp.scale)?;
-                if delta.shape() != w.shape() {
-                    return Err(model_err(
-                        &adapter_file,
-                        format!("{prefix}: the update is {:?} but the weight is {:?} (adapter of another model?)", delta.shape(), w.shape()),
-                    ));
-                }
-                let new = w.as_type(Dtype::Float32)?.add(&delta)?.as_type(dtype)?;
-                new.eval()?;
+                let new = adapters::fold_lora(&w, &layer, scale, dtype, &adapter_file)?;
                 for s in ["scales", "biases"] {
                     tensors.remove(&format!("{prefix}.{s}"));
                 }
@@ -234,11 +180,8 @@ pub fn fuse(args: &FuseArgs) -> Result<FuseReport> {
                 let Some(cur) = tensors.get(name) else {
                     return Err(model_err(&adapter_file, format!("{name} is not a weight of the base model")));
                 };
-                if cur.shape() != value.shape() {
-                    return Err(model_err(&adapter_file, format!("{name}: {:?} in the adapter, {:?} in the model", value.shape(), cur.shape())));
-                }
-                let dtype = if args.dtype.is_some() { out_dtype } else { cur.dtype() };
-                tensors.insert(name.clone(), value.as_type(dtype)?);
+                let new = adapters::full_weight(name, value, cur, asked_dtype, &adapter_file)?;
+                tensors.insert(name.clone(), new);
                 fused += 1;
             }
         }
@@ -268,7 +211,7 @@ pub fn fuse(args: &FuseArgs) -> Result<FuseReport> {
             o.remove("quantization");
             o.remove("quantization_config");
         }
-        if !quantized.is_empty() || args.dtype.is_some() {
+        if !quantized.is_empty() || asked_dtype.is_some() {
             o.insert("torch_dtype".into(), serde_json::Value::String(dtype_name(out_dtype).into()));
         }
     }

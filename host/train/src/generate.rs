@@ -158,8 +158,8 @@ pub struct Generator {
     cached: Vec<u32>,
 }
 
-/// Add an adapter's update to the model's dense weights: LoRA `W += scale·(a·b)ᵀ`, or a full
-/// fine-tune's weights replacing the base's.
+/// Add an adapter's update to the model's dense weights: LoRA layers folded in
+/// ([`adapters::fold_lora`]), or a full fine-tune's weights replacing the base's.
 pub fn fuse_adapter(model: &mut Qwen2, dir: &Path) -> Result<()> {
     let cfg = AdapterConfig::read(dir)?;
     let file = dir.join(ADAPTER_FILE);
@@ -169,31 +169,17 @@ pub fn fuse_adapter(model: &mut Qwen2, dir: &Path) -> Result<()> {
             if model.is_quantized() {
                 return Err(model_err(dir, "several adapters are fused into the weights, which needs a dense (not quantized) model; use one adapter"));
             }
-            let scale = cfg.lora_parameters.as_ref().map(|l| l.scale).ok_or_else(|| model_err(dir, "lora_parameters is missing"))?;
-            for (name, a) in &st.tensors {
-                let Some(prefix) = name.strip_suffix(".lora_a") else { continue };
-                let b = st.tensors.get(&format!("{prefix}.lora_b")).ok_or_else(|| model_err(&file, format!("{prefix}.lora_b is missing")))?;
-                let wi = model.params.get(&format!("{prefix}.weight")).ok_or_else(|| model_err(&file, format!("{prefix}: no such layer in the model")))?;
+            let scale = cfg.lora(dir)?.scale;
+            for layer in adapters::lora_layers(&st.tensors, &file)? {
+                let wi = model.params.get(&format!("{}.weight", layer.prefix)).ok_or_else(|| model_err(&file, format!("{}: no such layer in the model", layer.prefix)))?;
                 let w = &model.params.values[wi];
-                let delta = a.as_type(Dtype::Float32)?.matmul(&b.as_type(Dtype::Float32)?)?.swapaxes(0, 1)?.mul(scale)?;
-                if delta.shape() != w.shape() {
-                    return Err(model_err(&file, format!("{prefix}: update {:?} does not fit weight {:?}", delta.shape(), w.shape())));
-                }
-                let fused = w.as_type(Dtype::Float32)?.add(&delta)?.as_type(w.dtype())?;
-                fused.eval()?;
-                model.params.values[wi] = fused;
+                model.params.values[wi] = adapters::fold_lora(w, &layer, scale, w.dtype(), &file)?;
             }
         }
         "full" => {
             for (name, v) in &st.tensors {
                 let wi = model.params.get(name).ok_or_else(|| model_err(&file, format!("{name}: no such weight in the model")))?;
-                let w = &model.params.values[wi];
-                if v.shape() != w.shape() {
-                    return Err(model_err(&file, format!("{name}: shape {:?}, model {:?}", v.shape(), w.shape())));
-                }
-                let v = v.as_type(w.dtype())?;
-                v.eval()?;
-                model.params.values[wi] = v;
+                model.params.values[wi] = adapters::full_weight(name, v, &model.params.values[wi], None, &file)?;
             }
         }
         other => return Err(model_err(dir, format!("fine_tune_type {other:?} is not supported (lora, full)"))),
@@ -357,7 +343,7 @@ impl Generator {
             finish_reason: finish,
             prompt_tps: (fresh as f64 / prompt_time.max(1e-9)) as f32,
             generation_tps: (history.len().saturating_sub(prompt.len()) as f64 / gen_time.max(1e-9)) as f32,
-            peak_memory: mlx::memory::peak_memory().unwrap_or(0) as f32 / 1e9,
+            peak_memory: crate::train_loop::peak_gb(),
         })
     }
 

@@ -243,7 +243,7 @@ pub struct Qwen2 {
 
 /// Weight files of a model directory: `model.safetensors`, or the shards named by
 /// `model.safetensors.index.json`, or every `*.safetensors` (mlx-community layout).
-fn weight_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+pub(crate) fn weight_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if index.exists() {
         let text = std::fs::read_to_string(&index).map_err(io(&index))?;

@@ -182,9 +182,9 @@ pub(crate) fn ce_path(s: &str) -> Result<CePath> {
 pub(crate) fn parse_dtype(s: &Option<String>) -> Result<Option<mlx::Dtype>> {
     Ok(match s.as_deref() {
         None => None,
-        Some("float32" | "f32") => Some(mlx::Dtype::Float32),
+        Some("float32" | "f32" | "fp32") => Some(mlx::Dtype::Float32),
         Some("bfloat16" | "bf16") => Some(mlx::Dtype::Bfloat16),
-        Some("float16" | "f16") => Some(mlx::Dtype::Float16),
+        Some("float16" | "f16" | "fp16") => Some(mlx::Dtype::Float16),
         Some(o) => return Err(Error::Args(format!("dtype {o:?}: use float32, bfloat16 or float16"))),
     })
 }
