@@ -8,14 +8,16 @@
 //! The numbers are a pure function of the arguments and the data: dropout is seeded from (seed,
 //! update, batch within the update), the batcher's position is checkpointed with the optimizer
 //! state, so a resumed run gives the losses of an uninterrupted one.
+//!
+//! The contract with a kind of training is in `train_loop/objective.rs`, checkpoints in
+//! `train_loop/checkpoint.rs`.
 
 mod checkpoint;
+mod objective;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
-
-use serde::Serialize;
 
 use mlx::Array;
 
@@ -27,29 +29,8 @@ use crate::optim::{clip_grad_norm, AdamW, Schedule};
 use crate::trainer::TrainArgs;
 
 use checkpoint::State;
-
-/// What a progress event reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Event {
-    /// Training loss report (every `steps_per_report` updates).
-    Train,
-    /// A validation finished.
-    Val,
-    /// A checkpoint was saved.
-    Save,
-    /// Training ended.
-    Done,
-}
-
-/// Why training stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    Completed,
-    EarlyStopped,
-    Cancelled,
-}
+pub use objective::{Event, StopReason};
+pub(crate) use objective::{Moment, Objective, Outcome, Record, Window};
 
 /// MLX's peak allocated memory so far, GB.
 pub(crate) fn peak_gb() -> f32 {
@@ -64,116 +45,6 @@ pub(crate) fn init_mlx(args: &TrainArgs) -> Result<()> {
     }
     mlx::random::seed(args.seed)?;
     Ok(())
-}
-
-/// What differs between kinds of training (SFT, DPO); the loop does the rest.
-pub(crate) trait Objective {
-    /// One batch of an update, ready for the device.
-    type Batch;
-    /// A progress event, also one line of `metrics.jsonl`.
-    type Progress: Serialize;
-
-    /// The `n` batches of the next update (gradient accumulation), drawn in order from `batcher`
-    /// (whose position the checkpoints save).
-    fn draw(&mut self, batcher: &mut Batcher, n: usize) -> Result<Vec<Self::Batch>>;
-
-    /// Trained tokens of a batch (throughput and `trained_tokens`).
-    fn tokens(&self, batch: &Self::Batch) -> usize;
-
-    /// The outputs of one batch with parameter values `p`: `[0]` is the batch's share of the
-    /// update's loss (the loop sums the shares and differentiates them); the others are
-    /// statistics without gradient, handed to [`Objective::observe`] after the update.
-    fn loss(&self, model: &Qwen2, p: &[Array], batch: &Self::Batch, mode: Mode) -> mlx::Result<Vec<Array>>;
-
-    /// Whether the reports need the gradient norm (computed, unclipped, when `max_grad_norm` is
-    /// unset).
-    fn wants_grad_norm(&self) -> bool {
-        false
-    }
-
-    /// The outputs of every batch of a finished, finite update.
-    fn observe(&mut self, _outputs: &[Vec<Array>]) -> Result<()> {
-        Ok(())
-    }
-
-    /// Whether there is a validation set (without one the last adapter is kept).
-    fn has_validation(&self) -> bool;
-
-    /// Validation loss of the current weights (lower is better; it picks the kept adapter and
-    /// drives early stopping); None without a validation set.
-    fn validate(&mut self, model: &Qwen2) -> Result<Option<f32>>;
-
-    /// The progress event of `record` at `at`; None: nothing to report.
-    fn progress(&mut self, at: &Moment, record: Record<'_>) -> Option<Self::Progress>;
-}
-
-/// Where the run is when an event happens.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Moment {
-    pub event: Event,
-    pub step: usize,
-    pub iters: usize,
-    pub learning_rate: f32,
-    pub trained_tokens: usize,
-    pub elapsed_s: f32,
-}
-
-/// What an event is about.
-pub(crate) enum Record<'a> {
-    /// A training report over the updates since the last one.
-    Train(&'a Window),
-    /// A validation with this loss.
-    Val(f32),
-    /// A checkpoint was written to this directory.
-    Save(&'a Path),
-    /// The run ended.
-    Done(&'a Outcome),
-    /// An update gave this non-finite loss; the run stops with an error.
-    NonFinite(f32),
-}
-
-/// Sums over the updates since the last training report.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Window {
-    /// Σ of the update losses.
-    pub loss: f64,
-    pub steps: usize,
-    pub tokens: usize,
-    /// Training time (updates only, not validation or checkpoints).
-    pub seconds: f64,
-    /// Σ of the gradient norms (when computed).
-    pub grad_norm: f64,
-}
-
-impl Window {
-    pub fn mean_loss(&self) -> f32 {
-        (self.loss / self.steps.max(1) as f64) as f32
-    }
-
-    pub fn mean_grad_norm(&self) -> f32 {
-        (self.grad_norm / self.steps.max(1) as f64) as f32
-    }
-
-    pub fn tokens_per_second(&self) -> f32 {
-        (self.tokens as f64 / self.seconds.max(1e-9)) as f32
-    }
-}
-
-/// What the loop hands back for the report.
-#[derive(Debug, Clone)]
-pub(crate) struct Outcome {
-    pub steps: usize,
-    pub stop: StopReason,
-    /// Loss of the first update of this run.
-    pub first_loss: Option<f32>,
-    pub last_loss: Option<f32>,
-    pub best_val_loss: Option<f32>,
-    pub best_step: Option<usize>,
-    pub trained_tokens: usize,
-    pub train_seconds: f32,
-    pub tokens_per_second: f32,
-    /// `adapters.safetensors` in the run directory.
-    pub adapter_file: PathBuf,
 }
 
 /// Updates of the run: `iters`, or `epochs` passes over the batcher's data.
@@ -268,8 +139,8 @@ impl<O: Objective> Trainer<'_, O> {
         }
         let mut stop = StopReason::Completed;
         let (mut first_loss, mut last_loss) = (None, None);
-        let mut window = Window::default();
-        let (mut total_time, mut total_tokens) = (0f64, 0usize);
+        // Since the last report, and the whole run.
+        let (mut window, mut total) = (Window::default(), Window::default());
         while self.state.step < iters {
             let t0 = Instant::now();
             let step = self.state.step + 1;
@@ -281,12 +152,8 @@ impl<O: Objective> Trainer<'_, O> {
             last_loss = Some(u.loss);
             let dt = t0.elapsed().as_secs_f64();
             self.obj.observe(&u.outputs)?;
-            window.loss += u.loss as f64;
-            window.grad_norm += u.grad_norm.unwrap_or(0.0) as f64;
-            window.steps += 1;
-            window.tokens += u.tokens;
-            window.seconds += dt;
-            (total_time, total_tokens) = (total_time + dt, total_tokens + u.tokens);
+            window.add(u.loss, u.grad_norm, u.tokens, dt);
+            total.add(u.loss, u.grad_norm, u.tokens, dt);
 
             let lr = self.schedule.lr(step);
             if step.is_multiple_of(args.steps_per_report.max(1)) || step == iters {
@@ -322,8 +189,8 @@ impl<O: Objective> Trainer<'_, O> {
             best_val_loss: self.state.best_val_loss,
             best_step: self.state.best_step,
             trained_tokens: self.state.trained_tokens,
-            train_seconds: total_time as f32,
-            tokens_per_second: (total_tokens as f64 / total_time.max(1e-9)) as f32,
+            train_seconds: total.seconds as f32,
+            tokens_per_second: total.tokens_per_second(),
             adapter_file: self.final_adapter.clone(),
         };
         self.emit(Event::Done, self.schedule.lr(self.state.step.max(1)), Record::Done(&outcome));
@@ -376,10 +243,7 @@ impl<O: Objective> Trainer<'_, O> {
             return Err(Error::NonFinite { step, loss, last_good });
         }
         self.model.set_trainable(new);
-        let grad_norm = match &norm {
-            Some(n) => Some(n.item::<f32>()?),
-            None => None,
-        };
+        let grad_norm = norm.map(|n| n.item::<f32>()).transpose()?;
         Ok(Update { loss, tokens, grad_norm, outputs })
     }
 
