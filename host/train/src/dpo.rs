@@ -97,6 +97,9 @@ pub struct DpoProgress {
     pub elapsed_s: f32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
+    /// Why the run failed (a `done` event after a NaN/inf loss).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The outcome of [`dpo`].

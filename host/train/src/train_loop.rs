@@ -238,9 +238,10 @@ impl<O: Objective> Trainer<'_, O> {
         mlx::eval(new.iter().chain(self.opt.state()).chain([&loss_arr]).chain(norm.iter()).chain(outputs.iter().flatten()))?;
         let loss = loss_arr.item::<f32>()?;
         if !loss.is_finite() {
-            let last_good = self.last_checkpoint.as_ref().map_or("none (no checkpoint was saved yet)".to_string(), |p| p.display().to_string());
-            self.emit(Event::Done, lr, Record::NonFinite(loss));
-            return Err(Error::NonFinite { step, loss, last_good });
+            let last_good = self.last_checkpoint.clone();
+            let error = Error::NonFinite { step, loss, last_good: last_good.as_ref().map_or("none (no checkpoint was saved yet)".into(), |p| p.display().to_string()) };
+            self.emit(Event::Done, lr, Record::NonFinite { loss, error: &error, last_good: last_good.as_deref() });
+            return Err(error);
         }
         self.model.set_trainable(new);
         let grad_norm = norm.map(|n| n.item::<f32>()).transpose()?;
@@ -273,7 +274,7 @@ impl<O: Objective> Trainer<'_, O> {
             trained_tokens: self.state.trained_tokens,
             elapsed_s: self.start.elapsed().as_secs_f32(),
         };
-        let Some(p) = self.obj.progress(&at, record) else { return };
+        let p = self.obj.progress(&at, record);
         if let Ok(line) = serde_json::to_string(&p) {
             // A full disk must not stop training; the callback still gets the event.
             let _ = writeln!(self.metrics, "{line}");

@@ -15,7 +15,7 @@
 mod args;
 mod eval_loss;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -56,6 +56,9 @@ pub struct Progress {
     pub elapsed_s: f32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
+    /// Why the run failed (a `done` event after a NaN/inf loss; `train_loss` is that loss).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The outcome of [`train`].
@@ -177,7 +180,7 @@ impl Objective for Sft<'_> {
         Ok(Some(evaluate(model, v, self.args.batch_size, self.args.val_batches, self.pad, self.path)?.0))
     }
 
-    fn progress(&mut self, at: &Moment, record: Record<'_>) -> Option<Progress> {
+    fn progress(&mut self, at: &Moment, record: Record<'_>) -> Progress {
         let mut p = Progress {
             event: at.event,
             step: at.step,
@@ -191,6 +194,7 @@ impl Objective for Sft<'_> {
             peak_memory_gb: peak_gb(),
             elapsed_s: at.elapsed_s,
             path: None,
+            error: None,
         };
         match record {
             Record::Train(w) => {
@@ -208,9 +212,13 @@ impl Objective for Sft<'_> {
                 p.tokens_per_second = o.tokens_per_second;
                 p.path = Some(o.adapter_file.clone());
             }
-            // The failed update's loss, at the last good step.
-            Record::NonFinite(loss) => p.train_loss = Some(loss),
+            // The failed update's loss (null in JSON), at the last good step.
+            Record::NonFinite { loss, error, last_good } => {
+                p.train_loss = Some(loss);
+                p.error = Some(error.to_string());
+                p.path = last_good.map(Path::to_path_buf);
+            }
         }
-        Some(p)
+        p
     }
 }

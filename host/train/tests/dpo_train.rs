@@ -1,7 +1,7 @@
 //! DPO on a tiny model: the chosen-vs-rejected margin grows on held-out pairs; the reference
 //! log-probs are computed once (before training), never change, and equal the reference
 //! recomputed from its definition (the base model, or the frozen SFT adapter); resume after an
-//! interruption continues exactly.
+//! interruption continues exactly; a NaN/inf loss stops the run as it stops SFT.
 
 mod common;
 
@@ -13,7 +13,7 @@ use brain_train::dpo::{dpo, evaluate_split, load_pairs, reference_logps, DpoArgs
 use brain_train::model::Qwen2;
 use brain_train::tokenizer::Tokenizer;
 use brain_train::{adapters, train, Event, LoraArgs, StopReason, TrainArgs};
-use common::{small_spec, tiny, write_jsonl};
+use common::{assert_non_finite_stop, small_spec, tiny, write_jsonl};
 use mlx::loss::CePath;
 use serde_json::json;
 
@@ -231,6 +231,24 @@ fn resume_continues_exactly() {
     let mut parts = losses(&first);
     parts.extend(losses(&second));
     assert_eq!(parts, losses(&whole));
+}
+
+#[test]
+fn nan_loss_stops_with_a_clear_error_as_sft_does() {
+    let (td, model) = tiny(small_spec());
+    let data = td.path().join("dpo");
+    write_pairs(&data);
+    let mut a = args(&model, &data, td.path().join("run"), 6);
+    // An infinite step turns the weights non-finite after the first update.
+    a.train.learning_rate = f32::INFINITY;
+    a.train.steps_per_save = 1;
+    let mut events: Vec<DpoProgress> = Vec::new();
+    let e = dpo(&a, &mut |p| events.push(p.clone())).unwrap_err();
+    let done = assert_non_finite_stop(&a.train.adapter_path, &e);
+    // No training metrics from the failed update.
+    assert!(done.get("loss").is_none(), "{done}");
+    let last = events.last().unwrap();
+    assert!(last.event == Event::Done && last.train.is_none() && last.error.as_deref() == Some(e.to_string().as_str()));
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! The trainer end to end on tiny models: overfitting, exact resume, early stopping, NaN stop.
+//! The trainer end to end on tiny models: overfitting, exact resume, early stopping, NaN stop
+//! (the same stop for DPO: tests/dpo_train.rs).
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use brain_train::tiny::{write_synthetic_chat, TinySpec};
 use brain_train::trainer::{Event, StopReason};
 use brain_train::{train, FineTuneType, LoraArgs, TrainArgs};
-use common::{small_spec, tiny, write_jsonl};
+use common::{assert_non_finite_stop, small_spec, tiny, write_jsonl};
 use serde_json::json;
 
 fn losses_of(args: &TrainArgs) -> (Vec<(usize, f32)>, brain_train::TrainReport) {
@@ -158,10 +159,13 @@ fn nan_loss_stops_with_a_clear_error() {
     args.warmup = 0;
     args.max_grad_norm = None;
     args.steps_per_save = 1;
-    let e = train(&args, &mut |_| {}).unwrap_err();
-    let msg = e.to_string();
-    assert!(matches!(e, brain_train::Error::NonFinite { .. }), "{msg}");
-    assert!(msg.contains("last good checkpoint"), "{msg}");
+    let mut events = Vec::new();
+    let e = train(&args, &mut |p| events.push(p.clone())).unwrap_err();
+    let done = assert_non_finite_stop(&args.adapter_path, &e);
+    // The failed loss: NaN/inf to the callback, null in JSON.
+    assert!(done["train_loss"].is_null(), "{done}");
+    let last = events.last().unwrap();
+    assert!(last.event == Event::Done && !last.train_loss.unwrap().is_finite() && last.error.as_deref() == Some(e.to_string().as_str()));
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! preference loss against the cached reference, validation on the valid pairs, and progress
 //! events with TRL's metric names.
 
+use std::path::Path;
+
 use mlx::Array;
 
 use crate::data::Batcher;
@@ -81,8 +83,8 @@ impl Objective for Preference<'_> {
         Ok(Some(m.eval_loss))
     }
 
-    fn progress(&mut self, at: &Moment, record: Record<'_>) -> Option<DpoProgress> {
-        let mut p = DpoProgress { event: at.event, step: at.step, iters: at.iters, train: None, eval: None, elapsed_s: at.elapsed_s, path: None };
+    fn progress(&mut self, at: &Moment, record: Record<'_>) -> DpoProgress {
+        let mut p = DpoProgress { event: at.event, step: at.step, iters: at.iters, train: None, eval: None, elapsed_s: at.elapsed_s, path: None, error: None };
         match record {
             Record::Train(window) => {
                 let m = std::mem::take(&mut self.sums).metrics(window, at.learning_rate);
@@ -95,9 +97,12 @@ impl Objective for Preference<'_> {
                 p.train = self.last_metrics;
                 p.path = Some(o.adapter_file.clone());
             }
-            // The error says it all; metrics.jsonl ends at the last good event.
-            Record::NonFinite(_) => return None,
+            // No metrics: the failed update's pair statistics are not counted.
+            Record::NonFinite { error, last_good, .. } => {
+                p.error = Some(error.to_string());
+                p.path = last_good.map(Path::to_path_buf);
+            }
         }
-        Some(p)
+        p
     }
 }

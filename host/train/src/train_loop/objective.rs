@@ -8,7 +8,7 @@ use serde::Serialize;
 use mlx::Array;
 
 use crate::data::Batcher;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{Mode, Qwen2};
 
 /// What a progress event reports.
@@ -71,8 +71,8 @@ pub(crate) trait Objective {
     /// drives early stopping); None without a validation set.
     fn validate(&mut self, model: &Qwen2) -> Result<Option<f32>>;
 
-    /// The progress event of `record` at `at`; None: nothing to report.
-    fn progress(&mut self, at: &Moment, record: Record<'_>) -> Option<Self::Progress>;
+    /// The progress event of `record` at `at`.
+    fn progress(&mut self, at: &Moment, record: Record<'_>) -> Self::Progress;
 }
 
 /// Where the run is when an event happens.
@@ -96,8 +96,10 @@ pub(crate) enum Record<'a> {
     Save(&'a Path),
     /// The run ended.
     Done(&'a Outcome),
-    /// An update gave this non-finite loss; the run stops with an error.
-    NonFinite(f32),
+    /// An update gave a non-finite `loss`; the run stops with `error`. Recorded as the run's
+    /// `done` event (so metrics.jsonl says how the run ended), at the last good step, pointing at
+    /// the last good checkpoint (None: none was saved).
+    NonFinite { loss: f32, error: &'a Error, last_good: Option<&'a Path> },
 }
 
 /// Sums over the updates since the last training report.

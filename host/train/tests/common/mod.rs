@@ -44,3 +44,20 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
     let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum::<f64>().sqrt();
     (num / den.max(1e-30)) as f32
 }
+
+/// A run stopped by a NaN/inf loss: `e` is [`brain_train::Error::NonFinite`], and the run's
+/// metrics.jsonl ends with a `done` line at the last good step (the one before the failure)
+/// carrying the error and the last good checkpoint, which exists. Returns that line.
+pub fn assert_non_finite_stop(run: &Path, e: &brain_train::Error) -> serde_json::Value {
+    let brain_train::Error::NonFinite { step, loss, last_good } = e else { panic!("not a NaN/inf stop: {e}") };
+    assert!(!loss.is_finite() && *step >= 2, "{e}");
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "done", "{last}");
+    assert_eq!(last["step"], step - 1, "{last}");
+    assert_eq!(last["error"], e.to_string(), "{last}");
+    assert!(e.to_string().contains("last good checkpoint"), "{e}");
+    assert_eq!(last["path"].as_str(), Some(last_good.as_str()), "{last}");
+    assert!(Path::new(last_good).join("state.json").is_file(), "{last_good} is not a checkpoint");
+    last
+}
