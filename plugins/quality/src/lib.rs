@@ -16,9 +16,7 @@ use rustc_hash::FxBuildHasher;
 use sam_plugin::filter::{Example, Kind, Role, Verdict};
 use serde::Deserialize;
 
-use crate::text::{
-    code_stats, complexity, complexity_with, fence_count, kind_name, looks_truncated, reasoning_steps, response, Phrases, Tally,
-};
+use crate::text::{code_stats, complexity, fence_count, kind_name, looks_truncated, response, Measures, Scanner, Tally};
 
 /// Score changes of the scoring rules.
 #[derive(Clone, Debug, Deserialize)]
@@ -187,8 +185,9 @@ const UNSOURCED: &[&str] = &[
     "et al.",
 ];
 
-/// The phrase lists, searched in one pass over the response; indices into [`Phrases::count`].
-static PHRASES: LazyLock<Phrases> = LazyLock::new(|| Phrases::new(&[REFUSAL, CORRECTION, HEDGES, OUTDATED, UNSOURCED]));
+/// The phrase lists, found in the same pass over the response as the reasoning steps and
+/// technical notions; indices into [`Measures::found`](text::Measures).
+static SCANNER: LazyLock<Scanner> = LazyLock::new(|| Scanner::new(&[REFUSAL, CORRECTION, HEDGES, OUTDATED, UNSOURCED]));
 const REFUSALS: usize = 0;
 const CORRECTIONS: usize = 1;
 const HEDGED: usize = 2;
@@ -253,12 +252,21 @@ fn has_principles(meta: &serde_json::Value, response: &str) -> bool {
     }
     response.lines().chain(response.split(". ")).any(|s| {
         let s = s.trim_start_matches(|c: char| c.is_whitespace() || c == '-' || c == '*');
-        PRINCIPLE_STARTS.iter().any(|p| starts_with_ignoring_case(s, p))
+        // Most sentences start with a letter no statement of principle starts with.
+        let first = s.as_bytes().first().map(u8::to_ascii_lowercase);
+        first.is_some_and(|b| {
+            PRINCIPLE_STARTS
+                .iter()
+                .any(|p| p.as_bytes()[0] == b && starts_with_ignoring_case(s, p))
+        })
     })
 }
 
 fn urls(s: &str) -> impl Iterator<Item = &str> {
+    // Most responses hold no URL: one search instead of a look at every word.
+    let any = memchr::memmem::find(s.as_bytes(), b"http").is_some();
     s.split_whitespace()
+        .take_while(move |_| any)
         .filter(|w| w.contains("http://") || w.contains("https://"))
         .map(|w| {
             let start = w.find("http").unwrap_or(0);
@@ -286,11 +294,12 @@ impl Quality {
         }
         let resp = response(ex).trim();
         let chars = resp.chars().count();
-        let steps = reasoning_steps(resp);
-        // The trimmed response has the same steps as the whole one.
-        let cx = complexity_with(ex, steps);
+        let Measures {
+            steps,
+            complexity: cx,
+            found,
+        } = SCANNER.measure(ex);
         let repetition = repetition_ratio(&resp.to_lowercase());
-        let found = PHRASES.count(resp);
         let meta = metadata(ex);
         let mut t = Tally::new(c.base);
 

@@ -163,7 +163,13 @@ fn a_phrase_is_counted_as_str_matches_counts_it() {
     let p = Phrases::new(&[&["aba"], &["bab"]]);
     assert_eq!(p.count("ababa"), ["ababa".matches("aba").count(), "ababa".matches("bab").count()]);
     assert_eq!(p.count("ABABA xaba"), [2, 1]);
-    assert_eq!(p.count_where("ababa", |start| start > 0), [1, 1]);
+    // An occurrence that does not count does not hide the next one.
+    let mut starts = Vec::new();
+    p.scan("ababa", |list, _, start| {
+        starts.push((list, start));
+        start > 0
+    });
+    assert_eq!(starts, [(0, 0), (1, 1), (0, 2)]);
     for list in [
         REFUSAL,
         CORRECTION,
@@ -186,6 +192,7 @@ fn fast_measures_match_plain_ones_on_generated_texts() {
     let mut g = Gen(0x2545_F491_4F6C_DD1D);
     let lists = [REFUSAL, CORRECTION, HEDGES, OUTDATED, UNSOURCED];
     let phrases = Phrases::new(&lists);
+    let scanner = text::Scanner::new(&lists);
     for case in 0..1200 {
         let mut text = g.text(1 + case % 150);
         if case % 2 == 0 {
@@ -227,5 +234,13 @@ fn fast_measures_match_plain_ones_on_generated_texts() {
             metadata: String::new(),
         };
         assert_eq!(complexity(&ex), plain_complexity(&ex), "complexity of {ex:?}");
+        let m = scanner.measure(&ex);
+        let resp = text::response(&ex);
+        let plain_found: Vec<usize> = lists.iter().map(|l| plain_count(&resp.to_lowercase(), l)).collect();
+        assert_eq!(
+            (m.steps, m.complexity, m.found),
+            (plain_reasoning_steps(resp), plain_complexity(&ex), plain_found),
+            "{ex:?}"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! include this file with `#[path]`). Pure functions of an example's text.
 #![allow(dead_code)]
 
+use std::ops::Range;
 use std::sync::LazyLock;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
@@ -33,18 +34,18 @@ pub fn kind_name(kind: Kind) -> &'static str {
 /// list used to be a separate `contains` scan over a lower-cased copy: ~40 scans per example).
 pub struct Phrases {
     automaton: AhoCorasick,
-    /// The list each phrase comes from.
-    list_of: Vec<usize>,
+    /// The list each phrase comes from, and its place in that list.
+    origin: Vec<(usize, usize)>,
     lists: usize,
 }
 
 impl Phrases {
     pub fn new(lists: &[&[&str]]) -> Phrases {
         let phrases: Vec<&str> = lists.iter().flat_map(|l| l.iter().copied()).collect();
-        let list_of = lists
+        let origin = lists
             .iter()
             .enumerate()
-            .flat_map(|(i, l)| std::iter::repeat_n(i, l.len()))
+            .flat_map(|(i, l)| (0..l.len()).map(move |j| (i, j)))
             .collect();
         let automaton = AhoCorasick::builder()
             .kind(Some(AhoCorasickKind::DFA))
@@ -54,7 +55,7 @@ impl Phrases {
             .expect("the phrase lists are plain strings");
         Phrases {
             automaton,
-            list_of,
+            origin,
             lists: lists.len(),
         }
     }
@@ -62,28 +63,26 @@ impl Phrases {
     /// Occurrences of each list's phrases in `text`, by list, as `str::matches` counts each
     /// phrase: one phrase's occurrences do not overlap, different phrases' may.
     pub fn count(&self, text: &str) -> Vec<usize> {
-        self.count_where(text, |_| true)
-    }
-
-    /// [`Phrases::count`] of the occurrences whose start (a byte offset) passes `keep`.
-    pub fn count_where(&self, text: &str, keep: impl Fn(usize) -> bool) -> Vec<usize> {
         let mut counts = vec![0; self.lists];
-        // Where each phrase's last counted occurrence ends.
-        let mut end = vec![0; self.list_of.len()];
-        for m in self.automaton.find_overlapping_iter(text) {
-            let p = m.pattern().as_usize();
-            if m.start() >= end[p] && keep(m.start()) {
-                end[p] = m.end();
-                counts[self.list_of[p]] += 1;
-            }
-        }
+        self.scan(text, |list, _, _| {
+            counts[list] += 1;
+            true
+        });
         counts
     }
 
-    /// Marks in `seen` (one entry per phrase, lists concatenated) the phrases that occur in `text`.
-    pub fn mark(&self, text: &str, seen: &mut [bool]) {
+    /// Calls `found(list, index in list, start byte)` for each occurrence, in the order they
+    /// end; it says whether the occurrence counts (one that does not, does not hide a later
+    /// overlapping occurrence of the same phrase).
+    pub fn scan(&self, text: &str, mut found: impl FnMut(usize, usize, usize) -> bool) {
+        // Where each phrase's last counted occurrence ends.
+        let mut end = vec![0; self.origin.len()];
         for m in self.automaton.find_overlapping_iter(text) {
-            seen[m.pattern().as_usize()] = true;
+            let p = m.pattern().as_usize();
+            let (list, index) = self.origin[p];
+            if m.start() >= end[p] && found(list, index, m.start()) {
+                end[p] = m.end();
+            }
         }
     }
 }
@@ -196,90 +195,99 @@ pub fn words(text: &str) -> Vec<&str> {
 }
 
 /// Sentence-initial ordinals and causal links that mark the steps of a line of reasoning.
+#[rustfmt::skip]
 pub const STEP_MARKERS: &[&str] = &[
-    "step 1",
-    "step 2",
-    "step 3",
-    "step 4",
-    "step 5",
-    "first,",
-    "firstly",
-    "second,",
-    "secondly",
-    "third,",
-    "then,",
-    "next,",
-    "finally,",
-    "after that",
-    "because",
-    "therefore",
-    "which means",
-    "this means",
-    "as a result",
-    "so that",
+    "step 1", "step 2", "step 3", "step 4", "step 5", "first,", "firstly", "second,", "secondly", "third,", "then,", "next,",
+    "finally,", "after that", "because", "therefore", "which means", "this means", "as a result", "so that",
 ];
 
 /// Words that suggest a technical notion (stems: `concurren` covers concurrent and concurrency).
+#[rustfmt::skip]
 pub const TECHNICAL: &[&str] = &[
-    "algorithm",
-    "concurren",
-    "async",
-    "thread",
-    "mutex",
-    "lock",
-    "memory",
-    "allocat",
-    "performance",
-    "complexity",
-    "architecture",
-    "database",
-    "transaction",
-    "index",
-    "security",
-    "protocol",
-    "distributed",
-    "cache",
-    "optimi",
-    "refactor",
-    "recurs",
-    "pointer",
-    "lifetime",
-    "generic",
-    "trait",
-    "interface",
-    "regex",
-    "schema",
-    "migration",
-    "latency",
-    "throughput",
-    "invariant",
-    "deadlock",
-    "race",
-    "serializ",
-    "compiler",
-    "parser",
-    "gradient",
-    "tensor",
-    "quantiz",
+    "algorithm", "concurren", "async", "thread", "mutex", "lock", "memory", "allocat", "performance", "complexity", "architecture",
+    "database", "transaction", "index", "security", "protocol", "distributed", "cache", "optimi", "refactor", "recurs", "pointer",
+    "lifetime", "generic", "trait", "interface", "regex", "schema", "migration", "latency", "throughput", "invariant", "deadlock",
+    "race", "serializ", "compiler", "parser", "gradient", "tensor", "quantiz",
 ];
 
-static STEPS: LazyLock<Phrases> = LazyLock::new(|| Phrases::new(&[STEP_MARKERS]));
-static NOTIONS: LazyLock<Phrases> = LazyLock::new(|| Phrases::new(&[TECHNICAL]));
-
-/// Whether a line starts with a list number: `1. `, `12) `.
-fn is_numbered(line: &str) -> bool {
-    let t = line.trim_start();
-    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
-    digits > 0 && digits < 3 && t[digits..].starts_with(['.', ')']) && t[digits + 1..].starts_with(' ')
+/// What every filter measures, plus a filter's own phrase lists, found in one pass over the
+/// response.
+pub struct Scanner {
+    /// STEP_MARKERS, TECHNICAL, then the filter's lists.
+    phrases: Phrases,
 }
 
-/// Numbered lines (`1.`, `2)`), `Step N`, and sentence-initial ordinals (`First,` `Then,` …)
-/// plus causal links (`because`, `therefore`, …) outside code blocks: the steps of a line of
-/// reasoning.
-pub fn reasoning_steps(text: &str) -> usize {
-    let mut numbered = 0;
-    // Byte ranges of fence lines and the code between them, in order: markers there don't count.
-    let (mut code, mut inside, mut at) = (Vec::new(), false, 0);
+/// An example's measures (see [`Scanner::measure`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Measures {
+    /// [`reasoning_steps`] of the response.
+    pub steps: usize,
+    pub complexity: u8,
+    /// Occurrences of each of the filter's own lists in the response.
+    pub found: Vec<usize>,
+}
+
+const OWN: usize = 2;
+
+/// The scanner of filters without lists of their own.
+static PLAIN: LazyLock<Scanner> = LazyLock::new(|| Scanner::new(&[]));
+
+impl Scanner {
+    pub fn new(own: &[&[&str]]) -> Scanner {
+        let lists: Vec<&[&str]> = [STEP_MARKERS, TECHNICAL].into_iter().chain(own.iter().copied()).collect();
+        Scanner {
+            phrases: Phrases::new(&lists),
+        }
+    }
+
+    /// Reasoning steps, technical notions and the filter's lists in the response; notions in
+    /// the other messages; then the complexity.
+    pub fn measure(&self, ex: &Example) -> Measures {
+        let mut notions = [false; TECHNICAL.len()];
+        let mut found = vec![0; self.phrases.lists - OWN];
+        let response = ex.messages.iter().rposition(|m| m.role == Role::Assistant);
+        let mut steps = 0;
+        for (i, m) in ex.messages.iter().enumerate() {
+            if Some(i) == response {
+                let text = m.content.as_str();
+                let code = code_lines(text);
+                steps = numbered_lines(text);
+                self.phrases.scan(text, |list, index, start| match list {
+                    0 if in_ranges(&code, start) => false,
+                    0 => {
+                        steps += 1;
+                        true
+                    }
+                    1 => {
+                        notions[index] = true;
+                        true
+                    }
+                    own => {
+                        found[own - OWN] += 1;
+                        true
+                    }
+                });
+            } else {
+                self.phrases.scan(&m.content, |list, index, _| {
+                    if list == 1 {
+                        notions[index] = true;
+                    }
+                    true
+                });
+            }
+        }
+        let complexity = complexity_of(ex, steps, notions.iter().filter(|n| **n).count());
+        Measures { steps, complexity, found }
+    }
+}
+
+/// Byte ranges of a text's fence lines and the code between them, in order.
+fn code_lines(text: &str) -> Vec<Range<usize>> {
+    let mut code = Vec::new();
+    if !may_have_fences(text) {
+        return code;
+    }
+    let (mut inside, mut at) = (false, 0);
     for raw in text.split_inclusive('\n') {
         let line = raw.strip_suffix('\n').map_or(raw, |l| l.strip_suffix('\r').unwrap_or(l));
         let range = at..at + raw.len();
@@ -289,26 +297,57 @@ pub fn reasoning_steps(text: &str) -> usize {
             code.push(range);
         } else if inside {
             code.push(range);
-        } else {
-            numbered += is_numbered(line) as usize;
         }
     }
-    let in_code = |start: usize| {
-        code.get(code.partition_point(|r| r.end <= start))
-            .is_some_and(|r| r.contains(&start))
-    };
-    numbered + STEPS.count_where(text, |start| !in_code(start))[0]
+    code
+}
+
+fn in_ranges(ranges: &[Range<usize>], at: usize) -> bool {
+    ranges.get(ranges.partition_point(|r| r.end <= at)).is_some_and(|r| r.contains(&at))
+}
+
+/// Whether a line starts with a list number: `1. `, `12) `.
+fn is_numbered(line: &str) -> bool {
+    let t = line.trim_start();
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    digits > 0 && digits < 3 && t[digits..].starts_with(['.', ')']) && t[digits + 1..].starts_with(' ')
+}
+
+/// Numbered lines outside code blocks.
+fn numbered_lines(text: &str) -> usize {
+    let (mut n, mut inside) = (0, false);
+    for line in text.lines() {
+        if is_fence(line) {
+            inside = !inside;
+        } else if !inside {
+            n += is_numbered(line) as usize;
+        }
+    }
+    n
+}
+
+/// Numbered lines (`1.`, `2)`), `Step N`, and sentence-initial ordinals (`First,` `Then,` …)
+/// plus causal links (`because`, `therefore`, …) outside code blocks: the steps of a line of
+/// reasoning.
+pub fn reasoning_steps(text: &str) -> usize {
+    let code = code_lines(text);
+    let mut steps = numbered_lines(text);
+    PLAIN.phrases.scan(text, |list, _, start| {
+        let counts = list == 0 && !in_ranges(&code, start);
+        steps += counts as usize;
+        counts
+    });
+    steps
 }
 
 /// Task complexity 1 (trivial) to 10 (hard): how long the exchange is, how much code it holds,
 /// how many reasoning steps and distinct technical notions it uses, turns beyond one, and
 /// whether it corrects a mistake.
 pub fn complexity(ex: &Example) -> u8 {
-    complexity_with(ex, reasoning_steps(response(ex)))
+    PLAIN.measure(ex).complexity
 }
 
-/// [`complexity`] given `reasoning_steps` of the response, for a caller that has it already.
-pub fn complexity_with(ex: &Example, steps: usize) -> u8 {
+fn complexity_of(ex: &Example, steps: usize, notions: usize) -> u8 {
     // Measured over the messages joined by newlines, one message at a time.
     let chars = ex.messages.iter().map(|m| m.content.chars().count()).sum::<usize>() + ex.messages.len().saturating_sub(1);
     let mut c = 1u32;
@@ -316,11 +355,6 @@ pub fn complexity_with(ex: &Example, steps: usize) -> u8 {
     let fences: usize = ex.messages.iter().map(|m| fence_count(&m.content)).sum();
     c += (fences >= 2) as u32 + (fences >= 6) as u32;
     c += (steps >= 2) as u32 + (steps >= 5) as u32;
-    let mut seen = [false; TECHNICAL.len()];
-    for m in &ex.messages {
-        NOTIONS.mark(&m.content, &mut seen);
-    }
-    let notions = seen.iter().filter(|s| **s).count();
     c += (notions >= 2) as u32 + (notions >= 5) as u32;
     c += (ex.messages.iter().filter(|m| m.role == Role::User).count() > 1) as u32;
     c += (ex.kind == Kind::Correction) as u32;
