@@ -1,5 +1,8 @@
 //! Time the parts of one LoRA step (forward, forward+backward, optimizer) on a model and a
 //! synthetic (4, 91) batch: `cargo run --release -p brain-train --example profile_step -- MODEL [REPS]`.
+
+mod common;
+
 use std::time::Instant;
 
 use brain_train::loss::{nll_sum, DeviceBatch};
@@ -31,12 +34,12 @@ fn main() -> anyhow::Result<()> {
         let (mut tf, mut tb, mut to) = (0.0, 0.0, 0.0);
         let (mut cf, mut cb) = (0.0, 0.0);
         for r in 0..reps + 1 {
-            let c0 = cpu_seconds();
+            let c0 = common::cpu_seconds();
             let t = Instant::now();
             let l = nll_sum(&model, &model.params.values, &db, Mode::default(), path)?;
             l.eval()?;
             let f = t.elapsed().as_secs_f64();
-            let c1 = cpu_seconds();
+            let c1 = common::cpu_seconds();
             let t = Instant::now();
             let base: Vec<Array> = model.trainable_params().iter().map(|(_, a)| (*a).clone()).collect();
             let refs: Vec<&Array> = base.iter().collect();
@@ -45,7 +48,7 @@ fn main() -> anyhow::Result<()> {
             let (vals, grads) = mlx::value_and_grad(|xs: &[Array]| Ok(vec![nll_sum(m, &m.with_trainable(xs), &db, Mode::default(), path)?.div(364.0f32)?]), &refs, &argnums)?;
             mlx::eval(vals.iter().chain(grads.iter()))?;
             let fb = t.elapsed().as_secs_f64();
-            let c2 = cpu_seconds();
+            let c2 = common::cpu_seconds();
             if r > 0 {
                 cf += c1 - c0;
                 cb += c2 - c1;
@@ -71,11 +74,4 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let tick = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (tick(11) + tick(12)) / 100.0
 }

@@ -2,6 +2,8 @@
 //! `cargo run --release -p brain-train --example train -- --model DIR --data DIR [--iters N ...]`
 //! Prints progress lines, then the TrainReport as JSON (with --test: the TestReport).
 
+mod common;
+
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -120,7 +122,7 @@ fn main() -> anyhow::Result<()> {
         if p.event == Train {
             steps.push((p.step, p.tokens_per_second));
             if p.step == skip {
-                cpu_from = Some(cpu_seconds());
+                cpu_from = Some(common::cpu_seconds());
             }
         }
         if p.event == Val && first_val.is_none() {
@@ -137,7 +139,7 @@ fn main() -> anyhow::Result<()> {
         }
     })?;
     if a.bench_skip.is_some() {
-        let cpu = cpu_seconds() - cpu_from.unwrap_or(0.0);
+        let cpu = common::cpu_seconds() - cpu_from.unwrap_or(0.0);
         // With steps_per_report = 1 every Train event is one step; its tokens/s is that step's.
         let per_step = report.trained_tokens as f64 / report.steps.max(1) as f64;
         let measured: Vec<f32> = steps.iter().filter(|s| s.0 > skip).map(|s| s.1).collect();
@@ -159,12 +161,4 @@ fn main() -> anyhow::Result<()> {
     }
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
-}
-
-/// CPU time (user + system) of this process so far, from /proc/self/stat (Linux; 100 Hz ticks).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let tick = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (tick(11) + tick(12)) / 100.0
 }

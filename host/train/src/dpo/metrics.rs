@@ -93,18 +93,32 @@ impl PairSums {
         }
     }
 
+    /// Means over the pairs, in TRL's order: rewards chosen, rejected, margins, accuracies;
+    /// log-probs chosen, rejected.
+    fn means(&self) -> [f32; 6] {
+        let n = self.pairs.max(1) as f64;
+        [
+            (self.chosen_rewards / n) as f32,
+            (self.rejected_rewards / n) as f32,
+            ((self.chosen_rewards - self.rejected_rewards) / n) as f32,
+            (self.correct as f64 / n) as f32,
+            (self.logps_chosen / n) as f32,
+            (self.logps_rejected / n) as f32,
+        ]
+    }
+
     /// A training report: pair means from these sums; loss, gradient norm and throughput from
     /// the loop's window of updates.
     pub(super) fn metrics(&self, window: &Window, lr: f32) -> DpoMetrics {
-        let n = self.pairs.max(1) as f64;
+        let [rewards_chosen, rewards_rejected, rewards_margins, rewards_accuracies, logps_chosen, logps_rejected] = self.means();
         DpoMetrics {
             loss: window.mean_loss(),
-            rewards_chosen: (self.chosen_rewards / n) as f32,
-            rewards_rejected: (self.rejected_rewards / n) as f32,
-            rewards_margins: ((self.chosen_rewards - self.rejected_rewards) / n) as f32,
-            rewards_accuracies: (self.correct as f64 / n) as f32,
-            logps_chosen: (self.logps_chosen / n) as f32,
-            logps_rejected: (self.logps_rejected / n) as f32,
+            rewards_chosen,
+            rewards_rejected,
+            rewards_margins,
+            rewards_accuracies,
+            logps_chosen,
+            logps_rejected,
             grad_norm: window.mean_grad_norm(),
             learning_rate: lr,
             tokens_per_second: window.tokens_per_second(),
@@ -114,15 +128,15 @@ impl PairSums {
 
     /// An evaluation: everything a mean over the pairs.
     fn eval(&self) -> DpoEvalMetrics {
-        let n = self.pairs.max(1) as f64;
+        let [eval_rewards_chosen, eval_rewards_rejected, eval_rewards_margins, eval_rewards_accuracies, eval_logps_chosen, eval_logps_rejected] = self.means();
         DpoEvalMetrics {
-            eval_loss: (self.loss / n) as f32,
-            eval_rewards_chosen: (self.chosen_rewards / n) as f32,
-            eval_rewards_rejected: (self.rejected_rewards / n) as f32,
-            eval_rewards_margins: ((self.chosen_rewards - self.rejected_rewards) / n) as f32,
-            eval_rewards_accuracies: (self.correct as f64 / n) as f32,
-            eval_logps_chosen: (self.logps_chosen / n) as f32,
-            eval_logps_rejected: (self.logps_rejected / n) as f32,
+            eval_loss: (self.loss / self.pairs.max(1) as f64) as f32,
+            eval_rewards_chosen,
+            eval_rewards_rejected,
+            eval_rewards_margins,
+            eval_rewards_accuracies,
+            eval_logps_chosen,
+            eval_logps_rejected,
             eval_pairs: self.pairs,
         }
     }
