@@ -11,14 +11,14 @@
 //! - Losses: [`LossType`] sigmoid (default), ipo, hinge, robust; β (0.1); label smoothing; an
 //!   optional SFT term (`sft_weight` × the chosen responses' mean NLL).
 //! - Metrics with TRL's names ([`DpoMetrics`]); accuracy is per pair.
-//! - The SFT trainer's loop ([`crate::train_loop`], DPO's part in [`objective`]): AdamW +
+//! - The SFT trainer's loop ([`crate::train_loop`], DPO's part in `objective`): AdamW +
 //!   schedule, checkpoints in `checkpoints/NNNNNNN/` (adapter, optimizer state, state.json; the
 //!   last two kept), exact `resume`, best-validation adapter, early stopping, NaN stop, `quick`,
 //!   cancel.
 //!
 //! Data: `DATA/train.jsonl` (and `valid.jsonl`) of pairs (see [`pairs`]). One concept per
-//! module: [`pairs`] (data), [`reference`] (the reference and its cache), [`batch`] (the forward
-//! pass), [`loss`] (the loss family), [`metrics`] (TRL's metrics, evaluation), [`objective`] (the
+//! module: [`pairs`] (data), `reference` (the reference and its cache), `batch` (the forward
+//! pass), [`loss`] (the loss family), `metrics` (TRL's metrics, evaluation), `objective` (the
 //! loop's DPO part).
 
 

@@ -3,7 +3,8 @@
 //! model.
 //!
 //! LoRA: every adapted linear layer becomes `W' = W + scale · (A·B)ᵀ` in the stored (out, in)
-//! layout ([`adapters::fold_lora`], shared with fusing in memory), stored in the layer's dtype. Full fine-tunes: the trained layers replace the base's.
+//! layout (`adapters::fold_lora`, shared with fusing in memory), stored in the layer's dtype.
+//! Full fine-tunes: the trained layers replace the base's.
 //!
 //! A quantized base (mlx-community 4-bit: packed uint32 + scales + biases) is refused unless
 //! `dequantize` is set: then every quantized weight is dequantized (the adapted ones before the

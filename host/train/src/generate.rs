@@ -159,7 +159,7 @@ pub struct Generator {
 }
 
 /// Add an adapter's update to the model's dense weights: LoRA layers folded in
-/// ([`adapters::fold_lora`]), or a full fine-tune's weights replacing the base's.
+/// (`adapters::fold_lora`), or a full fine-tune's weights replacing the base's.
 pub fn fuse_adapter(model: &mut Qwen2, dir: &Path) -> Result<()> {
     let cfg = AdapterConfig::read(dir)?;
     let file = dir.join(ADAPTER_FILE);

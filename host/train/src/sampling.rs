@@ -130,7 +130,7 @@ pub fn candidates(logits: &[f32], o: &SamplingOptions) -> Vec<(u32, f32)> {
     ids.into_iter().zip(probs.into_iter().map(|p| p / z)).collect()
 }
 
-/// Limits of [`detect_loop`].
+/// Limits of [`LoopDetector::detect`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LoopDetector {
     /// Longest repeated unit looked for, in tokens.

@@ -2,7 +2,7 @@
 //! the manner of mlx-lm's `trainer.train`: one loop owns what every run does — step scheduling
 //! (`iters` or `epochs`), gradient accumulation and clipping, the learning-rate schedule,
 //! validation cadence with best-adapter keeping and early stopping, checkpoints and exact resume,
-//! NaN/inf stop, cancel, the progress callback and `metrics.jsonl` — and an [`Objective`] says
+//! NaN/inf stop, cancel, the progress callback and `metrics.jsonl` — and an `Objective` says
 //! what differs: the batches, the loss of a batch, the validation metric and the progress records.
 //!
 //! The numbers are a pure function of the arguments and the data: dropout is seeded from (seed,

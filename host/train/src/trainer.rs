@@ -2,7 +2,7 @@
 //! with the next-token loss on the trained tokens. The loop itself — AdamW, warmup + cosine
 //! schedule, gradient accumulation and clipping, validation with best-adapter keeping and early
 //! stopping, exact resume, NaN/inf stop, cancel, progress and metrics — is
-//! [`crate::train_loop`], shared with DPO; this module is SFT's [`Objective`] and its report.
+//! [`crate::train_loop`], shared with DPO; this module is SFT's `Objective` and its report.
 //! Also [`evaluate_test`] (`brain train --test`).
 //!
 //! Run directory (`adapter_path`):

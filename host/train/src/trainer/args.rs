@@ -103,7 +103,7 @@ pub struct TrainArgs {
     pub dtype: Option<String>,
     /// Cross-entropy implementation: auto (fused on CPU), fused, composed.
     pub loss: String,
-    /// Test batches for [`evaluate_test`]; 0: all.
+    /// Test batches for [`crate::evaluate_test`]; 0: all.
     pub test_batches: usize,
     /// Set to true (e.g. from a Ctrl-C handler or the progress callback) to stop after the
     /// current update with a checkpoint saved; `resume` continues from there.
