@@ -30,19 +30,10 @@ name = "bench"
 plugin = "git"
 "#;
 
-const FILTERS: &str = r#"
-[[filter]]
-name = "quality"
-plugin = "quality"
-
-[[filter]]
-name = "repetition"
-plugin = "repetition"
-
-[[filter]]
-name = "length"
-plugin = "length"
-"#;
+/// The bundled filters, each with its default config.
+fn filters() -> String {
+    ["quality", "repetition", "length"].iter().map(|f| format!("[[filter]]\nname = \"{f}\"\nplugin = \"{f}\"\n\n")).collect()
+}
 
 /// CPU time of the whole process so far (user + system), from /proc/self/stat.
 fn process_cpu_s() -> f64 {
@@ -116,7 +107,7 @@ fn main() -> anyhow::Result<()> {
     );
 
     // Each filter alone, on one thread: the batched call's cost per example.
-    let config = Config::from_str(FILTERS, &tmp.path().join("brain.toml"))?;
+    let config = Config::from_str(&filters(), &tmp.path().join("brain.toml"))?;
     let sample = &examples[..n.min(20_000)];
     for entry in &config.filters {
         let mut f = host.open_filter(&entry.name, &entry.plugin, &entry.grants, &entry.config_json)?;
@@ -127,7 +118,7 @@ fn main() -> anyhow::Result<()> {
         println!("  filter {:<11} {:>8.1} µs per example (one thread, batches of {batch})", entry.name, t.elapsed().as_secs_f64() * 1e6 / sample.len() as f64);
     }
 
-    for (label, filters) in [("scrub + dedup (no filters)", ""), ("scrub + filter + dedup", FILTERS)] {
+    for (label, filters) in [("scrub + dedup (no filters)", String::new()), ("scrub + filter + dedup", filters())] {
         let config = Config::from_str(&format!("{SOURCE}{filters}"), &tmp.path().join("brain.toml"))?;
         let mut curation = Curation::new(&config, &host)?;
         let store = Store::open_in_memory()?;

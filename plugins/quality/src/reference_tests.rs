@@ -5,7 +5,7 @@
 use sam_plugin::filter::{Example, Kind, Message, Role};
 
 use super::*;
-use crate::text::{self, code_stats, complexity, is_fence, reasoning_steps, Phrases, STEP_MARKERS, TECHNICAL};
+use crate::text::{self, complexity, is_fence, reasoning_steps, Phrases, STEP_MARKERS, TECHNICAL};
 
 /// xorshift64: deterministic texts without a dependency.
 struct Gen(u64);
@@ -122,20 +122,6 @@ fn plain_looks_truncated(text: &str) -> bool {
     .any(|w| *w == last_word.to_lowercase())
 }
 
-fn plain_code_stats(text: &str) -> (usize, usize) {
-    let (mut prose, mut code, mut inside) = (String::new(), 0, false);
-    for line in text.lines() {
-        if is_fence(line) {
-            inside = !inside;
-        } else if inside {
-            code += line.chars().count() + 1;
-        } else {
-            prose.push_str(line);
-        }
-    }
-    (prose.chars().filter(|c| !c.is_whitespace()).count(), code)
-}
-
 fn plain_repetition_ratio(lower: &str) -> f32 {
     let words = text::words(lower);
     if words.len() < 10 {
@@ -212,7 +198,6 @@ fn fast_measures_match_plain_ones_on_generated_texts() {
             assert_eq!(counts[i], plain_count(&lower, list), "list {i} in {text:?}");
         }
         assert_eq!(reasoning_steps(&text), plain_reasoning_steps(&text), "steps in {text:?}");
-        assert_eq!(code_stats(&text), plain_code_stats(&text), "code in {text:?}");
         assert_eq!(repetition_ratio(&lower), plain_repetition_ratio(&lower), "repetition in {text:?}");
         assert_eq!(
             has_principles(&serde_json::Value::Null, &text),
