@@ -4,7 +4,10 @@
 //! - plain examples (no curation data);
 //! - as curation leaves them (a MinHash signature of 112 × u32 and an automatic decision);
 //! - a second pass of the same examples (all duplicates: what an incremental collect costs);
-//! - the content id alone.
+//! - the content id alone;
+//! - on fresh stores, curated examples with one transaction per batch, then in write groups of
+//!   4,096 examples with their content ids given (what `brain collect` does, see
+//!   `Store::begin_group` and `Record::id`).
 //!
 //! Wall time and this thread's CPU time are both printed (the machine may be shared).
 //!
@@ -61,6 +64,17 @@ fn store_all(store: &mut Store, records: &[Record]) -> u64 {
     records.chunks(256).map(|b| store.store_batch("bench", "git", b, Some("checkpoint")).expect("store").stored).sum()
 }
 
+/// As `brain collect` stores: batches of 256 in write groups of 4,096 examples.
+fn store_grouped(store: &mut Store, records: &[Record]) -> u64 {
+    let mut stored = 0;
+    for group in records.chunks(4096) {
+        store.begin_group().expect("begin");
+        stored += store_all(store, group);
+        store.commit_group().expect("commit");
+    }
+    stored
+}
+
 fn main() -> anyhow::Result<()> {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let plain: Vec<Record> = (0..n).map(|i| Record::new(example(i))).collect();
@@ -87,5 +101,14 @@ fn main() -> anyhow::Result<()> {
     timed("store_batch, all already stored", n, || assert_eq!(store_all(&mut store, &plain), 0));
     let size = std::fs::metadata(dir.path().join("bench.db"))?.len() + std::fs::metadata(dir.path().join("bench.db-wal")).map_or(0, |m| m.len());
     println!("store: {} examples, {:.1} MiB (db + wal)", store.status()?.total, size as f64 / (1 << 20) as f64);
+
+    let mut with_ids = curated.clone();
+    for r in &mut with_ids {
+        r.id = Some(example_id(&r.example));
+    }
+    let mut fresh = Store::open(&dir.path().join("per-batch.db"))?;
+    timed("fresh store, MinHash + decision, per batch", n, || assert_eq!(store_all(&mut fresh, &curated), n as u64));
+    let mut fresh = Store::open(&dir.path().join("grouped.db"))?;
+    timed("fresh store, same, groups of 4,096 + ids given", n, || assert_eq!(store_grouped(&mut fresh, &with_ids), n as u64));
     Ok(())
 }

@@ -60,13 +60,13 @@ impl Store {
         Ok(rows)
     }
 
-    /// Writes (or replaces) signatures, in one transaction. Takes `&self`: curation calls it
-    /// between batches, outside any other transaction.
+    /// Writes (or replaces) signatures, all or nothing. Takes `&self`: curation calls it between
+    /// batches (inside a collect's write group, see [`Store::begin_group`]).
     pub fn put_signatures(&self, signatures: &[(String, Vec<u8>)]) -> Result<()> {
         if signatures.is_empty() {
             return Ok(());
         }
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = super::Nested::begin(&self.conn)?;
         {
             let mut stmt = tx.prepare_cached("INSERT OR REPLACE INTO minhash (example_id, signature) VALUES (?1, ?2)")?;
             for (id, sig) in signatures {
@@ -81,7 +81,7 @@ impl Store {
     /// duplicate link, and an automatic rejection (reason `duplicate`). Examples that
     /// duplicated `old` now point at `new`. A person's decision on `old` is never overridden.
     pub fn supersede(&self, old: &str, new: &str, similarity: f64) -> Result<Superseded> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = super::Nested::begin(&self.conn)?;
         let both: i64 = tx.query_row("SELECT count(*) FROM examples WHERE id IN (?1, ?2)", params![old, new], |r| r.get(0))?;
         if both != 2 || old == new {
             return Ok(Superseded::Missing);

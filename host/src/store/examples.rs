@@ -12,6 +12,11 @@ use crate::example::{Example, Kind, Message, Verdict};
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
     pub example: Example,
+    /// The example's content id ([`example_id`]), when the caller has computed it already
+    /// (curation does, to find exact duplicates). [`Store::store_batch`] trusts it as given and
+    /// computes it only when it is `None`: whoever sets it must set `example_id(&example)` of
+    /// the example as it will be stored (after any scrubbing or edits).
+    pub id: Option<String>,
     /// Secrets redacted, by rule id.
     pub scrub_counts: BTreeMap<String, u32>,
     /// Verdicts by filter name.
@@ -27,6 +32,7 @@ impl Record {
     pub fn new(example: Example) -> Record {
         Record {
             example,
+            id: None,
             scrub_counts: BTreeMap::new(),
             verdicts: Vec::new(),
             minhash: None,
@@ -69,11 +75,13 @@ fn json<T: Serialize + ?Sized>(what: &'static str, v: &T) -> Result<String> {
 }
 
 impl Store {
-    /// Stores one batch from `source` (run by `plugin`) and the source's new checkpoint, in one
-    /// transaction. Examples already stored are skipped (their curation data is not touched);
-    /// verdicts, MinHash rows, duplicate links and decisions are written for new ones only.
+    /// Stores one batch from `source` (run by `plugin`) and the source's new checkpoint, all or
+    /// nothing (a savepoint: its own transaction, or part of an open write group, see
+    /// [`Store::begin_group`]). Examples already stored are skipped (their curation data is not
+    /// touched); verdicts, MinHash rows, duplicate links and decisions are written for new ones
+    /// only. A record's `id`, when set, is used as its content id (see [`Record::id`]).
     pub fn store_batch(&mut self, source: &str, plugin: &str, records: &[Record], checkpoint: Option<&str>) -> Result<BatchOutcome> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let mut outcome = BatchOutcome::default();
         {
             let mut insert = tx.prepare_cached(
@@ -83,7 +91,14 @@ impl Store {
             )?;
             for rec in records {
                 let ex = &rec.example;
-                let id = example_id(ex);
+                let computed;
+                let id = match &rec.id {
+                    Some(id) => id.as_str(),
+                    None => {
+                        computed = example_id(ex);
+                        computed.as_str()
+                    }
+                };
                 let metadata = match &ex.metadata {
                     serde_json::Value::Null => "{}".to_string(),
                     m => json("metadata", m)?,
@@ -105,7 +120,7 @@ impl Store {
                     continue;
                 }
                 outcome.stored += 1;
-                write_curation(&tx, &id, rec)?;
+                write_curation(&tx, id, rec)?;
             }
             if let Some(cp) = checkpoint {
                 tx.prepare_cached(&format!(
@@ -142,7 +157,7 @@ impl Store {
     }
 }
 
-fn write_curation(tx: &rusqlite::Transaction<'_>, id: &str, rec: &Record) -> Result<()> {
+fn write_curation(tx: &rusqlite::Connection, id: &str, rec: &Record) -> Result<()> {
     for (filter, v) in &rec.verdicts {
         tx.prepare_cached(
             "INSERT OR REPLACE INTO verdicts (example_id, filter, score, flags, complexity, reject_reason, rule, fired)

@@ -144,6 +144,27 @@ impl Store {
         Ok(rows.join("\n"))
     }
 
+    /// Opens a write group: until [`Store::commit_group`], writes share one SQLite transaction,
+    /// each batch of [`Store::store_batch`] still all or nothing within it (a savepoint). A
+    /// collect groups many batches so that an index page touched by every batch (content ids
+    /// are random keys) is written to the WAL once per group instead of once per batch; a
+    /// killed process loses the open group, checkpoints included, so the next collect fetches
+    /// it again. Holds the write lock while open: keep groups short. No-op if one is open.
+    pub fn begin_group(&mut self) -> Result<()> {
+        if self.conn.is_autocommit() {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        }
+        Ok(())
+    }
+
+    /// Commits the open write group (no-op when none is open).
+    pub fn commit_group(&mut self) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("COMMIT")?;
+        }
+        Ok(())
+    }
+
     /// The last checkpoint stored for `source`.
     pub fn checkpoint(&self, source: &str) -> Result<Option<String>> {
         use rusqlite::OptionalExtension;
@@ -151,6 +172,43 @@ impl Store {
             .conn
             .query_row("SELECT checkpoint FROM checkpoints WHERE source = ?1", [source], |r| r.get(0))
             .optional()?)
+    }
+}
+
+/// An all-or-nothing write on a shared `&Connection` that also works inside an open write
+/// group: a savepoint, released by [`Nested::commit`], rolled back when dropped without it.
+/// (rusqlite's transactions cannot nest, and its savepoints need `&mut Connection`.)
+pub(crate) struct Nested<'a> {
+    conn: &'a Connection,
+    done: bool,
+}
+
+impl<'a> Nested<'a> {
+    pub(crate) fn begin(conn: &'a Connection) -> Result<Nested<'a>> {
+        conn.execute_batch("SAVEPOINT brain_nested")?;
+        Ok(Nested { conn, done: false })
+    }
+
+    pub(crate) fn commit(mut self) -> Result<()> {
+        self.done = true;
+        self.conn.execute_batch("RELEASE brain_nested")?;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Nested<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for Nested<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            // Nothing better to do with an error here: the caller is already returning one.
+            let _ = self.conn.execute_batch("ROLLBACK TO brain_nested; RELEASE brain_nested");
+        }
     }
 }
 

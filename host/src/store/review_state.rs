@@ -2,8 +2,7 @@
 //! undoing a decision by its row, the interactive session's resume point, and edits of an
 //! example's response (kept with the previous text, so an edit can be undone).
 //!
-//! The tables here (`review_cursor`, `example_edits`) are created on first use
-//! (`CREATE TABLE IF NOT EXISTS`), so older stores gain them without a migration.
+//! The tables here (`review_cursor`, `example_edits`) are created by migration 3 (schema.rs).
 
 use std::collections::BTreeMap;
 
@@ -11,30 +10,6 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{Decision, Result, ReviewStatus, Store, StoreError, NOW_SQL};
 use crate::example::Message;
-
-const TABLES: &str = "
-CREATE TABLE IF NOT EXISTS review_cursor (
-    name       TEXT PRIMARY KEY,
-    example_id TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-) STRICT;
-CREATE TABLE IF NOT EXISTS example_edits (
-    id                 INTEGER PRIMARY KEY,
-    example_id         TEXT NOT NULL REFERENCES examples(id) ON DELETE CASCADE,
-    old_messages       TEXT NOT NULL,
-    new_messages       TEXT NOT NULL,
-    old_scrub_counts   TEXT NOT NULL,
-    review_id          INTEGER,
-    edited_at          TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-) STRICT;
-CREATE INDEX IF NOT EXISTS example_edits_review ON example_edits(review_id);
-";
-
-fn ensure(conn: &Connection) -> Result<()> {
-    conn.execute_batch(TABLES)?;
-    Ok(())
-}
 
 fn json<T: serde::Serialize + ?Sized>(what: &'static str, v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|source| StoreError::Json { what, source })
@@ -81,7 +56,6 @@ impl Store {
     /// Removes one decision row (and reverts the edit made with it, if any); returns the
     /// example's status afterwards, or `None` when the row no longer exists.
     pub fn undo_decision(&mut self, row: i64) -> Result<Option<(String, ReviewStatus)>> {
-        ensure(&self.conn)?;
         let tx = self.conn.transaction()?;
         let id: Option<String> = tx.query_row("SELECT example_id FROM reviews WHERE id = ?1", [row], |r| r.get(0)).optional()?;
         let Some(id) = id else { return Ok(None) };
@@ -108,7 +82,6 @@ impl Store {
     /// Where the interactive review named `name` stopped: the last example it handled, with
     /// that example's `created_at` (the queue's order key).
     pub fn review_cursor(&self, name: &str) -> Result<Option<(String, String)>> {
-        ensure(&self.conn)?;
         Ok(self
             .conn
             .query_row("SELECT created_at, example_id FROM review_cursor WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -117,7 +90,6 @@ impl Store {
 
     /// Moves the cursor to `example_id` (or clears it).
     pub fn set_review_cursor(&self, name: &str, example_id: Option<&str>) -> Result<()> {
-        ensure(&self.conn)?;
         match example_id {
             None => {
                 self.conn.execute("DELETE FROM review_cursor WHERE name = ?1", [name])?;
@@ -147,7 +119,6 @@ impl Store {
         added_scrub_counts: &BTreeMap<String, u32>,
         decision: &Decision,
     ) -> Result<DecisionRow> {
-        ensure(&self.conn)?;
         let tx = self.conn.transaction()?;
         let old: Option<(String, String)> =
             tx.query_row("SELECT messages, scrub_counts FROM examples WHERE id = ?1", [example_id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
@@ -172,7 +143,6 @@ impl Store {
 
     /// How many times the example was edited.
     pub fn edit_count(&self, example_id: &str) -> Result<u32> {
-        ensure(&self.conn)?;
         Ok(self.conn.query_row("SELECT count(*) FROM example_edits WHERE example_id = ?1", [example_id], |r| r.get::<_, i64>(0))? as u32)
     }
 }

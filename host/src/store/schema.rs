@@ -198,4 +198,33 @@ CREATE TABLE model_events (
 ) STRICT;
 CREATE INDEX model_events_version ON model_events(version, id);
 "#,
+    // 3: the tables review and export created on first use until now (`CREATE TABLE IF NOT
+    // EXISTS` there), so a store has its whole schema from the start. `IF NOT EXISTS`: a v2
+    // store that was reviewed or exported already has them.
+    r#"
+-- The interactive review session's resume point.
+CREATE TABLE IF NOT EXISTS review_cursor (
+    name       TEXT PRIMARY KEY,
+    example_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+) STRICT;
+-- Edits of an example's response, with the previous text (for undo).
+CREATE TABLE IF NOT EXISTS example_edits (
+    id                 INTEGER PRIMARY KEY,
+    example_id         TEXT NOT NULL REFERENCES examples(id) ON DELETE CASCADE,
+    old_messages       TEXT NOT NULL,
+    new_messages       TEXT NOT NULL,
+    old_scrub_counts   TEXT NOT NULL,
+    review_id          INTEGER,
+    edited_at          TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+) STRICT;
+CREATE INDEX IF NOT EXISTS example_edits_review ON example_edits(review_id);
+-- The split each example got the first time it was exported (kept for good).
+CREATE TABLE IF NOT EXISTS example_splits (
+    example_id  TEXT PRIMARY KEY REFERENCES examples(id) ON DELETE CASCADE,
+    split       TEXT NOT NULL CHECK (split IN ('train', 'valid', 'test')),
+    assigned_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+) STRICT, WITHOUT ROWID;
+"#,
 ];

@@ -5,24 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 use super::{Result, Store, StoreError, StoredExample, NOW_SQL};
 use crate::example::{Example, Kind, Message};
-
-const TABLES: &str = "
-CREATE TABLE IF NOT EXISTS example_splits (
-    example_id  TEXT PRIMARY KEY REFERENCES examples(id) ON DELETE CASCADE,
-    split       TEXT NOT NULL CHECK (split IN ('train', 'valid', 'test')),
-    assigned_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-) STRICT, WITHOUT ROWID;
-";
-
-fn ensure(conn: &Connection) -> Result<()> {
-    conn.execute_batch(TABLES)?;
-    Ok(())
-}
 
 /// An approved example as an export needs it.
 #[derive(Clone, Debug, PartialEq)]
@@ -72,7 +59,6 @@ impl Store {
     /// The split of every id in `ids`: the one recorded before, or `assign(id)` for an id
     /// exported for the first time (recorded now, in one transaction).
     pub fn splits_for(&self, ids: &[&str], mut assign: impl FnMut(&str) -> &'static str) -> Result<BTreeMap<String, String>> {
-        ensure(&self.conn)?;
         let tx = self.conn.unchecked_transaction()?;
         let mut out = BTreeMap::new();
         {

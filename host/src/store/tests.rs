@@ -187,3 +187,98 @@ fn a_failed_batch_leaves_nothing_behind() {
     assert_eq!(s.status().unwrap().total, 2);
     assert_eq!(s.checkpoint("src").unwrap().as_deref(), Some("good"));
 }
+
+/// A store made by the previous version (migrations 1–2, with `example_splits` already created
+/// on first use as exports did then) gains migration 3 and keeps its rows.
+#[test]
+fn a_version_2_store_migrates_to_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.db");
+    let id = example_id(&chat("q", "a", "p"));
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for sql in &schema::MIGRATIONS[..2] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute(
+            "INSERT INTO examples (id, source, plugin, provenance, kind, task, messages) VALUES (?1, 's', 'git', 'p', 'chat', 't', '[]')",
+            [&id],
+        )
+        .unwrap();
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS example_splits (
+                 example_id  TEXT PRIMARY KEY REFERENCES examples(id) ON DELETE CASCADE,
+                 split       TEXT NOT NULL CHECK (split IN ('train', 'valid', 'test')),
+                 assigned_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+             ) STRICT, WITHOUT ROWID;",
+        )
+        .unwrap();
+        conn.execute("INSERT INTO example_splits (example_id, split) VALUES (?1, 'test')", [&id]).unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.schema_version().unwrap(), 3);
+    let tables: Vec<String> = s
+        .conn()
+        .prepare("SELECT name FROM sqlite_schema WHERE name IN ('review_cursor', 'example_edits', 'example_edits_review', 'example_splits') ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(tables, ["example_edits", "example_edits_review", "example_splits", "review_cursor"]);
+    let split: String = s.conn().query_row("SELECT split FROM example_splits WHERE example_id = ?1", [&id], |r| r.get(0)).unwrap();
+    assert_eq!(split, "test", "rows of a table created on first use are kept");
+    s.set_review_cursor("main", Some(&id)).unwrap();
+    assert_eq!(s.review_cursor("main").unwrap().map(|(_, e)| e), Some(id.clone()));
+    assert_eq!(s.integrity_check().unwrap(), "ok");
+}
+
+/// Batches in a write group become visible to the connection at once and durable at the
+/// commit; a batch that fails rolls back alone (its savepoint), the others stay.
+#[test]
+fn write_groups_commit_many_batches_and_a_failed_batch_alone_rolls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.db");
+    let mut s = Store::open(&path).unwrap();
+    s.begin_group().unwrap();
+    s.store_batch("src", "git", &records(3, "a"), Some("cp1")).unwrap();
+    s.store_batch("src", "git", &records(2, "b"), Some("cp2")).unwrap();
+    // A batch whose duplicate link points at no stored example fails on the foreign key.
+    let mut bad = records(1, "c");
+    bad[0].duplicate_of = Some(("no-such-example".into(), 0.9));
+    assert!(s.store_batch("src", "git", &bad, Some("cp3")).is_err());
+    assert_eq!(s.status().unwrap().total, 5, "the group sees its own writes");
+    // Another connection sees nothing until the commit.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    let count = |c: &rusqlite::Connection| -> i64 { c.query_row("SELECT count(*) FROM examples", [], |r| r.get(0)).unwrap() };
+    assert_eq!(count(&other), 0);
+    s.commit_group().unwrap();
+    assert_eq!(count(&other), 5);
+    assert_eq!(s.checkpoint("src").unwrap().as_deref(), Some("cp2"), "the failed batch's checkpoint is not stored");
+    s.commit_group().unwrap(); // no group open: nothing to do
+    // Writes that nest (curation's) work inside a group and outside one.
+    s.begin_group().unwrap();
+    s.put_signatures(&[(example_id(&records(1, "a")[0].example), vec![1, 2, 3])]).unwrap();
+    s.commit_group().unwrap();
+    s.put_signatures(&[(example_id(&records(1, "b")[0].example), vec![4])]).unwrap();
+    assert_eq!(count_rows(&s, "minhash"), 2);
+}
+
+fn count_rows(s: &Store, table: &str) -> i64 {
+    s.conn().query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap()
+}
+
+/// A record's precomputed id is what the store uses (curation computes it once).
+#[test]
+fn a_given_record_id_is_trusted() {
+    let mut s = Store::open_in_memory().unwrap();
+    let mut recs = records(2, "a");
+    let expected = example_id(&recs[0].example);
+    recs[0].id = Some(expected.clone());
+    recs[1].id = Some("given-id".into());
+    s.store_batch("src", "git", &recs, None).unwrap();
+    assert!(s.has_example(&expected).unwrap());
+    assert!(s.has_example("given-id").unwrap());
+    assert!(!s.has_example(&example_id(&recs[1].example)).unwrap());
+}
