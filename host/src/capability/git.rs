@@ -24,6 +24,9 @@ use crate::plugin::bindings::source::sam::plugin::git::{
 };
 use crate::plugin::state::HostState;
 
+mod pages;
+pub use pages::GitWalk;
+
 /// Most commits one `next` call returns, whatever the guest asks for.
 pub const MAX_PAGE: u32 = 1024;
 /// Blobs larger than this are counted by lines but not diffed.
@@ -38,18 +41,9 @@ pub struct GitRepo {
     path: PathBuf,
 }
 
-/// An ongoing walk: the ids to visit were listed up front (cheap: ids only), commits are read
-/// and diffed page by page — a page split between [`Reader`]s on as many threads as the
-/// machine has cores (each reads a contiguous run of commits, so its caches stay useful).
-pub struct GitWalk {
-    ids: Vec<ObjectId>,
-    pos: usize,
-    readers: Vec<Reader>,
-}
-
 /// Reads and diffs commits: one repository handle (gix handles are cheap clones sharing the
 /// opened packs; each has its own caches) and the caches that make a newest-first walk cheap.
-struct Reader {
+pub(crate) struct Reader {
     repo: gix::Repository,
     max_patch: usize,
     skip: Option<GlobSet>,
@@ -60,11 +54,6 @@ struct Reader {
     /// is the next commit to read. This replaces gix's object cache, which copied every object.
     parent: RefCell<Option<(ObjectId, Vec<u8>)>>,
 }
-
-/// Below this many commits per thread a page is read on the calling thread alone.
-const MIN_PER_THREAD: usize = 32;
-/// Most threads one walk uses.
-const MAX_THREADS: usize = 8;
 
 /// A tree's entries sorted by name (byte order), their names in one buffer: one allocation per
 /// tree instead of one per entry, and two trees compare by a merge of their sorted entries.
@@ -148,18 +137,15 @@ impl GitRepo {
     }
 
     /// Lists the commits to visit, newest first. Hide entries that no longer resolve (e.g. a
-    /// checkpoint after a force-push) are ignored with a warning.
-    ///
-    /// Pages are read on one thread per core but one: the other core is the collect's store
-    /// thread (curation and SQLite). On bench/collect.sh with 2 cores, two readers beside the
-    /// store thread were slower (0.84 s vs 0.74 s): each run of commits a reader starts anew
-    /// decodes its delta chains again (~25% more CPU), which only pays with cores to spare.
+    /// checkpoint after a force-push) are ignored with a warning. Commits are then read ahead
+    /// of the plugin on another thread when the machine has two cores or more, with pages
+    /// split between readers on all cores but one (see [`GitWalk`]).
     pub fn walk(&self, opts: &WalkOptions) -> Result<GitWalk, String> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        self.walk_with_threads(opts, cores.saturating_sub(1))
+        self.walk_with_threads(opts, cores.saturating_sub(1), cores >= 2)
     }
 
-    fn walk_with_threads(&self, opts: &WalkOptions, threads: usize) -> Result<GitWalk, String> {
+    fn walk_with_threads(&self, opts: &WalkOptions, threads: usize, ahead: bool) -> Result<GitWalk, String> {
         let tip = self.resolve(if opts.tip.is_empty() { "HEAD" } else { &opts.tip })?;
         let mut hidden = Vec::new();
         for h in &opts.hide {
@@ -184,7 +170,7 @@ impl GitRepo {
             ids.push(info.id);
         }
         let skip = build_globs(&opts.skip_paths)?;
-        let threads = threads.clamp(1, MAX_THREADS);
+        let threads = threads.clamp(1, pages::MAX_THREADS);
         let readers = (0..threads)
             .map(|_| {
                 let mut repo = self.repo.clone();
@@ -203,7 +189,7 @@ impl GitRepo {
                 }
             })
             .collect();
-        Ok(GitWalk { ids, pos: 0, readers })
+        Ok(GitWalk::new(ids, readers, ahead))
     }
 }
 
@@ -227,47 +213,8 @@ struct RawChange {
     new: Option<ObjectId>,
 }
 
-impl GitWalk {
-    /// Commits still to visit.
-    pub fn remaining(&self) -> usize {
-        self.ids.len() - self.pos
-    }
-
-    /// The next page of at most `max` commits (empty when done).
-    pub fn next_page(&mut self, max: u32) -> Result<Vec<Commit>, String> {
-        let n = (max.clamp(1, MAX_PAGE) as usize).min(self.remaining());
-        let ids = &self.ids[self.pos..self.pos + n];
-        self.pos += n;
-        let threads = (n / MIN_PER_THREAD).clamp(1, self.readers.len());
-        if threads == 1 {
-            return ids.iter().map(|id| self.readers[0].read_commit(*id)).collect();
-        }
-        // Contiguous runs, one per reader; the calling thread reads the first.
-        let per = n.div_ceil(threads);
-        let (first, rest) = self.readers.split_first_mut().expect("at least one reader");
-        let mut chunks = ids.chunks(per);
-        let head = chunks.next().unwrap_or_default();
-        let pages: Vec<Result<Vec<Commit>, String>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = chunks
-                .zip(rest.iter_mut())
-                .map(|(chunk, reader)| scope.spawn(move || chunk.iter().map(|id| reader.read_commit(*id)).collect()))
-                .collect();
-            let mut pages = vec![head.iter().map(|id| first.read_commit(*id)).collect()];
-            for h in handles {
-                pages.push(h.join().unwrap_or_else(|_| Err("the git reader thread panicked (a bug: please report it)".into())));
-            }
-            pages
-        });
-        let mut out = Vec::with_capacity(n);
-        for page in pages {
-            out.extend(page?);
-        }
-        Ok(out)
-    }
-}
-
 impl Reader {
-    fn read_commit(&self, id: ObjectId) -> Result<Commit, String> {
+    pub(crate) fn read_commit(&self, id: ObjectId) -> Result<Commit, String> {
         let ctx = || format!("reading commit {id}");
         let data = match self.parent.borrow_mut().take() {
             Some((p, data)) if p == id => data,
@@ -649,78 +596,4 @@ impl HostCommitWalk for HostState {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write as _;
-    use std::process::{Command, Stdio};
-
-    /// A history of `n` commits through `git fast-import`: files edited, added, deleted, renamed
-    /// (same content), a binary file and a nested directory, so every kind of change appears.
-    fn repo(dir: &Path, n: usize) -> PathBuf {
-        let repo = dir.join("repo");
-        let status = Command::new("git").args(["init", "-q", "-b", "main"]).arg(&repo).status().expect("git is installed");
-        assert!(status.success());
-        let mut stream = String::new();
-        let blob = |s: &mut String, path: &str, data: &str| {
-            let _ = write!(s, "M 100644 inline {path}\ndata {}\n{data}\n", data.len());
-        };
-        for c in 0..n {
-            let msg = format!("change {c}");
-            let _ = write!(stream, "commit refs/heads/main\nauthor A <a@x> {} +0000\ncommitter A <a@x> {} +0000\ndata {}\n{msg}\n", 1_600_000_000 + c, 1_600_000_000 + c, msg.len());
-            let f = c % 7;
-            let body: String = (0..20).map(|l| if l == c % 20 { format!("line {l} edited in {c}\n") } else { format!("line {l} of file {f}\n") }).collect();
-            blob(&mut stream, &format!("src/m{f}.rs"), &body);
-            if c % 11 == 3 {
-                blob(&mut stream, &format!("deep/a/b/new{c}.txt"), &format!("added in {c}\n"));
-            }
-            if c % 11 == 8 && c > 8 {
-                let _ = writeln!(stream, "D deep/a/b/new{}.txt", c - 5);
-            }
-            if c % 17 == 9 {
-                let _ = writeln!(stream, "R src/m{}.rs src/renamed{c}.rs", (f + 3) % 7);
-            }
-            if c % 19 == 4 {
-                let _ = write!(stream, "M 100644 inline bin{c}.dat\ndata 4\na\0b\n\n");
-            }
-            if c % 23 == 1 {
-                blob(&mut stream, "Cargo.lock", &format!("version {c}\n"));
-            }
-            stream.push('\n');
-        }
-        let mut child = Command::new("git").args(["fast-import", "--quiet"]).current_dir(&repo).stdin(Stdio::piped()).spawn().unwrap();
-        child.stdin.take().unwrap().write_all(stream.as_bytes()).unwrap();
-        assert!(child.wait().unwrap().success());
-        repo
-    }
-
-    fn read_all(walk: &mut GitWalk, page: u32) -> Vec<String> {
-        let mut out = Vec::new();
-        loop {
-            let commits = walk.next_page(page).unwrap();
-            if commits.is_empty() {
-                return out;
-            }
-            out.extend(commits.iter().map(|c| format!("{c:?}")));
-        }
-    }
-
-    #[test]
-    fn pages_read_on_several_threads_equal_one_thread() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = GitRepo::open(&repo(dir.path(), 300)).unwrap();
-        let opts = WalkOptions { tip: "HEAD".into(), hide: vec![], max_patch_bytes: 150, skip_paths: vec!["*.lock".into()], include_merges: false };
-        let one = read_all(&mut repo.walk_with_threads(&opts, 1).unwrap(), 256);
-        assert_eq!(one.len(), 300);
-        assert!(!one.iter().any(|c| c.contains("Cargo.lock")), "skipped paths are left out");
-        assert!(one.iter().any(|c| c.contains("binary: true")));
-        for change in ["Added", "Deleted", "Renamed", "Modified"] {
-            assert!(one.iter().any(|c| c.contains(change)), "the history has a {change} change");
-        }
-        assert!(one.iter().any(|c| c.contains("patch-truncated: true")));
-        for (threads, page) in [(3, 256), (3, 100), (2, 1024), (8, 64)] {
-            let mut walk = repo.walk_with_threads(&opts, threads).unwrap();
-            assert_eq!(walk.readers.len(), threads);
-            assert_eq!(read_all(&mut walk, page), one, "{threads} threads, pages of {page}");
-        }
-    }
-}
+mod tests;
