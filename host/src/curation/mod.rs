@@ -88,43 +88,32 @@ impl<'h> Curation<'h> {
     }
 
     fn curate_batch(&mut self, store: &Store, records: &mut Vec<Record>, c: &mut SourceCounters) -> anyhow::Result<()> {
-        // normalize → scrub.
-        let mut redacted = 0u64;
-        let mut scrubbed_examples = 0u64;
-        for rec in records.iter_mut() {
-            clean::normalize(&mut rec.example);
-            let counts = clean::scrub(&self.scrubber, &mut rec.example);
-            if !counts.is_empty() {
-                scrubbed_examples += 1;
-                redacted += counts.values().map(|&n| u64::from(n)).sum::<u64>();
-            }
-            for (rule, n) in counts {
-                *rec.scrub_counts.entry(rule).or_default() += n;
-            }
+        if self.near.is_none() {
+            self.near = Some(dedup::NearDups::load(store, self.dedup_params.clone())?);
         }
+        // normalize → scrub → content id → MinHash signature, on every core.
+        let (mut sigs, redacted, scrubbed_examples) = prepare(&self.scrubber, self.near.as_ref().expect("loaded"), records);
         self.count(c, "secrets_redacted", redacted);
         self.count(c, "examples_scrubbed", scrubbed_examples);
 
         // Exact duplicates: already stored, or earlier in this batch.
         let mut seen = HashSet::new();
-        let mut ids = Vec::with_capacity(records.len());
         let mut keep = Vec::with_capacity(records.len());
         for rec in records.iter() {
-            let id = example_id(&rec.example);
-            let new = !seen.contains(&id) && !store.has_example(&id)?;
-            seen.insert(id.clone());
-            keep.push(new);
-            if new {
-                ids.push(id);
-            }
+            let id = rec.id.as_deref().expect("prepared");
+            keep.push(!seen.contains(id) && !store.has_example(id)?);
+            seen.insert(id);
         }
         let exact = keep.iter().filter(|k| !**k).count() as u64;
         c.duplicate += exact;
-        let mut flags = keep.into_iter();
-        records.retain(|_| flags.next().unwrap_or(false));
+        let mut flags = keep.iter();
+        records.retain(|_| *flags.next().unwrap_or(&false));
+        let mut flags = keep.iter();
+        sigs.retain(|_| *flags.next().unwrap_or(&false));
         if records.is_empty() {
             return Ok(());
         }
+        let ids: Vec<String> = records.iter().map(|r| r.id.clone().expect("prepared")).collect();
 
         // Filters.
         let examples: Vec<_> = records.iter().map(|r| r.example.clone()).collect();
@@ -141,9 +130,6 @@ impl<'h> Curation<'h> {
         }
 
         // Near duplicates, then the decision.
-        if self.near.is_none() {
-            self.near = Some(dedup::NearDups::load(store, self.dedup_params.clone())?);
-        }
         let near = self.near.as_mut().expect("loaded");
         let mut superseded_by: HashMap<String, (String, f64)> = HashMap::new();
         let mut decisions: Vec<Decision> = Vec::with_capacity(records.len());
@@ -158,13 +144,12 @@ impl<'h> Curation<'h> {
                     decided_by: DecidedBy::Auto,
                 };
             }
-            let sig = near.signature(&clean::dedup_text(&rec.example));
-            rec.minhash = Some(MinHash { signature: sig.to_bytes(near.params()), bands: Vec::new() });
+            let sig = &sigs[pos];
             // Everything but a filter's reject takes part (a low score alone does not stop an
             // example from keeping its place against worse copies).
             if crate::review::filter_reject(&rec.verdicts).is_none() {
                 let score = crate::review::combined_score(rec.verdicts.iter().map(|(_, v)| v));
-                match near.check(id, rec.example.kind.as_str(), pos, score, &sig) {
+                match near.check(id, rec.example.kind.as_str(), pos, score, sig) {
                     dedup::Outcome::Unique => {}
                     dedup::Outcome::DuplicateOf { of, similarity } => {
                         rec.duplicate_of = Some((of.clone(), similarity));
@@ -225,6 +210,42 @@ impl<'h> Curation<'h> {
         records.sort_by_key(|r| r.duplicate_of.is_some());
         Ok(())
     }
+}
+
+/// Normalizes and scrubs every record, sets its content id and MinHash signature (returned too,
+/// for the near-duplicate check), spread over the cores: examples are independent, and this is
+/// the host's own share of the work. Returns the signatures, secrets redacted, examples scrubbed.
+fn prepare(scrubber: &Scrubber, near: &dedup::NearDups, records: &mut [Record]) -> (Vec<brain_curate::Signature>, u64, u64) {
+    let one = |rec: &mut Record| {
+        clean::normalize(&mut rec.example);
+        let counts = clean::scrub(scrubber, &mut rec.example);
+        let redacted: u64 = counts.values().map(|&n| u64::from(n)).sum();
+        for (rule, n) in counts {
+            *rec.scrub_counts.entry(rule).or_default() += n;
+        }
+        rec.id = Some(example_id(&rec.example));
+        let sig = near.signature(&clean::dedup_text(&rec.example));
+        rec.minhash = Some(MinHash { signature: sig.to_bytes(near.params()), bands: Vec::new() });
+        (sig, redacted)
+    };
+    // Small batches are not worth a thread.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(records.len() / 64).max(1);
+    let per = records.len().div_ceil(workers).max(1);
+    let parts: Vec<Vec<(brain_curate::Signature, u64)>> = std::thread::scope(|scope| {
+        let mut chunks = records.chunks_mut(per);
+        let first = chunks.next();
+        let handles: Vec<_> = chunks.map(|part| scope.spawn(move || part.iter_mut().map(one).collect::<Vec<_>>())).collect();
+        let mut parts = vec![first.map_or_else(Vec::new, |part| part.iter_mut().map(one).collect())];
+        parts.extend(handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))));
+        parts
+    });
+    let (mut sigs, mut redacted, mut scrubbed) = (Vec::with_capacity(records.len()), 0, 0);
+    for (sig, n) in parts.into_iter().flatten() {
+        sigs.push(sig);
+        redacted += n;
+        scrubbed += u64::from(n > 0);
+    }
+    (sigs, redacted, scrubbed)
 }
 
 fn duplicate_decision(of: &str, similarity: f64) -> Decision {
