@@ -253,7 +253,10 @@ fn write_groups_commit_many_batches_and_a_failed_batch_alone_rolls_back() {
     let other = rusqlite::Connection::open(&path).unwrap();
     let count = |c: &rusqlite::Connection| -> i64 { c.query_row("SELECT count(*) FROM examples", [], |r| r.get(0)).unwrap() };
     assert_eq!(count(&other), 0);
+    let temp_store = |s: &Store| -> i64 { s.conn().pragma_query_value(None, "temp_store", |r| r.get(0)).unwrap() };
+    assert_eq!(temp_store(&s), 2, "sub-journals in memory while a group is open");
     s.commit_group().unwrap();
+    assert_eq!(temp_store(&s), 0);
     assert_eq!(count(&other), 5);
     assert_eq!(s.checkpoint("src").unwrap().as_deref(), Some("cp2"), "the failed batch's checkpoint is not stored");
     s.commit_group().unwrap(); // no group open: nothing to do
