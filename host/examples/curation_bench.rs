@@ -118,6 +118,40 @@ fn main() -> anyhow::Result<()> {
         println!("  filter {:<11} {:>8.1} µs per example (one thread, batches of {batch})", entry.name, t.elapsed().as_secs_f64() * 1e6 / sample.len() as f64);
     }
 
+    // The three at once, each on its own thread, as curation runs them.
+    let mut instances = Vec::new();
+    for entry in &config.filters {
+        instances.push(host.open_filter(&entry.name, &entry.plugin, &entry.grants, &entry.config_json)?);
+    }
+    let (t, cpu) = (Instant::now(), process_cpu_s());
+    std::thread::scope(|scope| {
+        for f in &mut instances {
+            scope.spawn(move || {
+                for chunk in sample.chunks(batch) {
+                    f.evaluate(chunk).expect("filter");
+                }
+            });
+        }
+    });
+    let (wall, cpu) = (t.elapsed().as_secs_f64(), process_cpu_s() - cpu);
+    let t2 = Instant::now();
+    for chunk in sample.chunks(batch) {
+        std::thread::scope(|scope| {
+            for f in &mut instances {
+                scope.spawn(move || {
+                    f.evaluate(chunk).expect("filter");
+                });
+            }
+        });
+    }
+    println!("  the three, threads started per batch: {:.1} µs per example wall", t2.elapsed().as_secs_f64() * 1e6 / sample.len() as f64);
+    println!(
+        "  the three together      {:>8.1} µs per example wall, {:.1} µs CPU ({:.2} cores busy)",
+        wall * 1e6 / sample.len() as f64,
+        cpu * 1e6 / sample.len() as f64,
+        cpu / wall
+    );
+
     for (label, filters) in [("scrub + dedup (no filters)", String::new()), ("scrub + filter + dedup", filters())] {
         let config = Config::from_str(&format!("{SOURCE}{filters}"), &tmp.path().join("brain.toml"))?;
         let mut curation = Curation::new(&config, &host)?;

@@ -3,17 +3,34 @@
 //! the collect counters, the examples of that batch get no verdict from it (so they are not
 //! approved automatically on its behalf), and it is reopened for the next batch. After
 //! [`MAX_FAILURES`] failures it is left out for the rest of the run.
+//!
+//! Each filter runs on a thread of its own that lives as long as the [`Filters`]: the filters of
+//! a batch run side by side, and a thread is not started per batch (a fresh thread's first calls
+//! into wasmtime cost about as much as the filters' own work on a batch of 256).
+
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use crate::config::PluginEntry;
 use crate::example::{Example, Verdict};
-use crate::plugin::{FilterInstance, PluginHost};
+use crate::plugin::{FilterInstance, PluginError, PluginHost};
 
 /// Failures after which a filter is not tried again in the same run.
 pub const MAX_FAILURES: u32 = 3;
 
+type Outcome = Result<Vec<Verdict>, PluginError>;
+
+/// The thread that owns one filter's instance.
+struct Worker {
+    jobs: Sender<Arc<Vec<Example>>>,
+    results: Receiver<Outcome>,
+    thread: JoinHandle<()>,
+}
+
 struct Slot {
     entry: PluginEntry,
-    instance: Option<FilterInstance>,
+    worker: Option<Worker>,
     failures: u32,
 }
 
@@ -30,10 +47,46 @@ pub struct Failure {
     pub given_up: bool,
 }
 
+impl Worker {
+    /// Starts the thread of filter `entry`; it opens the plugin on its first batch, and again
+    /// after a batch it failed.
+    fn start(host: &PluginHost, entry: &PluginEntry) -> std::io::Result<Worker> {
+        let (jobs, job_rx) = channel::<Arc<Vec<Example>>>();
+        let (result_tx, results) = channel();
+        let (host, e) = (host.clone(), entry.clone());
+        let thread = std::thread::Builder::new().name(format!("filter {}", entry.name)).spawn(move || {
+            let mut instance: Option<FilterInstance> = None;
+            for examples in job_rx {
+                let started = std::time::Instant::now();
+                let run = std::panic::AssertUnwindSafe(|| match &mut instance {
+                    Some(f) => f.evaluate(&examples),
+                    None => host
+                        .open_filter(&e.name, &e.plugin, &e.grants, &e.config_json)
+                        .and_then(|f| instance.insert(f).evaluate(&examples)),
+                });
+                let outcome = std::panic::catch_unwind(run).unwrap_or_else(|_| {
+                    Err(PluginError::Plugin {
+                        plugin: e.name.clone(),
+                        message: "the host panicked while running this filter (a bug: please report it)".into(),
+                    })
+                });
+                tracing::debug!("filter {:?}: {} examples in {:?}", e.name, examples.len(), started.elapsed());
+                if outcome.is_err() {
+                    instance = None;
+                }
+                if result_tx.send(outcome).is_err() {
+                    break;
+                }
+            }
+        })?;
+        Ok(Worker { jobs, results, thread })
+    }
+}
+
 impl Filters {
-    /// The enabled filters of the config (opened on first use).
+    /// The enabled filters of the config (their threads start on first use).
     pub fn new(entries: &[PluginEntry]) -> Filters {
-        Filters { slots: entries.iter().filter(|e| e.enabled).map(|e| Slot { entry: e.clone(), instance: None, failures: 0 }).collect() }
+        Filters { slots: entries.iter().filter(|e| e.enabled).map(|e| Slot { entry: e.clone(), worker: None, failures: 0 }).collect() }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -46,67 +99,72 @@ impl Filters {
 
     /// Runs every filter over `examples`: per example, the verdicts by filter name (in config
     /// order), and the failures.
-    pub fn evaluate(&mut self, host: &PluginHost, examples: &[Example]) -> (Vec<Vec<(String, Verdict)>>, Vec<Failure>) {
-        let mut verdicts: Vec<Vec<(String, Verdict)>> = vec![Vec::new(); examples.len()];
-        let mut failures = Vec::new();
-        if examples.is_empty() {
-            return (verdicts, failures);
+    pub fn evaluate(&mut self, host: &PluginHost, examples: Vec<Example>) -> (Vec<Vec<(String, Verdict)>>, Vec<Failure>) {
+        let pending = self.submit(host, examples);
+        self.finish(pending)
+    }
+
+    /// Hands `examples` to every filter and returns at once; [`Filters::finish`] waits for the
+    /// verdicts. Batches submitted one after the other are finished in the same order.
+    pub fn submit(&mut self, host: &PluginHost, examples: Vec<Example>) -> Pending {
+        let n = examples.len();
+        if n == 0 {
+            return Pending { n, sent: self.slots.iter().map(|_| None).collect() };
         }
-        // Each filter on its own thread (instances are independent); results in config order.
-        let results: Vec<Option<Result<Vec<Verdict>, crate::plugin::PluginError>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .slots
-                .iter_mut()
-                .map(|slot| {
-                    scope.spawn(move || {
-                        if slot.failures >= MAX_FAILURES {
-                            return None;
-                        }
-                        let e = &slot.entry;
-                        let started = std::time::Instant::now();
-                        let result = match &mut slot.instance {
-                            Some(f) => f.evaluate(examples),
-                            None => host
-                                .open_filter(&e.name, &e.plugin, &e.grants, &e.config_json)
-                                .and_then(|f| slot.instance.insert(f).evaluate(examples)),
-                        };
-                        tracing::debug!("filter {:?}: {} examples in {:?}", e.name, examples.len(), started.elapsed());
-                        Some(result)
-                    })
-                })
-                .collect();
-            handles.into_iter().collect::<Vec<_>>().into_iter().map(|h| h.join()).collect::<Vec<_>>()
-        })
-        .into_iter()
-        .zip(self.names())
-        .map(|(joined, plugin)| {
-            joined.unwrap_or_else(|_| {
-                Some(Err(crate::plugin::PluginError::Plugin {
-                    plugin,
-                    message: "the host panicked while running this filter (a bug: please report it)".into(),
-                }))
+        let examples = Arc::new(examples);
+        let sent = self
+            .slots
+            .iter_mut()
+            .map(|slot| {
+                if slot.failures >= MAX_FAILURES {
+                    return None;
+                }
+                if slot.worker.is_none() {
+                    match Worker::start(host, &slot.entry) {
+                        Ok(w) => slot.worker = Some(w),
+                        Err(e) => return Some(Err(format!("cannot start a thread for it: {e}"))),
+                    }
+                }
+                let worker = slot.worker.as_ref().expect("started");
+                Some(worker.jobs.send(examples.clone()).map_err(|_| "its thread has stopped".to_string()))
             })
-        })
-        .collect();
-        for (slot, result) in self.slots.iter_mut().zip(results) {
+            .collect();
+        Pending { n, sent }
+    }
+
+    /// The verdicts of a submitted batch: per example, by filter name in config order; and the
+    /// failures.
+    pub fn finish(&mut self, pending: Pending) -> (Vec<Vec<(String, Verdict)>>, Vec<Failure>) {
+        let n = pending.n;
+        let mut verdicts: Vec<Vec<(String, Verdict)>> = vec![Vec::new(); n];
+        let mut failures = Vec::new();
+        for (slot, sent) in self.slots.iter_mut().zip(pending.sent) {
+            let outcome = match sent {
+                None => continue,
+                Some(Err(why)) => Err(why),
+                Some(Ok(())) => match slot.worker.as_ref().map(|w| w.results.recv()) {
+                    Some(Ok(Ok(vs))) => Ok(vs),
+                    Some(Ok(Err(err))) => Err(err.to_string()),
+                    _ => Err("its thread stopped unexpectedly (a bug: please report it)".to_string()),
+                },
+            };
             let e = &slot.entry;
-            match result {
-                None => {}
-                Some(Ok(vs)) => {
+            match outcome {
+                Ok(vs) => {
                     for (i, v) in vs.into_iter().enumerate() {
                         verdicts[i].push((e.name.clone(), v));
                     }
                 }
-                Some(Err(err)) => {
-                    slot.instance = None;
+                Err(msg) => {
+                    if slot.worker.as_ref().is_some_and(|w| w.thread.is_finished()) {
+                        slot.worker = None;
+                    }
                     slot.failures += 1;
                     let given_up = slot.failures >= MAX_FAILURES;
-                    let msg = format!("{err}");
                     tracing::warn!(
-                        "filter {:?} (plugin {}) failed on a batch of {}: {msg}{}",
+                        "filter {:?} (plugin {}) failed on a batch of {n}: {msg}{}",
                         e.name,
                         e.plugin_text,
-                        examples.len(),
                         if given_up { "; left out for the rest of this run" } else { "; these examples get no verdict from it" }
                     );
                     failures.push(Failure { filter: e.name.clone(), error: msg, given_up });
@@ -114,5 +172,25 @@ impl Filters {
             }
         }
         (verdicts, failures)
+    }
+}
+
+/// A batch the filters are working on (see [`Filters::submit`]).
+#[must_use = "finish it: its verdicts are waiting in the filters' channels"]
+pub struct Pending {
+    n: usize,
+    /// Per filter: not asked (left out), or whether the batch reached its thread.
+    sent: Vec<Option<Result<(), String>>>,
+}
+
+impl Drop for Filters {
+    fn drop(&mut self) {
+        for slot in &mut self.slots {
+            if let Some(w) = slot.worker.take() {
+                // Closing the job channel ends the thread's loop.
+                drop(w.jobs);
+                let _ = w.thread.join();
+            }
+        }
     }
 }

@@ -117,8 +117,7 @@ impl<'h> Curation<'h> {
 
         // Filters.
         let examples: Vec<_> = records.iter().map(|r| r.example.clone()).collect();
-        let (verdicts, failures) = self.filters.evaluate(self.host, &examples);
-        drop(examples);
+        let (verdicts, failures) = self.filters.evaluate(self.host, examples);
         let failing: Vec<String> = failures.iter().map(|f| f.filter.clone()).collect();
         for f in failures {
             let n = records.len() as u64;

@@ -200,7 +200,9 @@ const MAX_IDLE_BATCHES: u32 = 10_000;
 /// Guest wasm stack limit (deep recursion traps as a stack overflow).
 const MAX_WASM_STACK: usize = 1 << 20;
 
-/// The plugin runtime of one process. `Send + Sync`: sessions may run on threads.
+/// The plugin runtime of one process. `Send + Sync`: sessions may run on threads. Clones share
+/// the engine, the compiled components and the epoch ticker.
+#[derive(Clone)]
 pub struct PluginHost {
     inner: Arc<Inner>,
 }
