@@ -5,8 +5,8 @@
 //! [`MAX_FAILURES`] failures it is left out for the rest of the run.
 //!
 //! Each filter runs on a thread of its own that lives as long as the [`Filters`]: the filters of
-//! a batch run side by side, and a thread is not started per batch (a fresh thread's first calls
-//! into wasmtime cost about as much as the filters' own work on a batch of 256).
+//! a batch run side by side, and no thread is started per batch (bench/curation.sh: threads
+//! started per batch took ~20 % more wall time on a quiet machine, up to 2× beside a build).
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
