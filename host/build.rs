@@ -228,5 +228,7 @@ fn clean_env(cmd: &mut Command) {
             cmd.env_remove(k);
         }
     }
-    cmd.env("RUSTFLAGS", "");
+    // WASM SIMD (wasmtime enables it by default): memchr and LLVM's vectorizer use it in the
+    // filters that run on every collected example (~10 % less CPU per example, bench/curation.sh).
+    cmd.env("RUSTFLAGS", "-C target-feature=+simd128");
 }
