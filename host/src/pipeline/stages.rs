@@ -183,7 +183,13 @@ impl<'a> Stages<'a> {
         self.report.step(
             "train",
             "done",
-            format!("run {id}: {} steps, loss {:.3} → {:.3}, best val {:?}", r.steps, r.first_loss.unwrap_or(f32::NAN), r.final_train_loss.unwrap_or(f32::NAN), r.best_val_loss),
+            format!(
+                "run {id}: {} steps, loss {:.3} → {:.3}, best val {}",
+                r.steps,
+                r.first_loss.unwrap_or(f32::NAN),
+                r.final_train_loss.unwrap_or(f32::NAN),
+                r.best_val_loss.map_or("-".to_string(), |l| format!("{l:.3}"))
+            ),
             serde_json::to_value(&r)?,
         );
         self.report.sft_run = Some(id.clone());
