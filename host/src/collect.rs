@@ -3,7 +3,8 @@
 //! Each selected source runs on a worker thread (at most one per core) that opens its plugin
 //! session and pulls batches of [`BATCH_SIZE`]; batches travel over a bounded channel to the one
 //! thread that owns the store, which curates them ([`Curate`]) and stores each batch together
-//! with the source's checkpoint in one transaction. A source that fails — its plugin traps, times
+//! with the source's checkpoint, all or nothing (batches are committed in write groups, see
+//! `GROUP_EXAMPLES`). A source that fails — its plugin traps, times
 //! out, returns garbage, or cannot be loaded — is stopped and reported with its name and cause;
 //! the others go on, and every batch stored before the failure stays stored.
 

@@ -3,8 +3,9 @@
 //!
 //! WAL mode, foreign keys on, a busy timeout so a second `brain` waits instead of failing, and
 //! migrations by `PRAGMA user_version` ([`schema`]). Writes of one collected batch — its examples
-//! and the source's new checkpoint — happen in one transaction ([`Store::store_batch`]), so a
-//! killed collect leaves either the whole batch or none of it.
+//! and the source's new checkpoint — are all or nothing ([`Store::store_batch`]: a savepoint,
+//! its own transaction or part of a write group of several batches, [`Store::begin_group`]), so
+//! a killed collect leaves whole batches with their checkpoints, never part of one.
 
 pub mod dedup;
 mod examples;
