@@ -7,34 +7,19 @@ use std::process::ExitCode;
 use anyhow::bail;
 use brain_train::dpo::LossType;
 
+use super::train::RunFlags;
 use super::{print_json, Ctx};
 use crate::pipeline::dpo_args_from_config;
 use crate::training::{self, Lineage};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Directory with train.jsonl (and valid.jsonl) of preference pairs (an export's preference/).
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Output run directory.
-    #[arg(long)]
-    pub adapter_path: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunFlags,
     /// Start from this SFT adapter; it is also the frozen reference (default: [dpo] reference_adapter,
     /// else the base model with adapters disabled).
     #[arg(long)]
     pub reference_adapter: Option<PathBuf>,
-    #[arg(long)]
-    pub iters: Option<usize>,
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    #[arg(long)]
-    pub learning_rate: Option<f32>,
-    #[arg(long, allow_hyphen_values = true)]
-    pub num_layers: Option<i32>,
-    #[arg(long)]
-    pub max_seq_length: Option<usize>,
     #[arg(long)]
     pub beta: Option<f32>,
     #[arg(long, value_parser = ["sigmoid", "ipo", "hinge", "robust"])]
@@ -44,28 +29,17 @@ pub struct Args {
     /// Weight of an SFT (NLL) term on the chosen responses.
     #[arg(long)]
     pub sft_weight: Option<f32>,
-    #[arg(long)]
-    pub seed: Option<u64>,
-    #[arg(long)]
-    pub resume: bool,
-    #[arg(long)]
-    pub quick: bool,
-    #[arg(long)]
-    pub grad_checkpoint: bool,
 }
 
 pub fn run(ctx: &Ctx, f: Args) -> anyhow::Result<ExitCode> {
     let config = if ctx.config_path.exists() { ctx.config()? } else { crate::config::Config::from_str("", &ctx.config_path)? };
-    let model = f.model.clone().or_else(|| config.dpo.base_model.clone()).or_else(|| config.train.base_model.clone());
+    let model = f.run.model.clone().or_else(|| config.dpo.base_model.clone()).or_else(|| config.train.base_model.clone());
     let Some(model) = model else { bail!("no model: pass --model DIR or set [dpo]/[train] base_model") };
-    let data = f.data.clone().or_else(|| config.dpo.data.clone());
+    let data = f.run.data.clone().or_else(|| config.dpo.data.clone());
     let Some(data) = data else { bail!("no data: pass --data DIR (a directory with train.jsonl of pairs) or set [dpo] data") };
-    let adapter = f.adapter_path.clone().unwrap_or_else(|| config.dpo.adapter_path.clone());
+    let adapter = f.run.adapter_path.clone().unwrap_or_else(|| config.dpo.adapter_path.clone());
     let mut args = dpo_args_from_config(&config, model, data, adapter, f.reference_adapter.clone())?;
-    macro_rules! set {
-        ($($field:ident),*) => { $( if let Some(v) = f.$field.clone() { args.train.$field = v; } )* };
-    }
-    set!(iters, batch_size, learning_rate, num_layers, max_seq_length, seed);
+    f.run.apply(&mut args.train);
     if let Some(b) = f.beta {
         args.beta = b;
     }
@@ -78,9 +52,6 @@ pub fn run(ctx: &Ctx, f: Args) -> anyhow::Result<ExitCode> {
     if let Some(w) = f.sft_weight {
         args.sft_weight = w;
     }
-    args.train.resume |= f.resume;
-    args.train.quick |= f.quick;
-    args.train.grad_checkpoint |= f.grad_checkpoint;
 
     let store = ctx.open_store(&config)?;
     let quiet = ctx.quiet || ctx.json;

@@ -14,23 +14,21 @@ use brain_train::{FineTuneType, Progress, TrainArgs};
 use super::{print_json, Ctx};
 use crate::config::{Config, TrainSection};
 
+/// The flags `brain train` and `brain dpo` share (mlx-lm's names).
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub struct RunFlags {
     /// Base model directory (Hugging Face or mlx-community layout).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Dataset directory with train.jsonl / valid.jsonl / test.jsonl (e.g. an export's chat/).
+    /// Dataset directory: train.jsonl / valid.jsonl (/ test.jsonl), e.g. an export's chat/ or
+    /// preference/.
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Run directory: adapters, checkpoints and metrics go here.
     #[arg(long)]
     pub adapter_path: Option<PathBuf>,
-    #[arg(long, value_parser = ["lora", "full"])]
-    pub fine_tune_type: Option<String>,
     #[arg(long)]
     pub iters: Option<usize>,
-    #[arg(long)]
-    pub epochs: Option<usize>,
     #[arg(long)]
     pub batch_size: Option<usize>,
     #[arg(long)]
@@ -43,8 +41,6 @@ pub struct Args {
     #[arg(long)]
     pub grad_checkpoint: bool,
     #[arg(long)]
-    pub grad_accumulation_steps: Option<usize>,
-    #[arg(long)]
     pub seed: Option<u64>,
     /// Continue from the newest checkpoint in --adapter-path.
     #[arg(long)]
@@ -52,6 +48,31 @@ pub struct Args {
     /// Smoke run: 10 updates.
     #[arg(long)]
     pub quick: bool,
+}
+
+impl RunFlags {
+    /// Sets what was given, except the three paths (each command has its own fallbacks).
+    pub fn apply(&self, a: &mut TrainArgs) {
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field.clone() { a.$field = v; } )* };
+        }
+        set!(iters, batch_size, learning_rate, num_layers, max_seq_length, seed);
+        a.grad_checkpoint |= self.grad_checkpoint;
+        a.resume |= self.resume;
+        a.quick |= self.quick;
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub run: RunFlags,
+    #[arg(long, value_parser = ["lora", "full"])]
+    pub fine_tune_type: Option<String>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub grad_accumulation_steps: Option<usize>,
     /// Do not train: report test loss and perplexity on DATA/test.jsonl.
     #[arg(long)]
     pub test: bool,
@@ -100,10 +121,20 @@ pub fn args_from_config(config: &Config) -> TrainArgs {
 }
 
 fn apply_flags(a: &mut TrainArgs, f: &Args) {
+    f.run.apply(a);
     macro_rules! set {
-        ($($field:ident),*) => { $( if let Some(v) = f.$field.clone() { a.$field = v; } )* };
+        ($($field:ident),*) => { $( if let Some(v) = f.run.$field.clone() { a.$field = v; } )* };
     }
-    set!(model, data, adapter_path, iters, batch_size, learning_rate, num_layers, max_seq_length, grad_accumulation_steps, seed, steps_per_eval, steps_per_report);
+    set!(model, data, adapter_path);
+    if let Some(g) = f.grad_accumulation_steps {
+        a.grad_accumulation_steps = g;
+    }
+    if let Some(s) = f.steps_per_eval {
+        a.steps_per_eval = s;
+    }
+    if let Some(s) = f.steps_per_report {
+        a.steps_per_report = s;
+    }
     if let Some(s) = f.save_every {
         a.steps_per_save = s;
     }
@@ -113,9 +144,6 @@ fn apply_flags(a: &mut TrainArgs, f: &Args) {
     if let Some(t) = &f.fine_tune_type {
         a.fine_tune_type = if t == "full" { FineTuneType::Full } else { FineTuneType::Lora };
     }
-    a.grad_checkpoint |= f.grad_checkpoint;
-    a.resume |= f.resume;
-    a.quick |= f.quick;
 }
 
 /// The config when there is one; flags alone suffice without it.
