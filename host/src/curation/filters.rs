@@ -89,30 +89,19 @@ impl Filters {
         Filters { slots: entries.iter().filter(|e| e.enabled).map(|e| Slot { entry: e.clone(), worker: None, failures: 0 }).collect() }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
-    pub fn names(&self) -> Vec<String> {
-        self.slots.iter().map(|s| s.entry.name.clone()).collect()
-    }
-
-    /// Runs every filter over `examples`: per example, the verdicts by filter name (in config
-    /// order), and the failures.
+    /// Runs every filter over `examples`, side by side: per example, the verdicts by filter
+    /// name (in config order), and the failures.
     pub fn evaluate(&mut self, host: &PluginHost, examples: Vec<Example>) -> (Vec<Vec<(String, Verdict)>>, Vec<Failure>) {
-        let pending = self.submit(host, examples);
-        self.finish(pending)
-    }
-
-    /// Hands `examples` to every filter and returns at once; [`Filters::finish`] waits for the
-    /// verdicts. Batches submitted one after the other are finished in the same order.
-    pub fn submit(&mut self, host: &PluginHost, examples: Vec<Example>) -> Pending {
         let n = examples.len();
+        let mut verdicts: Vec<Vec<(String, Verdict)>> = vec![Vec::new(); n];
+        let mut failures = Vec::new();
         if n == 0 {
-            return Pending { n, sent: self.slots.iter().map(|_| None).collect() };
+            return (verdicts, failures);
         }
+        // Hand the batch to every filter's thread, then collect in config order. Per filter:
+        // not asked (left out), or whether the batch reached its thread.
         let examples = Arc::new(examples);
-        let sent = self
+        let sent: Vec<Option<Result<(), String>>> = self
             .slots
             .iter_mut()
             .map(|slot| {
@@ -129,16 +118,7 @@ impl Filters {
                 Some(worker.jobs.send(examples.clone()).map_err(|_| "its thread has stopped".to_string()))
             })
             .collect();
-        Pending { n, sent }
-    }
-
-    /// The verdicts of a submitted batch: per example, by filter name in config order; and the
-    /// failures.
-    pub fn finish(&mut self, pending: Pending) -> (Vec<Vec<(String, Verdict)>>, Vec<Failure>) {
-        let n = pending.n;
-        let mut verdicts: Vec<Vec<(String, Verdict)>> = vec![Vec::new(); n];
-        let mut failures = Vec::new();
-        for (slot, sent) in self.slots.iter_mut().zip(pending.sent) {
+        for (slot, sent) in self.slots.iter_mut().zip(sent) {
             let outcome = match sent {
                 None => continue,
                 Some(Err(why)) => Err(why),
@@ -173,14 +153,6 @@ impl Filters {
         }
         (verdicts, failures)
     }
-}
-
-/// A batch the filters are working on (see [`Filters::submit`]).
-#[must_use = "finish it: its verdicts are waiting in the filters' channels"]
-pub struct Pending {
-    n: usize,
-    /// Per filter: not asked (left out), or whether the batch reached its thread.
-    sent: Vec<Option<Result<(), String>>>,
 }
 
 impl Drop for Filters {

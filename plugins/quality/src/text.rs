@@ -249,23 +249,9 @@ impl Scanner {
         let mut steps = 0;
         for (i, m) in ex.messages.iter().enumerate() {
             if Some(i) == response {
-                let text = m.content.as_str();
-                let code = code_lines(text);
-                steps = numbered_lines(text);
-                self.phrases.scan(text, |list, index, start| match list {
-                    0 if in_ranges(&code, start) => false,
-                    0 => {
-                        steps += 1;
-                        true
-                    }
-                    1 => {
-                        notions[index] = true;
-                        true
-                    }
-                    own => {
-                        found[own - OWN] += 1;
-                        true
-                    }
+                steps = self.steps(&m.content, |list, index| match list {
+                    1 => notions[index] = true,
+                    own => found[own - OWN] += 1,
                 });
             } else {
                 self.phrases.scan(&m.content, |list, index, _| {
@@ -279,27 +265,46 @@ impl Scanner {
         let complexity = complexity_of(ex, steps, notions.iter().filter(|n| **n).count());
         Measures { steps, complexity, found }
     }
+
+    /// [`reasoning_steps`] of `text`, handing every other phrase found to `other(list, index)`.
+    fn steps(&self, text: &str, mut other: impl FnMut(usize, usize)) -> usize {
+        let (code, mut steps) = code_and_numbered_lines(text);
+        self.phrases.scan(text, |list, index, start| match list {
+            0 if in_ranges(&code, start) => false,
+            0 => {
+                steps += 1;
+                true
+            }
+            _ => {
+                other(list, index);
+                true
+            }
+        });
+        steps
+    }
 }
 
-/// Byte ranges of a text's fence lines and the code between them, in order.
-fn code_lines(text: &str) -> Vec<Range<usize>> {
-    let mut code = Vec::new();
-    if !may_have_fences(text) {
-        return code;
-    }
+/// Byte ranges of a text's fence lines and the code between them, in order; and the numbered
+/// lines outside code blocks.
+fn code_and_numbered_lines(text: &str) -> (Vec<Range<usize>>, usize) {
+    let (mut code, mut numbered) = (Vec::new(), 0);
+    let fenced = may_have_fences(text);
     let (mut inside, mut at) = (false, 0);
     for raw in text.split_inclusive('\n') {
+        // As `str::lines` cuts them: without `\n` or `\r\n`.
         let line = raw.strip_suffix('\n').map_or(raw, |l| l.strip_suffix('\r').unwrap_or(l));
         let range = at..at + raw.len();
         at += raw.len();
-        if is_fence(line) {
+        if fenced && is_fence(line) {
             inside = !inside;
             code.push(range);
         } else if inside {
             code.push(range);
+        } else {
+            numbered += is_numbered(line) as usize;
         }
     }
-    code
+    (code, numbered)
 }
 
 fn in_ranges(ranges: &[Range<usize>], at: usize) -> bool {
@@ -313,31 +318,11 @@ fn is_numbered(line: &str) -> bool {
     digits > 0 && digits < 3 && t[digits..].starts_with(['.', ')']) && t[digits + 1..].starts_with(' ')
 }
 
-/// Numbered lines outside code blocks.
-fn numbered_lines(text: &str) -> usize {
-    let (mut n, mut inside) = (0, false);
-    for line in text.lines() {
-        if is_fence(line) {
-            inside = !inside;
-        } else if !inside {
-            n += is_numbered(line) as usize;
-        }
-    }
-    n
-}
-
 /// Numbered lines (`1.`, `2)`), `Step N`, and sentence-initial ordinals (`First,` `Then,` …)
 /// plus causal links (`because`, `therefore`, …) outside code blocks: the steps of a line of
 /// reasoning.
 pub fn reasoning_steps(text: &str) -> usize {
-    let code = code_lines(text);
-    let mut steps = numbered_lines(text);
-    PLAIN.phrases.scan(text, |list, _, start| {
-        let counts = list == 0 && !in_ranges(&code, start);
-        steps += counts as usize;
-        counts
-    });
-    steps
+    PLAIN.steps(text, |_, _| {})
 }
 
 /// Task complexity 1 (trivial) to 10 (hard): how long the exchange is, how much code it holds,
