@@ -69,6 +69,24 @@ echo "collect → store, $COMMITS commits: best $best examples/s (wall, whole pr
 python3 -c "import sys; print(f'incremental collect (nothing new): {float(sys.argv[2]) - float(sys.argv[1]):.3f} s')" "$start" "$end"
 echo "store size: ${size} KiB"
 
+# The floor set by reading the history itself: C git over the same commits (one core). 50,000
+# examples/s on 2 cores leaves 40 µs of CPU per example for everything (git, plugin, curation,
+# store); git's own line counts alone cost more than that here.
+python3 - "$repo" "$COMMITS" <<'PY'
+import resource, subprocess, sys, time
+repo, n = sys.argv[1], int(sys.argv[2])
+for label, args in [("names only (--name-status)", ["--name-status"]),
+                    ("line counts (--numstat)", ["--numstat"]),
+                    ("line counts + patches (-p --stat)", ["-p", "--stat"])]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(["git", "-C", repo, "log", "--no-merges", *args], stdout=subprocess.DEVNULL, check=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    print(f"reference: git log {label}: {n / wall:.0f} commits/s wall, {cpu / n * 1e6:.0f} µs CPU per commit")
+PY
+
 # The host's own pace: a source that costs nothing (tests/fault-plugins' healthy-source, built as
 # bench/plugin_call.sh builds it), FAST examples (default 200,000) through curation into a store.
 FAST=${FAST:-200000}
