@@ -49,9 +49,19 @@ fn demo_then_incremental_pipeline_threshold_force_and_rollback() {
     let repo = env.path().join("repo");
     make_repo(&repo);
     let demo = env.path().join("demo");
-    let r = env.run(["demo".as_ref(), demo.as_os_str(), "--repo".as_ref(), repo.as_os_str(), "--iters".as_ref(), "12".as_ref()]);
+    let flags = ["--iters", "12", "--pretrain-iters", "6"].map(|f| f.as_ref());
+    let r = env.run([["demo".as_ref(), demo.as_os_str(), "--repo".as_ref(), repo.as_os_str()].as_slice(), &flags].concat());
     r.assert_ok();
     assert!(r.stdout.contains("repo-commits"), "{}", r.stdout);
+    // The tiny base was pretrained (full training) and fused before SFT: its weights are not
+    // the random ones it started from.
+    assert!(r.stdout.contains("tiny base model: 6 pretraining updates"), "{}", r.stdout);
+    let tensor = |dir: &str| {
+        let bytes = std::fs::read(demo.join(dir).join("model.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        st.tensor("model.layers.0.mlp.down_proj.weight").unwrap().data().to_vec()
+    };
+    assert_ne!(tensor("pretrain/random-model"), tensor("model"), "the demo's base model is the random one");
     assert!(r.stdout.contains("model v1: promoted to active"), "{}", r.stdout);
     let png = r.stdout.lines().find_map(|l| l.strip_prefix("loss curves: ")).expect("the report names the loss-curve image");
     assert!(Path::new(png.trim()).is_file());
@@ -100,7 +110,8 @@ fn killed_training_is_marked_interrupted_and_resumed_by_the_pipeline() {
     let repo = env.path().join("repo");
     make_repo(&repo);
     let demo = env.path().join("demo");
-    env.run(["demo".as_ref(), demo.as_os_str(), "--repo".as_ref(), repo.as_os_str(), "--iters".as_ref(), "4".as_ref()]).assert_ok();
+    env.run(["demo".as_ref(), demo.as_os_str(), "--repo".as_ref(), repo.as_os_str(), "--iters".as_ref(), "4".as_ref(), "--pretrain-iters".as_ref(), "0".as_ref()])
+        .assert_ok();
     let cfg = demo.join("brain.toml");
 
     // A long run that saves often; kill it once a checkpoint exists.

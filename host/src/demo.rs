@@ -1,12 +1,15 @@
 //! `brain demo`: the whole path on embedded defaults, in a new directory — collect this
 //! repository's git history and docs plus a bundled sample transcript and interaction log, scrub,
-//! filter, auto-review, export, make a tiny model (its tokenizer trained on the exported text),
-//! SFT, DPO, evaluate, register and promote — then print a short report.
+//! filter, auto-review, export, make a tiny model (its tokenizer trained on the exported text,
+//! its weights pretrained briefly on plain text), SFT, DPO, evaluate, register and promote — then
+//! print a short report.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
+use brain_train::fuse::{fuse, FuseArgs};
 use brain_train::tiny::{init_tiny, TinySpec};
+use brain_train::{FineTuneType, TrainArgs};
 
 use crate::config::Config;
 use crate::pipeline::{self, PipelineOptions, PipelineReport};
@@ -33,6 +36,9 @@ pub struct DemoOptions {
     pub repo: Option<PathBuf>,
     /// SFT updates (default 150).
     pub iters: Option<usize>,
+    /// Full-training updates that give the tiny random model some language before SFT
+    /// (default 200; 0: SFT starts from random weights).
+    pub pretrain_iters: Option<usize>,
     pub quiet: bool,
 }
 
@@ -147,10 +153,11 @@ auto_promote = true
     )
 }
 
-/// The text of the exported training conversations (what the tiny tokenizer learns from).
-fn export_text(snapshot_dir: &Path) -> String {
+/// The text of the exported conversations of `splits` (what the tiny tokenizer and the
+/// pretraining learn from; never the test split, which evaluation scores).
+fn export_text(snapshot_dir: &Path, splits: &[&str]) -> String {
     let mut text = String::new();
-    for split in ["train", "valid"] {
+    for split in splits {
         let Ok(body) = std::fs::read_to_string(snapshot_dir.join("chat").join(format!("{split}.jsonl"))) else { continue };
         for line in body.lines() {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
@@ -165,10 +172,73 @@ fn export_text(snapshot_dir: &Path) -> String {
     text
 }
 
+/// What the pretraining of the tiny base did.
+pub struct Pretrain {
+    pub steps: usize,
+    pub first_loss: Option<f32>,
+    pub final_loss: Option<f32>,
+    pub val_loss: Option<f32>,
+}
+
+/// Gives the random model in `init` some language and writes the result to `model`: `iters`
+/// full-training updates on `text` cut into ~700-character pieces (~250 tokens; every 20th held
+/// out), then the trained weights fused into a new model directory. A random model knows
+/// nothing, so LoRA on it only learns token frequencies; after this SFT adapts a model that
+/// predicts text, as it would a real base model.
+fn pretrain(work: &Path, init: &Path, model: &Path, text: &str, iters: usize, quiet: bool) -> anyhow::Result<Pretrain> {
+    let data = work.join("data");
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    let mut pieces = vec![String::new()];
+    for line in text.split_inclusive('\n') {
+        if pieces.last().is_some_and(|p| !p.is_empty() && p.len() + line.len() > 700) {
+            pieces.push(String::new());
+        }
+        pieces.last_mut().expect("never empty").push_str(line);
+    }
+    let (mut train, mut valid) = (String::new(), String::new());
+    for (i, piece) in pieces.iter().filter(|p| !p.trim().is_empty()).enumerate() {
+        let out = if i % 20 == 19 { &mut valid } else { &mut train };
+        out.push_str(&serde_json::json!({ "text": piece }).to_string());
+        out.push('\n');
+    }
+    for (name, body) in [("train.jsonl", &train), ("valid.jsonl", &valid)] {
+        let path = data.join(name);
+        std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let args = TrainArgs {
+        model: init.to_path_buf(),
+        data,
+        adapter_path: work.join("run"),
+        fine_tune_type: FineTuneType::Full,
+        iters,
+        batch_size: 8,
+        learning_rate: 1e-2,
+        num_layers: -1,
+        max_seq_length: 256,
+        steps_per_report: 25,
+        steps_per_eval: iters.max(1),
+        val_batches: 0,
+        steps_per_save: iters.max(1),
+        seed: 7,
+        ..TrainArgs::default()
+    };
+    let report = brain_train::train(&args, &mut |p| {
+        if !quiet && p.event == brain_train::Event::Train {
+            eprintln!("  pretrain [{}/{}] loss {:.4} {:.0} tok/s", p.step, p.iters, p.train_loss.unwrap_or(f32::NAN), p.tokens_per_second);
+        }
+    })
+    .context("pretraining the tiny model")?;
+    let save_path = model.to_path_buf();
+    fuse(&FuseArgs { model: init.to_path_buf(), adapter_path: args.adapter_path.clone(), save_path, dequantize: false, dtype: None, overwrite: false })
+        .context("writing the pretrained tiny model")?;
+    Ok(Pretrain { steps: report.steps, first_loss: report.first_loss, final_loss: report.final_train_loss, val_loss: report.best_val_loss })
+}
+
 pub struct DemoReport {
     pub dir: PathBuf,
     pub first: PipelineReport,
     pub second: PipelineReport,
+    pub pretrain: Option<Pretrain>,
     pub text: String,
 }
 
@@ -225,8 +295,19 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
         seed: 7,
         ..TinySpec::default()
     };
-    let corpus = export_text(&snapshot) + brain_train::tiny::BUILTIN_CORPUS;
-    init_tiny(&config.train.base_model.clone().context("demo config has a base model")?, &spec, Some(&corpus))?;
+    let model = config.train.base_model.clone().context("demo config has a base model")?;
+    let corpus = export_text(&snapshot, &["train", "valid"]) + brain_train::tiny::BUILTIN_CORPUS;
+    let pretrain_iters = opts.pretrain_iters.unwrap_or(200);
+    let pretrained = if pretrain_iters == 0 {
+        init_tiny(&model, &spec, Some(&corpus))?;
+        None
+    } else {
+        let init = dir.join("pretrain").join("random-model");
+        init_tiny(&init, &spec, Some(&corpus))?;
+        say(&format!("pretraining it: {pretrain_iters} full-training updates on plain text (the exported train split and a built-in corpus)"));
+        let text = export_text(&snapshot, &["train"]) + brain_train::tiny::BUILTIN_CORPUS;
+        Some(pretrain(&dir.join("pretrain"), &init, &model, &text, pretrain_iters, opts.quiet)?)
+    };
 
     say("training: SFT, then DPO on the preference pairs, then evaluation and promotion");
     let second = pipeline::run(
@@ -234,11 +315,18 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
         &PipelineOptions { force: true, quiet: opts.quiet, stages: Some(vec!["train".into(), "dpo".into(), "eval".into()]), ..Default::default() },
     )?;
     let store = Store::open(&config.store_path)?;
-    let text = render(&dir, &config, &store, &first, &second)?;
-    Ok(DemoReport { dir, first, second, text })
+    let text = render(&dir, &config, &store, &first, &second, pretrained.as_ref())?;
+    Ok(DemoReport { dir, first, second, pretrain: pretrained, text })
 }
 
-fn render(dir: &Path, config: &Config, store: &Store, first: &PipelineReport, second: &PipelineReport) -> anyhow::Result<String> {
+fn render(
+    dir: &Path,
+    config: &Config,
+    store: &Store,
+    first: &PipelineReport,
+    second: &PipelineReport,
+    pretrain: Option<&Pretrain>,
+) -> anyhow::Result<String> {
     let mut out = String::new();
     let status = store.status()?;
     out.push_str(&format!("SAM Brain demo in {}\n\nexamples per source:\n", dir.display()));
@@ -268,9 +356,15 @@ fn render(dir: &Path, config: &Config, store: &Store, first: &PipelineReport, se
     for s in first.steps.iter().chain(&second.steps) {
         out.push_str(&format!("  {:<8} {:<8} {}\n", s.stage, s.status, s.detail));
     }
+    let loss = |v: Option<f32>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+    if let Some(p) = pretrain {
+        let (first, last, held_out) = (loss(p.first_loss), loss(p.final_loss), loss(p.val_loss));
+        out.push_str(&format!("\ntiny base model: {} pretraining updates, loss {first} → {last} (held-out text {held_out})\n", p.steps));
+    }
     if let Some(sft) = second.steps.iter().find(|s| s.stage == "train" && s.status == "done") {
         let f = |k: &str| sft.data.get(k).and_then(|v| v.as_f64()).map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
-        out.push_str(&format!("\nSFT loss: {} before → {} after (best validation {})\n", f("first_loss"), f("final_train_loss"), f("best_val_loss")));
+        let gap = if pretrain.is_some() { "" } else { "\n" };
+        out.push_str(&format!("{gap}SFT loss: {} before → {} after (best validation {})\n", f("first_loss"), f("final_train_loss"), f("best_val_loss")));
     }
     if let Some(e) = second.steps.iter().find(|s| s.stage == "eval" && s.status == "done") {
         out.push_str("\nevaluation on the held-out test split:\n");

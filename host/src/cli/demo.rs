@@ -16,10 +16,13 @@ pub struct Args {
     /// SFT updates.
     #[arg(long)]
     pub iters: Option<usize>,
+    /// Full-training updates that give the tiny random model some language first (0: none).
+    #[arg(long)]
+    pub pretrain_iters: Option<usize>,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
-    let r = demo::run(&DemoOptions { dir: a.dir, repo: a.repo, iters: a.iters, quiet: ctx.quiet || ctx.json })?;
+    let r = demo::run(&DemoOptions { dir: a.dir, repo: a.repo, iters: a.iters, pretrain_iters: a.pretrain_iters, quiet: ctx.quiet || ctx.json })?;
     if ctx.json {
         print_json(&serde_json::json!({"dir": r.dir, "collect_export": r.first, "train": r.second}))?;
     } else {
