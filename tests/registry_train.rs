@@ -55,7 +55,7 @@ fn a_trained_adapter_is_recorded_registered_promoted_and_shipped() {
         let report = brain_train::train(&args, &mut |p| run.log_progress(p).unwrap()).unwrap();
         let test = brain_train::evaluate_test(&args.test_args()).unwrap();
         let id = run.id().to_string();
-        let rec = run.done(serde_json::json!({"train_loss": report.final_train_loss, "val_loss": report.best_val_loss, "test_loss": test.test_loss})).unwrap();
+        let rec = run.done(serde_json::json!({"train_loss": report.run.final_train_loss, "val_loss": report.run.best_val_loss, "test_loss": test.test_loss})).unwrap();
         assert_eq!(rec.status, RunStatus::Done);
         assert_eq!(rec.device.as_deref(), Some("cpu"));
         let m = store.run_metrics(&id).unwrap();

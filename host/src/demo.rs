@@ -231,7 +231,7 @@ fn pretrain(work: &Path, init: &Path, model: &Path, text: &str, iters: usize, qu
     let save_path = model.to_path_buf();
     fuse(&FuseArgs { model: init.to_path_buf(), adapter_path: args.adapter_path.clone(), save_path, dequantize: false, dtype: None, overwrite: false })
         .context("writing the pretrained tiny model")?;
-    Ok(Pretrain { steps: report.steps, first_loss: report.first_loss, final_loss: report.final_train_loss, val_loss: report.best_val_loss })
+    Ok(Pretrain { steps: report.run.steps, first_loss: report.run.first_loss, final_loss: report.run.final_train_loss, val_loss: report.run.best_val_loss })
 }
 
 pub struct DemoReport {

@@ -72,7 +72,7 @@ pub fn sft(store: &Store, args: &TrainArgs, lineage: &Lineage, progress: &mut dy
         }
         progress(p)
     });
-    let stop = result.as_ref().map(|r| r.stop).ok();
+    let stop = result.as_ref().map(|r| r.run.stop).ok();
     close(run, result, stop, || format!("SFT run {id} failed (training data {})", args.data.display())).map(|r| (id, r))
 }
 
@@ -86,7 +86,7 @@ pub fn dpo(store: &Store, args: &DpoArgs, lineage: &Lineage, progress: &mut dyn 
         }
         progress(p)
     });
-    let stop = result.as_ref().map(|r| r.stop).ok();
+    let stop = result.as_ref().map(|r| r.run.stop).ok();
     close(run, result, stop, || format!("DPO run {id} failed (pairs {})", args.train.data.display())).map(|r| (id, r))
 }
 

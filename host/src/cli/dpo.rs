@@ -76,7 +76,7 @@ pub fn run(ctx: &Ctx, f: Args) -> anyhow::Result<ExitCode> {
         }
         print_json(&v)?;
     } else {
-        println!("DPO run {id}: {} steps ({:?}); reference: {}", report.steps, report.stop, report.reference_description);
+        println!("DPO run {id}: {} steps ({:?}); reference: {}", report.run.steps, report.run.stop, report.reference_description);
         if let Some(e) = &report.eval {
             println!("held-out: margin {:.4}, accuracy {:.2} over {} pairs", e.eval_rewards_margins, e.eval_rewards_accuracies, e.eval_pairs);
         }

@@ -177,14 +177,14 @@ pub fn run(ctx: &Ctx, flags: Args) -> anyhow::Result<ExitCode> {
     } else {
         println!(
             "trained {} steps ({:?}): train loss {}, best val loss {} at step {}; {:.0} tokens/s, peak {:.2} GB\nadapter: {}",
-            report.steps,
-            report.stop,
-            fmt_opt(report.final_train_loss),
-            fmt_opt(report.best_val_loss),
-            report.best_step.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
-            report.tokens_per_second,
-            report.peak_memory_gb,
-            report.adapter_file.display()
+            report.run.steps,
+            report.run.stop,
+            fmt_opt(report.run.final_train_loss),
+            fmt_opt(report.run.best_val_loss),
+            report.run.best_step.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            report.run.tokens_per_second,
+            report.run.peak_memory_gb,
+            report.run.adapter_file.display()
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -155,7 +155,7 @@ impl<'a> Stages<'a> {
             }
             let lineage = Lineage { resume_run: Some(run.id.clone()), ..Default::default() };
             let (id, r) = self.run_sft(&args, &lineage)?;
-            self.report.step("train", "done", format!("resumed run {id}: {} steps, train loss {:?}", r.steps, r.final_train_loss), serde_json::to_value(&r)?);
+            self.report.step("train", "done", format!("resumed run {id}: {} steps, train loss {:?}", r.run.steps, r.run.final_train_loss), serde_json::to_value(&r)?);
             self.report.sft_run = Some(id.clone());
             return Ok(Some((id, args.adapter_path)));
         }
@@ -185,10 +185,10 @@ impl<'a> Stages<'a> {
             "done",
             format!(
                 "run {id}: {} steps, loss {:.3} → {:.3}, best val {}",
-                r.steps,
-                r.first_loss.unwrap_or(f32::NAN),
-                r.final_train_loss.unwrap_or(f32::NAN),
-                r.best_val_loss.map_or("-".to_string(), |l| format!("{l:.3}"))
+                r.run.steps,
+                r.run.first_loss.unwrap_or(f32::NAN),
+                r.run.final_train_loss.unwrap_or(f32::NAN),
+                r.run.best_val_loss.map_or("-".to_string(), |l| format!("{l:.3}"))
             ),
             serde_json::to_value(&r)?,
         );
@@ -225,7 +225,7 @@ impl<'a> Stages<'a> {
                 eprintln!("  dpo [{}/{}] loss {:.4} margin {:.3} acc {:.2}", p.step, p.iters, m.loss, m.rewards_margins, m.rewards_accuracies);
             }
         })?;
-        self.report.step("dpo", "done", format!("run {id}: {} steps on {pairs} pairs; reference: {}", r.steps, r.reference_description), serde_json::to_value(&r)?);
+        self.report.step("dpo", "done", format!("run {id}: {} steps on {pairs} pairs; reference: {}", r.run.steps, r.reference_description), serde_json::to_value(&r)?);
         self.report.dpo_run = Some(id.clone());
         Ok(Some((id, args.train.adapter_path)))
     }

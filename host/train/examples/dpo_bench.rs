@@ -139,12 +139,12 @@ fn main() -> anyhow::Result<()> {
         // Steady state: the first `warmup` steps left out.
         let rest: Vec<f32> = steps.iter().skip(a.warmup).map(|s| s.1).collect();
         let tps = rest.iter().map(|&t| t as f64).sum::<f64>() / rest.len().max(1) as f64;
-        let step_s = (r.trained_tokens as f64 / r.steps.max(1) as f64) / tps;
+        let step_s = (r.run.trained_tokens as f64 / r.run.steps.max(1) as f64) / tps;
         let _ = std::fs::remove_dir_all(&args.train.adapter_path);
         println!(
             "{}",
-            json!({"tool": "sam-brain", "tokens_per_second": tps, "step_s": step_s, "peak_memory_gb": r.peak_memory, "first_loss": r.first_loss,
-                   "reference_seconds": r.reference_seconds, "wall_seconds": wall, "steps": r.steps, "report": r})
+            json!({"tool": "sam-brain", "tokens_per_second": tps, "step_s": step_s, "peak_memory_gb": r.run.peak_memory_gb, "first_loss": r.run.first_loss,
+                   "reference_seconds": r.reference_seconds, "wall_seconds": wall, "steps": r.run.steps, "report": r})
         );
         return Ok(());
     }

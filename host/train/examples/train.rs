@@ -141,19 +141,19 @@ fn main() -> anyhow::Result<()> {
     if a.bench_skip.is_some() {
         let cpu = common::cpu_seconds() - cpu_from.unwrap_or(0.0);
         // With steps_per_report = 1 every Train event is one step; its tokens/s is that step's.
-        let per_step = report.trained_tokens as f64 / report.steps.max(1) as f64;
+        let per_step = report.run.trained_tokens as f64 / report.run.steps.max(1) as f64;
         let measured: Vec<f32> = steps.iter().filter(|s| s.0 > skip).map(|s| s.1).collect();
         let secs: f64 = measured.iter().map(|t| per_step / *t as f64).sum();
         println!(
             "{}",
             serde_json::json!({
                 "tool": "sam-brain",
-                "first_loss": report.first_loss,
+                "first_loss": report.run.first_loss,
                 "val_loss_before": first_val,
                 "tokens_per_second": per_step * measured.len() as f64 / secs,
                 "tokens_per_cpu_second": per_step * measured.len() as f64 / cpu,
                 "steps_measured": measured.len(),
-                "peak_memory_gb": report.peak_memory_gb,
+                "peak_memory_gb": report.run.peak_memory_gb,
                 "wall_s": t0.elapsed().as_secs_f64(),
             })
         );

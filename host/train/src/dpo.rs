@@ -37,7 +37,7 @@ use crate::data::Batcher;
 use crate::error::{io, Error, Result};
 use crate::model::Qwen2;
 use crate::tokenizer::Tokenizer;
-use crate::train_loop::{self, peak_gb, Event, StopReason};
+use crate::train_loop::{self, Event, RunSummary};
 use crate::trainer::{adapter_config, ce_path, parse_dtype, TrainArgs};
 
 pub use batch::{pair_forward, sequence_logps, PairBatch};
@@ -105,8 +105,8 @@ pub struct DpoProgress {
 /// The outcome of [`dpo`].
 #[derive(Debug, Clone, Serialize)]
 pub struct DpoReport {
-    pub steps: usize,
-    pub stop: StopReason,
+    #[serde(flatten)]
+    pub run: RunSummary,
     pub reference: Reference,
     /// [`Reference::describe`].
     pub reference_description: String,
@@ -115,25 +115,14 @@ pub struct DpoReport {
     pub reference_seconds: f32,
     pub loss_type: LossType,
     pub beta: f32,
-    /// Loss of the first update of this run.
-    pub first_loss: Option<f32>,
     /// The metrics of the last report window (TRL names).
     pub metrics: Option<DpoMetrics>,
     /// The last validation.
     pub eval: Option<DpoEvalMetrics>,
-    pub best_val_loss: Option<f32>,
-    pub best_step: Option<usize>,
     pub train_pairs: usize,
     pub valid_pairs: usize,
     pub truncated_pairs: usize,
     pub skipped_pairs: usize,
-    /// Response tokens (chosen + rejected) trained on.
-    pub trained_tokens: usize,
-    pub train_seconds: f32,
-    pub tokens_per_second: f32,
-    pub peak_memory: f32,
-    pub adapter_file: PathBuf,
-    pub trainable_parameters: usize,
 }
 
 
@@ -168,7 +157,6 @@ pub fn dpo(args: &DpoArgs, progress: &mut dyn FnMut(&DpoProgress)) -> Result<Dpo
     let mut model = Qwen2::load(&args.train.model, parse_dtype(&args.train.dtype)?)?;
     let (targs, reference) = reference::policy(args, &mut model)?;
     model.grad_checkpoint = targs.grad_checkpoint;
-    let trainable_parameters = model.trainable_params().iter().map(|(_, a)| a.size()).sum();
     let run_dir = targs.adapter_path.clone();
     std::fs::create_dir_all(&run_dir).map_err(io(&run_dir))?;
 
@@ -200,30 +188,20 @@ pub fn dpo(args: &DpoArgs, progress: &mut dyn FnMut(&DpoProgress)) -> Result<Dpo
         last_metrics: None,
         last_eval: None,
     };
-    let out = train_loop::run(&targs, &mut model, batcher, &acfg, &mut obj, progress)?;
+    let run = train_loop::run(&targs, &mut model, batcher, &acfg, &mut obj, progress)?;
     Ok(DpoReport {
-        steps: out.steps,
-        stop: out.stop,
+        run,
         reference_description: reference.describe(),
         reference,
         reference_logps_file: run_dir.join(REFERENCE_FILE),
         reference_seconds,
         loss_type: args.loss_type,
         beta: args.beta,
-        first_loss: out.first_loss,
         metrics: obj.last_metrics,
         eval: obj.last_eval,
-        best_val_loss: out.best_val_loss,
-        best_step: out.best_step,
         train_pairs: train_set.len(),
         valid_pairs: valid.as_ref().map_or(0, |v| v.len()),
         truncated_pairs: train_set.truncated + valid.as_ref().map_or(0, |v| v.truncated),
         skipped_pairs: train_set.skipped + valid.as_ref().map_or(0, |v| v.skipped),
-        trained_tokens: out.trained_tokens,
-        train_seconds: out.train_seconds,
-        tokens_per_second: out.tokens_per_second,
-        peak_memory: peak_gb(),
-        adapter_file: out.adapter_file,
-        trainable_parameters,
     })
 }

@@ -30,7 +30,8 @@ use crate::trainer::TrainArgs;
 
 use checkpoint::State;
 pub use objective::{Event, StopReason};
-pub(crate) use objective::{Moment, Objective, Outcome, Record, Window};
+pub(crate) use objective::{Moment, Objective, Record, Window};
+pub use objective::RunSummary;
 
 /// MLX's peak allocated memory so far, GB.
 pub(crate) fn peak_gb() -> f32 {
@@ -95,7 +96,7 @@ pub(crate) fn run<O: Objective>(
     config: &AdapterConfig,
     obj: &mut O,
     progress: &mut dyn FnMut(&O::Progress),
-) -> Result<Outcome> {
+) -> Result<RunSummary> {
     let dir = &args.adapter_path;
     let iters = total_iters(args, &batcher);
     let schedule = Schedule { kind: args.lr_schedule, base_lr: args.learning_rate, warmup: args.warmup, total: iters, min_lr: args.min_learning_rate };
@@ -131,14 +132,14 @@ impl<O: Objective> Trainer<'_, O> {
     /// Validation at the start (of a fresh run), every `steps_per_eval` updates and at the end;
     /// a report every `steps_per_report`; a checkpoint every `steps_per_save`, on cancel and on
     /// early stop.
-    fn train(mut self) -> Result<Outcome> {
+    fn train(mut self) -> Result<RunSummary> {
         let args = self.args;
         let iters = self.state.iters;
         if self.state.step == 0 {
             self.validate()?;
         }
         let mut stop = StopReason::Completed;
-        let (mut first_loss, mut last_loss) = (None, None);
+        let (mut first_loss, mut final_train_loss) = (None, None);
         // Since the last report, and the whole run.
         let (mut window, mut total) = (Window::default(), Window::default());
         while self.state.step < iters {
@@ -149,7 +150,7 @@ impl<O: Objective> Trainer<'_, O> {
             self.state.position = self.batcher.position;
             self.state.trained_tokens += u.tokens;
             first_loss.get_or_insert(u.loss);
-            last_loss = Some(u.loss);
+            final_train_loss = Some(u.loss);
             let dt = t0.elapsed().as_secs_f64();
             self.obj.observe(&u.outputs)?;
             window.add(u.loss, u.grad_norm, u.tokens, dt);
@@ -181,17 +182,19 @@ impl<O: Objective> Trainer<'_, O> {
         if !self.obj.has_validation() || !self.final_adapter.exists() {
             adapters::save_weights(self.model, &self.final_adapter)?;
         }
-        let outcome = Outcome {
+        let outcome = RunSummary {
             steps: self.state.step,
             stop,
             first_loss,
-            last_loss,
+            final_train_loss,
             best_val_loss: self.state.best_val_loss,
             best_step: self.state.best_step,
             trained_tokens: self.state.trained_tokens,
             train_seconds: total.seconds as f32,
             tokens_per_second: total.tokens_per_second(),
+            peak_memory_gb: peak_gb(),
             adapter_file: self.final_adapter.clone(),
+            trainable_parameters: self.model.trainable_params().iter().map(|(_, a)| a.size()).sum(),
         };
         self.emit(Event::Done, self.schedule.lr(self.state.step.max(1)), Record::Done(&outcome));
         Ok(outcome)

@@ -33,7 +33,7 @@ use crate::train_loop::{self, peak_gb, Moment, Objective, Record};
 pub(crate) use args::{adapter_config, ce_path, parse_dtype};
 pub use args::{FineTuneType, LoraArgs, TrainArgs};
 pub use eval_loss::{evaluate, evaluate_test, TestArgs, TestReport};
-pub use train_loop::{Event, StopReason};
+pub use train_loop::{Event, RunSummary, StopReason};
 
 /// A progress event (also one line of metrics.jsonl).
 #[derive(Debug, Clone, Serialize)]
@@ -64,19 +64,8 @@ pub struct Progress {
 /// The outcome of [`train`].
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainReport {
-    pub steps: usize,
-    pub stop: StopReason,
-    /// Loss of the first update of this run (before any update; the benchmark compares it).
-    pub first_loss: Option<f32>,
-    pub final_train_loss: Option<f32>,
-    pub best_val_loss: Option<f32>,
-    pub best_step: Option<usize>,
-    pub trained_tokens: usize,
-    pub train_seconds: f32,
-    pub tokens_per_second: f32,
-    pub peak_memory_gb: f32,
-    pub adapter_file: PathBuf,
-    pub trainable_parameters: usize,
+    #[serde(flatten)]
+    pub run: RunSummary,
     pub total_parameters: usize,
     pub truncated_examples: usize,
 }
@@ -112,28 +101,12 @@ pub fn train(args: &TrainArgs, progress: &mut dyn FnMut(&Progress)) -> Result<Tr
     if let Some(f) = &args.resume_adapter_file {
         adapters::load_weights(&mut model, f)?;
     }
-    let trainable_parameters = model.trainable_params().iter().map(|(_, a)| a.size()).sum();
     let total_parameters = model.parameter_count();
 
     let batcher = Batcher::new(&train_set, args.batch_size, args.seed);
     let mut sft = Sft { args, train: &train_set, valid: valid.as_ref(), pad: tok.pad_id, path };
-    let out = train_loop::run(args, &mut model, batcher, &adapter_config(args), &mut sft, progress)?;
-    Ok(TrainReport {
-        steps: out.steps,
-        stop: out.stop,
-        first_loss: out.first_loss,
-        final_train_loss: out.last_loss,
-        best_val_loss: out.best_val_loss,
-        best_step: out.best_step,
-        trained_tokens: out.trained_tokens,
-        train_seconds: out.train_seconds,
-        tokens_per_second: out.tokens_per_second,
-        peak_memory_gb: peak_gb(),
-        adapter_file: out.adapter_file,
-        trainable_parameters,
-        total_parameters,
-        truncated_examples: train_set.truncated,
-    })
+    let run = train_loop::run(args, &mut model, batcher, &adapter_config(args), &mut sft, progress)?;
+    Ok(TrainReport { run, total_parameters, truncated_examples: train_set.truncated })
 }
 
 /// SFT's part of the loop: the next-token loss on `train`'s trained tokens, validated on `valid`.
@@ -207,7 +180,7 @@ impl Objective for Sft<'_> {
             }
             Record::Save(dir) => p.path = Some(dir.to_path_buf()),
             Record::Done(o) => {
-                p.train_loss = o.last_loss;
+                p.train_loss = o.final_train_loss;
                 p.val_loss = o.best_val_loss;
                 p.tokens_per_second = o.tokens_per_second;
                 p.path = Some(o.adapter_file.clone());

@@ -88,7 +88,7 @@ fn dpo_raises_held_out_margin_with_a_fixed_reference() {
     .unwrap();
     assert_eq!(report.reference, Reference::Base { model: model.clone() });
     assert!(report.reference_description.contains("adapters disabled"));
-    assert_eq!(report.steps, 30);
+    assert_eq!(report.run.steps, 30);
 
     // The cache was written before the first update and never changed.
     let at_end = read_cache(&run);
@@ -193,7 +193,7 @@ fn starting_from_sft_the_reference_is_the_frozen_adapter() {
     assert_ne!(reference_logps(&base, &pairs.pairs, 4, tok.pad_id, CePath::Auto).unwrap(), cache.train);
     let cfg = adapters::AdapterConfig::read(&run).unwrap();
     assert_eq!(cfg.lora_parameters.unwrap().rank, 4);
-    assert!(report.steps == 6 && report.stop == StopReason::Completed);
+    assert!(report.run.steps == 6 && report.run.stop == StopReason::Completed);
 }
 
 #[test]
@@ -219,13 +219,13 @@ fn resume_continues_exactly() {
         first.push(p.clone());
     })
     .unwrap();
-    assert_eq!((r.stop, r.steps), (StopReason::Cancelled, 4));
+    assert_eq!((r.run.stop, r.run.steps), (StopReason::Cancelled, 4));
     let cache_before = read_cache(&run);
     a.train.cancel = None;
     a.train.resume = true;
     let mut second = Vec::new();
     let r = dpo(&a, &mut |p| second.push(p.clone())).unwrap();
-    assert_eq!(r.steps, 8);
+    assert_eq!(r.run.steps, 8);
     assert_eq!(r.reference_seconds, 0.0, "resume reads the cached reference");
     assert_eq!(read_cache(&run), cache_before);
     let mut parts = losses(&first);

@@ -47,7 +47,7 @@ fn sft_model_stops_at_end_of_turn() {
         ..Default::default()
     };
     let report = train(&args, &mut |_| {}).unwrap();
-    assert!(report.final_train_loss.unwrap() < 0.1, "SFT did not fit: {:?}", report.final_train_loss);
+    assert!(report.run.final_train_loss.unwrap() < 0.1, "SFT did not fit: {:?}", report.run.final_train_loss);
 
     let mut g = Generator::load(&model, std::slice::from_ref(&run), None).unwrap();
     let opts = GenOptions { max_tokens: 40, ..Default::default() };

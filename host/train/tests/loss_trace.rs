@@ -67,12 +67,12 @@ fn sft_trace(dir: &Path, td: &Path, run: &str) -> Vec<String> {
     .unwrap();
     out.push(format!(
         "report steps {} first {:?} final {:?} best {:?}@{:?} tokens {}",
-        r.steps,
-        r.first_loss.map(f32::to_bits),
-        r.final_train_loss.map(f32::to_bits),
-        r.best_val_loss.map(f32::to_bits),
-        r.best_step,
-        r.trained_tokens
+        r.run.steps,
+        r.run.first_loss.map(f32::to_bits),
+        r.run.final_train_loss.map(f32::to_bits),
+        r.run.best_val_loss.map(f32::to_bits),
+        r.run.best_step,
+        r.run.trained_tokens
     ));
     out.extend(metrics_without_timing(&td.join(run)));
     out.extend(metric_keys(&td.join(run)));
@@ -127,11 +127,11 @@ fn dpo_trace(model: &Path, td: &Path, run: &str) -> Vec<String> {
     .unwrap();
     out.push(format!(
         "report steps {} first {:?} best {:?}@{:?} tokens {} pairs {}/{}",
-        r.steps,
-        r.first_loss.map(f32::to_bits),
-        r.best_val_loss.map(f32::to_bits),
-        r.best_step,
-        r.trained_tokens,
+        r.run.steps,
+        r.run.first_loss.map(f32::to_bits),
+        r.run.best_val_loss.map(f32::to_bits),
+        r.run.best_step,
+        r.run.trained_tokens,
         r.train_pairs,
         r.valid_pairs
     ));

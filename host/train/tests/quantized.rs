@@ -88,7 +88,7 @@ fn four_bit_model_loads_matches_and_trains() {
         }
     })
     .unwrap();
-    assert_eq!(r.steps, 30);
+    assert_eq!(r.run.steps, 30);
     assert!(vals.iter().all(|v| v.is_finite()));
     assert!(vals.last().unwrap() < &(vals[0] - 0.5), "validation loss did not drop: {vals:?}");
 }

@@ -52,8 +52,8 @@ fn overfits_sixteen_examples() {
     let (losses, r) = losses_of(&args);
     let last: f32 = losses[losses.len() - 2..].iter().map(|l| l.1).sum::<f32>() / 2.0;
     assert!(last < 0.1, "final train loss {last} (first {})", losses[0].1);
-    assert_eq!(r.stop, StopReason::Completed);
-    assert!(r.adapter_file.exists());
+    assert_eq!(r.run.stop, StopReason::Completed);
+    assert!(r.run.adapter_file.exists());
 }
 
 fn resume_args(td: &std::path::Path, dir: &std::path::Path, run: &str) -> TrainArgs {
@@ -99,12 +99,12 @@ fn interrupted_then_resumed_equals_uninterrupted() {
         }
     })
     .unwrap();
-    assert_eq!(r.stop, StopReason::Cancelled);
-    assert_eq!(r.steps, 3);
+    assert_eq!(r.run.stop, StopReason::Cancelled);
+    assert_eq!(r.run.steps, 3);
     let mut args = resume_args(td.path(), &dir, "b");
     args.resume = true;
     let (rest, r) = losses_of(&args);
-    assert_eq!(r.steps, 8);
+    assert_eq!(r.run.steps, 8);
     let resumed: Vec<(usize, f32)> = first.into_iter().chain(rest).collect();
     assert_eq!(resumed, full, "losses after resume differ from the uninterrupted run");
     // Both runs end with the same best adapter.
@@ -142,9 +142,9 @@ fn early_stopping_and_best_adapter() {
         }
     })
     .unwrap();
-    assert_eq!(r.stop, StopReason::EarlyStopped, "val losses {vals:?}");
+    assert_eq!(r.run.stop, StopReason::EarlyStopped, "val losses {vals:?}");
     let best = vals.iter().cloned().fold(f32::INFINITY, f32::min);
-    assert_eq!(r.best_val_loss, Some(best));
+    assert_eq!(r.run.best_val_loss, Some(best));
     // The kept adapter is the best one: evaluating it on valid gives the best loss.
     let metrics = std::fs::read_to_string(td.path().join("d/metrics.jsonl")).unwrap();
     assert!(metrics.lines().count() >= vals.len());
@@ -179,7 +179,7 @@ fn full_fine_tuning_saves_layer_weights() {
     args.lora.dropout = 0.0;
     let (losses, r) = losses_of(&args);
     assert_eq!(losses.len(), 3);
-    let st = mlx::io::load_safetensors(&r.adapter_file).unwrap();
+    let st = mlx::io::load_safetensors(&r.run.adapter_file).unwrap();
     assert!(st.tensors.keys().all(|k| k.starts_with("model.layers.1.")), "{:?}", st.tensors.keys().collect::<Vec<_>>());
     assert!(st.tensors.contains_key("model.layers.1.mlp.down_proj.weight"));
     let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(td.path().join("f/adapter_config.json")).unwrap()).unwrap();

@@ -95,7 +95,7 @@ pub(crate) enum Record<'a> {
     /// A checkpoint was written to this directory.
     Save(&'a Path),
     /// The run ended.
-    Done(&'a Outcome),
+    Done(&'a RunSummary),
     /// An update gave a non-finite `loss`; the run stops with `error`. Recorded as the run's
     /// `done` event (so metrics.jsonl says how the run ended), at the last good step, pointing at
     /// the last good checkpoint (None: none was saved).
@@ -138,20 +138,26 @@ impl Window {
     }
 }
 
-/// What the loop hands back for the report.
-#[derive(Debug, Clone)]
-pub(crate) struct Outcome {
+/// What one run of the loop did, SFT or DPO alike: the common part of [`crate::TrainReport`]
+/// and [`crate::dpo::DpoReport`] (flattened into their JSON).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
     pub steps: usize,
     pub stop: StopReason,
-    /// Loss of the first update of this run.
+    /// Loss of the first update of this run (before any update; the benchmarks compare it).
     pub first_loss: Option<f32>,
-    pub last_loss: Option<f32>,
+    /// Loss of the last update.
+    pub final_train_loss: Option<f32>,
     pub best_val_loss: Option<f32>,
     pub best_step: Option<usize>,
+    /// Tokens the loss was taken on (SFT: trained tokens; DPO: chosen + rejected responses).
     pub trained_tokens: usize,
     pub train_seconds: f32,
     pub tokens_per_second: f32,
+    /// MLX's peak allocated memory, GB.
+    pub peak_memory_gb: f32,
     /// `adapters.safetensors` in the run directory.
     pub adapter_file: PathBuf,
+    pub trainable_parameters: usize,
 }
 
