@@ -46,17 +46,21 @@ cfg=$OUT/brain.toml
 best=0
 for i in $(seq "$RUNS"); do
     rm -f "$OUT"/brain.db "$OUT"/brain.db-wal "$OUT"/brain.db-shm
-    start=$(date +%s.%N)
-    "$BRAIN" --config "$cfg" -q collect --json > "$OUT/report.json"
-    end=$(date +%s.%N)
-    rate=$(python3 - "$OUT/report.json" "$start" "$end" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-wall = float(sys.argv[3]) - float(sys.argv[2])
-s = r["sources"][0]
-print(f"{s['stored'] / wall:.0f}", end="")
-print(f"  run: {s['stored']} examples stored in {wall:.3f} s wall ({r['seconds']:.3f} s in collect, "
-      f"{s['stored'] / r['seconds']:.0f}/s)", file=sys.stderr)
+    # Wall time and CPU time (all threads, user + system) of the whole process.
+    rate=$(python3 - "$BRAIN" "$cfg" "$OUT/report.json" <<'PY'
+import json, resource, subprocess, sys, time
+brain, cfg, out = sys.argv[1:4]
+start = time.perf_counter()
+with open(out, "w") as f:
+    subprocess.run([brain, "--config", cfg, "-q", "collect", "--json"], stdout=f, check=True)
+wall = time.perf_counter() - start
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+cpu = ru.ru_utime + ru.ru_stime
+r = json.load(open(out))
+n = r["sources"][0]["stored"]
+print(f"{n / wall:.0f}", end="")
+print(f"  run: {n} examples stored in {wall:.3f} s wall ({r['seconds']:.3f} s in collect, "
+      f"{n / r['seconds']:.0f}/s), {cpu / n * 1e6:.0f} µs CPU per example", file=sys.stderr)
 PY
 )
     [ "$rate" -gt "$best" ] && best=$rate

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use brain_train::fuse::{fuse, FuseArgs};
 use brain_train::tiny::{init_tiny, TinySpec};
-use brain_train::{FineTuneType, TrainArgs};
+use brain_train::{FineTuneType, RunSummary, TrainArgs};
 
 use crate::config::Config;
 use crate::pipeline::{self, PipelineOptions, PipelineReport};
@@ -172,20 +172,12 @@ fn export_text(snapshot_dir: &Path, splits: &[&str]) -> String {
     text
 }
 
-/// What the pretraining of the tiny base did.
-pub struct Pretrain {
-    pub steps: usize,
-    pub first_loss: Option<f32>,
-    pub final_loss: Option<f32>,
-    pub val_loss: Option<f32>,
-}
-
 /// Gives the random model in `init` some language and writes the result to `model`: `iters`
 /// full-training updates on `text` cut into ~700-character pieces (~250 tokens; every 20th held
 /// out), then the trained weights fused into a new model directory. A random model knows
 /// nothing, so LoRA on it only learns token frequencies; after this SFT adapts a model that
 /// predicts text, as it would a real base model.
-fn pretrain(work: &Path, init: &Path, model: &Path, text: &str, iters: usize, quiet: bool) -> anyhow::Result<Pretrain> {
+fn pretrain(work: &Path, init: &Path, model: &Path, text: &str, iters: usize, quiet: bool) -> anyhow::Result<RunSummary> {
     let data = work.join("data");
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
     let mut pieces = vec![String::new()];
@@ -231,14 +223,15 @@ fn pretrain(work: &Path, init: &Path, model: &Path, text: &str, iters: usize, qu
     let save_path = model.to_path_buf();
     fuse(&FuseArgs { model: init.to_path_buf(), adapter_path: args.adapter_path.clone(), save_path, dequantize: false, dtype: None, overwrite: false })
         .context("writing the pretrained tiny model")?;
-    Ok(Pretrain { steps: report.run.steps, first_loss: report.run.first_loss, final_loss: report.run.final_train_loss, val_loss: report.run.best_val_loss })
+    Ok(report.run)
 }
 
 pub struct DemoReport {
     pub dir: PathBuf,
     pub first: PipelineReport,
     pub second: PipelineReport,
-    pub pretrain: Option<Pretrain>,
+    /// The tiny base's pretraining, when it had one.
+    pub pretrain: Option<RunSummary>,
     pub text: String,
 }
 
@@ -325,7 +318,7 @@ fn render(
     store: &Store,
     first: &PipelineReport,
     second: &PipelineReport,
-    pretrain: Option<&Pretrain>,
+    pretrain: Option<&RunSummary>,
 ) -> anyhow::Result<String> {
     let mut out = String::new();
     let status = store.status()?;
@@ -358,7 +351,7 @@ fn render(
     }
     let loss = |v: Option<f32>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
     if let Some(p) = pretrain {
-        let (first, last, held_out) = (loss(p.first_loss), loss(p.final_loss), loss(p.val_loss));
+        let (first, last, held_out) = (loss(p.first_loss), loss(p.final_train_loss), loss(p.best_val_loss));
         out.push_str(&format!("\ntiny base model: {} pretraining updates, loss {first} → {last} (held-out text {held_out})\n", p.steps));
     }
     if let Some(sft) = second.steps.iter().find(|s| s.stage == "train" && s.status == "done") {
