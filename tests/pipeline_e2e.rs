@@ -49,8 +49,8 @@ fn demo_then_incremental_pipeline_threshold_force_and_rollback() {
     let repo = env.path().join("repo");
     make_repo(&repo);
     let demo = env.path().join("demo");
-    let flags = ["--iters", "12", "--pretrain-iters", "6"].map(|f| f.as_ref());
-    let r = env.run([["demo".as_ref(), demo.as_os_str(), "--repo".as_ref(), repo.as_os_str()].as_slice(), &flags].concat());
+    let demo_flags = ["--iters", "12", "--pretrain-iters", "6"].map(|f| f.as_ref());
+    let r = env.run(["demo".as_ref(), demo.as_os_str(), "--repo".as_ref(), repo.as_os_str()].into_iter().chain(demo_flags));
     r.assert_ok();
     assert!(r.stdout.contains("repo-commits"), "{}", r.stdout);
     // The tiny base was pretrained (full training) and fused before SFT: its weights are not

@@ -153,19 +153,17 @@ auto_promote = true
     )
 }
 
-/// The text of the exported conversations of `splits` (what the tiny tokenizer and the
+/// The text of the exported conversations of one split (what the tiny tokenizer and the
 /// pretraining learn from; never the test split, which evaluation scores).
-fn export_text(snapshot_dir: &Path, splits: &[&str]) -> String {
+fn export_text(snapshot_dir: &Path, split: &str) -> String {
     let mut text = String::new();
-    for split in splits {
-        let Ok(body) = std::fs::read_to_string(snapshot_dir.join("chat").join(format!("{split}.jsonl"))) else { continue };
-        for line in body.lines() {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-            for m in v["messages"].as_array().into_iter().flatten() {
-                if let Some(c) = m["content"].as_str() {
-                    text.push_str(c);
-                    text.push('\n');
-                }
+    let Ok(body) = std::fs::read_to_string(snapshot_dir.join("chat").join(format!("{split}.jsonl"))) else { return text };
+    for line in body.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        for m in v["messages"].as_array().into_iter().flatten() {
+            if let Some(c) = m["content"].as_str() {
+                text.push_str(c);
+                text.push('\n');
             }
         }
     }
@@ -289,7 +287,8 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
         ..TinySpec::default()
     };
     let model = config.train.base_model.clone().context("demo config has a base model")?;
-    let corpus = export_text(&snapshot, &["train", "valid"]) + brain_train::tiny::BUILTIN_CORPUS;
+    let (train_text, valid_text) = (export_text(&snapshot, "train"), export_text(&snapshot, "valid"));
+    let corpus = format!("{train_text}{valid_text}{}", brain_train::tiny::BUILTIN_CORPUS);
     let pretrain_iters = opts.pretrain_iters.unwrap_or(200);
     let pretrained = if pretrain_iters == 0 {
         init_tiny(&model, &spec, Some(&corpus))?;
@@ -298,7 +297,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
         let init = dir.join("pretrain").join("random-model");
         init_tiny(&init, &spec, Some(&corpus))?;
         say(&format!("pretraining it: {pretrain_iters} full-training updates on plain text (the exported train split and a built-in corpus)"));
-        let text = export_text(&snapshot, &["train"]) + brain_train::tiny::BUILTIN_CORPUS;
+        let text = train_text + brain_train::tiny::BUILTIN_CORPUS;
         Some(pretrain(&dir.join("pretrain"), &init, &model, &text, pretrain_iters, opts.quiet)?)
     };
 
@@ -349,15 +348,19 @@ fn render(
     for s in first.steps.iter().chain(&second.steps) {
         out.push_str(&format!("  {:<8} {:<8} {}\n", s.stage, s.status, s.detail));
     }
-    let loss = |v: Option<f32>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
-    if let Some(p) = pretrain {
-        let (first, last, held_out) = (loss(p.first_loss), loss(p.final_train_loss), loss(p.best_val_loss));
-        out.push_str(&format!("\ntiny base model: {} pretraining updates, loss {first} → {last} (held-out text {held_out})\n", p.steps));
+    let loss = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+    let sft = second.steps.iter().find(|s| s.stage == "train" && s.status == "done");
+    if pretrain.is_some() || sft.is_some() {
+        out.push('\n');
     }
-    if let Some(sft) = second.steps.iter().find(|s| s.stage == "train" && s.status == "done") {
-        let f = |k: &str| sft.data.get(k).and_then(|v| v.as_f64()).map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
-        let gap = if pretrain.is_some() { "" } else { "\n" };
-        out.push_str(&format!("{gap}SFT loss: {} before → {} after (best validation {})\n", f("first_loss"), f("final_train_loss"), f("best_val_loss")));
+    if let Some(p) = pretrain {
+        let f = |v: Option<f32>| loss(v.map(f64::from));
+        let (first, last, held_out) = (f(p.first_loss), f(p.final_train_loss), f(p.best_val_loss));
+        out.push_str(&format!("tiny base model: {} pretraining updates, loss {first} → {last} (held-out text {held_out})\n", p.steps));
+    }
+    if let Some(sft) = sft {
+        let f = |k: &str| loss(sft.data.get(k).and_then(|v| v.as_f64()));
+        out.push_str(&format!("SFT loss: {} before → {} after (best validation {})\n", f("first_loss"), f("final_train_loss"), f("best_val_loss")));
     }
     if let Some(e) = second.steps.iter().find(|s| s.stage == "eval" && s.status == "done") {
         out.push_str("\nevaluation on the held-out test split:\n");
