@@ -1,4 +1,6 @@
-//! `config.json` of a Hugging Face Qwen2 directory (plus mlx-community's `quantization`).
+//! `config.json` of a Hugging Face model directory (plus mlx-community's `quantization`), for the
+//! architectures of [`crate::models`]: `llama` (also `mistral`), `qwen2`, `qwen3`. A GGUF file's
+//! metadata is turned into the same struct (`source::gguf`).
 
 use std::path::Path;
 
@@ -6,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{io, model_err, Result};
 
-/// The fields of a Qwen2 `config.json` the model reads. Unknown fields are ignored on read.
+/// The fields of a `config.json` the models read. Unknown fields are ignored on read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
     pub model_type: String,
@@ -38,6 +40,12 @@ pub struct ModelConfig {
     pub eos_token_id: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_scaling: Option<serde_json::Value>,
+    /// Llama-family configs: whether q/k/v/o carry a bias (Qwen2 always has q/k/v bias).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention_bias: Option<bool>,
+    /// Llama-family configs: whether gate/up/down carry a bias.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlp_bias: Option<bool>,
     /// mlx-community quantized checkpoints: `{"group_size": 64, "bits": 4}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantization: Option<Quantization>,
@@ -66,6 +74,9 @@ impl Quantization {
     }
 }
 
+/// `model_type` values [`crate::models`] implements (`mistral` is the llama layout).
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3"];
+
 fn default_eps() -> f32 {
     1e-6
 }
@@ -91,10 +102,11 @@ impl ModelConfig {
     }
 
     fn validate(&self) -> std::result::Result<(), String> {
-        if !matches!(self.model_type.as_str(), "qwen2" | "llama") {
+        if !SUPPORTED_MODEL_TYPES.contains(&self.model_type.as_str()) {
             return Err(format!(
-                "model_type {:?} is not supported (supported: qwen2, llama layout)",
-                self.model_type
+                "model_type {:?} is not supported (supported: {})",
+                self.model_type,
+                SUPPORTED_MODEL_TYPES.join(", ")
             ));
         }
         if self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) && self.head_dim.is_none() {
@@ -106,8 +118,8 @@ impl ModelConfig {
         if let Some(s) = &self.rope_scaling {
             if !s.is_null() {
                 let kind = s.get("type").or_else(|| s.get("rope_type")).and_then(|v| v.as_str());
-                if !matches!(kind, None | Some("default")) {
-                    return Err(format!("rope_scaling {s} is not supported"));
+                if !matches!(kind, None | Some("default") | Some("linear") | Some("llama3")) {
+                    return Err(format!("rope_scaling {s} is not supported (supported: linear, llama3)"));
                 }
             }
         }
@@ -122,8 +134,8 @@ impl ModelConfig {
         self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads)
     }
 
-    /// Whether q/k/v projections carry a bias (Qwen2: yes; Llama: no).
-    pub fn attention_bias(&self) -> bool {
-        self.model_type == "qwen2"
+    /// Whether q/k/v projections carry a bias (Qwen2: always; Llama, Qwen3: `attention_bias`).
+    pub fn qkv_bias(&self) -> bool {
+        self.model_type == "qwen2" || self.attention_bias.unwrap_or(false)
     }
 }

@@ -32,6 +32,24 @@ pub const CHATML_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>'
 /// Qwen2.5's template inserts this system turn when a conversation has none.
 const QWEN25_DEFAULT_SYSTEM: &str = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
 
+/// What a tokenizer needs besides its vocabulary: special tokens and the chat template. Read from
+/// tokenizer_config.json / generation_config.json / config.json for a directory, or from the
+/// `tokenizer.ggml.*` metadata of a GGUF file; [`Tokenizer::from_parts`] builds the tokenizer.
+#[derive(Debug, Clone, Default)]
+pub struct TokenizerParts {
+    pub bos_token: Option<String>,
+    pub eos_token: Option<String>,
+    pub pad_token: Option<String>,
+    /// Whether plain text (the `{"text"}` format) starts with bos (GGUF `add_bos_token`,
+    /// tokenizer_config.json `add_bos_token`). Chat templates write bos themselves.
+    pub add_bos_token: bool,
+    /// The Jinja chat template and where it came from (shown by `brain model info`), e.g.
+    /// ("…", "tokenizer_config.json") or ("…", "GGUF tokenizer.chat_template").
+    pub chat_template: Option<(String, String)>,
+    /// More ids that end generation (`eos_token_id` of config.json / generation_config.json).
+    pub extra_eos_ids: Vec<u32>,
+}
+
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
