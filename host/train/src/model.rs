@@ -313,7 +313,7 @@ impl Qwen2 {
         let mut ld = Loader { raw: &mut raw, dir, dtype, quant: quant.as_ref() };
         let e = ld.linear("model.embed_tokens", false, &mut params)?;
         let mut blocks = Vec::new();
-        let attn_bias = config.attention_bias();
+        let attn_bias = config.qkv_bias();
         for l in 0..config.num_hidden_layers {
             let p = format!("model.layers.{l}");
             let start = params.len();

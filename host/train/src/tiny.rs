@@ -104,6 +104,8 @@ pub fn init_tiny(dir: &Path, spec: &TinySpec, corpus: Option<&str>) -> Result<Ti
         bos_token_id: Some(id(ENDOFTEXT)),
         eos_token_id: Some(json!(id(IM_END))),
         rope_scaling: None,
+        attention_bias: None,
+        mlp_bias: None,
         quantization: None,
     };
     write_json(&dir.join("config.json"), &config_json(&config))?;
@@ -189,7 +191,7 @@ pub fn random_weights(c: &ModelConfig, std: f32, seed: u64) -> Vec<HostTensor> {
         add(format!("{p}.input_layernorm.weight"), vec![h], 1.0);
         for (name, rows) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
             add(format!("{p}.self_attn.{name}.weight"), vec![rows, h], 0.0);
-            if c.attention_bias() {
+            if c.qkv_bias() {
                 add(format!("{p}.self_attn.{name}.bias"), vec![rows], 0.0);
             }
         }
