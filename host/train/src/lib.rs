@@ -33,6 +33,7 @@ pub mod model;
 pub mod optim;
 pub mod rng;
 pub mod sampling;
+pub mod source;
 pub mod tiny;
 pub mod tokenizer;
 pub mod train_loop;

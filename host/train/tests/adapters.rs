@@ -11,7 +11,7 @@ use brain_train::model::Qwen2;
 use brain_train::tiny::write_synthetic_chat;
 use brain_train::trainer::{evaluate_test, TestArgs};
 use brain_train::{train, LoraArgs, TrainArgs};
-use common::{have_mlx_lm, small_spec, tiny, write_jsonl};
+use common::{reference_python, small_spec, tiny, write_jsonl};
 use mlx::Dtype;
 use serde_json::json;
 
@@ -91,7 +91,7 @@ print(json.dumps(out))
 
 /// (loss, tokens) per adapter (None: the bare model), computed by mlx-lm in one python process.
 fn mlx_lm_losses(model: &Path, data: &Path, adapters: &[Option<&Path>]) -> Vec<(f64, usize)> {
-    let mut cmd = Command::new("python3");
+    let mut cmd = Command::new(reference_python());
     cmd.args(["-c", PY_LOSS, &model.display().to_string(), &data.display().to_string()]);
     for a in adapters {
         cmd.arg(a.map_or("-".to_string(), |p| p.display().to_string()));
@@ -120,9 +120,6 @@ fn our_loss(model: &Path, data: &Path, adapter: Option<&Path>) -> (f64, usize) {
 
 #[test]
 fn adapters_interchange_with_mlx_lm() {
-    if !have_mlx_lm() {
-        return;
-    }
     let (td, dir) = tiny(small_spec());
     let data = td.path().join("data");
     write_synthetic_chat(&data, 8, 4, 0, 1).unwrap();
@@ -133,7 +130,7 @@ fn adapters_interchange_with_mlx_lm() {
     train_ours(td.path(), &dir, &["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.up_proj"], -1);
     let ours = td.path().join("ours");
     let theirs = td.path().join("theirs");
-    let out = Command::new("python3")
+    let out = Command::new(reference_python())
         .args(["-m", "mlx_lm", "lora", "--model", &dir.display().to_string(), "--train", "--data", &data.display().to_string()])
         .args(["--iters", "3", "--batch-size", "2", "--num-layers", "-1", "--learning-rate", "1e-2", "--adapter-path", &theirs.display().to_string()])
         .output()

@@ -26,17 +26,34 @@ pub fn write_jsonl(dir: &Path, name: &str, lines: &[serde_json::Value]) {
     std::fs::write(dir.join(format!("{name}.jsonl")), text).unwrap();
 }
 
-/// Whether python3 with mlx_lm is importable (cross-checks skip with a note otherwise).
-pub fn have_mlx_lm() -> bool {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import mlx_lm"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!("note: python3 with mlx_lm is not available; skipping the mlx-lm cross-check");
-    }
-    ok
+/// The pinned reference Python (mlx-lm, transformers, gguf) that parity tests compare with:
+/// `tests/reference-env.sh` creates it in the user's cache folder on first use and reuses it
+/// afterwards. A parity test never skips: if the environment cannot be had, it fails here with
+/// what to do.
+pub fn reference_python() -> PathBuf {
+    static PY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PY.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/reference-env.sh");
+        let out = std::process::Command::new("bash").arg(&script).output().unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let py = stdout.lines().last().unwrap_or("").trim().to_string();
+        assert!(
+            out.status.success() && !py.is_empty(),
+            "the reference environment (mlx-lm, transformers, gguf) is missing and could not be made by {}: {}\n\
+             run that script by hand (it needs python3 with venv and pip, and PyPI)",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(py)
+    })
+    .clone()
+}
+
+/// Run `code` with the reference Python and `args`; its stdout (panics with its stderr on failure).
+pub fn run_reference(code: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(reference_python()).arg("-c").arg(code).args(args).output().expect("reference python");
+    assert!(out.status.success(), "reference python failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8 from the reference")
 }
 
 pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
