@@ -2,7 +2,7 @@
 //!
 //! One concept per module: [`tokenizer`] (tokenizer.json, ChatML, loss masks, BPE training),
 //! [`tiny`] (random tiny HF-layout models), [`data`] (JSONL formats, batches), [`config`]
-//! (config.json), [`model`] (Qwen2 on MLX, LoRA layers), [`adapters`] (mlx-lm's adapter format),
+//! (config.json), [`gguf`] (GGUF files: read, write, tensor decoding), [`model`] (Qwen2 on MLX, LoRA layers), [`adapters`] (mlx-lm's adapter format),
 //! [`loss`] (masked cross-entropy), [`optim`] (AdamW, schedule), [`train_loop`] (the training
 //! loop SFT and DPO share), [`trainer`] (SFT, test evaluation), [`dpo`] (preference
 //! optimization), [`cache`] (KV cache), [`sampling`] (token choice, loop detection), [`generate`]
@@ -28,6 +28,7 @@ pub mod error;
 pub mod eval;
 pub mod fuse;
 pub mod generate;
+pub mod gguf;
 pub mod loss;
 pub mod model;
 pub mod optim;

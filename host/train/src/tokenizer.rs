@@ -126,6 +126,21 @@ impl Tokenizer {
         Ok(Tokenizer { inner, eos_id, im_start_id, im_end_id, pad_id, default_system: None })
     }
 
+    /// TEMPORARY (branch `gguf`): a minimal stand-in so the GGUF tokenizer compiles until the real
+    /// `from_parts` lands from branch `tok` — replace this whole function with that one on merge.
+    /// It only takes eos (else `<|im_end|>`), pad (else `<|endoftext|>`, else eos) and the ChatML
+    /// ids (eos when the vocabulary lacks them); bos, add_bos_token, the chat template and
+    /// extra_eos_ids are ignored here.
+    pub fn from_parts(inner: tokenizers::Tokenizer, parts: TokenizerParts) -> Result<Self> {
+        let eos = parts.eos_token.as_deref().unwrap_or(IM_END);
+        let eos_id = inner.token_to_id(eos).ok_or_else(|| Error::Tokenizer(format!("the vocabulary has no eos token {eos}")))?;
+        let find = |t: Option<&str>| t.and_then(|t| inner.token_to_id(t));
+        let pad_id = find(parts.pad_token.as_deref()).or_else(|| inner.token_to_id(ENDOFTEXT)).unwrap_or(eos_id);
+        let im_start_id = inner.token_to_id(IM_START).unwrap_or(eos_id);
+        let im_end_id = inner.token_to_id(IM_END).unwrap_or(eos_id);
+        Ok(Tokenizer { inner, eos_id, im_start_id, im_end_id, pad_id, default_system: None })
+    }
+
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner
     }

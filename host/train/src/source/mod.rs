@@ -3,6 +3,10 @@
 //! `ollama:NAME[:TAG]` in the Ollama store. This layer hands the models a config, named weights
 //! (Hugging Face names) and a tokenizer with its chat template, whatever the origin.
 
+pub mod gguf;
+pub mod ollama;
+pub mod smollm2;
+
 use std::path::Path;
 
 use crate::error::Result;
