@@ -88,7 +88,7 @@ impl<R: Read> Cursor<R> {
     fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
         let mut buf = [0u8; N];
         if N as u64 > self.len.saturating_sub(self.pos) {
-            return Err(self.err("the file ends early"));
+            return Err(self.err("it ends early; the file is truncated or corrupt"));
         }
         self.r.read_exact(&mut buf).map_err(io(&self.path))?;
         self.pos += N as u64;
