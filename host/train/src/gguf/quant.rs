@@ -111,7 +111,11 @@ pub fn dequantize(t: GgmlType, data: &[u8], out: &mut Vec<f32>) -> Option<()> {
                 let qh = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
                 let qs = &rest[4..];
                 for j in 0..QK {
-                    let (nib, hi) = if j < 16 { (qs[j] & 15, (qh >> j) & 1) } else { (qs[j - 16] >> 4, (qh >> j) & 1) };
+                    let (nib, hi) = if j < 16 {
+                        (qs[j] & 15, (qh >> j) & 1)
+                    } else {
+                        (qs[j - 16] >> 4, (qh >> j) & 1)
+                    };
                     out.push(d * ((nib as u32 | hi << 4) as i32 - off) as f32 + m);
                 }
             }
@@ -181,21 +185,25 @@ pub fn to_affine(t: GgmlType, data: &[u8]) -> Option<Affine> {
     let bits = affine_bits(t)?;
     let (per_block, bytes) = t.block()?;
     let groups = data.len() / bytes as usize * per_block as usize / QK;
-    let mut a = Affine { bits, words: Vec::with_capacity(groups * bits as usize), scales: Vec::with_capacity(groups), biases: Vec::with_capacity(groups) };
-    // 32 four-bit values (0..15) into four words.
-    let push4 = |words: &mut Vec<u32>, q: &dyn Fn(usize) -> u8| {
-        for w in 0..4 {
-            words.push((0..8).fold(0u32, |acc, e| acc | (q(8 * w + e) as u32) << (4 * e)));
-        }
+    let mut a = Affine {
+        bits,
+        words: Vec::with_capacity(groups * bits as usize),
+        scales: Vec::with_capacity(groups),
+        biases: Vec::with_capacity(groups),
     };
     for b in data.chunks_exact(bytes as usize) {
         match t {
             Q4_0 | Q4_1 => {
                 let d = half(b, 0);
-                let (m, qs) = if t == Q4_1 { (half(b, 2), &b[4..20]) } else { (-8.0 * d, &b[2..18]) };
+                let (m, qs) = if t == Q4_1 {
+                    (half(b, 2), &b[4..20])
+                } else {
+                    (-8.0 * d, &b[2..18])
+                };
                 a.scales.push(f16::from_f32(d));
                 a.biases.push(f16::from_f32(m));
-                push4(&mut a.words, &|e| if e < 16 { qs[e] & 15 } else { qs[e - 16] >> 4 });
+                push_nibbles(&mut a.words, qs, false);
+                push_nibbles(&mut a.words, qs, true);
             }
             Q8_0 => {
                 let d = half(b, 0);
@@ -203,7 +211,8 @@ pub fn to_affine(t: GgmlType, data: &[u8]) -> Option<Affine> {
                 a.biases.push(f16::from_f32(-128.0 * d));
                 // q + 128 as an unsigned byte: flip the sign bit.
                 for w in b[2..34].chunks_exact(4) {
-                    a.words.push(u32::from_le_bytes([w[0] ^ 0x80, w[1] ^ 0x80, w[2] ^ 0x80, w[3] ^ 0x80]));
+                    a.words
+                        .push(u32::from_le_bytes([w[0] ^ 0x80, w[1] ^ 0x80, w[2] ^ 0x80, w[3] ^ 0x80]));
                 }
             }
             Q4K => {
@@ -213,13 +222,29 @@ pub fn to_affine(t: GgmlType, data: &[u8]) -> Option<Affine> {
                 for j in 0..8 {
                     a.scales.push(f16::from_f32(d * sc[j] as f32));
                     a.biases.push(f16::from_f32(-(dmin * mn[j] as f32)));
-                    let bytes = &qs[32 * (j / 2)..32 * (j / 2) + 32];
-                    let odd = j % 2 == 1;
-                    push4(&mut a.words, &|e| if odd { bytes[e] >> 4 } else { bytes[e] & 15 });
+                    push_nibbles(&mut a.words, &qs[32 * (j / 2)..32 * (j / 2) + 32], j % 2 == 1);
                 }
             }
             _ => return None,
         }
     }
     Some(a)
+}
+
+/// The low (or high) nibbles of `bytes` (a multiple of 8 of them), in order, as MLX 4-bit words:
+/// eight nibbles per word, the first in the lowest bits. Bit tricks rather than a loop per nibble:
+/// this runs over every weight of a model, and tests run unoptimized builds.
+fn push_nibbles(words: &mut Vec<u32>, bytes: &[u8], high: bool) {
+    for c in bytes.chunks_exact(8) {
+        let mut x = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        if high {
+            x >>= 4;
+        }
+        // One nibble per byte → two per byte → four per 16 bits → eight in the low 32 bits.
+        x &= 0x0F0F_0F0F_0F0F_0F0F;
+        x = (x | x >> 4) & 0x00FF_00FF_00FF_00FF;
+        x = (x | x >> 8) & 0x0000_FFFF_0000_FFFF;
+        x = (x | x >> 16) & 0xFFFF_FFFF;
+        words.push(x as u32);
+    }
 }

@@ -41,7 +41,7 @@ impl TensorInfo {
     pub fn nbytes(&self) -> Option<u64> {
         let (per_block, bytes) = self.ggml_type.block()?;
         let row = *self.dims.first().unwrap_or(&1);
-        if row % per_block != 0 {
+        if !row.is_multiple_of(per_block) {
             return None;
         }
         Some(self.elements() / per_block * bytes)
@@ -77,7 +77,10 @@ impl<R: Read> Cursor<R> {
 
     fn bytes(&mut self, n: u64) -> Result<Vec<u8>> {
         if n > self.len.saturating_sub(self.pos) {
-            return Err(self.err(format!("{n} bytes announced but only {} left; the file is truncated or corrupt", self.len - self.pos.min(self.len))));
+            return Err(self.err(format!(
+                "{n} bytes announced but only {} left; the file is truncated or corrupt",
+                self.len - self.pos.min(self.len)
+            )));
         }
         let mut buf = vec![0u8; n as usize];
         self.r.read_exact(&mut buf).map_err(io(&self.path))?;
@@ -154,10 +157,20 @@ impl GgufFile {
         let path = path.as_ref();
         let f = File::open(path).map_err(io(path))?;
         let len = f.metadata().map_err(io(path))?.len();
-        let mut c = Cursor { r: BufReader::with_capacity(1 << 20, f), pos: 0, len, path: path.to_path_buf() };
-        let magic: [u8; 4] = c.array().map_err(|_| model_err(path, "not a GGUF file (shorter than its header)"))?;
+        let mut c = Cursor {
+            r: BufReader::with_capacity(1 << 20, f),
+            pos: 0,
+            len,
+            path: path.to_path_buf(),
+        };
+        let magic: [u8; 4] = c
+            .array()
+            .map_err(|_| model_err(path, "not a GGUF file (shorter than its header)"))?;
         if magic != MAGIC {
-            return Err(model_err(path, format!("not a GGUF file (it starts with {magic:02x?}, not \"GGUF\")")));
+            return Err(model_err(
+                path,
+                format!("not a GGUF file (it starts with {magic:02x?}, not \"GGUF\")"),
+            ));
         }
         let version = c.u32()?;
         if !(2..=3).contains(&version) {
@@ -194,21 +207,41 @@ impl GgufFile {
             let dims = (0..nd).map(|_| c.u64()).collect::<Result<Vec<_>>>()?;
             let ggml_type = GgmlType::from_code(c.u32()?);
             let offset = c.u64()?;
-            tensors.push(TensorInfo { name, dims, ggml_type, offset });
+            tensors.push(TensorInfo {
+                name,
+                dims,
+                ggml_type,
+                offset,
+            });
         }
         let data_offset = c.pos.div_ceil(alignment) * alignment;
         for t in &mut tensors {
-            t.offset = data_offset.checked_add(t.offset).ok_or_else(|| model_err(path, format!("tensor {} has offset overflow", t.name)))?;
+            t.offset = data_offset
+                .checked_add(t.offset)
+                .ok_or_else(|| model_err(path, format!("tensor {} has offset overflow", t.name)))?;
             if let Some(n) = t.nbytes() {
                 if t.offset.checked_add(n).is_none_or(|end| end > len) {
                     return Err(model_err(
                         path,
-                        format!("tensor {} ({}, {:?}) ends past the end of the file ({len} bytes): truncated download?", t.name, t.ggml_type, t.shape()),
+                        format!(
+                            "tensor {} ({}, {:?}) ends past the end of the file ({len} bytes): truncated download?",
+                            t.name,
+                            t.ggml_type,
+                            t.shape()
+                        ),
                     ));
                 }
             }
         }
-        Ok(GgufFile { path: path.to_path_buf(), version, metadata, tensors, alignment, data_offset, file_len: len })
+        Ok(GgufFile {
+            path: path.to_path_buf(),
+            version,
+            metadata,
+            tensors,
+            alignment,
+            data_offset,
+            file_len: len,
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
@@ -221,40 +254,63 @@ impl GgufFile {
 
     /// A string value; an error if the key holds another type.
     pub fn get_str(&self, key: &str) -> Result<Option<&str>> {
-        self.get(key).map(|v| v.as_str().ok_or_else(|| self.wrong(key, v, "a string"))).transpose()
+        self.get(key)
+            .map(|v| v.as_str().ok_or_else(|| self.wrong(key, v, "a string")))
+            .transpose()
     }
 
     /// A non-negative integer of any integer type.
     pub fn get_uint(&self, key: &str) -> Result<Option<u64>> {
         self.get(key)
-            .map(|v| v.as_int().filter(|i| *i >= 0 && *i <= u64::MAX as i128).map(|i| i as u64).ok_or_else(|| self.wrong(key, v, "a non-negative integer")))
+            .map(|v| {
+                v.as_int()
+                    .filter(|i| *i >= 0 && *i <= u64::MAX as i128)
+                    .map(|i| i as u64)
+                    .ok_or_else(|| self.wrong(key, v, "a non-negative integer"))
+            })
             .transpose()
     }
 
     /// Any number as f64.
     pub fn get_f64(&self, key: &str) -> Result<Option<f64>> {
-        self.get(key).map(|v| v.as_f64().ok_or_else(|| self.wrong(key, v, "a number"))).transpose()
+        self.get(key)
+            .map(|v| v.as_f64().ok_or_else(|| self.wrong(key, v, "a number")))
+            .transpose()
     }
 
     pub fn get_bool(&self, key: &str) -> Result<Option<bool>> {
-        self.get(key).map(|v| v.as_bool().ok_or_else(|| self.wrong(key, v, "a bool"))).transpose()
+        self.get(key)
+            .map(|v| v.as_bool().ok_or_else(|| self.wrong(key, v, "a bool")))
+            .transpose()
     }
 
     pub fn get_array(&self, key: &str) -> Result<Option<&[Value]>> {
-        self.get(key).map(|v| v.as_array().ok_or_else(|| self.wrong(key, v, "an array"))).transpose()
+        self.get(key)
+            .map(|v| v.as_array().ok_or_else(|| self.wrong(key, v, "an array")))
+            .transpose()
     }
 
     /// An array of strings (tokens, merges).
     pub fn get_str_array(&self, key: &str) -> Result<Option<Vec<&str>>> {
         let Some(a) = self.get_array(key)? else { return Ok(None) };
-        a.iter().map(|v| v.as_str().ok_or_else(|| self.wrong(key, &self.metadata[key], "an array of strings"))).collect::<Result<Vec<_>>>().map(Some)
+        a.iter()
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| self.wrong(key, &self.metadata[key], "an array of strings"))
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
     }
 
     /// An array of integers (token types) as i64.
     pub fn get_int_array(&self, key: &str) -> Result<Option<Vec<i64>>> {
         let Some(a) = self.get_array(key)? else { return Ok(None) };
         a.iter()
-            .map(|v| v.as_int().map(|i| i as i64).ok_or_else(|| self.wrong(key, &self.metadata[key], "an array of integers")))
+            .map(|v| {
+                v.as_int()
+                    .map(|i| i as i64)
+                    .ok_or_else(|| self.wrong(key, &self.metadata[key], "an array of integers"))
+            })
             .collect::<Result<Vec<_>>>()
             .map(Some)
     }
@@ -265,6 +321,7 @@ impl GgufFile {
 
     /// `general.architecture`, required by every model file.
     pub fn architecture(&self) -> Result<&str> {
-        self.get_str("general.architecture")?.ok_or_else(|| model_err(&self.path, "metadata general.architecture is missing; is this a model file?"))
+        self.get_str("general.architecture")?
+            .ok_or_else(|| model_err(&self.path, "metadata general.architecture is missing; is this a model file?"))
     }
 }

@@ -77,10 +77,21 @@ fn load_one(file: &GgufFile, f: &mut File, t: &TensorInfo, dequantized: &mut BTr
     let bits = plan(file, t)?;
     let shape = mlx_shape(file, t)?;
     let n = t.nbytes().ok_or_else(|| {
-        model_err(&file.path, format!("tensor {} ({}, shape {:?}): rows are not whole {} blocks", t.name, t.ggml_type, t.shape(), t.ggml_type))
+        model_err(
+            &file.path,
+            format!(
+                "tensor {} ({}, shape {:?}): rows are not whole {} blocks",
+                t.name,
+                t.ggml_type,
+                t.shape(),
+                t.ggml_type
+            ),
+        )
     })?;
     let mut data = vec![0u8; n as usize];
-    f.seek(SeekFrom::Start(t.offset)).and_then(|_| f.read_exact(&mut data)).map_err(io(&file.path))?;
+    f.seek(SeekFrom::Start(t.offset))
+        .and_then(|_| f.read_exact(&mut data))
+        .map_err(io(&file.path))?;
     let bad = |e: mlx::Error| model_err(&file.path, format!("tensor {}: {e}", t.name));
     use GgmlType::*;
     let dense = |dt: Dtype| Array::from_bytes(&data, &shape, dt).map_err(bad);
@@ -97,7 +108,8 @@ fn load_one(file: &GgufFile, f: &mut File, t: &TensorInfo, dequantized: &mut BTr
         _ => {}
     }
     if let Some(bits) = bits {
-        let a = to_affine(t.ggml_type, &data).ok_or_else(|| model_err(&file.path, format!("tensor {}: cannot re-pack {}", t.name, t.ggml_type)))?;
+        let a = to_affine(t.ggml_type, &data)
+            .ok_or_else(|| model_err(&file.path, format!("tensor {}: cannot re-pack {}", t.name, t.ggml_type)))?;
         let cols = *shape.last().unwrap_or(&1);
         let mut wshape = shape.clone();
         let mut gshape = shape.clone();

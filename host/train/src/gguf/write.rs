@@ -114,10 +114,15 @@ impl GgufWriter {
         let data = match ggml_type {
             GgmlType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
             GgmlType::F16 => values.iter().flat_map(|v| mlx::f16::from_f32(*v).to_bits().to_le_bytes()).collect(),
-            GgmlType::BF16 => values.iter().flat_map(|v| mlx::bf16::from_f32(*v).to_bits().to_le_bytes()).collect(),
+            GgmlType::BF16 => values
+                .iter()
+                .flat_map(|v| mlx::bf16::from_f32(*v).to_bits().to_le_bytes())
+                .collect(),
             GgmlType::Q8_0 | GgmlType::Q4_0 => {
                 if shape.last().is_none_or(|c| c % 32 != 0) {
-                    return Err(Error::Args(format!("tensor {name}: {ggml_type} needs rows of a multiple of 32 values, shape is {shape:?}")));
+                    return Err(Error::Args(format!(
+                        "tensor {name}: {ggml_type} needs rows of a multiple of 32 values, shape is {shape:?}"
+                    )));
                 }
                 if ggml_type == GgmlType::Q8_0 {
                     quantize_q8_0(values)
@@ -125,7 +130,11 @@ impl GgufWriter {
                     quantize_q4_0(values)
                 }
             }
-            t => return Err(Error::Args(format!("tensor {name}: writing {t} from f32 is not supported (F32, F16, BF16, Q8_0, Q4_0 are)"))),
+            t => {
+                return Err(Error::Args(format!(
+                    "tensor {name}: writing {t} from f32 is not supported (F32, F16, BF16, Q8_0, Q4_0 are)"
+                )))
+            }
         };
         self.add_encoded(name, shape, ggml_type, data)
     }
@@ -139,11 +148,19 @@ impl GgufWriter {
         if let Some((per_block, bytes)) = ggml_type.block() {
             let n: u64 = shape.iter().map(|&d| d as u64).product();
             let row = shape.last().copied().unwrap_or(1) as u64;
-            if row % per_block != 0 || n / per_block * bytes != data.len() as u64 {
-                return Err(Error::Args(format!("tensor {name}: {} bytes do not encode shape {shape:?} as {ggml_type}", data.len())));
+            if !row.is_multiple_of(per_block) || n / per_block * bytes != data.len() as u64 {
+                return Err(Error::Args(format!(
+                    "tensor {name}: {} bytes do not encode shape {shape:?} as {ggml_type}",
+                    data.len()
+                )));
             }
         }
-        self.tensors.push(Tensor { name: name.to_string(), shape: shape.iter().map(|&d| d as u64).collect(), ggml_type, data });
+        self.tensors.push(Tensor {
+            name: name.to_string(),
+            shape: shape.iter().map(|&d| d as u64).collect(),
+            ggml_type,
+            data,
+        });
         Ok(self)
     }
 
@@ -154,7 +171,10 @@ impl GgufWriter {
         let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
         let r = (|| -> std::io::Result<()> {
             let f = std::fs::File::create(&tmp)?;
-            let mut w = Counting { w: BufWriter::new(&f), pos: 0 };
+            let mut w = Counting {
+                w: BufWriter::new(&f),
+                pos: 0,
+            };
             self.write_to(&mut w, alignment)?;
             w.w.flush()?;
             drop(w);

@@ -44,7 +44,11 @@ const BLOCK_NAMES: &[(&str, &str)] = &[
 ];
 
 /// Top-level tensor-name pieces: GGUF → Hugging Face.
-const TOP_NAMES: &[(&str, &str)] = &[("token_embd", "model.embed_tokens"), ("output_norm", "model.norm"), ("output", "lm_head")];
+const TOP_NAMES: &[(&str, &str)] = &[
+    ("token_embd", "model.embed_tokens"),
+    ("output_norm", "model.norm"),
+    ("output", "lm_head"),
+];
 
 /// The Hugging Face name of GGUF array `name` (`blk.3.attn_q.scales` →
 /// `model.layers.3.self_attn.q_proj.scales`); `rope_freqs.weight` → [`ROPE_FREQS`]. None for a
@@ -93,7 +97,10 @@ pub fn config_of(file: &GgufFile) -> Result<ModelConfig> {
     let err = |m: String| model_err(&file.path, m);
     let arch = file.architecture()?;
     if !ARCHITECTURES.contains(&arch) {
-        return Err(err(format!("architecture {arch:?} is not supported (supported: {})", ARCHITECTURES.join(", "))));
+        return Err(err(format!(
+            "architecture {arch:?} is not supported (supported: {})",
+            ARCHITECTURES.join(", ")
+        )));
     }
     let key = |k: &str| format!("{arch}.{k}");
     let uint = |k: &str| file.get_uint(&key(k));
@@ -103,23 +110,36 @@ pub fn config_of(file: &GgufFile) -> Result<ModelConfig> {
     let heads = required("attention.head_count")?;
     let kv_heads = uint("attention.head_count_kv")?.map_or(heads, |v| v as usize);
     if hidden == 0 || layers == 0 || heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
-        return Err(err(format!("bad shape: hidden {hidden}, {layers} blocks, {heads} heads, {kv_heads} key/value heads")));
+        return Err(err(format!(
+            "bad shape: hidden {hidden}, {layers} blocks, {heads} heads, {kv_heads} key/value heads"
+        )));
     }
     let head_dim = uint("attention.key_length")?.map(|v| v as usize);
     let hd = head_dim.unwrap_or(hidden / heads);
     if let Some(v) = uint("attention.value_length")? {
         if v as usize != hd {
-            return Err(err(format!("{} ({v}) differs from the key length ({hd}); not supported", key("attention.value_length"))));
+            return Err(err(format!(
+                "{} ({v}) differs from the key length ({hd}); not supported",
+                key("attention.value_length")
+            )));
         }
     }
     if let Some(r) = uint("rope.dimension_count")? {
         if r as usize != hd {
-            return Err(err(format!("{} is {r} but heads have {hd} dimensions: partial rotary embeddings are not supported", key("rope.dimension_count"))));
+            return Err(err(format!(
+                "{} is {r} but heads have {hd} dimensions: partial rotary embeddings are not supported",
+                key("rope.dimension_count")
+            )));
         }
     }
-    let eps = file.get_f64(&key("attention.layer_norm_rms_epsilon"))?.ok_or_else(|| err(format!("metadata {} is missing", key("attention.layer_norm_rms_epsilon"))))?;
+    let eps = file
+        .get_f64(&key("attention.layer_norm_rms_epsilon"))?
+        .ok_or_else(|| err(format!("metadata {} is missing", key("attention.layer_norm_rms_epsilon"))))?;
     let tokens = file.get_array("tokenizer.ggml.tokens")?.map(|t| t.len());
-    let embed_rows = file.tensor("token_embd.weight").and_then(|t| t.shape().first().copied()).map(|r| r as usize);
+    let embed_rows = file
+        .tensor("token_embd.weight")
+        .and_then(|t| t.shape().first().copied())
+        .map(|r| r as usize);
     let vocab_size = match (tokens, uint("vocab_size")?, embed_rows) {
         (Some(t), _, Some(e)) if t != e => {
             tracing::warn!("{}: {t} tokens but token_embd has {e} rows; using {e}", file.path.display());
@@ -128,7 +148,11 @@ pub fn config_of(file: &GgufFile) -> Result<ModelConfig> {
         (Some(t), _, _) => t,
         (None, Some(v), _) => v as usize,
         (None, None, Some(e)) => e,
-        (None, None, None) => return Err(err("no tokenizer.ggml.tokens, vocab_size or token_embd.weight: the vocabulary size is unknown".into())),
+        (None, None, None) => {
+            return Err(err(
+                "no tokenizer.ggml.tokens, vocab_size or token_embd.weight: the vocabulary size is unknown".into(),
+            ))
+        }
     };
     let id = |k: &str| file.get_uint(k).map(|v| v.map(|v| v as u32));
     let eos = id("tokenizer.ggml.eos_token_id")?;
@@ -171,10 +195,16 @@ fn rope_scaling(file: &GgufFile, arch: &str) -> Result<Option<serde_json::Value>
     let legacy = file.get_f64(&format!("{arch}.rope.scale_linear"))?;
     match (kind, factor.or(legacy)) {
         (None | Some("none"), None) | (Some("none"), _) => Ok(None),
-        (None | Some("linear"), Some(f)) if f == 1.0 => Ok(None),
+        (None | Some("linear"), Some(1.0)) => Ok(None),
         (None | Some("linear"), Some(f)) => Ok(Some(json!({"type": "linear", "factor": f}))),
-        (Some("linear"), None) => Err(model_err(&file.path, format!("{arch}.rope.scaling.type is linear but {arch}.rope.scaling.factor is missing"))),
-        (Some(other), _) => Err(model_err(&file.path, format!("rope scaling {other:?} is not supported (linear is)"))),
+        (Some("linear"), None) => Err(model_err(
+            &file.path,
+            format!("{arch}.rope.scaling.type is linear but {arch}.rope.scaling.factor is missing"),
+        )),
+        (Some(other), _) => Err(model_err(
+            &file.path,
+            format!("rope scaling {other:?} is not supported (linear is)"),
+        )),
     }
 }
 
@@ -184,7 +214,9 @@ fn rope_scaling(file: &GgufFile, arch: &str) -> Result<Option<serde_json::Value>
 fn quantization(file: &GgufFile) -> Option<Quantization> {
     let mut layers: Vec<(String, i32)> = Vec::new();
     for t in &file.tensors {
-        let (Some(bits), Some(hf)) = (quant::affine_bits(t.ggml_type), hf_name(&t.name)) else { continue };
+        let (Some(bits), Some(hf)) = (quant::affine_bits(t.ggml_type), hf_name(&t.name)) else {
+            continue;
+        };
         if let Some(prefix) = hf.strip_suffix(".weight") {
             layers.push((prefix.to_string(), bits));
         }
@@ -196,8 +228,16 @@ fn quantization(file: &GgufFile) -> Option<Quantization> {
     // Most common width; ties go to the wider one.
     let bits = counts.iter().max_by_key(|(b, n)| (**n, **b)).map(|(b, _)| *b)?;
     let group = quant::QK as i32;
-    let overrides = layers.into_iter().filter(|(_, b)| *b != bits).map(|(p, b)| (p, json!({"group_size": group, "bits": b}))).collect();
-    Some(Quantization { group_size: group, bits, overrides })
+    let overrides = layers
+        .into_iter()
+        .filter(|(_, b)| *b != bits)
+        .map(|(p, b)| (p, json!({"group_size": group, "bits": b})))
+        .collect();
+    Some(Quantization {
+        group_size: group,
+        bits,
+        overrides,
+    })
 }
 
 /// The weights of GGUF file `path` under Hugging Face names, for `config` (from [`config`]).
@@ -205,16 +245,31 @@ pub fn weights(path: &Path, config: &ModelConfig) -> Result<BTreeMap<String, Arr
     let file = GgufFile::open(path)?;
     let arch = file.architecture()?;
     if arch != config.model_type {
-        return Err(model_err(path, format!("the file is {arch}, the config says {}", config.model_type)));
+        return Err(model_err(
+            path,
+            format!("the file is {arch}, the config says {}", config.model_type),
+        ));
     }
-    let unknown: Vec<&str> = file.tensors.iter().map(|t| t.name.as_str()).filter(|n| hf_name(n).is_none()).collect();
+    let unknown: Vec<&str> = file
+        .tensors
+        .iter()
+        .map(|t| t.name.as_str())
+        .filter(|n| hf_name(n).is_none())
+        .collect();
     if !unknown.is_empty() {
-        return Err(model_err(path, format!("tensors this loader does not know ({arch}): {}", unknown.join(", "))));
+        return Err(model_err(
+            path,
+            format!("tensors this loader does not know ({arch}): {}", unknown.join(", ")),
+        ));
     }
     let loaded = tensors::load(&file, |_| true)?;
     if !loaded.dequantized.is_empty() {
         let what: Vec<String> = loaded.dequantized.iter().map(|(t, n)| format!("{n} {t}")).collect();
-        tracing::info!("{}: dequantized {} tensors to f16 (no MLX layout for their type)", path.display(), what.join(", "));
+        tracing::info!(
+            "{}: dequantized {} tensors to f16 (no MLX layout for their type)",
+            path.display(),
+            what.join(", ")
+        );
     }
     // llama.cpp's converter interleaves the rotary halves of each head's q/k rows for llama files.
     let permuted = arch == "llama";

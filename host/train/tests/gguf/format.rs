@@ -15,7 +15,11 @@ fn write_f32(path: &Path, x: &[f32]) {
 }
 
 fn f32s_from_hex(h: &str) -> Vec<f32> {
-    hex::decode(h.trim()).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    hex::decode(h.trim())
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 /// Values that exercise the quantizers' edges: random blocks, then a zero block, a constant block,
@@ -45,24 +49,42 @@ fn q8_0_and_q4_0_blocks_equal_gguf_py() {
     let out = run_reference(code, &[xp.to_str().unwrap()]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 4, "{out}");
-    for (i, (t, ours)) in [(GgmlType::Q8_0, quantize_q8_0(&x)), (GgmlType::Q4_0, quantize_q4_0(&x))].into_iter().enumerate() {
+    for (i, (t, ours)) in [(GgmlType::Q8_0, quantize_q8_0(&x)), (GgmlType::Q4_0, quantize_q4_0(&x))]
+        .into_iter()
+        .enumerate()
+    {
         assert_eq!(ours.len(), x.len() / 32 * t.block().unwrap().1 as usize);
         let theirs = hex::decode(lines[2 * i]).unwrap();
         let first_diff = ours.iter().zip(&theirs).position(|(a, b)| a != b);
-        assert!(ours == theirs, "{t}: bytes differ from gguf-py at byte {first_diff:?} (block {:?})", first_diff.map(|b| b / t.block().unwrap().1 as usize));
+        assert!(
+            ours == theirs,
+            "{t}: bytes differ from gguf-py at byte {first_diff:?} (block {:?})",
+            first_diff.map(|b| b / t.block().unwrap().1 as usize)
+        );
         let mut decoded = Vec::new();
         dequantize(t, &ours, &mut decoded).unwrap();
-        assert_eq!(decoded, f32s_from_hex(lines[2 * i + 1]), "{t}: our dequantization differs from gguf-py's");
+        assert_eq!(
+            decoded,
+            f32s_from_hex(lines[2 * i + 1]),
+            "{t}: our dequantization differs from gguf-py's"
+        );
         // Lossy but bounded per block: half a Q8_0 step (max/127), or for Q4_0 one step (max/8:
         // the side opposite the largest magnitude is clipped at q = 15); plus the f16 rounding of
         // the step, up to 2^-11 of it per level (127 or 8 levels).
         // (A step below f16's normal range is rounded to a multiple of 2^-24.)
         let levels = if t == GgmlType::Q8_0 { 127.0 } else { 8.0 };
-        let bound = if t == GgmlType::Q8_0 { (0.5 + levels / 2048.0) / levels } else { (1.0 + levels / 2048.0) / levels };
+        let bound = if t == GgmlType::Q8_0 {
+            (0.5 + levels / 2048.0) / levels
+        } else {
+            (1.0 + levels / 2048.0) / levels
+        };
         for (xb, db) in x.chunks(32).zip(decoded.chunks(32)) {
             let max = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
             let err = xb.iter().zip(db).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-            assert!(err <= bound * max * 1.001 + levels * 2f32.powi(-25), "{t}: block error {err} for values up to {max}");
+            assert!(
+                err <= bound * max * 1.001 + levels * 2f32.powi(-25),
+                "{t}: block error {err} for values up to {max}"
+            );
         }
     }
 }
@@ -91,7 +113,16 @@ fn random_blocks(t: GgmlType, n: usize, seed: u64) -> Vec<u8> {
 #[test]
 fn decoders_equal_gguf_py_and_affine_repacking_dequantizes_the_same() {
     let td = tempfile::tempdir().unwrap();
-    let types = [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q4K, GgmlType::Q5K, GgmlType::Q6K];
+    let types = [
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q4K,
+        GgmlType::Q5K,
+        GgmlType::Q6K,
+    ];
     let mut args = Vec::new();
     for (i, t) in types.iter().enumerate() {
         let (per, _) = t.block().unwrap();
@@ -112,20 +143,35 @@ fn decoders_equal_gguf_py_and_affine_repacking_dequantizes_the_same() {
         assert_eq!(ours.len(), 2048);
         let scale = theirs.iter().fold(0f32, |m, v| m.max(v.abs()));
         let diff = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(scale > 0.01 && diff <= 1e-6 * scale, "{t}: our dequantization differs from gguf-py by {diff} (values up to {scale})");
+        assert!(
+            scale > 0.01 && diff <= 1e-6 * scale,
+            "{t}: our dequantization differs from gguf-py by {diff} (values up to {scale})"
+        );
         let Some(a) = to_affine(*t, &data) else {
             assert!(quant::affine_bits(*t).is_none(), "{t} should re-pack");
             continue;
         };
         let groups = 2048 / 32;
-        assert_eq!((a.words.len(), a.scales.len(), a.biases.len()), (groups * a.bits as usize, groups, groups), "{t}");
-        let w = mlx::Array::from_slice(&a.words, &[2, (1024 / 32 * a.bits) as i32]).unwrap();
+        assert_eq!(
+            (a.words.len(), a.scales.len(), a.biases.len()),
+            (groups * a.bits as usize, groups, groups),
+            "{t}"
+        );
+        let w = mlx::Array::from_slice(&a.words, &[2, 1024 / 32 * a.bits]).unwrap();
         let s = mlx::Array::from_slice(&a.scales, &[2, 32]).unwrap();
         let b = mlx::Array::from_slice(&a.biases, &[2, 32]).unwrap();
-        let deq = mlx::quantized::dequantize(&w, &s, Some(&b), 32, a.bits).unwrap().as_type(mlx::Dtype::Float32).unwrap().to_vec::<f32>().unwrap();
+        let deq = mlx::quantized::dequantize(&w, &s, Some(&b), 32, a.bits)
+            .unwrap()
+            .as_type(mlx::Dtype::Float32)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
         let diff = deq.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         // MLX computes in f16 (and Q4_K's d·sc is rounded to f16): a few f16 ulps of the values.
-        assert!(diff <= 2e-3 * scale, "{t}: MLX's dequantization of our affine re-packing is off by {diff} (values up to {scale})");
+        assert!(
+            diff <= 2e-3 * scale,
+            "{t}: MLX's dequantization of our affine re-packing is off by {diff} (values up to {scale})"
+        );
     }
 }
 
@@ -177,7 +223,10 @@ fn writer_output_reads_back_in_gguf_py_and_our_reader() {
         assert_eq!(ours.get_int_array("t.i32s").unwrap().unwrap(), vec![1, -2, 3]);
         assert_eq!(ours.get_uint("t.u64").unwrap(), Some(u64::MAX - 1));
         assert!(ours.get_uint("t.i32").is_err(), "a negative value is not a non-negative integer");
-        assert!(ours.get_str("t.u8").unwrap_err().to_string().contains("t.u8"), "a wrong type names the key");
+        assert!(
+            ours.get_str("t.u8").unwrap_err().to_string().contains("t.u8"),
+            "a wrong type names the key"
+        );
         let shapes: Vec<(String, Vec<u64>, GgmlType)> = ours.tensors.iter().map(|t| (t.name.clone(), t.shape(), t.ggml_type)).collect();
         assert_eq!(
             shapes,
@@ -224,7 +273,12 @@ fn writer_output_reads_back_in_gguf_py_and_our_reader() {
             assert_eq!(t[2], serde_json::json!(o.dims), "{}: gguf-py's shape (innermost first)", o.name);
             assert_eq!(t[3], o.offset, "{}: data offset", o.name);
             let n = o.nbytes().unwrap() as usize;
-            assert_eq!(t[4].as_str().unwrap(), hex::encode(&raw[o.offset as usize..o.offset as usize + n]), "{}: data", o.name);
+            assert_eq!(
+                t[4].as_str().unwrap(),
+                hex::encode(&raw[o.offset as usize..o.offset as usize + n]),
+                "{}: data",
+                o.name
+            );
         }
 
         // Nested arrays (gguf-py's reader does not do them): our own round trip.
@@ -246,7 +300,11 @@ fn reader_refuses_broken_files_with_the_path() {
         ("magic.gguf", b"GGML\x03\0\0\0".to_vec(), "not a GGUF file"),
         ("short.gguf", bytes[..200].to_vec(), "truncated"),
         ("data.gguf", bytes[..bytes.len() - 40].to_vec(), "past the end of the file"),
-        ("version.gguf", [b"GGUF".as_slice(), &9u32.to_le_bytes(), &[0u8; 16]].concat(), "version 9"),
+        (
+            "version.gguf",
+            [b"GGUF".as_slice(), &9u32.to_le_bytes(), &[0u8; 16]].concat(),
+            "version 9",
+        ),
     ];
     for (name, data, want) in cases {
         let p = td.path().join(name);
@@ -273,7 +331,8 @@ fn our_tensor_decoding_equals_mlx_gguf_reader() {
     w.add_f32("blk.0.b.weight", &[8, 96], &v, GgmlType::F16).unwrap();
     w.add_f32("blk.0.c.weight", &[8, 96], &v, GgmlType::Q8_0).unwrap();
     w.add_f32("blk.0.d.weight", &[2, 4, 96], &v, GgmlType::Q4_0).unwrap();
-    w.add_encoded("blk.0.e.weight", &[8, 96], GgmlType::Q4_1, random_blocks(GgmlType::Q4_1, 24, 9)).unwrap();
+    w.add_encoded("blk.0.e.weight", &[8, 96], GgmlType::Q4_1, random_blocks(GgmlType::Q4_1, 24, 9))
+        .unwrap();
     let path = td.path().join("m.gguf");
     w.write(&path).unwrap();
     let theirs = mlx::io::load_gguf(&path).unwrap();
@@ -285,7 +344,11 @@ fn our_tensor_decoding_equals_mlx_gguf_reader() {
     for (name, a) in &ours.arrays {
         let b = &theirs[name];
         assert_eq!((a.shape(), a.dtype()), (b.shape(), b.dtype()), "{name}");
-        assert_eq!(a.to_bytes().unwrap(), b.to_bytes().unwrap(), "{name}: our bytes differ from MLX's reader");
+        assert_eq!(
+            a.to_bytes().unwrap(),
+            b.to_bytes().unwrap(),
+            "{name}: our bytes differ from MLX's reader"
+        );
     }
 }
 
@@ -298,5 +361,8 @@ fn unsupported_tensor_types_are_named() {
     let path = td.path().join("q3k.gguf");
     w.write(&path).unwrap();
     let e = tensors::load(&GgufFile::open(&path).unwrap(), |_| true).err().unwrap().to_string();
-    assert!(e.contains("blk.0.x.weight") && e.contains("Q3_K") && e.contains("q3k.gguf") && e.contains("Q4_K"), "{e}");
+    assert!(
+        e.contains("blk.0.x.weight") && e.contains("Q3_K") && e.contains("q3k.gguf") && e.contains("Q4_K"),
+        "{e}"
+    );
 }

@@ -8,13 +8,20 @@ use mlx::{Array, Dtype};
 use super::tiny::{build, tokens_and_merges, Built, Spec};
 use crate::common::rel_err;
 
-const SAMPLE: &str = "Hello world! It's 2024, and the café costs 3.50€.\n\n  def f(x):\n\treturn x**2  \n<|im_start|>user\nHi there<|im_end|>\n";
+const SAMPLE: &str =
+    "Hello world! It's 2024, and the café costs 3.50€.\n\n  def f(x):\n\treturn x**2  \n<|im_start|>user\nHi there<|im_end|>\n";
 
 fn check_config(b: &Built, s: &Spec) -> brain_train::config::ModelConfig {
     let c = gguf::config(&b.gguf).unwrap();
     assert_eq!(c.model_type, s.arch);
-    assert_eq!((c.hidden_size, c.num_hidden_layers, c.intermediate_size), (s.hidden, s.layers, s.inter));
-    assert_eq!((c.num_attention_heads, c.kv_heads(), c.head_dim()), (s.heads, s.kv_heads, s.head_dim()));
+    assert_eq!(
+        (c.hidden_size, c.num_hidden_layers, c.intermediate_size),
+        (s.hidden, s.layers, s.inter)
+    );
+    assert_eq!(
+        (c.num_attention_heads, c.kv_heads(), c.head_dim()),
+        (s.heads, s.kv_heads, s.head_dim())
+    );
     assert_eq!(c.head_dim, s.head_dim);
     assert_eq!(c.vocab_size, b.vocab);
     assert_eq!((c.rms_norm_eps, c.rope_theta), (s.eps, s.theta));
@@ -35,7 +42,14 @@ fn check_config(b: &Built, s: &Spec) -> brain_train::config::ModelConfig {
 
 /// Token ids of SAMPLE as a (1, L) array.
 fn ids(b: &Built) -> Array {
-    let ids: Vec<i32> = b.tokenizer.encode(SAMPLE, false).unwrap().get_ids().iter().map(|&i| i as i32).collect();
+    let ids: Vec<i32> = b
+        .tokenizer
+        .encode(SAMPLE, false)
+        .unwrap()
+        .get_ids()
+        .iter()
+        .map(|&i| i as i32)
+        .collect();
     Array::from_slice(&ids, &[1, ids.len() as i32]).unwrap()
 }
 
@@ -55,9 +69,16 @@ fn llama_and_qwen2_gguf_logits_equal_safetensors() {
         let config = check_config(&b, &spec);
         let mut w = gguf::weights(&b.gguf, &config).unwrap();
         let embed = &w["model.embed_tokens.weight"];
-        assert_eq!((embed.dtype(), embed.shape()), (Dtype::Uint32, vec![b.vocab as i32, 64 / 4]), "Q8_0 stays 8-bit packed");
+        assert_eq!(
+            (embed.dtype(), embed.shape()),
+            (Dtype::Uint32, vec![b.vocab as i32, 64 / 4]),
+            "Q8_0 stays 8-bit packed"
+        );
         assert_eq!(w["model.layers.0.self_attn.q_proj.scales"].shape(), vec![64, 2]);
-        assert_eq!(w["model.layers.0.self_attn.o_proj.weight"].dtype(), if spec.arch == "qwen2" { Dtype::Bfloat16 } else { Dtype::Float16 });
+        assert_eq!(
+            w["model.layers.0.self_attn.o_proj.weight"].dtype(),
+            if spec.arch == "qwen2" { Dtype::Bfloat16 } else { Dtype::Float16 }
+        );
         if spec.rope_freqs {
             let f = w.remove(gguf::ROPE_FREQS).expect("rope_freqs");
             assert_eq!(f.to_vec::<f32>().unwrap(), b.weights["rope_freqs"].1);
@@ -67,7 +88,12 @@ fn llama_and_qwen2_gguf_logits_equal_safetensors() {
         let from_hf = Qwen2::load(&b.hf_dir, Some(Dtype::Float32)).unwrap();
         assert!(from_gguf.is_quantized() && !from_hf.is_quantized());
         let (lg, lh) = (logits(&from_gguf, &ids), logits(&from_hf, &ids));
-        assert!(std_dev(&lh) > 0.5, "{}: logits are flat ({}); the comparison would prove nothing", spec.arch, std_dev(&lh));
+        assert!(
+            std_dev(&lh) > 0.5,
+            "{}: logits are flat ({}); the comparison would prove nothing",
+            spec.arch,
+            std_dev(&lh)
+        );
         let e = rel_err(&lg, &lh);
         assert!(e < 1e-4, "{}: GGUF logits differ from safetensors by {e}", spec.arch);
 
@@ -79,7 +105,13 @@ fn llama_and_qwen2_gguf_logits_equal_safetensors() {
                         let name = format!("model.layers.{l}.self_attn.{k}.{part}");
                         let a = &w[&name];
                         let sh = a.shape();
-                        let re = a.reshape(&[heads as i32, 2, sh[0] / heads as i32 / 2, sh[1]]).unwrap().swapaxes(1, 2).unwrap().reshape(&sh).unwrap();
+                        let re = a
+                            .reshape(&[heads as i32, 2, sh[0] / heads as i32 / 2, sh[1]])
+                            .unwrap()
+                            .swapaxes(1, 2)
+                            .unwrap()
+                            .reshape(&sh)
+                            .unwrap();
                         w.insert(name, re);
                     }
                 }
@@ -98,14 +130,25 @@ fn qwen3_gguf_config_and_weights() {
     let b = build(&spec);
     let config = check_config(&b, &spec);
     let w = gguf::weights(&b.gguf, &config).unwrap();
-    for name in ["model.layers.1.self_attn.q_norm.weight", "model.layers.0.self_attn.k_norm.weight", "model.norm.weight"] {
+    for name in [
+        "model.layers.1.self_attn.q_norm.weight",
+        "model.layers.0.self_attn.k_norm.weight",
+        "model.norm.weight",
+    ] {
         assert_eq!(w[name].to_vec::<f32>().unwrap(), b.weights[name].1, "{name}");
     }
     // Every dense weight is the stored value; every quantized one dequantizes to it.
     for (name, (shape, want)) in &b.weights {
         if let Some(prefix) = name.strip_suffix(".weight").filter(|p| w.contains_key(&format!("{p}.scales"))) {
             let (g, bits) = config.quantization.as_ref().unwrap().for_layer(prefix);
-            let got = mlx::quantized::dequantize(&w[name], &w[&format!("{prefix}.scales")], Some(&w[&format!("{prefix}.biases")]), g, bits).unwrap();
+            let got = mlx::quantized::dequantize(
+                &w[name],
+                &w[&format!("{prefix}.scales")],
+                Some(&w[&format!("{prefix}.biases")]),
+                g,
+                bits,
+            )
+            .unwrap();
             let got = got.as_type(Dtype::Float32).unwrap().to_vec::<f32>().unwrap();
             assert!(rel_err(&got, want) < 2e-3, "{name}: {}", rel_err(&got, want));
         } else {
@@ -137,14 +180,21 @@ fn gguf_tokenizer_gives_the_source_tokenizer_ids() {
     assert!(tmpl.contains("<|im_start|>") && from == "GGUF tokenizer.chat_template");
     assert_eq!(inner.get_vocab_size(true), b.vocab);
     let added = inner.get_added_tokens_decoder();
-    assert!(["<|endoftext|>", "<|im_start|>", "<|im_end|>"].iter().all(|t| added.values().any(|a| a.content == *t && a.special)));
+    assert!(["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+        .iter()
+        .all(|t| added.values().any(|a| a.content == *t && a.special)));
     // Special tokens are skipped when decoding with skip_special.
     assert_eq!(tk.decode(&tk.encode("<|im_start|>Hi<|im_end|>").unwrap(), true).unwrap(), "Hi");
 }
 
 /// A GGUF with `b`'s vocabulary and `pre`, and the tokenizer.json a Hugging Face model of that
 /// family has (its pre-tokenizer written out as JSON, as in those files).
-fn family_case(b: &Built, pre: &str, pre_json: serde_json::Value, ignore_merges: bool) -> (tokenizers::Tokenizer, brain_train::tokenizer::Tokenizer) {
+fn family_case(
+    b: &Built,
+    pre: &str,
+    pre_json: serde_json::Value,
+    ignore_merges: bool,
+) -> (tokenizers::Tokenizer, brain_train::tokenizer::Tokenizer) {
     let (mut tokens, mut merges) = tokens_and_merges(&b.tokenizer);
     // Digit merges (the trained vocabulary has none, its split isolates digits): with them GPT-2's
     // split and SmolLM's per-digit split give different tokens.
@@ -160,11 +210,15 @@ fn family_case(b: &Built, pre: &str, pre_json: serde_json::Value, ignore_merges:
         .set("tokenizer.ggml.pre", pre)
         .set("tokenizer.ggml.tokens", brain_train::gguf::Value::strings(tokens.clone()))
         .set("tokenizer.ggml.merges", brain_train::gguf::Value::strings(merges.clone()))
-        .set("tokenizer.ggml.token_type", brain_train::gguf::Value::i32s(tokens.iter().map(|t| if t.starts_with("<|") { 3 } else { 1 })))
+        .set(
+            "tokenizer.ggml.token_type",
+            brain_train::gguf::Value::i32s(tokens.iter().map(|t| if t.starts_with("<|") { 3 } else { 1 })),
+        )
         .set("tokenizer.ggml.eos_token_id", 2u32);
     let path = b.gguf.with_file_name(format!("{pre}.gguf"));
     w.write(&path).unwrap();
-    let vocab: serde_json::Map<String, serde_json::Value> = tokens.iter().enumerate().map(|(i, t)| (t.clone(), serde_json::json!(i))).collect();
+    let vocab: serde_json::Map<String, serde_json::Value> =
+        tokens.iter().enumerate().map(|(i, t)| (t.clone(), serde_json::json!(i))).collect();
     let added: Vec<serde_json::Value> = tokens
         .iter()
         .enumerate()
@@ -186,10 +240,15 @@ fn family_case(b: &Built, pre: &str, pre_json: serde_json::Value, ignore_merges:
 #[test]
 fn gguf_pre_tokenizer_families_match_their_tokenizer_json() {
     let b = build(&Spec::qwen2());
-    let byte_level = |use_regex: bool| serde_json::json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
+    let byte_level =
+        |use_regex: bool| serde_json::json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
     let llama3 = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
     let cases = [
-        ("smollm", serde_json::json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level(true)]}), false),
+        (
+            "smollm",
+            serde_json::json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level(true)]}),
+            false,
+        ),
         ("gpt2", byte_level(true), false),
         (
             "llama-bpe",
@@ -206,7 +265,11 @@ fn gguf_pre_tokenizer_families_match_their_tokenizer_json() {
         assert_eq!(ours.encode(&text).unwrap(), want, "pre-tokenizer {pre}");
         seen.insert(want);
     }
-    assert_eq!(seen.len(), 3, "the three families must split this text differently, or the test proves little");
+    assert_eq!(
+        seen.len(),
+        3,
+        "the three families must split this text differently, or the test proves little"
+    );
 }
 
 #[test]
@@ -232,7 +295,10 @@ fn unsupported_files_are_refused_with_what_is_supported() {
         w.set("general.architecture", "gemma2");
     });
     let e = gguf::config(&p).unwrap_err().to_string();
-    assert!(e.contains("gemma2") && e.contains("llama, qwen2, qwen3") && e.contains("gemma.gguf"), "{e}");
+    assert!(
+        e.contains("gemma2") && e.contains("llama, qwen2, qwen3") && e.contains("gemma.gguf"),
+        "{e}"
+    );
     let p = write("spm.gguf", &|w| {
         w.set("tokenizer.ggml.model", "llama");
     });
@@ -250,7 +316,10 @@ fn unsupported_files_are_refused_with_what_is_supported() {
     let p = write("linear.gguf", &|w| {
         w.set("llama.rope.scaling.type", "linear").set("llama.rope.scaling.factor", 4.0f32);
     });
-    assert_eq!(gguf::config(&p).unwrap().rope_scaling, Some(serde_json::json!({"type": "linear", "factor": 4.0})));
+    assert_eq!(
+        gguf::config(&p).unwrap().rope_scaling,
+        Some(serde_json::json!({"type": "linear", "factor": 4.0}))
+    );
     let p = write("noeps.gguf", &|w| {
         w.set("llama.attention.layer_norm_rms_epsilon", "x");
     });
@@ -259,11 +328,23 @@ fn unsupported_files_are_refused_with_what_is_supported() {
 
 #[test]
 fn name_tables_are_inverse() {
-    for g in ["token_embd.weight", "output_norm.weight", "output.weight", "blk.12.attn_q.scales", "blk.0.attn_k_norm.weight", "blk.3.ffn_down.biases", "blk.1.attn_v.bias", "rope_freqs.weight"] {
+    for g in [
+        "token_embd.weight",
+        "output_norm.weight",
+        "output.weight",
+        "blk.12.attn_q.scales",
+        "blk.0.attn_k_norm.weight",
+        "blk.3.ffn_down.biases",
+        "blk.1.attn_v.bias",
+        "rope_freqs.weight",
+    ] {
         let hf = gguf::hf_name(g).unwrap();
         assert_eq!(gguf::gguf_name(&hf).as_deref(), Some(g), "{g} → {hf}");
     }
-    assert_eq!(gguf::hf_name("blk.3.attn_output.weight").as_deref(), Some("model.layers.3.self_attn.o_proj.weight"));
+    assert_eq!(
+        gguf::hf_name("blk.3.attn_output.weight").as_deref(),
+        Some("model.layers.3.self_attn.o_proj.weight")
+    );
     assert_eq!(gguf::hf_name("blk.x.attn_q.weight"), None);
     assert_eq!(gguf::hf_name("blk.0.attn_qkv.weight"), None);
 }

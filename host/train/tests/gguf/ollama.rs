@@ -50,8 +50,17 @@ fn names_resolve_to_their_gguf_blobs() {
     ] {
         assert_eq!(&resolve_in(&store, name).unwrap(), want, "{name}");
     }
-    assert_eq!(GgufFile::open(resolve_in(&store, "someone/smol:q4").unwrap()).unwrap().architecture().unwrap(), "llama");
-    assert_eq!(list(&store), vec!["localhost:5000/team/m:v1", "qwen2.5:0.5b", "qwen2.5:latest", "someone/smol:q4"]);
+    assert_eq!(
+        GgufFile::open(resolve_in(&store, "someone/smol:q4").unwrap())
+            .unwrap()
+            .architecture()
+            .unwrap(),
+        "llama"
+    );
+    assert_eq!(
+        list(&store),
+        vec!["localhost:5000/team/m:v1", "qwen2.5:0.5b", "qwen2.5:latest", "someone/smol:q4"]
+    );
     assert_eq!(Reference::parse("a:b").unwrap().display(), "a:b");
     for bad in ["", "a/b/c/d", "../x", "a:", "/x"] {
         assert!(Reference::parse(bad).is_err(), "{bad:?} should not parse");
@@ -63,14 +72,23 @@ fn missing_models_say_what_the_store_has() {
     let td = tempfile::tempdir().unwrap();
     let store = td.path().join("models");
     let e = resolve_in(&store, "llama3.2").unwrap_err().to_string();
-    assert!(e.contains("llama3.2:latest") && e.contains("no Ollama store") && e.contains(&store.display().to_string()) && e.contains("OLLAMA_MODELS"), "{e}");
+    assert!(
+        e.contains("llama3.2:latest")
+            && e.contains("no Ollama store")
+            && e.contains(&store.display().to_string())
+            && e.contains("OLLAMA_MODELS"),
+        "{e}"
+    );
     std::fs::create_dir_all(store.join("manifests")).unwrap();
     let e = resolve_in(&store, "llama3.2").unwrap_err().to_string();
     assert!(e.contains("has no models"), "{e}");
     add_model(&store, "registry.ollama.ai", "library", "qwen3", "0.6b", "qwen3");
     add_model(&store, "registry.ollama.ai", "library", "smollm2", "135m", "llama");
     let e = resolve_in(&store, "qwen3").unwrap_err().to_string();
-    assert!(e.contains("qwen3:latest not found") && e.contains("qwen3:0.6b, smollm2:135m"), "{e}");
+    assert!(
+        e.contains("qwen3:latest not found") && e.contains("qwen3:0.6b, smollm2:135m"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -82,10 +100,21 @@ fn broken_manifests_and_blobs_are_explained() {
     let e = resolve_in(&store, "m").unwrap_err().to_string();
     assert!(e.contains("missing") && e.contains("ollama pull m:latest"), "{e}");
     let manifest = store.join("manifests/registry.ollama.ai/library/m/latest");
-    std::fs::write(&manifest, r#"{"layers": [{"mediaType": "application/vnd.ollama.image.template", "digest": "sha256:00"}]}"#).unwrap();
+    std::fs::write(
+        &manifest,
+        r#"{"layers": [{"mediaType": "application/vnd.ollama.image.template", "digest": "sha256:00"}]}"#,
+    )
+    .unwrap();
     assert!(resolve_in(&store, "m").unwrap_err().to_string().contains("no model layer"));
-    std::fs::write(&manifest, r#"{"layers": [{"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:../../etc"}]}"#).unwrap();
-    assert!(resolve_in(&store, "m").unwrap_err().to_string().contains("not sha256:<64 hex digits>"));
+    std::fs::write(
+        &manifest,
+        r#"{"layers": [{"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:../../etc"}]}"#,
+    )
+    .unwrap();
+    assert!(resolve_in(&store, "m")
+        .unwrap_err()
+        .to_string()
+        .contains("not sha256:<64 hex digits>"));
     std::fs::write(&manifest, "not json").unwrap();
     assert!(resolve_in(&store, "m").unwrap_err().to_string().contains("bad Ollama manifest"));
 }

@@ -37,18 +37,55 @@ pub struct Spec {
 
 impl Spec {
     pub fn llama() -> Self {
-        Spec { arch: "llama", hidden: 64, layers: 2, heads: 4, kv_heads: 2, head_dim: None, inter: 128, qkv_bias: false, qk_norm: false, tied: false, rope_freqs: true, theta: 10_000.0, eps: 1e-5, seed: 1 }
+        Spec {
+            arch: "llama",
+            hidden: 64,
+            layers: 2,
+            heads: 4,
+            kv_heads: 2,
+            head_dim: None,
+            inter: 128,
+            qkv_bias: false,
+            qk_norm: false,
+            tied: false,
+            rope_freqs: true,
+            theta: 10_000.0,
+            eps: 1e-5,
+            seed: 1,
+        }
     }
     pub fn qwen2() -> Self {
-        Spec { arch: "qwen2", qkv_bias: true, tied: true, rope_freqs: false, theta: 1_000_000.0, eps: 1e-6, seed: 2, ..Self::llama() }
+        Spec {
+            arch: "qwen2",
+            qkv_bias: true,
+            tied: true,
+            rope_freqs: false,
+            theta: 1_000_000.0,
+            eps: 1e-6,
+            seed: 2,
+            ..Self::llama()
+        }
     }
     pub fn qwen3() -> Self {
-        Spec { arch: "qwen3", head_dim: Some(32), qk_norm: true, tied: false, rope_freqs: false, theta: 1_000_000.0, eps: 1e-6, seed: 3, ..Self::llama() }
+        Spec {
+            arch: "qwen3",
+            head_dim: Some(32),
+            qk_norm: true,
+            tied: false,
+            rope_freqs: false,
+            theta: 1_000_000.0,
+            eps: 1e-6,
+            seed: 3,
+            ..Self::llama()
+        }
     }
     pub fn head_dim(&self) -> usize {
         self.head_dim.unwrap_or(self.hidden / self.heads)
     }
 }
+
+/// (Hugging Face name, GGUF name, shape, values, stored type)
+type Tensor = (String, String, Vec<usize>, Vec<f32>, GgmlType);
 
 pub struct Built {
     pub _dir: tempfile::TempDir,
@@ -121,36 +158,123 @@ pub fn build(spec: &Spec) -> Built {
     let mut rng = Rng::new(spec.seed);
     let mut normal = |n: usize, base: f32, std: f32| -> Vec<f32> { (0..n).map(|_| base + std * rng.normal() as f32).collect() };
 
-    // (HF name, GGUF name, shape, values, stored type)
-    let mut tensors: Vec<(String, String, Vec<usize>, Vec<f32>, GgmlType)> = Vec::new();
+    let mut tensors: Vec<Tensor> = Vec::new();
     let mut add = |hf: String, g: String, shape: Vec<usize>, v: Vec<f32>, t: GgmlType| tensors.push((hf, g, shape, v, t));
-    add("model.embed_tokens.weight".into(), "token_embd.weight".into(), vec![vocab, h], normal(vocab * h, 0.0, 0.5), GgmlType::Q8_0);
+    add(
+        "model.embed_tokens.weight".into(),
+        "token_embd.weight".into(),
+        vec![vocab, h],
+        normal(vocab * h, 0.0, 0.5),
+        GgmlType::Q8_0,
+    );
     let o_type = if spec.arch == "qwen2" { GgmlType::BF16 } else { GgmlType::F16 };
     for l in 0..spec.layers {
         let (p, g) = (format!("model.layers.{l}"), format!("blk.{l}"));
-        add(format!("{p}.input_layernorm.weight"), format!("{g}.attn_norm.weight"), vec![h], normal(h, 1.0, 0.1), GgmlType::F32);
-        add(format!("{p}.post_attention_layernorm.weight"), format!("{g}.ffn_norm.weight"), vec![h], normal(h, 1.0, 0.1), GgmlType::F32);
-        for (hf, gg, rows, t) in [("q_proj", "attn_q", q_rows, GgmlType::Q4_0), ("k_proj", "attn_k", kv_rows, GgmlType::Q4_0), ("v_proj", "attn_v", kv_rows, GgmlType::Q8_0)] {
-            add(format!("{p}.self_attn.{hf}.weight"), format!("{g}.{gg}.weight"), vec![rows, h], normal(rows * h, 0.0, 0.08), t);
+        add(
+            format!("{p}.input_layernorm.weight"),
+            format!("{g}.attn_norm.weight"),
+            vec![h],
+            normal(h, 1.0, 0.1),
+            GgmlType::F32,
+        );
+        add(
+            format!("{p}.post_attention_layernorm.weight"),
+            format!("{g}.ffn_norm.weight"),
+            vec![h],
+            normal(h, 1.0, 0.1),
+            GgmlType::F32,
+        );
+        for (hf, gg, rows, t) in [
+            ("q_proj", "attn_q", q_rows, GgmlType::Q4_0),
+            ("k_proj", "attn_k", kv_rows, GgmlType::Q4_0),
+            ("v_proj", "attn_v", kv_rows, GgmlType::Q8_0),
+        ] {
+            add(
+                format!("{p}.self_attn.{hf}.weight"),
+                format!("{g}.{gg}.weight"),
+                vec![rows, h],
+                normal(rows * h, 0.0, 0.08),
+                t,
+            );
             if spec.qkv_bias {
-                add(format!("{p}.self_attn.{hf}.bias"), format!("{g}.{gg}.bias"), vec![rows], normal(rows, 0.0, 0.08), GgmlType::F32);
+                add(
+                    format!("{p}.self_attn.{hf}.bias"),
+                    format!("{g}.{gg}.bias"),
+                    vec![rows],
+                    normal(rows, 0.0, 0.08),
+                    GgmlType::F32,
+                );
             }
         }
         if spec.qk_norm {
-            add(format!("{p}.self_attn.q_norm.weight"), format!("{g}.attn_q_norm.weight"), vec![hd], normal(hd, 1.0, 0.1), GgmlType::F32);
-            add(format!("{p}.self_attn.k_norm.weight"), format!("{g}.attn_k_norm.weight"), vec![hd], normal(hd, 1.0, 0.1), GgmlType::F32);
+            add(
+                format!("{p}.self_attn.q_norm.weight"),
+                format!("{g}.attn_q_norm.weight"),
+                vec![hd],
+                normal(hd, 1.0, 0.1),
+                GgmlType::F32,
+            );
+            add(
+                format!("{p}.self_attn.k_norm.weight"),
+                format!("{g}.attn_k_norm.weight"),
+                vec![hd],
+                normal(hd, 1.0, 0.1),
+                GgmlType::F32,
+            );
         }
-        add(format!("{p}.self_attn.o_proj.weight"), format!("{g}.attn_output.weight"), vec![h, q_rows], normal(h * q_rows, 0.0, 0.08), o_type);
-        add(format!("{p}.mlp.gate_proj.weight"), format!("{g}.ffn_gate.weight"), vec![inter, h], normal(inter * h, 0.0, 0.08), GgmlType::Q4_0);
-        add(format!("{p}.mlp.up_proj.weight"), format!("{g}.ffn_up.weight"), vec![inter, h], normal(inter * h, 0.0, 0.08), GgmlType::Q4_0);
-        add(format!("{p}.mlp.down_proj.weight"), format!("{g}.ffn_down.weight"), vec![h, inter], normal(h * inter, 0.0, 0.08), GgmlType::Q8_0);
+        add(
+            format!("{p}.self_attn.o_proj.weight"),
+            format!("{g}.attn_output.weight"),
+            vec![h, q_rows],
+            normal(h * q_rows, 0.0, 0.08),
+            o_type,
+        );
+        add(
+            format!("{p}.mlp.gate_proj.weight"),
+            format!("{g}.ffn_gate.weight"),
+            vec![inter, h],
+            normal(inter * h, 0.0, 0.08),
+            GgmlType::Q4_0,
+        );
+        add(
+            format!("{p}.mlp.up_proj.weight"),
+            format!("{g}.ffn_up.weight"),
+            vec![inter, h],
+            normal(inter * h, 0.0, 0.08),
+            GgmlType::Q4_0,
+        );
+        add(
+            format!("{p}.mlp.down_proj.weight"),
+            format!("{g}.ffn_down.weight"),
+            vec![h, inter],
+            normal(h * inter, 0.0, 0.08),
+            GgmlType::Q8_0,
+        );
     }
-    add("model.norm.weight".into(), "output_norm.weight".into(), vec![h], normal(h, 1.0, 0.1), GgmlType::F32);
+    add(
+        "model.norm.weight".into(),
+        "output_norm.weight".into(),
+        vec![h],
+        normal(h, 1.0, 0.1),
+        GgmlType::F32,
+    );
     if !spec.tied {
-        add("lm_head.weight".into(), "output.weight".into(), vec![vocab, h], normal(vocab * h, 0.0, 0.5), GgmlType::Q4_0);
+        add(
+            "lm_head.weight".into(),
+            "output.weight".into(),
+            vec![vocab, h],
+            normal(vocab * h, 0.0, 0.5),
+            GgmlType::Q4_0,
+        );
     }
     if spec.rope_freqs {
-        add("rope_freqs".into(), "rope_freqs.weight".into(), vec![hd / 2], (0..hd / 2).map(|i| 1.0 + i as f32).collect(), GgmlType::F32);
+        add(
+            "rope_freqs".into(),
+            "rope_freqs.weight".into(),
+            vec![hd / 2],
+            (0..hd / 2).map(|i| 1.0 + i as f32).collect(),
+            GgmlType::F32,
+        );
     }
 
     let mut w = GgufWriter::new();
@@ -166,14 +290,18 @@ pub fn build(spec: &Spec) -> Built {
         .set(&format!("{a}.rope.freq_base"), spec.theta)
         .set(&format!("{a}.attention.layer_norm_rms_epsilon"), spec.eps);
     if let Some(d) = spec.head_dim {
-        w.set(&format!("{a}.attention.key_length"), d as u32).set(&format!("{a}.attention.value_length"), d as u32);
+        w.set(&format!("{a}.attention.key_length"), d as u32)
+            .set(&format!("{a}.attention.value_length"), d as u32);
     }
     let id = |t: &str| tk.token_to_id(t).unwrap();
     let specials = [ENDOFTEXT, IM_START, IM_END];
     w.set("tokenizer.ggml.model", "gpt2")
         .set("tokenizer.ggml.pre", "qwen2")
         .set("tokenizer.ggml.tokens", Value::strings(tokens.clone()))
-        .set("tokenizer.ggml.token_type", Value::i32s(tokens.iter().map(|t| if specials.contains(&t.as_str()) { 3 } else { 1 })))
+        .set(
+            "tokenizer.ggml.token_type",
+            Value::i32s(tokens.iter().map(|t| if specials.contains(&t.as_str()) { 3 } else { 1 })),
+        )
         .set("tokenizer.ggml.merges", Value::strings(merges))
         .set("tokenizer.ggml.bos_token_id", id(ENDOFTEXT))
         .set("tokenizer.ggml.eos_token_id", id(IM_END))
@@ -184,7 +312,13 @@ pub fn build(spec: &Spec) -> Built {
     let mut weights = BTreeMap::new();
     for (hf, g, shape, v, t) in &tensors {
         // The stored values: the llama converter's row order for q/k (weights and biases alike).
-        let heads = if g.contains(".attn_q.") { Some(spec.heads) } else if g.contains(".attn_k.") { Some(spec.kv_heads) } else { None };
+        let heads = if g.contains(".attn_q.") {
+            Some(spec.heads)
+        } else if g.contains(".attn_k.") {
+            Some(spec.kv_heads)
+        } else {
+            None
+        };
         let stored = match heads {
             Some(n) if spec.arch == "llama" => permute(shape[0], shape.get(1).copied().unwrap_or(1), n, v),
             _ => v.clone(),
@@ -208,8 +342,18 @@ pub fn build(spec: &Spec) -> Built {
         config["head_dim"] = json!(d);
     }
     std::fs::write(hf_dir.join("config.json"), config.to_string()).unwrap();
-    let host: Vec<(String, Vec<usize>, Vec<f32>)> =
-        weights.iter().filter(|(k, _)| k.as_str() != "rope_freqs").map(|(k, (s, v))| (k.clone(), s.clone(), v.clone())).collect();
+    let host: Vec<(String, Vec<usize>, Vec<f32>)> = weights
+        .iter()
+        .filter(|(k, _)| k.as_str() != "rope_freqs")
+        .map(|(k, (s, v))| (k.clone(), s.clone(), v.clone()))
+        .collect();
     write_safetensors(&hf_dir.join("model.safetensors"), &host, "float32").unwrap();
-    Built { _dir: dir, gguf, hf_dir, tokenizer: tk, weights, vocab }
+    Built {
+        _dir: dir,
+        gguf,
+        hf_dir,
+        tokenizer: tk,
+        weights,
+        vocab,
+    }
 }

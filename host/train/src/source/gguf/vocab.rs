@@ -34,10 +34,22 @@ use crate::gguf::GgufFile;
 use crate::tokenizer::{Tokenizer, TokenizerParts, QWEN2_SPLIT};
 
 /// `tokenizer.ggml.pre` values understood (aliases of one family share a line in the module doc).
-pub const PRE_TOKENIZERS: &[&str] = &["gpt2", "gpt-2", "default", "smollm", "starcoder", "refact", "llama-bpe", "llama3", "llama-v3", "qwen2"];
+pub const PRE_TOKENIZERS: &[&str] = &[
+    "gpt2",
+    "gpt-2",
+    "default",
+    "smollm",
+    "starcoder",
+    "refact",
+    "llama-bpe",
+    "llama3",
+    "llama-v3",
+    "qwen2",
+];
 
 /// Llama 3's split regex (its tokenizer.json's `Split` pattern).
-const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const LLAMA3_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 const CONTROL: i64 = 3;
 const USER_DEFINED: i64 = 4;
@@ -84,18 +96,33 @@ pub fn tokenizer_parts(file: &GgufFile) -> Result<(tokenizers::Tokenizer, Tokeni
                     .into(),
             ))
         }
-        Some(other) => return Err(err(format!("tokenizer.ggml.model {other:?} is not supported (gpt2, byte-level BPE, is)"))),
+        Some(other) => {
+            return Err(err(format!(
+                "tokenizer.ggml.model {other:?} is not supported (gpt2, byte-level BPE, is)"
+            )))
+        }
         None => return Err(err("tokenizer.ggml.model is missing: the file has no tokenizer".into())),
     }
     let pre = file.get_str("tokenizer.ggml.pre")?;
     let fam = family(pre).ok_or_else(|| {
-        err(format!("pre-tokenizer {:?} (tokenizer.ggml.pre) is not supported (supported: {})", pre.unwrap_or(""), PRE_TOKENIZERS.join(", ")))
+        err(format!(
+            "pre-tokenizer {:?} (tokenizer.ggml.pre) is not supported (supported: {})",
+            pre.unwrap_or(""),
+            PRE_TOKENIZERS.join(", ")
+        ))
     })?;
     if pre.is_none() {
-        tracing::warn!("{}: tokenizer.ggml.pre is missing; using GPT-2's pre-tokenizer", file.path.display());
+        tracing::warn!(
+            "{}: tokenizer.ggml.pre is missing; using GPT-2's pre-tokenizer",
+            file.path.display()
+        );
     }
-    let tokens = file.get_str_array("tokenizer.ggml.tokens")?.ok_or_else(|| err("tokenizer.ggml.tokens is missing".into()))?;
-    let merges = file.get_str_array("tokenizer.ggml.merges")?.ok_or_else(|| err("tokenizer.ggml.merges is missing (a BPE tokenizer needs them)".into()))?;
+    let tokens = file
+        .get_str_array("tokenizer.ggml.tokens")?
+        .ok_or_else(|| err("tokenizer.ggml.tokens is missing".into()))?;
+    let merges = file
+        .get_str_array("tokenizer.ggml.merges")?
+        .ok_or_else(|| err("tokenizer.ggml.merges is missing (a BPE tokenizer needs them)".into()))?;
     let types = file.get_int_array("tokenizer.ggml.token_type")?.unwrap_or_default();
     if !types.is_empty() && types.len() != tokens.len() {
         return Err(err(format!("{} token types for {} tokens", types.len(), tokens.len())));
@@ -116,7 +143,11 @@ pub fn tokenizer_parts(file: &GgufFile) -> Result<(tokenizers::Tokenizer, Tokeni
     let merges = merges
         .iter()
         .enumerate()
-        .map(|(i, m)| m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| err(format!("merge {i} ({m:?}) is not two tokens"))))
+        .map(|(i, m)| {
+            m.split_once(' ')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(|| err(format!("merge {i} ({m:?}) is not two tokens")))
+        })
         .collect::<Result<Vec<_>>>()?;
     let mut bpe = BPE::builder().vocab_and_merges(vocab, merges).ignore_merges(fam == Family::Llama3);
     if let Some(unk) = name(id("tokenizer.ggml.unknown_token_id")?) {
@@ -125,7 +156,9 @@ pub fn tokenizer_parts(file: &GgufFile) -> Result<(tokenizers::Tokenizer, Tokeni
     let bpe = bpe.build().map_err(|e| err(format!("cannot build the BPE model: {e}")))?;
     let mut tk = tokenizers::Tokenizer::new(bpe);
     let split = |re: &str| -> Result<PreTokenizerWrapper> {
-        Ok(Split::new(SplitPattern::Regex(re.into()), SplitDelimiterBehavior::Isolated, false).map_err(|e| err(format!("bad split regex: {e}")))?.into())
+        Ok(Split::new(SplitPattern::Regex(re.into()), SplitDelimiterBehavior::Isolated, false)
+            .map_err(|e| err(format!("bad split regex: {e}")))?
+            .into())
     };
     let pre_tok: PreTokenizerWrapper = match fam {
         Family::Gpt2 => ByteLevel::new(false, true, true).into(),
@@ -140,7 +173,12 @@ pub fn tokenizer_parts(file: &GgufFile) -> Result<(tokenizers::Tokenizer, Tokeni
     tk.with_post_processor(Some(ByteLevel::new(false, false, false)));
     tk.with_decoder(Some(ByteLevel::new(false, false, false)));
     let added = |ty: i64, special: bool| -> Vec<AddedToken> {
-        types.iter().zip(&tokens).filter(|(t, _)| **t == ty).map(|(_, s)| AddedToken::from(s.to_string(), special).normalized(false)).collect()
+        types
+            .iter()
+            .zip(&tokens)
+            .filter(|(t, _)| **t == ty)
+            .map(|(_, s)| AddedToken::from(s.to_string(), special).normalized(false))
+            .collect()
     };
     tk.add_special_tokens(&added(CONTROL, true));
     tk.add_tokens(&added(USER_DEFINED, false));
@@ -160,7 +198,9 @@ pub fn tokenizer_parts(file: &GgufFile) -> Result<(tokenizers::Tokenizer, Tokeni
         pad_token: name(id("tokenizer.ggml.padding_token_id")?),
         // llama.cpp adds bos by default for Llama 3's tokenizer only.
         add_bos_token: file.get_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(fam == Family::Llama3),
-        chat_template: file.get_str("tokenizer.chat_template")?.map(|t| (t.to_string(), "GGUF tokenizer.chat_template".to_string())),
+        chat_template: file
+            .get_str("tokenizer.chat_template")?
+            .map(|t| (t.to_string(), "GGUF tokenizer.chat_template".to_string())),
         extra_eos_ids,
     };
     Ok((tk, parts))
