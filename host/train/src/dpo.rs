@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Batcher;
 use crate::error::{io, Error, Result};
-use crate::model::Qwen2;
+use crate::models::Model;
 use crate::tokenizer::Tokenizer;
 use crate::train_loop::{self, Event, RunSummary};
 use crate::trainer::{adapter_config, ce_path, parse_dtype, TrainArgs};
@@ -154,7 +154,7 @@ pub fn dpo(args: &DpoArgs, progress: &mut dyn FnMut(&DpoProgress)) -> Result<Dpo
         tracing::warn!("{}: no valid.jsonl; DPO without validation (the last adapter is kept)", data.display());
     }
 
-    let mut model = Qwen2::load(&args.train.model, parse_dtype(&args.train.dtype)?)?;
+    let mut model = Model::load(&args.train.model, parse_dtype(&args.train.dtype)?)?;
     let (targs, reference) = reference::policy(args, &mut model)?;
     model.grad_checkpoint = targs.grad_checkpoint;
     let run_dir = targs.adapter_path.clone();

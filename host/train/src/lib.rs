@@ -1,8 +1,8 @@
-//! Native training core of SAM Brain: Qwen2 models, LoRA/QLoRA, SFT trainer, over MLX.
+//! Native training core of SAM Brain: Model models, LoRA/QLoRA, SFT trainer, over MLX.
 //!
 //! One concept per module: [`tokenizer`] (tokenizer.json, ChatML, loss masks, BPE training),
 //! [`tiny`] (random tiny HF-layout models), [`data`] (JSONL formats, batches), [`config`]
-//! (config.json), [`model`] (Qwen2 on MLX, LoRA layers), [`adapters`] (mlx-lm's adapter format),
+//! (config.json), [`model`] (Model on MLX, LoRA layers), [`adapters`] (mlx-lm's adapter format),
 //! [`loss`] (masked cross-entropy), [`optim`] (AdamW, schedule), [`train_loop`] (the training
 //! loop SFT and DPO share), [`trainer`] (SFT, test evaluation), [`dpo`] (preference
 //! optimization), [`cache`] (KV cache), [`sampling`] (token choice, loop detection), [`generate`]
@@ -29,7 +29,7 @@ pub mod eval;
 pub mod fuse;
 pub mod generate;
 pub mod loss;
-pub mod model;
+pub mod models;
 pub mod optim;
 pub mod rng;
 pub mod sampling;
