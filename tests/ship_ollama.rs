@@ -127,7 +127,7 @@ fn ollama_create_runs_when_installed() {
     assert!(calls.contains(&format!("create sam-test --quantize q4_K_M -f {}", modelfile.display())), "{calls}");
 }
 
-/// A Model.5-style template: a default system turn when the conversation has none.
+/// A Qwen2.5-style template: a default system turn when the conversation has none.
 const QWEN25_STYLE: &str = "{%- if messages[0]['role'] == 'system' %}\n    {{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}\n{%- else %}\n    {{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}\n{%- endif %}\n{%- for message in messages %}\n    {%- if (message.role == \"user\") or (message.role == \"system\" and not loop.first) or (message.role == \"assistant\" and not message.tool_calls) %}\n        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}\n    {%- endif %}\n{%- endfor %}\n{%- if add_generation_prompt %}\n    {{- '<|im_start|>assistant\\n' }}\n{%- endif %}\n";
 
 #[test]

@@ -272,7 +272,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
     )?;
     let snapshot = first.snapshot_dir.clone().context("the export stage wrote no snapshot")?;
 
-    say("making a tiny Model model; its tokenizer is trained on the exported text");
+    say("making a tiny Qwen2 model; its tokenizer is trained on the exported text");
     // Untied head: a tied random embedding makes the untrained model predict its input token
     // (logits ~2·sqrt(hidden)), which LoRA spends the whole demo unlearning.
     let spec = TinySpec {

@@ -12,7 +12,7 @@ use mlx::{Array, Dtype};
 
 pub const KEYS: [&str; 5] = ["self_attn.q_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.up_proj", "mlp.down_proj"];
 
-/// A random 2-layer Model with a trained BPE tokenizer and the ChatML template.
+/// A random 2-layer Qwen2 with a trained BPE tokenizer and the ChatML template.
 pub fn tiny_base(dir: &Path, tie: bool) {
     let spec = TinySpec { hidden: 64, layers: 2, heads: 4, kv_heads: 2, intermediate: 128, tie_word_embeddings: tie, seed: 7, ..TinySpec::default() };
     init_tiny(dir, &spec, None).expect("init_tiny");

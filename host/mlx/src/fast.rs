@@ -17,7 +17,7 @@ pub fn layer_norm(x: &Array, weight: Option<&Array>, bias: Option<&Array>, eps: 
 
 /// Rotary position embedding of the first `dims` features of the last axis, positions along
 /// the second-to-last axis starting at `offset`. `traditional = false` is the Llama/Qwen
-/// (rotate-half) layout. `base` is the frequency base (Model: 1e6).
+/// (rotate-half) layout. `base` is the frequency base (Qwen2: 1e6).
 pub fn rope(x: &Array, dims: i32, traditional: bool, base: f32, scale: f32, offset: i32) -> Result<Array> {
     out(|b, o| unsafe {
         (b.rope)(x.raw(), dims, traditional as c_int, 1, base, scale, offset, std::ptr::null_mut(), std::ptr::null_mut(), o)

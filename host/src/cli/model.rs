@@ -1,4 +1,4 @@
-//! `brain model init-tiny DIR`: a small random Model model with a trained byte-level BPE
+//! `brain model init-tiny DIR`: a small random Qwen2 model with a trained byte-level BPE
 //! tokenizer, in Hugging Face layout — for tests, the demo and benchmarks (no model hub needed).
 
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use super::{print_json, Ctx};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Write a random tiny Model model (config.json, model.safetensors, tokenizer files).
+    /// Write a random tiny Qwen2 model (config.json, model.safetensors, tokenizer files).
     InitTiny(InitTiny),
 }
 

@@ -157,7 +157,7 @@ impl Default for Ratios {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainSection {
-    /// A Hugging Face model directory (Model family; mlx-community 4-bit directories too).
+    /// A Hugging Face model directory (Qwen2 family; mlx-community 4-bit directories too).
     #[serde(alias = "model")]
     pub base_model: Option<PathBuf>,
     /// Directory with train/valid/test JSONL; defaults to the latest export snapshot.

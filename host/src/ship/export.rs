@@ -6,7 +6,7 @@
 //! - [`Source::Fused`]: an already fused directory.
 //! - [`Source::AdapterOnBase`]: `FROM base` + `ADAPTER OUT/adapter`, the adapter converted to PEFT
 //!   with `lora_alpha = scale × rank`. Ollama converts safetensors adapters for the llama and
-//!   gemma2 architectures only (Model adapters are refused by its importer), and cannot read MLX
+//!   gemma2 architectures only (Qwen2 adapters are refused by its importer), and cannot read MLX
 //!   quantized weights: both are reported as warnings.
 //!
 //! The TEMPLATE is checked against training's rendering ([`super::template::check`]) before
@@ -138,7 +138,7 @@ pub fn export_ollama(opts: &OllamaOptions) -> Result<OllamaExportReport> {
     };
 
     // SYSTEM: the configured prompt, else what training puts in front of a conversation without
-    // one (Model.5's default), so Ollama sees what training saw.
+    // one (Qwen2.5's default), so Ollama sees what training saw.
     let default_system = brain_train::tokenizer::Tokenizer::load(&tokenizer_dir)
         .with_context(|| format!("loading the tokenizer of {}", tokenizer_dir.display()))?
         .default_system

@@ -15,7 +15,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-/// The chat markers of ChatML, the template every Model model here is trained with.
+/// The chat markers of ChatML, the template every Qwen2 model here is trained with.
 pub const IM_START: &str = "<|im_start|>";
 pub const IM_END: &str = "<|im_end|>";
 pub const ENDOFTEXT: &str = "<|endoftext|>";

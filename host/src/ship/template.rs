@@ -2,7 +2,7 @@
 //!
 //! Three renderings of the same conversations are compared:
 //! - training's: brain-train's ChatML renderer on the model's tokenizer (with the system turn
-//!   Model.5's template inserts when a conversation has none);
+//!   Qwen2.5's template inserts when a conversation has none);
 //! - the model's own `chat_template` (tokenizer_config.json or chat_template.jinja), rendered
 //!   with minijinja as transformers does (trim_blocks, lstrip_blocks, generation prompt);
 //! - the Modelfile's TEMPLATE, rendered by [`super::gotmpl`] the way Ollama's chat endpoint does
@@ -130,7 +130,7 @@ pub struct TemplateCheck {
     pub expected_stop: Vec<String>,
     /// Expected stop strings missing from the Modelfile.
     pub missing_stop: Vec<String>,
-    /// The system turn training inserts when a conversation has none (Model.5's default).
+    /// The system turn training inserts when a conversation has none (Qwen2.5's default).
     pub default_system: Option<String>,
     pub mismatches: Vec<Mismatch>,
     pub notes: Vec<String>,

@@ -1,5 +1,5 @@
 //! `cargo run -p brain-train --example init_tiny -- DIR [--hidden 64 --layers 2 --vocab 0 ...]`
-//! Writes a random tiny Model model (and, with --data, a synthetic chat data set).
+//! Writes a random tiny Qwen2 model (and, with --data, a synthetic chat data set).
 
 use std::path::PathBuf;
 

@@ -40,7 +40,7 @@ pub struct ModelConfig {
     pub eos_token_id: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_scaling: Option<serde_json::Value>,
-    /// Llama-family configs: whether q/k/v/o carry a bias (Model always has q/k/v bias).
+    /// Llama-family configs: whether q/k/v/o carry a bias (Qwen2 always has q/k/v bias).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attention_bias: Option<bool>,
     /// Llama-family configs: whether gate/up/down carry a bias.
@@ -134,7 +134,7 @@ impl ModelConfig {
         self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads)
     }
 
-    /// Whether q/k/v projections carry a bias (Model: always; Llama, Qwen3: `attention_bias`).
+    /// Whether q/k/v projections carry a bias (Qwen2: always; Llama, Qwen3: `attention_bias`).
     pub fn qkv_bias(&self) -> bool {
         self.model_type == "qwen2" || self.attention_bias.unwrap_or(false)
     }

@@ -89,7 +89,7 @@ pub(crate) fn content_text(v: &Value) -> std::result::Result<String, String> {
 fn parse_message(v: &Value) -> std::result::Result<Message, String> {
     let role = v.get("role").and_then(|r| r.as_str()).ok_or("missing string \"role\"")?;
     let mut content = content_text(v)?;
-    // Model.5's tool-call rendering.
+    // Qwen2.5's tool-call rendering.
     if let Some(Value::Array(calls)) = v.get("tool_calls") {
         for c in calls {
             let f = c.get("function").unwrap_or(c);

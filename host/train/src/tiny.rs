@@ -1,4 +1,4 @@
-//! `init_tiny`: write a small random Model model as a Hugging Face directory (config.json,
+//! `init_tiny`: write a small random Qwen2 model as a Hugging Face directory (config.json,
 //! model.safetensors, tokenizer.json, tokenizer_config.json, generation_config.json) that mlx-lm and
 //! transformers load as is. Needs no MLX: weights are written with the `safetensors` crate.
 
@@ -24,7 +24,7 @@ pub struct TinySpec {
     pub kv_heads: usize,
     pub intermediate: usize,
     /// Embedding rows (`vocab_size` in config.json). 0: the tokenizer's size rounded up to 64.
-    /// May exceed the tokenizer (Model uses 151936 rows for 151665 tokens): set 151936 for a
+    /// May exceed the tokenizer (Qwen2 uses 151936 rows for 151665 tokens): set 151936 for a
     /// Qwen-size output layer.
     pub vocab: usize,
     /// Target size of the trained BPE tokenizer (the corpus may allow fewer).
@@ -70,7 +70,7 @@ pub struct TinyReport {
     pub parameters: usize,
 }
 
-/// Write a random tiny Model model into `dir` (created if missing). `corpus`: text to train the
+/// Write a random tiny Qwen2 model into `dir` (created if missing). `corpus`: text to train the
 /// tokenizer on (default: [`BUILTIN_CORPUS`]).
 pub fn init_tiny(dir: &Path, spec: &TinySpec, corpus: Option<&str>) -> Result<TinyReport> {
     if spec.heads == 0 || !spec.hidden.is_multiple_of(spec.heads) || spec.kv_heads == 0 || !spec.heads.is_multiple_of(spec.kv_heads) {
@@ -171,7 +171,7 @@ fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
 /// Host tensor: (name, shape, values).
 pub type HostTensor = (String, Vec<usize>, Vec<f32>);
 
-/// Random weights with Hugging Face Model names: N(0, std) matrices and biases, norms 1 + N(0, std),
+/// Random weights with Hugging Face Qwen2 names: N(0, std) matrices and biases, norms 1 + N(0, std),
 /// embedding and head N(0, 2/sqrt(hidden)).
 pub fn random_weights(c: &ModelConfig, std: f32, seed: u64) -> Vec<HostTensor> {
     let mut rng = Rng::new(seed);

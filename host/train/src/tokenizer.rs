@@ -23,13 +23,13 @@ pub const ENDOFTEXT: &str = "<|endoftext|>";
 pub const IM_START: &str = "<|im_start|>";
 pub const IM_END: &str = "<|im_end|>";
 
-/// Model's pre-tokenization regex.
+/// Qwen2's pre-tokenization regex.
 pub const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// The ChatML chat template written into tiny models' tokenizer_config.json.
 pub const CHATML_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
-/// Model.5's template inserts this system turn when a conversation has none.
+/// Qwen2.5's template inserts this system turn when a conversation has none.
 const QWEN25_DEFAULT_SYSTEM: &str = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
 
 /// What a tokenizer needs besides its vocabulary: special tokens and the chat template. Read from
@@ -85,7 +85,7 @@ pub struct Tokenizer {
     pub im_end_id: u32,
     /// Padding id (`<|endoftext|>` when present, else eos); padded positions are always masked.
     pub pad_id: u32,
-    /// System turn added when a conversation has none (Model.5's template does this).
+    /// System turn added when a conversation has none (Qwen2.5's template does this).
     pub default_system: Option<String>,
 }
 
@@ -219,7 +219,7 @@ fn render(messages: &[&Message], add_generation_prompt: bool) -> (String, Vec<Sp
     (s, spans)
 }
 
-/// Train a byte-level BPE tokenizer (Model's pre-tokenizer, NFC, byte-level decoder) on `texts`,
+/// Train a byte-level BPE tokenizer (Qwen2's pre-tokenizer, NFC, byte-level decoder) on `texts`,
 /// with `<|endoftext|>`, `<|im_start|>`, `<|im_end|>` as the first ids. `vocab_size` counts them;
 /// training stops earlier when the corpus has no more merges.
 pub fn train_bpe<S: AsRef<str> + Send>(texts: impl Iterator<Item = S> + Send, vocab_size: usize) -> Result<tokenizers::Tokenizer> {

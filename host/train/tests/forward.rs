@@ -1,4 +1,4 @@
-//! Forward logits of tiny Model models equal an independent plain-Rust f32 implementation.
+//! Forward logits of tiny Qwen2 models equal an independent plain-Rust f32 implementation.
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! Decoder-only transformers on MLX, one file per architecture — [`llama`] (Llama 2/3.x, SmolLM,
-//! Mistral), [`qwen2`] (Model, Model.5, Model.5-Coder), [`qwen3`] (Qwen3 dense) — over the shared
+//! Mistral), [`qwen2`] (Qwen2, Qwen2.5, Qwen2.5-Coder), [`qwen3`] (Qwen3 dense) — over the shared
 //! blocks of [`blocks`]. Weights are dense (bf16/f16/f32) or quantized (mlx-community layouts and
 //! GGUF Q4_0/Q4_1/Q8_0: packed uint32 + scales + biases, `quantized_matmul`), from any model
 //! source ([`crate::source`]).

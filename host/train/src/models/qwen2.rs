@@ -1,4 +1,4 @@
-//! Model, Model.5 and Model.5-Coder: the Llama block with a bias on the q, k and v projections
+//! Qwen2, Qwen2.5 and Qwen2.5-Coder: the Llama block with a bias on the q, k and v projections
 //! (none on o, none in the MLP); RoPE base 1e6 by default.
 
 use super::blocks::{Layout, Rope};

@@ -1,4 +1,4 @@
-//! An independent plain-Rust f32 Model forward pass over host weights (read with the safetensors
+//! An independent plain-Rust f32 Qwen2 forward pass over host weights (read with the safetensors
 //! crate), written from the architecture's definition — no MLX, no code shared with the crate.
 
 use std::collections::HashMap;
