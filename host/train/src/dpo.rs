@@ -139,7 +139,7 @@ pub fn dpo(args: &DpoArgs, progress: &mut dyn FnMut(&DpoProgress)) -> Result<Dpo
     let path = ce_path(&args.train.loss)?;
     train_loop::init_mlx(&args.train)?;
 
-    let tok = Tokenizer::load(&args.train.model)?;
+    let tok = crate::source::load_tokenizer(&args.train.model)?;
     let pad = tok.pad_id;
     let msl = args.train.max_seq_length;
     let data = &args.train.data;

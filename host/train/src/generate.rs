@@ -207,7 +207,7 @@ pub fn load_model(model: &Path, adapter_path: &[PathBuf], dtype: Option<Dtype>) 
 impl Generator {
     /// Load `model` (+ adapters) and its tokenizer.
     pub fn load(model: &Path, adapter_path: &[PathBuf], dtype: Option<Dtype>) -> Result<Self> {
-        let tokenizer = Tokenizer::load(model)?;
+        let tokenizer = crate::source::load_tokenizer(model)?;
         let m = load_model(model, adapter_path, dtype)?;
         Ok(Self::new(m, tokenizer))
     }

@@ -76,7 +76,7 @@ pub fn train(args: &TrainArgs, progress: &mut dyn FnMut(&Progress)) -> Result<Tr
     let path = ce_path(&args.loss)?;
     train_loop::init_mlx(args)?;
 
-    let tok = Tokenizer::load(&args.model)?;
+    let tok = crate::source::load_tokenizer(&args.model)?;
     let splits = data::load_dir(&args.data, &tok, args.max_seq_length)?;
     let train_set = splits
         .train

@@ -200,7 +200,7 @@ pub fn evaluate_pairs(model: &Model, set: &[Pair], reference: &RefLogps, args: &
 /// run's cached reference and training did what they claim. `adapter`: the policy's adapter
 /// directory (None: the reference itself, all margins 0).
 pub fn evaluate_split(args: &DpoArgs, split: &str, adapter: Option<&Path>) -> Result<DpoEvalMetrics> {
-    let tok = Tokenizer::load(&args.train.model)?;
+    let tok = crate::source::load_tokenizer(&args.train.model)?;
     let file = args.train.data.join(format!("{split}.jsonl"));
     let set = load_pairs(&file, &tok, args.train.max_seq_length)?
         .filter(|s| !s.is_empty())

@@ -5,6 +5,9 @@
 //! whatever the origin.
 
 pub(crate) mod hf;
+mod info;
+
+pub use info::{model_info, ModelInfo};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

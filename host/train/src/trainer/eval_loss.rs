@@ -81,7 +81,7 @@ impl TrainArgs {
 
 /// Test loss and perplexity on `DATA/test.jsonl` (no training), like mlx-lm's `--test`.
 pub fn evaluate_test(args: &TestArgs) -> Result<TestReport> {
-    let tok = Tokenizer::load(&args.model)?;
+    let tok = crate::source::load_tokenizer(&args.model)?;
     let path = args.data.join("test.jsonl");
     let test = data::load_split(&path, &tok, args.max_seq_length)?
         .filter(|d| !d.is_empty())
