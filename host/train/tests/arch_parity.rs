@@ -239,12 +239,21 @@ fn architectures_and_test_loss_match_mlx_lm() {
         // Hugging Face names, exactly; mlx-lm read its own directory back unchanged.
         let keys: Vec<String> = serde_json::from_value(r["keys"].clone()).unwrap();
         if keys != hf_names(config) {
-            failures.push(format!("{name}: saved weight names {keys:?} are not Hugging Face's {:?}", hf_names(config)));
+            failures.push(format!(
+                "{name}: saved weight names {keys:?} are not Hugging Face's {:?}",
+                hf_names(config)
+            ));
         }
         let reload = r["reload_err"].as_f64().unwrap();
-        assert!(reload < 1e-6, "{name}: mlx-lm's reloaded model differs from the one that wrote it ({reload})");
+        assert!(
+            reload < 1e-6,
+            "{name}: mlx-lm's reloaded model differs from the one that wrote it ({reload})"
+        );
         let std = r["logit_std"].as_f64().unwrap();
-        assert!(std > 0.3, "{name}: logits are nearly flat (std {std}); the comparison would be weak");
+        assert!(
+            std > 0.3,
+            "{name}: logits are nearly flat (std {std}); the comparison would be weak"
+        );
 
         // Forward parity.
         let model = Model::load(&dir, Some(Dtype::Float32)).unwrap_or_else(|e| panic!("{name}: our loader: {e}"));
@@ -254,11 +263,15 @@ fn architectures_and_test_loss_match_mlx_lm() {
         let theirs = reference[&format!("{name}.logits")].to_vec::<f32>().unwrap();
         let without = reference[&format!("{name}.variant")].to_vec::<f32>().unwrap();
         let e = rel_err(&ours, &theirs);
-        let worst_row = (0..b * l).map(|t| rel_err(&ours[t * vocab..(t + 1) * vocab], &theirs[t * vocab..(t + 1) * vocab])).fold(0f32, f32::max);
+        let worst_row = (0..b * l)
+            .map(|t| rel_err(&ours[t * vocab..(t + 1) * vocab], &theirs[t * vocab..(t + 1) * vocab]))
+            .fold(0f32, f32::max);
         let e_variant = rel_err(&without, &theirs);
         let e_ours_variant = rel_err(&ours, &without);
         if e > FORWARD_TOL || worst_row > FORWARD_TOL {
-            failures.push(format!("{name}: logits differ from mlx-lm's: relative error {e:.3e} (worst position {worst_row:.3e})"));
+            failures.push(format!(
+                "{name}: logits differ from mlx-lm's: relative error {e:.3e} (worst position {worst_row:.3e})"
+            ));
         }
         if e_variant < VARIANT_MIN || e_ours_variant < VARIANT_MIN {
             failures.push(format!(
@@ -285,10 +298,16 @@ fn architectures_and_test_loss_match_mlx_lm() {
             let mean = sum / count as f64;
             let rel = (t.test_loss as f64 - mean).abs() / mean;
             if t.tokens != count {
-                failures.push(format!("{name} {kind}: we count {} trained tokens, the reference {count}", t.tokens));
+                failures.push(format!(
+                    "{name} {kind}: we count {} trained tokens, the reference {count}",
+                    t.tokens
+                ));
             }
             if rel > LOSS_TOL {
-                failures.push(format!("{name} {kind}: test loss {} vs mlx-lm's per-token NLL {mean} (relative {rel:.3e})", t.test_loss));
+                failures.push(format!(
+                    "{name} {kind}: test loss {} vs mlx-lm's per-token NLL {mean} (relative {rel:.3e})",
+                    t.test_loss
+                ));
             }
             loss_txt.push(format!("{kind} {:.5} vs {mean:.5} ({count} tokens, rel {rel:.1e})", t.test_loss));
         }
