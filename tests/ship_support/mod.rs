@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use brain_train::adapters::{self, AdapterConfig, LoraParameters};
-use brain_train::model::Qwen2;
+use brain_train::models::Model;
 use brain_train::tiny::{init_tiny, TinySpec};
 use mlx::{Array, Dtype};
 
@@ -20,7 +20,7 @@ pub fn tiny_base(dir: &Path, tie: bool) {
 
 /// A LoRA adapter for `base` in mlx-lm's layout with uniform(-0.2, 0.2) A and B matrices.
 pub fn random_adapter(base: &Path, out: &Path, rank: usize, scale: f32, seed: u64) {
-    let mut m = Qwen2::load(base, Some(Dtype::Float32)).expect("load base");
+    let mut m = Model::load(base, Some(Dtype::Float32)).expect("load base");
     let keys: Vec<String> = KEYS.iter().map(|k| k.to_string()).collect();
     m.apply_lora(-1, &keys, rank, scale, 0.0, seed).expect("apply_lora");
     let mut values = Vec::new();
@@ -43,7 +43,7 @@ pub fn random_adapter(base: &Path, out: &Path, rank: usize, scale: f32, seed: u6
 
 /// Logits (flattened) of `model_dir` (+ `adapter`) on a fixed token sequence.
 pub fn logits(model_dir: &Path, adapter: Option<&Path>) -> Vec<f32> {
-    let mut m = Qwen2::load(model_dir, Some(Dtype::Float32)).expect("load model");
+    let mut m = Model::load(model_dir, Some(Dtype::Float32)).expect("load model");
     if let Some(a) = adapter {
         adapters::load_adapters(&mut m, a).expect("load adapter");
     }

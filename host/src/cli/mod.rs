@@ -87,7 +87,7 @@ pub enum Command {
     Generate(generate::Args),
     /// Chat with the active model in the terminal.
     Chat(generate::Args),
-    /// Make models: `model init-tiny DIR`.
+    /// Models: `model info MODEL`, `model init-tiny DIR`.
     #[command(subcommand)]
     Model(model::Command),
     /// The whole path, unattended: `pipeline run [--force] [--dry-run]`.

@@ -1,3 +1,4 @@
+//! `brain model info MODEL`: what a model is (architecture, size, quantization, template origin);
 //! `brain model init-tiny DIR`: a small random Qwen2 model with a trained byte-level BPE
 //! tokenizer, in Hugging Face layout — for tests, the demo and benchmarks (no model hub needed).
 
@@ -11,8 +12,16 @@ use super::{print_json, Ctx};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
+    /// Describe a model: a Hugging Face / mlx-community directory, a .gguf file or ollama:NAME[:TAG].
+    Info(Info),
     /// Write a random tiny Qwen2 model (config.json, model.safetensors, tokenizer files).
     InitTiny(InitTiny),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Info {
+    /// The model: a directory, a .gguf file or ollama:NAME[:TAG].
+    pub model: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -43,7 +52,10 @@ pub struct InitTiny {
 }
 
 pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitCode> {
-    let Command::InitTiny(a) = cmd;
+    let a = match cmd {
+        Command::Info(i) => return info(ctx, &i.model),
+        Command::InitTiny(a) => a,
+    };
     let corpus = match &a.corpus {
         Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading corpus {}", p.display()))?),
         None => None,
@@ -75,5 +87,23 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitCode> {
             report.tokenizer_size
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn info(ctx: &Ctx, model: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let i = brain_train::source::model_info(model).with_context(|| format!("reading model {}", model.display()))?;
+    if ctx.json {
+        print_json(&serde_json::to_value(&i)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let params = if i.parameters >= 1_000_000 { format!("{:.1}M", i.parameters as f64 / 1e6) } else { i.parameters.to_string() };
+    println!("model          {} ({})", i.path, i.format);
+    println!("architecture   {}", i.architecture);
+    println!("parameters     {params} ({} layers, hidden {})", i.layers, i.hidden_size);
+    println!("quantization   {}", i.quantization.as_deref().unwrap_or("none"));
+    println!("dtype          {}", i.dtype);
+    println!("context        {}", i.context_length);
+    println!("vocabulary     {} (tokenizer {}){}", i.vocab_size, i.tokenizer_size, if i.tie_word_embeddings { ", tied embeddings" } else { "" });
+    println!("chat template  {}", i.chat_template);
     Ok(ExitCode::SUCCESS)
 }

@@ -2,7 +2,8 @@
 //! file its name, size, safetensors header (names, dtypes, shapes, offsets) and three 64 KiB
 //! samples of its data (start, middle, end). Reading a few hundred KiB instead of gigabytes, it
 //! still tells apart two checkpoints of one architecture (their data differs) and notices a
-//! replaced or truncated file. `sha256:` + hex.
+//! replaced or truncated file. A GGUF file (given directly or as `ollama:NAME`) is fingerprinted
+//! by its size and samples of its bytes (its metadata lies at the start). `sha256:` + hex.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -43,13 +44,44 @@ pub fn weight_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+fn field(h: &mut Sha256, bytes: &[u8]) {
+    h.update((bytes.len() as u64).to_le_bytes());
+    h.update(bytes);
+}
+
+/// Hash `SAMPLE` bytes at the start, middle and end of `f`'s bytes from `start` to `start + len`.
+fn samples(h: &mut Sha256, f: &mut File, start: u64, len: u64) -> std::io::Result<()> {
+    for at in [0, len / 2, len.saturating_sub(SAMPLE)] {
+        let at = at.min(len);
+        let n = SAMPLE.min(len - at);
+        f.seek(SeekFrom::Start(start + at))?;
+        let mut buf = vec![0u8; n as usize];
+        f.read_exact(&mut buf)?;
+        field(h, &buf);
+    }
+    Ok(())
+}
+
+/// The fingerprint of the model a `--model` value names (directory, GGUF file, `ollama:NAME`).
+pub fn fingerprint(model: &Path) -> std::io::Result<String> {
+    let origin = brain_train::source::resolve(model).map_err(|e| std::io::Error::new(std::io::ErrorKind::NotFound, e.to_string()))?;
+    match origin {
+        brain_train::source::Origin::Dir(dir) => fingerprint_dir(&dir),
+        brain_train::source::Origin::Gguf(file) => {
+            let mut h = Sha256::new();
+            field(&mut h, b"gguf");
+            let mut f = File::open(&file)?;
+            let size = f.metadata()?.len();
+            h.update(size.to_le_bytes());
+            samples(&mut h, &mut f, 0, size)?;
+            Ok(format!("sha256:{}", hex::encode(h.finalize())))
+        }
+    }
+}
+
 /// The fingerprint of the model directory `dir`.
-pub fn fingerprint(dir: &Path) -> std::io::Result<String> {
+fn fingerprint_dir(dir: &Path) -> std::io::Result<String> {
     let mut h = Sha256::new();
-    let field = |h: &mut Sha256, bytes: &[u8]| {
-        h.update((bytes.len() as u64).to_le_bytes());
-        h.update(bytes);
-    };
     field(&mut h, &std::fs::read(dir.join("config.json"))?);
     match std::fs::read(dir.join("model.safetensors.index.json")) {
         Ok(index) => field(&mut h, &index),
@@ -76,15 +108,7 @@ pub fn fingerprint(dir: &Path) -> std::io::Result<String> {
         f.read_exact(&mut header)?;
         field(&mut h, &header);
         let data_start = 8 + header_len;
-        let data_len = size - data_start;
-        for at in [0, data_len / 2, data_len.saturating_sub(SAMPLE)] {
-            let at = at.min(data_len);
-            let n = SAMPLE.min(data_len - at);
-            f.seek(SeekFrom::Start(data_start + at))?;
-            let mut buf = vec![0u8; n as usize];
-            f.read_exact(&mut buf)?;
-            field(&mut h, &buf);
-        }
+        samples(&mut h, &mut f, data_start, size - data_start)?;
     }
     Ok(format!("sha256:{}", hex::encode(h.finalize())))
 }

@@ -20,7 +20,7 @@ use serde_json::json;
 
 use brain_train::dpo::{self, pair_forward, reference_logps, DpoArgs, DpoLoss, Pair, PairBatch};
 use brain_train::loss::nll_sum;
-use brain_train::model::{Mode, Qwen2};
+use brain_train::models::{Mode, Model};
 use brain_train::optim::AdamW;
 use brain_train::tokenizer::Tokenizer;
 use brain_train::{LoraArgs, TrainArgs};
@@ -78,7 +78,7 @@ fn pair_json(i: usize, words: usize) -> serde_json::Value {
 fn lora(all_linear: bool) -> LoraArgs {
     let mut l = LoraArgs { rank: 8, scale: 20.0, dropout: 0.0, ..Default::default() };
     if all_linear {
-        l.keys = brain_train::model::LINEAR_KEYS.iter().map(|k| k.to_string()).collect();
+        l.keys = brain_train::models::LINEAR_KEYS.iter().map(|k| k.to_string()).collect();
     }
     l
 }
@@ -150,7 +150,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     let tok = Tokenizer::load(&a.model)?;
-    let mut model = Qwen2::load(&a.model, None)?;
+    let mut model = Model::load(&a.model, None)?;
     let l = lora(a.all_linear);
     model.apply_lora(-1, &l.keys, l.rank, l.scale, l.dropout, 0)?;
     let pairs: Vec<Pair> = (0..a.pairs).map(|i| dpo::pairs::parse_pair(&pair_json(i, a.words), &tok).map_err(anyhow::Error::msg)).collect::<Result<_, _>>()?;

@@ -6,7 +6,7 @@ mod common;
 use std::time::Instant;
 
 use brain_train::loss::{nll_sum, DeviceBatch};
-use brain_train::model::{Mode, Qwen2};
+use brain_train::models::{Mode, Model};
 use brain_train::optim::AdamW;
 use mlx::loss::CePath;
 use mlx::Array;
@@ -15,7 +15,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let dir = std::path::PathBuf::from(&args[1]);
     let reps: usize = args.get(2).map_or(5, |s| s.parse().unwrap());
-    let mut model = Qwen2::load(&dir, None)?;
+    let mut model = Model::load(&dir, None)?;
     let keys: Vec<String> = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"].map(String::from).to_vec();
     model.apply_lora(-1, &keys, 8, 20.0, 0.0, 0)?;
     let v = model.config.vocab_size.min(1000) as i32;

@@ -10,7 +10,7 @@ use mlx::{Array, Dtype};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io, model_err, Result};
-use crate::model::{Qwen2, LINEAR_KEYS};
+use crate::models::{Model, LINEAR_KEYS};
 
 pub const ADAPTER_FILE: &str = "adapters.safetensors";
 pub const ADAPTER_CONFIG: &str = "adapter_config.json";
@@ -74,7 +74,7 @@ impl AdapterConfig {
 }
 
 /// Write the model's trainable parameters as a safetensors file.
-pub fn save_weights(model: &Qwen2, path: &Path) -> Result<()> {
+pub fn save_weights(model: &Model, path: &Path) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
@@ -83,7 +83,7 @@ pub fn save_weights(model: &Qwen2, path: &Path) -> Result<()> {
 }
 
 /// Put saved trainable values (from [`save_weights`]) into the model; names and shapes must match.
-pub fn load_weights(model: &mut Qwen2, path: &Path) -> Result<()> {
+pub fn load_weights(model: &mut Model, path: &Path) -> Result<()> {
     let st = mlx::io::load_safetensors(path)?;
     let mut errors = Vec::new();
     let mut values = Vec::new();
@@ -112,7 +112,7 @@ pub fn load_weights(model: &mut Qwen2, path: &Path) -> Result<()> {
 
 /// Load an adapter directory (ours or mlx-lm's) onto a model: applies LoRA as configured (or
 /// marks layers trainable for `full`), then loads the weights. Returns the config.
-pub fn load_adapters(model: &mut Qwen2, dir: &Path) -> Result<AdapterConfig> {
+pub fn load_adapters(model: &mut Model, dir: &Path) -> Result<AdapterConfig> {
     let cfg = AdapterConfig::read(dir)?;
     match cfg.fine_tune_type.as_str() {
         "lora" => {

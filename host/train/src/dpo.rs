@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Batcher;
 use crate::error::{io, Error, Result};
-use crate::model::Qwen2;
+use crate::models::Model;
 use crate::tokenizer::Tokenizer;
 use crate::train_loop::{self, Event, RunSummary};
 use crate::trainer::{adapter_config, ce_path, parse_dtype, TrainArgs};
@@ -139,7 +139,7 @@ pub fn dpo(args: &DpoArgs, progress: &mut dyn FnMut(&DpoProgress)) -> Result<Dpo
     let path = ce_path(&args.train.loss)?;
     train_loop::init_mlx(&args.train)?;
 
-    let tok = Tokenizer::load(&args.train.model)?;
+    let tok = crate::source::load_tokenizer(&args.train.model)?;
     let pad = tok.pad_id;
     let msl = args.train.max_seq_length;
     let data = &args.train.data;
@@ -154,7 +154,7 @@ pub fn dpo(args: &DpoArgs, progress: &mut dyn FnMut(&DpoProgress)) -> Result<Dpo
         tracing::warn!("{}: no valid.jsonl; DPO without validation (the last adapter is kept)", data.display());
     }
 
-    let mut model = Qwen2::load(&args.train.model, parse_dtype(&args.train.dtype)?)?;
+    let mut model = Model::load(&args.train.model, parse_dtype(&args.train.dtype)?)?;
     let (targs, reference) = reference::policy(args, &mut model)?;
     model.grad_checkpoint = targs.grad_checkpoint;
     let run_dir = targs.adapter_path.clone();

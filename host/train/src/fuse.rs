@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::adapters::{self, AdapterConfig, ADAPTER_FILE};
 use crate::config::ModelConfig;
 use crate::error::{io, model_err, Error, Result};
-use crate::model::weight_files;
+use crate::source::hf::weight_files;
 use crate::trainer::parse_dtype;
 
 /// Files copied unchanged from the base directory when present.

@@ -16,7 +16,7 @@ use mlx::{Array, Dtype};
 use crate::adapters::{self, AdapterConfig, ADAPTER_FILE};
 use crate::cache::KvCache;
 use crate::error::{model_err, Error, Result};
-use crate::model::{Mode, Qwen2};
+use crate::models::{Mode, Model};
 use crate::sampling::{LoopDetector, Sampler, SamplingOptions};
 use crate::tokenizer::{Message, Tokenizer, ENDOFTEXT};
 
@@ -146,7 +146,7 @@ pub struct Generation {
 
 /// A loaded model and tokenizer for repeated generation.
 pub struct Generator {
-    pub model: Qwen2,
+    pub model: Model,
     pub tokenizer: Tokenizer,
     /// Tokens that end a reply: `<|im_end|>`, eos, `<|endoftext|>`.
     pub stop_tokens: Vec<u32>,
@@ -160,7 +160,7 @@ pub struct Generator {
 
 /// Add an adapter's update to the model's dense weights: LoRA layers folded in
 /// (`adapters::fold_lora`), or a full fine-tune's weights replacing the base's.
-pub fn fuse_adapter(model: &mut Qwen2, dir: &Path) -> Result<()> {
+pub fn fuse_adapter(model: &mut Model, dir: &Path) -> Result<()> {
     let cfg = AdapterConfig::read(dir)?;
     let file = dir.join(ADAPTER_FILE);
     let st = mlx::io::load_safetensors(&file)?;
@@ -188,8 +188,8 @@ pub fn fuse_adapter(model: &mut Qwen2, dir: &Path) -> Result<()> {
 }
 
 /// Load a model with adapters: one is applied as LoRA (as in training), several are fused in order.
-pub fn load_model(model: &Path, adapter_path: &[PathBuf], dtype: Option<Dtype>) -> Result<Qwen2> {
-    let mut m = Qwen2::load(model, dtype)?;
+pub fn load_model(model: &Path, adapter_path: &[PathBuf], dtype: Option<Dtype>) -> Result<Model> {
+    let mut m = Model::load(model, dtype)?;
     match adapter_path {
         [] => {}
         [one] => {
@@ -207,13 +207,13 @@ pub fn load_model(model: &Path, adapter_path: &[PathBuf], dtype: Option<Dtype>) 
 impl Generator {
     /// Load `model` (+ adapters) and its tokenizer.
     pub fn load(model: &Path, adapter_path: &[PathBuf], dtype: Option<Dtype>) -> Result<Self> {
-        let tokenizer = Tokenizer::load(model)?;
+        let tokenizer = crate::source::load_tokenizer(model)?;
         let m = load_model(model, adapter_path, dtype)?;
         Ok(Self::new(m, tokenizer))
     }
 
     /// Wrap an already loaded model (e.g. right after training).
-    pub fn new(model: Qwen2, tokenizer: Tokenizer) -> Self {
+    pub fn new(model: Model, tokenizer: Tokenizer) -> Self {
         let mut stop_tokens = vec![tokenizer.im_end_id, tokenizer.eos_id];
         if let Some(e) = tokenizer.inner().token_to_id(ENDOFTEXT) {
             stop_tokens.push(e);

@@ -1,8 +1,11 @@
-//! Native training core of SAM Brain: Qwen2 models, LoRA/QLoRA, SFT trainer, over MLX.
+//! Native training core of SAM Brain: Llama, Qwen2 and Qwen3 models from any source (Hugging Face
+//! and mlx-community directories, GGUF, Ollama), LoRA/QLoRA, SFT and DPO trainers, over MLX.
 //!
 //! One concept per module: [`tokenizer`] (tokenizer.json, ChatML, loss masks, BPE training),
 //! [`tiny`] (random tiny HF-layout models), [`data`] (JSONL formats, batches), [`config`]
-//! (config.json), [`gguf`] (GGUF files: read, write, tensor decoding), [`model`] (Qwen2 on MLX, LoRA layers), [`adapters`] (mlx-lm's adapter format),
+//! (config.json), [`models`] (one file per architecture, LoRA layers),
+//! [`source`] (where a model comes from), [`gguf`] (GGUF files: read, write, tensor decoding),
+//! [`adapters`] (mlx-lm's adapter format),
 //! [`loss`] (masked cross-entropy), [`optim`] (AdamW, schedule), [`train_loop`] (the training
 //! loop SFT and DPO share), [`trainer`] (SFT, test evaluation), [`dpo`] (preference
 //! optimization), [`cache`] (KV cache), [`sampling`] (token choice, loop detection), [`generate`]
@@ -30,7 +33,7 @@ pub mod fuse;
 pub mod generate;
 pub mod gguf;
 pub mod loss;
-pub mod model;
+pub mod models;
 pub mod optim;
 pub mod rng;
 pub mod sampling;

@@ -5,7 +5,7 @@ use mlx::loss::{CeOptions, CePath};
 use mlx::Array;
 
 use crate::data::Batch;
-use crate::model::{Mode, Qwen2};
+use crate::models::{Mode, Model};
 
 /// A batch on the device: inputs and targets (B, L) int32, loss weights (B, L) f32.
 pub struct DeviceBatch {
@@ -29,7 +29,7 @@ impl DeviceBatch {
 }
 
 /// Sum of the NLL of the trained tokens (f32 scalar) with parameter values `p`.
-pub fn nll_sum(model: &Qwen2, p: &[Array], batch: &DeviceBatch, mode: Mode, path: CePath) -> mlx::Result<Array> {
+pub fn nll_sum(model: &Model, p: &[Array], batch: &DeviceBatch, mode: Mode, path: CePath) -> mlx::Result<Array> {
     let h = model.hidden(p, &batch.inputs, mode)?;
     let w = model.head_weight(p);
     let opts = CeOptions { weights: Some(&batch.weights), path, ..Default::default() };

@@ -141,6 +141,11 @@ impl Tokenizer {
         Ok(Tokenizer { inner, eos_id, im_start_id, im_end_id, pad_id, default_system: None })
     }
 
+    /// Where the chat template came from (temporary until templates are read from the model).
+    pub fn template_source(&self) -> &str {
+        "ChatML (built in)"
+    }
+
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner
     }

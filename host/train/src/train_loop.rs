@@ -24,7 +24,7 @@ use mlx::Array;
 use crate::adapters::{self, AdapterConfig, ADAPTER_FILE};
 use crate::data::Batcher;
 use crate::error::{io, Error, Result};
-use crate::model::{Mode, Qwen2};
+use crate::models::{Mode, Model};
 use crate::optim::{clip_grad_norm, AdamW, Schedule};
 use crate::trainer::TrainArgs;
 
@@ -73,7 +73,7 @@ struct Update {
 struct Trainer<'a, O: Objective> {
     args: &'a TrainArgs,
     obj: &'a mut O,
-    model: &'a mut Qwen2,
+    model: &'a mut Model,
     opt: AdamW,
     batcher: Batcher,
     schedule: Schedule,
@@ -91,7 +91,7 @@ struct Trainer<'a, O: Objective> {
 /// on every report, validation, checkpoint and at the end (each also a line of metrics.jsonl).
 pub(crate) fn run<O: Objective>(
     args: &TrainArgs,
-    model: &mut Qwen2,
+    model: &mut Model,
     batcher: Batcher,
     config: &AdapterConfig,
     obj: &mut O,

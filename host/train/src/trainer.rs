@@ -26,7 +26,7 @@ use crate::adapters;
 use crate::data::{self, Batcher, Dataset};
 use crate::error::{Error, Result};
 use crate::loss::{nll_sum, DeviceBatch};
-use crate::model::{Mode, Qwen2};
+use crate::models::{Mode, Model};
 use crate::tokenizer::Tokenizer;
 use crate::train_loop::{self, peak_gb, Moment, Objective, Record};
 
@@ -76,7 +76,7 @@ pub fn train(args: &TrainArgs, progress: &mut dyn FnMut(&Progress)) -> Result<Tr
     let path = ce_path(&args.loss)?;
     train_loop::init_mlx(args)?;
 
-    let tok = Tokenizer::load(&args.model)?;
+    let tok = crate::source::load_tokenizer(&args.model)?;
     let splits = data::load_dir(&args.data, &tok, args.max_seq_length)?;
     let train_set = splits
         .train
@@ -87,7 +87,7 @@ pub fn train(args: &TrainArgs, progress: &mut dyn FnMut(&Progress)) -> Result<Tr
         tracing::warn!("{}: no valid.jsonl; training without validation (the last adapter is kept)", args.data.display());
     }
 
-    let mut model = Qwen2::load(&args.model, parse_dtype(&args.dtype)?)?;
+    let mut model = Model::load(&args.model, parse_dtype(&args.dtype)?)?;
     if args.num_layers > model.num_layers() as i32 {
         // mlx-lm refuses (its default of 16 fails on small models); training all layers is
         // what was meant.
@@ -140,7 +140,7 @@ impl Objective for Sft<'_> {
         b.batch.tokens
     }
 
-    fn loss(&self, model: &Qwen2, p: &[Array], b: &SftBatch, mode: Mode) -> mlx::Result<Vec<Array>> {
+    fn loss(&self, model: &Model, p: &[Array], b: &SftBatch, mode: Mode) -> mlx::Result<Vec<Array>> {
         Ok(vec![nll_sum(model, p, &b.batch, mode, self.path)?.div(b.update_tokens)?])
     }
 
@@ -148,7 +148,7 @@ impl Objective for Sft<'_> {
         self.valid.is_some()
     }
 
-    fn validate(&mut self, model: &Qwen2) -> Result<Option<f32>> {
+    fn validate(&mut self, model: &Model) -> Result<Option<f32>> {
         let Some(v) = self.valid else { return Ok(None) };
         Ok(Some(evaluate(model, v, self.args.batch_size, self.args.val_batches, self.pad, self.path)?.0))
     }

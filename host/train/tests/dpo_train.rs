@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use brain_train::dpo::{dpo, evaluate_split, load_pairs, reference_logps, DpoArgs, DpoProgress, LossType, Reference, ReferenceCache, REFERENCE_FILE};
-use brain_train::model::Qwen2;
+use brain_train::models::Model;
 use brain_train::tokenizer::Tokenizer;
 use brain_train::{adapters, train, Event, LoraArgs, StopReason, TrainArgs};
 use common::{assert_non_finite_stop, small_spec, tiny, write_jsonl};
@@ -96,12 +96,12 @@ fn dpo_raises_held_out_margin_with_a_fixed_reference() {
     // It equals the reference recomputed now from its definition: the bare base model.
     let cache: ReferenceCache = serde_json::from_str(&at_end).unwrap();
     let tok = Tokenizer::load(&model).unwrap();
-    let base = Qwen2::load(&model, None).unwrap();
+    let base = Model::load(&model, None).unwrap();
     let pairs = load_pairs(&data.join("train.jsonl"), &tok, 2048).unwrap().unwrap();
     let again = reference_logps(&base, &pairs.pairs, 4, tok.pad_id, CePath::Auto).unwrap();
     assert_eq!(again, cache.train);
     // The trained policy does not give those numbers any more.
-    let mut policy = Qwen2::load(&model, None).unwrap();
+    let mut policy = Model::load(&model, None).unwrap();
     adapters::load_adapters(&mut policy, &run).unwrap();
     let now = reference_logps(&policy, &pairs.pairs, 4, tok.pad_id, CePath::Auto).unwrap();
     assert_ne!(now, cache.train);
@@ -186,10 +186,10 @@ fn starting_from_sft_the_reference_is_the_frozen_adapter() {
     let cache = ReferenceCache::read(&run).unwrap();
     let tok = Tokenizer::load(&model).unwrap();
     let pairs = load_pairs(&data.join("train.jsonl"), &tok, 2048).unwrap().unwrap();
-    let mut with_sft = Qwen2::load(&model, None).unwrap();
+    let mut with_sft = Model::load(&model, None).unwrap();
     adapters::load_adapters(&mut with_sft, &sft_run).unwrap();
     assert_eq!(reference_logps(&with_sft, &pairs.pairs, 4, tok.pad_id, CePath::Auto).unwrap(), cache.train);
-    let base = Qwen2::load(&model, None).unwrap();
+    let base = Model::load(&model, None).unwrap();
     assert_ne!(reference_logps(&base, &pairs.pairs, 4, tok.pad_id, CePath::Auto).unwrap(), cache.train);
     let cfg = adapters::AdapterConfig::read(&run).unwrap();
     assert_eq!(cfg.lora_parameters.unwrap().rank, 4);

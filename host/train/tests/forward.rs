@@ -2,14 +2,14 @@
 
 mod common;
 
-use brain_train::model::Qwen2;
+use brain_train::models::Model;
 use brain_train::tiny::TinySpec;
 use common::{reference::RefModel, rel_err, small_spec, tiny};
 use mlx::{Array, Dtype};
 
 fn check(spec: TinySpec) {
     let (_td, dir) = tiny(spec);
-    let model = Qwen2::load(&dir, Some(Dtype::Float32)).unwrap();
+    let model = Model::load(&dir, Some(Dtype::Float32)).unwrap();
     let reference = RefModel::load(&dir);
     let ids: Vec<u32> = (0..13).map(|i| (i * 37 + 5) as u32 % reference.vocab as u32).collect();
     let ids_i: Vec<i32> = ids.iter().map(|&i| i as i32).collect();
@@ -47,7 +47,7 @@ fn batch_rows_are_independent() {
     // Two sequences in one batch give the same logits as each alone (causal: padding after a
     // sequence does not change its positions).
     let (_td, dir) = tiny(small_spec());
-    let model = Qwen2::load(&dir, Some(Dtype::Float32)).unwrap();
+    let model = Model::load(&dir, Some(Dtype::Float32)).unwrap();
     let a: Vec<i32> = vec![5, 9, 13, 17, 21, 25];
     let b: Vec<i32> = vec![7, 8, 9, 0, 0, 0];
     let both: Vec<i32> = a.iter().chain(&b).copied().collect();
@@ -80,8 +80,8 @@ fn sharded_checkpoint_with_index_loads_the_same() {
     }
     std::fs::write(sharded.join("model.safetensors.index.json"), serde_json::json!({"metadata": {}, "weight_map": map}).to_string()).unwrap();
     let ids = Array::from_slice(&[1i32, 2, 3, 4, 5], &[1, 5]).unwrap();
-    let l1 = Qwen2::load(&dir, Some(Dtype::Float32)).unwrap().logits(&ids).unwrap().to_vec::<f32>().unwrap();
-    let l2 = Qwen2::load(&sharded, Some(Dtype::Float32)).unwrap().logits(&ids).unwrap().to_vec::<f32>().unwrap();
+    let l1 = Model::load(&dir, Some(Dtype::Float32)).unwrap().logits(&ids).unwrap().to_vec::<f32>().unwrap();
+    let l2 = Model::load(&sharded, Some(Dtype::Float32)).unwrap().logits(&ids).unwrap().to_vec::<f32>().unwrap();
     assert_eq!(l1, l2);
 }
 
@@ -94,6 +94,6 @@ fn missing_weight_is_a_clear_error() {
     std::fs::copy(dir.join("config.json"), broken.join("config.json")).unwrap();
     let kept = st.tensors.iter().filter(|(k, _)| !k.contains("layers.1.mlp.up_proj"));
     mlx::io::save_safetensors(broken.join("model.safetensors"), kept.map(|(k, v)| (k.as_str(), v)), &Default::default()).unwrap();
-    let e = Qwen2::load(&broken, None).err().expect("load fails").to_string();
+    let e = Model::load(&broken, None).err().expect("load fails").to_string();
     assert!(e.contains("model.layers.1.mlp.up_proj.weight is missing") && e.contains("broken"), "{e}");
 }

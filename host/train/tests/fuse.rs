@@ -8,7 +8,7 @@ use std::path::Path;
 
 use brain_train::fuse::{fuse, FuseArgs};
 use brain_train::generate::fuse_adapter;
-use brain_train::model::Qwen2;
+use brain_train::models::Model;
 use brain_train::tiny::write_synthetic_chat;
 use brain_train::{adapters, train, FineTuneType, LoraArgs, TrainArgs};
 use common::{rel_err, small_spec, tiny};
@@ -36,7 +36,7 @@ fn trained_adapter(model: &Path, td: &Path, run: &str, fine_tune_type: FineTuneT
     args.adapter_path
 }
 
-fn logits(m: &Qwen2) -> Vec<f32> {
+fn logits(m: &Model) -> Vec<f32> {
     let ids = Array::from_slice(&[5i32, 17, 42, 9, 100, 3, 77, 250], &[1, 8]).unwrap();
     m.logits(&ids).unwrap().to_vec::<f32>().unwrap()
 }
@@ -47,19 +47,19 @@ fn check(fine_tune_type: FineTuneType) {
     let (td, model) = tiny(small_spec());
     let adapter = trained_adapter(&model, td.path(), "run", fine_tune_type);
 
-    let base = logits(&Qwen2::load(&model, None).unwrap());
-    let mut m = Qwen2::load(&model, None).unwrap();
+    let base = logits(&Model::load(&model, None).unwrap());
+    let mut m = Model::load(&model, None).unwrap();
     adapters::load_adapters(&mut m, &adapter).unwrap();
     let unfused = logits(&m);
 
-    let mut m = Qwen2::load(&model, None).unwrap();
+    let mut m = Model::load(&model, None).unwrap();
     fuse_adapter(&mut m, &adapter).unwrap();
     let in_memory = logits(&m);
 
     let out = td.path().join("fused");
     let report = fuse(&FuseArgs { model: model.clone(), adapter_path: adapter.clone(), save_path: out.clone(), ..Default::default() }).unwrap();
     assert!(report.fused > 0, "{report:?}");
-    let in_files = logits(&Qwen2::load(&out, None).unwrap());
+    let in_files = logits(&Model::load(&out, None).unwrap());
 
     let moved = rel_err(&unfused, &base);
     assert!(moved > 1e-2, "{fine_tune_type:?}: the adapter barely changes the logits ({moved}); the check would prove nothing");
@@ -86,7 +86,7 @@ fn an_adapter_of_another_shape_is_refused_naming_the_layer() {
     // A base with a wider hidden size: every adapted layer's update no longer fits.
     let other = td.path().join("other");
     brain_train::tiny::init_tiny(&other, &brain_train::tiny::TinySpec { hidden: 64, ..small_spec() }, None).unwrap();
-    let mut m = Qwen2::load(&other, None).unwrap();
+    let mut m = Model::load(&other, None).unwrap();
     let e = fuse_adapter(&mut m, &adapter).unwrap_err().to_string();
     assert!(e.contains("adapters.safetensors") && e.contains("model.layers.") && e.contains("another model"), "{e}");
     let e = fuse(&FuseArgs { model: other, adapter_path: adapter, save_path: td.path().join("fused"), ..Default::default() }).unwrap_err().to_string();

@@ -4,14 +4,14 @@
 mod common;
 
 use brain_train::generate::{FinishReason, GenOptions, Generator};
-use brain_train::model::Qwen2;
+use brain_train::models::Model;
 use brain_train::tiny::TinySpec;
 use brain_train::tokenizer::{Message, Tokenizer};
 use common::{small_spec, tiny};
 use mlx::Dtype;
 
 fn generator(dir: &std::path::Path) -> Generator {
-    Generator::new(Qwen2::load(dir, Some(Dtype::Float32)).unwrap(), Tokenizer::load(dir).unwrap())
+    Generator::new(Model::load(dir, Some(Dtype::Float32)).unwrap(), Tokenizer::load(dir).unwrap())
 }
 
 fn opts(max_tokens: usize) -> GenOptions {

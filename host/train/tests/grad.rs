@@ -4,7 +4,7 @@ mod common;
 
 use brain_train::data::collate;
 use brain_train::loss::{nll_sum, DeviceBatch};
-use brain_train::model::{Mode, Qwen2};
+use brain_train::models::{Mode, Model};
 use brain_train::tokenizer::{Message, Tokenizer};
 use common::{small_spec, tiny};
 use mlx::loss::CePath;
@@ -14,7 +14,7 @@ use mlx::{Array, Dtype};
 fn lora_gradients_match_finite_differences() {
     let (_td, dir) = tiny(small_spec());
     let tok = Tokenizer::load(&dir).unwrap();
-    let mut model = Qwen2::load(&dir, Some(Dtype::Float32)).unwrap();
+    let mut model = Model::load(&dir, Some(Dtype::Float32)).unwrap();
     let keys: Vec<String> = ["self_attn.q_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.down_proj"].map(String::from).to_vec();
     model.apply_lora(-1, &keys, 4, 20.0, 0.0, 1).unwrap();
     // lora_b starts at zero; make it non-zero so every path carries gradient.
@@ -93,7 +93,7 @@ fn lora_gradients_match_finite_differences() {
 fn gradient_checkpointing_gives_the_same_loss_and_gradients() {
     let (_td, dir) = tiny(small_spec());
     let tok = Tokenizer::load(&dir).unwrap();
-    let mut model = Qwen2::load(&dir, Some(Dtype::Float32)).unwrap();
+    let mut model = Model::load(&dir, Some(Dtype::Float32)).unwrap();
     let keys: Vec<String> = ["self_attn.q_proj", "self_attn.k_proj", "mlp.up_proj"].map(String::from).to_vec();
     model.apply_lora(-1, &keys, 4, 20.0, 0.1, 1).unwrap();
     let vals: Vec<Array> = model
@@ -108,7 +108,7 @@ fn gradient_checkpointing_gives_the_same_loss_and_gradients() {
     let db = DeviceBatch::new(&batch).unwrap();
     // Dropout on: the recomputation must draw the same masks.
     let mode = Mode { dropout_seed: Some(9) };
-    let run = |model: &Qwen2| {
+    let run = |model: &Model| {
         let base: Vec<Array> = model.trainable_params().iter().map(|(_, a)| (*a).clone()).collect();
         let refs: Vec<&Array> = base.iter().collect();
         let argnums: Vec<i32> = (0..refs.len() as i32).collect();

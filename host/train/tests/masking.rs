@@ -5,7 +5,7 @@ mod common;
 
 use brain_train::data::{collate, load_split};
 use brain_train::loss::{nll_sum, DeviceBatch};
-use brain_train::model::{Mode, Qwen2};
+use brain_train::models::{Mode, Model};
 use brain_train::tokenizer::{Message, Tokenizer};
 use common::{small_spec, tiny, write_jsonl};
 use mlx::loss::CePath;
@@ -64,7 +64,7 @@ fn completions_and_text_formats() {
 fn loss_ignores_prompt_tokens_and_counts_every_assistant_token() {
     let (td, dir) = tiny(small_spec());
     let tok = Tokenizer::load(&dir).unwrap();
-    let model = Qwen2::load(&dir, Some(Dtype::Float32)).unwrap();
+    let model = Model::load(&dir, Some(Dtype::Float32)).unwrap();
     let data = td.path().join("data");
     let msgs = |sys: &str, user: &str, a1: &str| {
         json!({"messages": [

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use brain_train::convert::quantize_model;
-use brain_train::model::Qwen2;
+use brain_train::models::Model;
 use brain_train::tiny::{write_synthetic_chat, TinySpec};
 use brain_train::trainer::Event;
 use brain_train::{train, LoraArgs, TrainArgs};
@@ -23,7 +23,7 @@ fn four_bit_model_loads_matches_and_trains() {
     let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(qdir.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["quantization"], serde_json::json!({"group_size": 32, "bits": 4}));
 
-    let q = Qwen2::load(&qdir, Some(Dtype::Float32)).unwrap();
+    let q = Model::load(&qdir, Some(Dtype::Float32)).unwrap();
     assert!(q.is_quantized());
     let dense = mlx::io::load_safetensors(dense_dir.join("model.safetensors")).unwrap().tensors;
     let qst = mlx::io::load_safetensors(qdir.join("model.safetensors")).unwrap().tensors;
@@ -59,7 +59,7 @@ fn four_bit_model_loads_matches_and_trains() {
 
     // The quantized model computes what the dense model over the dequantized weights computes.
     let cfgm = brain_train::config::ModelConfig::load(&dense_dir).unwrap();
-    let ref_model = Qwen2::from_weights(&dense_dir, cfgm, deq, Dtype::Float32).unwrap();
+    let ref_model = Model::from_weights(&dense_dir, cfgm, deq, Dtype::Float32).unwrap();
     let ids = Array::from_slice(&[3i32, 17, 42, 99, 5, 250, 7], &[1, 7]).unwrap();
     let lq = q.logits(&ids).unwrap().to_vec::<f32>().unwrap();
     let lr = ref_model.logits(&ids).unwrap().to_vec::<f32>().unwrap();

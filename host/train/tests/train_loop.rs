@@ -43,7 +43,7 @@ fn overfits_sixteen_examples() {
             rank: 16,
             scale: 20.0,
             dropout: 0.0,
-            keys: brain_train::model::LINEAR_KEYS.iter().map(|s| s.to_string()).collect(),
+            keys: brain_train::models::LINEAR_KEYS.iter().map(|s| s.to_string()).collect(),
         },
         steps_per_report: 1,
         steps_per_save: 1000,

@@ -7,7 +7,7 @@ use mlx::Array;
 
 use crate::error::Result;
 use crate::loss::DeviceBatch;
-use crate::model::{Mode, Qwen2};
+use crate::models::{Mode, Model};
 
 use super::loss::{dpo_loss, DpoLoss};
 use super::pairs::{collate_pairs, Pair};
@@ -48,7 +48,7 @@ impl PairBatch {
 }
 
 /// Per-token masked NLL (2B, L) and the summed log-prob of each row's response (2B,).
-pub fn sequence_logps(model: &Qwen2, p: &[Array], batch: &DeviceBatch, mode: Mode, path: CePath) -> mlx::Result<(Array, Array)> {
+pub fn sequence_logps(model: &Model, p: &[Array], batch: &DeviceBatch, mode: Mode, path: CePath) -> mlx::Result<(Array, Array)> {
     let h = model.hidden(p, &batch.inputs, mode)?;
     let w = model.head_weight(p);
     let nll = mlx::loss::cross_entropy(&h, &w, &batch.targets, CeOptions { weights: Some(&batch.weights), path, ..Default::default() })?;
@@ -59,7 +59,7 @@ pub fn sequence_logps(model: &Qwen2, p: &[Array], batch: &DeviceBatch, mode: Mod
 /// The DPO objective of a batch of pairs with parameter values `p` (for `value_and_grad`):
 /// outputs the scalar loss (mean over pairs, plus the SFT term), then per pair (no gradient):
 /// policy log-probs of chosen and rejected (sums), chosen and rejected rewards, losses.
-pub fn pair_forward(model: &Qwen2, p: &[Array], pb: &PairBatch, mode: Mode, path: CePath, cfg: &DpoLoss, sft_weight: f32) -> mlx::Result<Vec<Array>> {
+pub fn pair_forward(model: &Model, p: &[Array], pb: &PairBatch, mode: Mode, path: CePath, cfg: &DpoLoss, sft_weight: f32) -> mlx::Result<Vec<Array>> {
     let (nll, seq) = sequence_logps(model, p, &pb.batch, mode, path)?;
     let b = pb.pairs as i32;
     let pc = seq.slice_axis(0, 0, b)?;

@@ -11,7 +11,7 @@ use mlx::Array;
 use crate::adapters;
 use crate::data::Batcher;
 use crate::error::{Error, Result};
-use crate::model::{Mode, Qwen2};
+use crate::models::{Mode, Model};
 use crate::tokenizer::Tokenizer;
 use crate::train_loop::{peak_gb, Window};
 use crate::trainer::{ce_path, parse_dtype};
@@ -176,7 +176,7 @@ pub(super) fn host_out(outs: &[Array]) -> Result<HostOut> {
 
 /// DPO loss and reward metrics of the current policy on `set` (at most `max_batches` batches,
 /// a fixed selection; 0: all).
-pub fn evaluate_pairs(model: &Qwen2, set: &[Pair], reference: &RefLogps, args: &DpoArgs, max_batches: usize, pad: u32) -> Result<DpoEvalMetrics> {
+pub fn evaluate_pairs(model: &Model, set: &[Pair], reference: &RefLogps, args: &DpoArgs, max_batches: usize, pad: u32) -> Result<DpoEvalMetrics> {
     let path = ce_path(&args.train.loss)?;
     let lengths: Vec<usize> = set.iter().map(|p| p.len()).collect();
     let batcher = Batcher::with_sampling(&lengths, &[], &[], args.train.batch_size.max(1), 0);
@@ -200,20 +200,20 @@ pub fn evaluate_pairs(model: &Qwen2, set: &[Pair], reference: &RefLogps, args: &
 /// run's cached reference and training did what they claim. `adapter`: the policy's adapter
 /// directory (None: the reference itself, all margins 0).
 pub fn evaluate_split(args: &DpoArgs, split: &str, adapter: Option<&Path>) -> Result<DpoEvalMetrics> {
-    let tok = Tokenizer::load(&args.train.model)?;
+    let tok = crate::source::load_tokenizer(&args.train.model)?;
     let file = args.train.data.join(format!("{split}.jsonl"));
     let set = load_pairs(&file, &tok, args.train.max_seq_length)?
         .filter(|s| !s.is_empty())
         .ok_or_else(|| Error::Args(format!("{}: missing or no usable pairs", file.display())))?;
     let dtype = parse_dtype(&args.train.dtype)?;
     let path = ce_path(&args.train.loss)?;
-    let mut refm = Qwen2::load(&args.train.model, dtype)?;
+    let mut refm = Model::load(&args.train.model, dtype)?;
     if let Some(r) = &args.reference {
         adapters::load_adapters(&mut refm, r)?;
     }
     let reference = reference_logps(&refm, &set.pairs, args.train.batch_size.max(1), tok.pad_id, path)?;
     drop(refm);
-    let mut policy = Qwen2::load(&args.train.model, dtype)?;
+    let mut policy = Model::load(&args.train.model, dtype)?;
     if let Some(a) = adapter {
         adapters::load_adapters(&mut policy, a)?;
     } else if let Some(r) = &args.reference {

@@ -8,7 +8,7 @@ use mlx::Array;
 
 use crate::data::Batcher;
 use crate::error::Result;
-use crate::model::{Mode, Qwen2};
+use crate::models::{Mode, Model};
 use crate::train_loop::{Moment, Objective, Record};
 
 use mlx::loss::CePath;
@@ -51,7 +51,7 @@ impl Objective for Preference<'_> {
     }
 
     /// [`pair_forward`]'s outputs, the loss a share of the update's mean over its batches.
-    fn loss(&self, model: &Qwen2, p: &[Array], b: &PairBatch, mode: Mode) -> mlx::Result<Vec<Array>> {
+    fn loss(&self, model: &Model, p: &[Array], b: &PairBatch, mode: Mode) -> mlx::Result<Vec<Array>> {
         let mut o = pair_forward(model, p, b, mode, self.path, &self.cfg, self.args.sft_weight)?;
         let accum = self.args.train.grad_accumulation_steps;
         if accum > 1 {
@@ -76,7 +76,7 @@ impl Objective for Preference<'_> {
         self.valid.is_some()
     }
 
-    fn validate(&mut self, model: &Qwen2) -> Result<Option<f32>> {
+    fn validate(&mut self, model: &Model) -> Result<Option<f32>> {
         let Some(v) = self.valid else { return Ok(None) };
         let m = evaluate_pairs(model, v, self.valid_ref, self.args, self.args.train.val_batches, self.pad)?;
         self.last_eval = Some(m);

@@ -14,7 +14,7 @@ use crate::adapters::{self, AdapterConfig};
 use crate::data::Batcher;
 use crate::error::{io, model_err, Error, Result};
 use crate::loss::DeviceBatch;
-use crate::model::{Mode, Qwen2};
+use crate::models::{Mode, Model};
 use crate::trainer::{FineTuneType, LoraArgs, TrainArgs};
 
 use super::batch::sequence_logps;
@@ -76,7 +76,7 @@ impl ReferenceCache {
 }
 
 /// Reference log-probs of every pair of `set` with the model's current parameters.
-pub fn reference_logps(model: &Qwen2, set: &[Pair], batch_size: usize, pad: u32, path: CePath) -> Result<RefLogps> {
+pub fn reference_logps(model: &Model, set: &[Pair], batch_size: usize, pad: u32, path: CePath) -> Result<RefLogps> {
     let lengths: Vec<usize> = set.iter().map(|p| p.len()).collect();
     let batcher = Batcher::with_sampling(&lengths, &[], &[], batch_size, 0);
     let mut out = RefLogps { chosen: vec![0.0; set.len()], rejected: vec![0.0; set.len()] };
@@ -98,7 +98,7 @@ pub fn reference_logps(model: &Qwen2, set: &[Pair], batch_size: usize, pad: u32,
 /// they were computed for other data or another reference. Also the seconds spent computing
 /// (0 when read back).
 pub(super) fn cached_logps(
-    model: &Qwen2,
+    model: &Model,
     reference: &Reference,
     train: &[Pair],
     valid: Option<&[Pair]>,
@@ -141,7 +141,7 @@ pub(super) fn cached_logps(
 /// The policy model and its starting point: a fresh LoRA (reference: base) or an SFT adapter
 /// (reference: that adapter). Returns the effective training arguments (LoRA settings of the
 /// SFT adapter when starting from one).
-pub(super) fn policy(args: &DpoArgs, model: &mut Qwen2) -> Result<(TrainArgs, Reference)> {
+pub(super) fn policy(args: &DpoArgs, model: &mut Model) -> Result<(TrainArgs, Reference)> {
     let mut t = args.train.clone();
     if t.resume_adapter_file.is_some() {
         return Err(Error::Args(

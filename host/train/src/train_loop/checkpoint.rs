@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapters::{self, AdapterConfig, ADAPTER_FILE};
 use crate::data::DataPosition;
 use crate::error::{io, model_err, Error, Result};
-use crate::model::Qwen2;
+use crate::models::Model;
 use crate::optim::AdamW;
 
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
@@ -55,12 +55,12 @@ pub(super) fn newest(run: &Path) -> Result<PathBuf> {
     })
 }
 
-fn trainable_names(model: &Qwen2) -> Vec<String> {
+fn trainable_names(model: &Model) -> Vec<String> {
     model.trainable_params().iter().map(|(n, _)| n.to_string()).collect()
 }
 
 /// Write the checkpoint of `state.step` under `run` and drop all but the newest two.
-pub(super) fn save(run: &Path, state: &State, model: &Qwen2, opt: &AdamW, config: &AdapterConfig) -> Result<PathBuf> {
+pub(super) fn save(run: &Path, state: &State, model: &Model, opt: &AdamW, config: &AdapterConfig) -> Result<PathBuf> {
     let dir = run.join("checkpoints").join(format!("{:07}", state.step));
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     adapters::save_weights(model, &dir.join(ADAPTER_FILE))?;
@@ -77,7 +77,7 @@ pub(super) fn save(run: &Path, state: &State, model: &Qwen2, opt: &AdamW, config
 }
 
 /// Load checkpoint `dir` into `model` and `opt`; returns its state.
-pub(super) fn load(dir: &Path, model: &mut Qwen2, opt: &mut AdamW) -> Result<State> {
+pub(super) fn load(dir: &Path, model: &mut Model, opt: &mut AdamW) -> Result<State> {
     let sp = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&sp).map_err(io(&sp))?;
     let state: State = serde_json::from_str(&text).map_err(|e| model_err(&sp, e))?;

@@ -9,7 +9,7 @@ use mlx::Array;
 
 use crate::data::Batcher;
 use crate::error::{Error, Result};
-use crate::model::{Mode, Qwen2};
+use crate::models::{Mode, Model};
 
 /// What a progress event reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -51,7 +51,7 @@ pub(crate) trait Objective {
     /// The outputs of one batch with parameter values `p`: `[0]` is the batch's share of the
     /// update's loss (the loop sums the shares and differentiates them); the others are
     /// statistics without gradient, handed to [`Objective::observe`] after the update.
-    fn loss(&self, model: &Qwen2, p: &[Array], batch: &Self::Batch, mode: Mode) -> mlx::Result<Vec<Array>>;
+    fn loss(&self, model: &Model, p: &[Array], batch: &Self::Batch, mode: Mode) -> mlx::Result<Vec<Array>>;
 
     /// Whether the reports need the gradient norm (computed, unclipped, when `max_grad_norm` is
     /// unset).
@@ -69,7 +69,7 @@ pub(crate) trait Objective {
 
     /// Validation loss of the current weights (lower is better; it picks the kept adapter and
     /// drives early stopping); None without a validation set.
-    fn validate(&mut self, model: &Qwen2) -> Result<Option<f32>>;
+    fn validate(&mut self, model: &Model) -> Result<Option<f32>>;
 
     /// The progress event of `record` at `at`.
     fn progress(&mut self, at: &Moment, record: Record<'_>) -> Self::Progress;

@@ -11,7 +11,7 @@ use crate::adapters::{self, ADAPTER_FILE};
 use crate::data::{self, Batcher, Dataset};
 use crate::error::{Error, Result};
 use crate::loss::{nll_sum, DeviceBatch};
-use crate::model::{Mode, Qwen2};
+use crate::models::{Mode, Model};
 use crate::tokenizer::Tokenizer;
 
 use super::args::{ce_path, parse_dtype, TrainArgs};
@@ -26,7 +26,7 @@ pub struct TestReport {
 
 /// Mean NLL over the trained tokens of `batches` of `ds` (all when `max_batches` is 0, else a
 /// fixed, seeded selection of that many).
-pub fn evaluate(model: &Qwen2, ds: &Dataset, batch_size: usize, max_batches: usize, pad: u32, path: CePath) -> Result<(f32, usize)> {
+pub fn evaluate(model: &Model, ds: &Dataset, batch_size: usize, max_batches: usize, pad: u32, path: CePath) -> Result<(f32, usize)> {
     let batcher = Batcher::new(ds, batch_size, 0);
     let mut batches: Vec<data::Batch> = batcher.all_batches(ds, pad).collect();
     if max_batches > 0 && batches.len() > max_batches {
@@ -81,12 +81,12 @@ impl TrainArgs {
 
 /// Test loss and perplexity on `DATA/test.jsonl` (no training), like mlx-lm's `--test`.
 pub fn evaluate_test(args: &TestArgs) -> Result<TestReport> {
-    let tok = Tokenizer::load(&args.model)?;
+    let tok = crate::source::load_tokenizer(&args.model)?;
     let path = args.data.join("test.jsonl");
     let test = data::load_split(&path, &tok, args.max_seq_length)?
         .filter(|d| !d.is_empty())
         .ok_or_else(|| Error::Args(format!("{}: missing or empty (needed for --test)", path.display())))?;
-    let mut model = Qwen2::load(&args.model, parse_dtype(&args.dtype)?)?;
+    let mut model = Model::load(&args.model, parse_dtype(&args.dtype)?)?;
     if let Some(a) = &args.adapter_path {
         adapters::load_adapters(&mut model, a)?;
     }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use brain_train::generate::{GenOptions, Generator};
 use brain_train::gguf::{tensors, GgmlType, GgufFile};
-use brain_train::model::Qwen2;
+use brain_train::models::Model;
 use brain_train::source::{gguf, smollm2};
 use brain_train::tokenizer::Message;
 use mlx::Dtype;
@@ -79,7 +79,7 @@ fn real_smollm2_gguf_loads_and_answers_paris() {
     drop(theirs);
 
     let weights = gguf::weights(&path, &c).unwrap();
-    let model = Qwen2::from_weights(&path, c, weights, Dtype::Float32).unwrap();
+    let model = Model::from_weights(&path, c, weights, Dtype::Float32).unwrap();
     let mut g = Generator::new(model, tk);
     let prompt = g.tokenizer.render_chat(
         &[

@@ -1,21 +1,31 @@
-//! Qwen2 (and the Llama layout) on MLX: q/k/v with bias, o without, grouped-query attention,
-//! RoPE, RMSNorm, SwiGLU MLP, tied or untied head; dense (bf16/f16/f32) or mlx-community
-//! quantized weights (packed uint32 + scales + biases, `quantized_matmul`).
+//! Decoder-only transformers on MLX, one file per architecture — [`llama`] (Llama 2/3.x, SmolLM,
+//! Mistral), [`qwen2`] (Qwen2, Qwen2.5, Qwen2.5-Coder), [`qwen3`] (Qwen3 dense) — over the shared
+//! blocks of [`blocks`]. Weights are dense (bf16/f16/f32) or quantized (mlx-community layouts and
+//! GGUF Q4_0/Q4_1/Q8_0: packed uint32 + scales + biases, `quantized_matmul`), from any model
+//! source ([`crate::source`]).
 //!
 //! Parameters live in one flat [`Params`] list under their Hugging Face names; layers refer to
 //! them by index, so the trainer can swap in the traced trainable arrays inside `value_and_grad`
 //! and a transformer block can be wrapped in `mlx::checkpoint` with its parameters as inputs.
 
+mod blocks;
+mod llama;
+mod qwen2;
+mod qwen3;
+
+pub use blocks::{Mode, LINEAR_KEYS};
+use blocks::{block_forward, BlockSpec, Dims, Layout, LinearSpec, LoraSpec, QSpec};
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use mlx::fast::{self, SdpaMask};
-use mlx::quantized::{dequantize, quantized_matmul};
+use mlx::fast;
+use mlx::quantized::dequantize;
 use mlx::{Array, Dtype};
 
-use crate::cache::{KvCache, LayerKv};
+use crate::cache::KvCache;
 use crate::config::ModelConfig;
-use crate::error::{io, model_err, Result};
+use crate::error::{model_err, Result};
 
 /// All parameters by name, in a fixed order.
 #[derive(Clone, Default)]
@@ -42,145 +52,6 @@ impl Params {
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
-}
-
-/// Affine quantization of one matrix: indices of scales and biases, group size, bits.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct QSpec {
-    pub scales: usize,
-    pub biases: usize,
-    pub group: i32,
-    pub bits: i32,
-}
-
-/// LoRA beside a linear layer: `y += scale * dropout(x) @ a @ b`, `a` (in, r), `b` (r, out).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct LoraSpec {
-    pub a: usize,
-    pub b: usize,
-    pub scale: f32,
-    pub dropout: f32,
-    /// Distinguishes the dropout masks of different layers.
-    pub slot: u64,
-}
-
-/// A linear layer; indices are into the parameter list the layer is called with.
-#[derive(Debug, Clone)]
-pub(crate) struct LinearSpec {
-    pub w: usize,
-    pub bias: Option<usize>,
-    pub q: Option<QSpec>,
-    pub lora: Option<LoraSpec>,
-}
-
-/// Per-call options: the dropout seed (training with dropout) or none (evaluation).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Mode {
-    pub dropout_seed: Option<u64>,
-}
-
-impl LinearSpec {
-    fn forward(&self, p: &[Array], x: &Array, mode: Mode) -> mlx::Result<Array> {
-        let mut y = match (self.q, self.bias) {
-            (Some(q), bias) => {
-                let y = quantized_matmul(x, &p[self.w], &p[q.scales], Some(&p[q.biases]), true, q.group, q.bits)?;
-                match bias {
-                    Some(b) => y.add(&p[b])?,
-                    None => y,
-                }
-            }
-            // addmm: the bias is the GEMM's accumulator (one pass less than matmul + add).
-            (None, Some(b)) => mlx::addmm(&p[b], x, &p[self.w].t_last2()?, 1.0, 1.0)?,
-            (None, None) => x.matmul(&p[self.w].t_last2()?)?,
-        };
-        if let Some(l) = self.lora {
-            let xd = match mode.dropout_seed {
-                Some(seed) if l.dropout > 0.0 => {
-                    let key = mlx::random::key(seed.wrapping_mul(0x9E37_79B9).wrapping_add(l.slot))?;
-                    let keep = mlx::random::bernoulli(&Array::scalar(1.0 - l.dropout)?, &x.shape(), Some(&key))?;
-                    x.mul(&keep.as_type(x.dtype())?)?.mul(1.0 / (1.0 - l.dropout))?
-                }
-                _ => x.clone(),
-            };
-            let xa = xd.matmul(&p[l.a])?;
-            y = if y.dtype() == xa.dtype() {
-                // y + scale · (x a) b in one GEMM.
-                mlx::addmm(&y, &xa, &p[l.b], l.scale, 1.0)?
-            } else {
-                y.add(&xa.matmul(&p[l.b])?.mul(l.scale)?.as_type(y.dtype())?)?
-            };
-        }
-        Ok(y)
-    }
-
-    /// Input features (unpacking quantized widths).
-    fn in_dims(&self, p: &[Array]) -> i32 {
-        let cols = p[self.w].dim(-1);
-        match self.q {
-            Some(q) => cols * 32 / q.bits,
-            None => cols,
-        }
-    }
-}
-
-trait T2 {
-    fn t_last2(&self) -> mlx::Result<Array>;
-}
-impl T2 for Array {
-    fn t_last2(&self) -> mlx::Result<Array> {
-        self.swapaxes(-1, -2)
-    }
-}
-
-/// Shape constants a block needs (Copy, so checkpoint closures can own them).
-#[derive(Debug, Clone, Copy)]
-struct Dims {
-    heads: i32,
-    kv_heads: i32,
-    head_dim: i32,
-    eps: f32,
-    theta: f32,
-}
-
-/// One transformer block; linear indices are local to the block's own parameter list.
-#[derive(Debug, Clone)]
-struct BlockSpec {
-    input_norm: usize,
-    post_norm: usize,
-    /// q, k, v, o, gate, up, down
-    lin: [LinearSpec; 7],
-}
-
-/// The module keys of a block, in `BlockSpec::lin` order (mlx-lm's LoRA `keys`).
-pub const LINEAR_KEYS: [&str; 7] =
-    ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"];
-
-/// `cache`: incremental decoding — positions start at the cache's offset and this call's keys
-/// and values are appended to it (attention then covers every cached position).
-fn block_forward(s: &BlockSpec, d: Dims, h: &Array, p: &[Array], mode: Mode, cache: Option<&mut LayerKv>) -> mlx::Result<Array> {
-    let sh = h.shape();
-    let (b, l) = (sh[0], sh[1]);
-    let x = fast::rms_norm(h, Some(&p[s.input_norm]), d.eps)?;
-    let split_heads = |t: Array, n: i32| t.reshape(&[b, l, n, d.head_dim])?.transpose(&[0, 2, 1, 3]);
-    let q = split_heads(s.lin[0].forward(p, &x, mode)?, d.heads)?;
-    let k = split_heads(s.lin[1].forward(p, &x, mode)?, d.kv_heads)?;
-    let v = split_heads(s.lin[2].forward(p, &x, mode)?, d.kv_heads)?;
-    let offset = cache.as_ref().map_or(0, |c| c.offset());
-    let q = fast::rope(&q, d.head_dim, false, d.theta, 1.0, offset)?;
-    let k = fast::rope(&k, d.head_dim, false, d.theta, 1.0, offset)?;
-    let (k, v) = match cache {
-        Some(c) => c.update(&k, &v)?,
-        None => (k, v),
-    };
-    let scale = (d.head_dim as f32).powf(-0.5);
-    let o = fast::scaled_dot_product_attention(&q, &k, &v, scale, SdpaMask::Causal)?;
-    let o = o.transpose(&[0, 2, 1, 3])?.reshape(&[b, l, d.heads * d.head_dim])?;
-    let h = h.add(&s.lin[3].forward(p, &o, mode)?)?;
-    let x = fast::rms_norm(&h, Some(&p[s.post_norm]), d.eps)?;
-    let g = s.lin[4].forward(p, &x, mode)?;
-    let u = s.lin[5].forward(p, &x, mode)?;
-    let m = s.lin[6].forward(p, &g.silu()?.mul(&u)?, mode)?;
-    h.add(&m)
 }
 
 /// Moves weights out of the loaded map into [`Params`], casting floats to the compute dtype.
@@ -221,8 +92,8 @@ struct Block {
     ix: Vec<usize>,
 }
 
-/// A loaded Qwen2 model.
-pub struct Qwen2 {
+/// A loaded model of any supported architecture.
+pub struct Model {
     pub config: ModelConfig,
     pub params: Params,
     /// Compute dtype of activations and dense weights.
@@ -241,35 +112,6 @@ pub struct Qwen2 {
     dims: Dims,
 }
 
-/// Weight files of a model directory: `model.safetensors`, or the shards named by
-/// `model.safetensors.index.json`, or every `*.safetensors` (mlx-community layout).
-pub(crate) fn weight_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
-    let index = dir.join("model.safetensors.index.json");
-    if index.exists() {
-        let text = std::fs::read_to_string(&index).map_err(io(&index))?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| model_err(&index, e))?;
-        let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| model_err(&index, "no weight_map"))?;
-        let mut files: Vec<_> = map.values().filter_map(|f| f.as_str()).map(|f| dir.join(f)).collect();
-        files.sort();
-        files.dedup();
-        return Ok(files);
-    }
-    let single = dir.join("model.safetensors");
-    if single.exists() {
-        return Ok(vec![single]);
-    }
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map_err(io(dir))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors") && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("adapters")))
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(model_err(dir, "no model.safetensors (or shards with an index) found"));
-    }
-    Ok(files)
-}
-
 /// Default compute dtype: f32 on the CPU (bf16 matmuls there are slow and inexact), the stored
 /// floating dtype on a GPU.
 pub fn default_dtype(stored: Dtype) -> Result<Dtype> {
@@ -280,19 +122,25 @@ pub fn default_dtype(stored: Dtype) -> Result<Dtype> {
     }
 }
 
-impl Qwen2 {
-    /// Load a Hugging Face / mlx-community directory. `dtype`: compute dtype (None: [`default_dtype`]).
-    pub fn load(dir: &Path, dtype: Option<Dtype>) -> Result<Self> {
-        let config = ModelConfig::load(dir)?;
-        let mut raw: BTreeMap<String, Array> = BTreeMap::new();
-        for f in weight_files(dir)? {
-            let st = mlx::io::load_safetensors(&f)?;
-            raw.extend(st.tensors);
-        }
-        raw.retain(|k, _| !k.contains("rotary_emb.inv_freq"));
-        if config.tie_word_embeddings {
-            raw.retain(|k, _| !k.starts_with("lm_head."));
-        }
+/// The block layout of `config`'s architecture (`rope_factors`: a GGUF's `rope_freqs`).
+fn layout(config: &ModelConfig, rope_factors: Option<&[f32]>) -> std::result::Result<Layout, String> {
+    match config.model_type.as_str() {
+        "llama" | "mistral" => llama::layout(config, rope_factors),
+        "qwen2" => qwen2::layout(config, rope_factors),
+        "qwen3" => qwen3::layout(config, rope_factors),
+        other => Err(format!(
+            "model_type {other:?} is not supported (supported: {})",
+            crate::config::SUPPORTED_MODEL_TYPES.join(", ")
+        )),
+    }
+}
+
+impl Model {
+    /// Load the model `model` names — a Hugging Face or mlx-community directory, a `.gguf`
+    /// file or `ollama:NAME[:TAG]` (see [`crate::source`]). `dtype`: compute dtype (None:
+    /// [`default_dtype`] of the stored weights).
+    pub fn load(model: &Path, dtype: Option<Dtype>) -> Result<Self> {
+        let (config, raw) = crate::source::load_weights(model)?;
         let stored = raw.get("model.embed_tokens.weight").map(|a| a.dtype()).unwrap_or(Dtype::Float32);
         let stored = if stored.is_float() {
             stored
@@ -303,26 +151,47 @@ impl Qwen2 {
             Some(d) => d,
             None => default_dtype(stored)?,
         };
-        Self::from_weights(dir, config, raw, dtype)
+        Self::from_weights(model, config, raw, dtype)
     }
 
-    /// Build from named weights (Hugging Face names).
-    pub fn from_weights(dir: &Path, config: ModelConfig, mut raw: BTreeMap<String, Array>, dtype: Dtype) -> Result<Self> {
+    /// Build from named weights (Hugging Face names; `rope_freqs` for a GGUF's rotary factors).
+    /// `origin` names the model in errors.
+    pub fn from_weights(origin: &Path, config: ModelConfig, mut raw: BTreeMap<String, Array>, dtype: Dtype) -> Result<Self> {
+        raw.retain(|k, _| !k.contains("rotary_emb.inv_freq"));
+        if config.tie_word_embeddings {
+            raw.retain(|k, _| !k.starts_with("lm_head."));
+        }
+        let rope_factors = match raw.remove("rope_freqs") {
+            Some(f) => Some(f.as_type(Dtype::Float32)?.to_vec::<f32>()?),
+            None => None,
+        };
+        let layout = layout(&config, rope_factors.as_deref()).map_err(|m| model_err(origin, m))?;
+        let dir = origin;
         let mut params = Params::default();
         let quant = config.quantization.clone();
         let mut ld = Loader { raw: &mut raw, dir, dtype, quant: quant.as_ref() };
         let e = ld.linear("model.embed_tokens", false, &mut params)?;
         let mut blocks = Vec::new();
-        let attn_bias = config.qkv_bias();
         for l in 0..config.num_hidden_layers {
             let p = format!("model.layers.{l}");
             let start = params.len();
             let input_norm = ld.take(&format!("{p}.input_layernorm.weight"), &mut params)? - start;
             let post_norm = ld.take(&format!("{p}.post_attention_layernorm.weight"), &mut params)? - start;
+            let qk_norm = if layout.qk_norm {
+                let q = ld.take(&format!("{p}.self_attn.q_norm.weight"), &mut params)? - start;
+                let k = ld.take(&format!("{p}.self_attn.k_norm.weight"), &mut params)? - start;
+                Some((q, k))
+            } else {
+                None
+            };
             let mut lin = Vec::new();
             for (k, key) in LINEAR_KEYS.iter().enumerate() {
-                let prefix = format!("{p}.{key}");
-                let mut s = ld.linear(&prefix, attn_bias && k < 3, &mut params)?;
+                let bias = match k {
+                    0..=2 => layout.qkv_bias,
+                    3 => layout.o_bias,
+                    _ => layout.mlp_bias,
+                };
+                let mut s = ld.linear(&format!("{p}.{key}"), bias, &mut params)?;
                 s.w -= start;
                 s.bias = s.bias.map(|b| b - start);
                 s.q = s.q.map(|q| QSpec { scales: q.scales - start, biases: q.biases - start, ..q });
@@ -330,7 +199,7 @@ impl Qwen2 {
             }
             let ix = (start..params.len()).collect();
             let lin: [LinearSpec; 7] = lin.try_into().expect("seven linear layers");
-            blocks.push(Block { spec: BlockSpec { input_norm, post_norm, lin }, ix });
+            blocks.push(Block { spec: BlockSpec { input_norm, post_norm, qk_norm, lin }, ix });
         }
         let norm = ld.take("model.norm.weight", &mut params)?;
         let head = if config.tie_word_embeddings { None } else { Some(ld.linear("lm_head", false, &mut params)?) };
@@ -342,9 +211,9 @@ impl Qwen2 {
             kv_heads: config.kv_heads() as i32,
             head_dim: config.head_dim() as i32,
             eps: config.rms_norm_eps,
-            theta: config.rope_theta,
+            rope: layout.rope,
         };
-        let mut m = Qwen2 {
+        let mut m = Model {
             config,
             params,
             dtype,
@@ -403,19 +272,19 @@ impl Qwen2 {
         for b in &self.blocks {
             let bp: Vec<Array> = b.ix.iter().map(|&i| p[i].clone()).collect();
             h = if self.grad_checkpoint {
-                let (spec, dims) = (b.spec.clone(), self.dims);
+                let (spec, dims) = (b.spec.clone(), self.dims.clone());
                 let mut inputs: Vec<&Array> = vec![&h];
                 inputs.extend(bp.iter());
-                let out = mlx::checkpoint(move |xs: &[Array]| Ok(vec![block_forward(&spec, dims, &xs[0], &xs[1..], mode, None)?]), &inputs)?;
+                let out = mlx::checkpoint(move |xs: &[Array]| Ok(vec![block_forward(&spec, &dims, &xs[0], &xs[1..], mode, None)?]), &inputs)?;
                 out.into_iter().next().expect("one output")
             } else {
-                block_forward(&b.spec, self.dims, &h, &bp, mode, None)?
+                block_forward(&b.spec, &self.dims, &h, &bp, mode, None)?
             };
         }
         fast::rms_norm(&h, Some(&p[self.norm]), self.dims.eps)
     }
 
-    /// [`Qwen2::hidden`] for incremental decoding with the current parameters: `ids` (B, L)
+    /// [`Model::hidden`] for incremental decoding with the current parameters: `ids` (B, L)
     /// continue the sequence whose keys and values `cache` holds (positions from its offset);
     /// theirs are appended.
     pub fn hidden_cached(&self, ids: &Array, cache: &mut KvCache) -> mlx::Result<Array> {
@@ -426,7 +295,7 @@ impl Qwen2 {
         let mut h = self.embed(p, ids)?;
         for (b, kv) in self.blocks.iter().zip(cache.layers.iter_mut()) {
             let bp: Vec<Array> = b.ix.iter().map(|&i| p[i].clone()).collect();
-            h = block_forward(&b.spec, self.dims, &h, &bp, Mode::default(), Some(kv))?;
+            h = block_forward(&b.spec, &self.dims, &h, &bp, Mode::default(), Some(kv))?;
         }
         fast::rms_norm(&h, Some(&p[self.norm]), self.dims.eps)
     }
@@ -446,7 +315,7 @@ impl Qwen2 {
     pub fn logits(&self, ids: &Array) -> Result<Array> {
         let p = &self.params.values;
         let h = self.hidden(p, ids, Mode::default())?;
-        Ok(h.matmul(&self.head_weight(p).t_last2()?)?)
+        Ok(h.matmul(&self.head_weight(p).swapaxes(-1, -2)?)?)
     }
 
     /// Add LoRA (rank `rank`, absolute `scale`, `dropout`) to the linear layers named by `keys`

