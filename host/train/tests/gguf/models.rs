@@ -360,3 +360,24 @@ fn name_tables_are_inverse() {
     assert_eq!(gguf::hf_name("blk.x.attn_q.weight"), None);
     assert_eq!(gguf::hf_name("blk.0.attn_qkv.weight"), None);
 }
+
+#[test]
+fn source_layer_loads_gguf_files() {
+    let spec = Spec::qwen2();
+    let b = build(&spec);
+    assert_eq!(brain_train::source::resolve(&b.gguf).unwrap(), brain_train::source::Origin::Gguf(b.gguf.clone()));
+    assert_eq!(brain_train::source::load_config(&b.gguf).unwrap(), gguf::config(&b.gguf).unwrap());
+    let ids = ids(&b);
+    let m = Model::load(&b.gguf, Some(Dtype::Float32)).unwrap();
+    let from_hf = Model::load(&b.hf_dir, Some(Dtype::Float32)).unwrap();
+    let e = rel_err(&logits(&m, &ids), &logits(&from_hf, &ids));
+    assert!(e < 1e-4, "{e}");
+    let tk = brain_train::source::load_tokenizer(&b.gguf).unwrap();
+    assert_eq!(tk.encode(SAMPLE).unwrap(), b.tokenizer.encode(SAMPLE, false).unwrap().get_ids());
+    let info = brain_train::source::model_info(&b.gguf).unwrap();
+    assert_eq!((info.format, info.architecture.as_str(), info.layers, info.vocab_size), ("gguf", "qwen2", 2, b.vocab));
+    assert_eq!(info.quantization.as_deref(), Some("4-bit (group 32), 8-bit for 5 tensors"));
+    // `ollama:` goes to the Ollama store (this machine's has no such model).
+    let e = brain_train::source::resolve(std::path::Path::new("ollama:no-such-model-here:x")).unwrap_err().to_string();
+    assert!(e.contains("no-such-model-here:x") && e.contains("not found"), "{e}");
+}
