@@ -28,6 +28,7 @@ fn check_config(b: &Built, s: &Spec) -> brain_train::config::ModelConfig {
     assert_eq!(c.tie_word_embeddings, s.tied);
     assert_eq!(c.max_position_embeddings, 256);
     assert_eq!(c.attention_bias, Some(s.qkv_bias));
+    assert_eq!(c.mlp_bias, Some(s.all_bias));
     assert_eq!(c.rope_scaling, None);
     let q = c.quantization.clone().expect("quantized layers");
     // q/k/gate/up (and an untied head) are Q4_0: 4 bits is the majority; v/down/embedding are Q8_0.
@@ -113,17 +114,13 @@ fn gguf_logits_equal_safetensors() {
             // The same q/k left in llama.cpp's order must change the logits: the test sees the permutation.
             for l in 0..spec.layers {
                 for (k, heads) in [("q_proj", spec.heads), ("k_proj", spec.kv_heads)] {
-                    for part in ["weight", "scales", "biases"] {
+                    for part in ["weight", "scales", "biases", "bias"] {
                         let name = format!("model.layers.{l}.self_attn.{k}.{part}");
                         let a = &w[&name];
                         let sh = a.shape();
-                        let re = a
-                            .reshape(&[heads as i32, 2, sh[0] / heads as i32 / 2, sh[1]])
-                            .unwrap()
-                            .swapaxes(1, 2)
-                            .unwrap()
-                            .reshape(&sh)
-                            .unwrap();
+                        let mut split = vec![heads as i32, 2, sh[0] / heads as i32 / 2];
+                        split.extend_from_slice(&sh[1..]);
+                        let re = a.reshape(&split).unwrap().swapaxes(1, 2).unwrap().reshape(&sh).unwrap();
                         w.insert(name, re);
                     }
                 }
@@ -365,7 +362,10 @@ fn name_tables_are_inverse() {
 fn source_layer_loads_gguf_files() {
     let spec = Spec::qwen2();
     let b = build(&spec);
-    assert_eq!(brain_train::source::resolve(&b.gguf).unwrap(), brain_train::source::Origin::Gguf(b.gguf.clone()));
+    assert_eq!(
+        brain_train::source::resolve(&b.gguf).unwrap(),
+        brain_train::source::Origin::Gguf(b.gguf.clone())
+    );
     assert_eq!(brain_train::source::load_config(&b.gguf).unwrap(), gguf::config(&b.gguf).unwrap());
     let ids = ids(&b);
     let m = Model::load(&b.gguf, Some(Dtype::Float32)).unwrap();
@@ -375,9 +375,14 @@ fn source_layer_loads_gguf_files() {
     let tk = brain_train::source::load_tokenizer(&b.gguf).unwrap();
     assert_eq!(tk.encode(SAMPLE).unwrap(), b.tokenizer.encode(SAMPLE, false).unwrap().get_ids());
     let info = brain_train::source::model_info(&b.gguf).unwrap();
-    assert_eq!((info.format, info.architecture.as_str(), info.layers, info.vocab_size), ("gguf", "qwen2", 2, b.vocab));
+    assert_eq!(
+        (info.format, info.architecture.as_str(), info.layers, info.vocab_size),
+        ("gguf", "qwen2", 2, b.vocab)
+    );
     assert_eq!(info.quantization.as_deref(), Some("4-bit (group 32), 8-bit for 5 tensors"));
     // `ollama:` goes to the Ollama store (this machine's has no such model).
-    let e = brain_train::source::resolve(std::path::Path::new("ollama:no-such-model-here:x")).unwrap_err().to_string();
+    let e = brain_train::source::resolve(std::path::Path::new("ollama:no-such-model-here:x"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no-such-model-here:x") && e.contains("not found"), "{e}");
 }

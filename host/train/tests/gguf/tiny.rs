@@ -26,6 +26,8 @@ pub struct Spec {
     pub head_dim: Option<usize>,
     pub inter: usize,
     pub qkv_bias: bool,
+    /// Biases on o_proj and the MLP too (Llama's `attention_bias` + `mlp_bias`).
+    pub all_bias: bool,
     pub qk_norm: bool,
     pub tied: bool,
     /// Add a Llama-3.1 `rope_freqs.weight`.
@@ -45,7 +47,8 @@ impl Spec {
             kv_heads: 2,
             head_dim: None,
             inter: 128,
-            qkv_bias: false,
+            qkv_bias: true,
+            all_bias: true,
             qk_norm: false,
             tied: false,
             rope_freqs: true,
@@ -58,6 +61,7 @@ impl Spec {
         Spec {
             arch: "qwen2",
             qkv_bias: true,
+            all_bias: false,
             tied: true,
             rope_freqs: false,
             theta: 1_000_000.0,
@@ -69,6 +73,8 @@ impl Spec {
     pub fn qwen3() -> Self {
         Spec {
             arch: "qwen3",
+            qkv_bias: false,
+            all_bias: false,
             head_dim: Some(32),
             qk_norm: true,
             tied: false,
@@ -251,6 +257,25 @@ pub fn build(spec: &Spec) -> Built {
             GgmlType::Q8_0,
         );
     }
+    if spec.all_bias {
+        for l in 0..spec.layers {
+            let (p, g) = (format!("model.layers.{l}"), format!("blk.{l}"));
+            for (hf, gg, n) in [
+                ("self_attn.o_proj", "attn_output", h),
+                ("mlp.gate_proj", "ffn_gate", inter),
+                ("mlp.up_proj", "ffn_up", inter),
+                ("mlp.down_proj", "ffn_down", h),
+            ] {
+                add(
+                    format!("{p}.{hf}.bias"),
+                    format!("{g}.{gg}.bias"),
+                    vec![n],
+                    normal(n, 0.0, 0.08),
+                    GgmlType::F32,
+                );
+            }
+        }
+    }
     add(
         "model.norm.weight".into(),
         "output_norm.weight".into(),
@@ -340,6 +365,10 @@ pub fn build(spec: &Spec) -> Built {
     });
     if let Some(d) = spec.head_dim {
         config["head_dim"] = json!(d);
+    }
+    if spec.all_bias {
+        config["attention_bias"] = json!(true);
+        config["mlp_bias"] = json!(true);
     }
     std::fs::write(hf_dir.join("config.json"), config.to_string()).unwrap();
     let host: Vec<(String, Vec<usize>, Vec<f32>)> = weights
