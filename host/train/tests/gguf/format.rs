@@ -366,3 +366,54 @@ fn unsupported_tensor_types_are_named() {
         "{e}"
     );
 }
+
+#[test]
+fn k_quants_load_repacked_or_dequantized() {
+    let td = tempfile::tempdir().unwrap();
+    let mut w = GgufWriter::new();
+    w.set("general.architecture", "llama");
+    let blocks = |t: GgmlType, seed| random_blocks(t, 4 * 512 / t.block().unwrap().0 as usize, seed);
+    let raw = [
+        (GgmlType::Q4K, blocks(GgmlType::Q4K, 1)),
+        (GgmlType::Q6K, blocks(GgmlType::Q6K, 2)),
+        (GgmlType::Q5_0, blocks(GgmlType::Q5_0, 3)),
+    ];
+    for (t, data) in &raw {
+        w.add_encoded(&format!("blk.0.{}.weight", t.name()), &[4, 512], *t, data.clone())
+            .unwrap();
+    }
+    let path = td.path().join("k.gguf");
+    w.write(&path).unwrap();
+    let loaded = tensors::load(&GgufFile::open(&path).unwrap(), |_| true).unwrap();
+    assert_eq!(
+        loaded.dequantized.into_iter().collect::<Vec<_>>(),
+        vec![(GgmlType::Q5_0, 1), (GgmlType::Q6K, 1)]
+    );
+    for (t, data) in &raw {
+        let mut want = Vec::new();
+        dequantize(*t, data, &mut want).unwrap();
+        let name = format!("blk.0.{}.weight", t.name());
+        let got = if *t == GgmlType::Q4K {
+            let (s, b) = (
+                &loaded.arrays[&format!("blk.0.{}.scales", t.name())],
+                &loaded.arrays[&format!("blk.0.{}.biases", t.name())],
+            );
+            assert_eq!(
+                (loaded.arrays[&name].shape(), s.shape()),
+                (vec![4, 64], vec![4, 16]),
+                "Q4_K stays 4-bit, group 32"
+            );
+            mlx::quantized::dequantize(&loaded.arrays[&name], s, Some(b), 32, 4).unwrap()
+        } else {
+            assert_eq!(
+                (loaded.arrays[&name].shape(), loaded.arrays[&name].dtype()),
+                (vec![4, 512], mlx::Dtype::Float16)
+            );
+            loaded.arrays[&name].clone()
+        };
+        let got = got.as_type(mlx::Dtype::Float32).unwrap().to_vec::<f32>().unwrap();
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(diff <= 2e-3 * scale, "{t}: loaded values off by {diff} (values up to {scale})");
+    }
+}
