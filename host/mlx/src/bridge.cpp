@@ -714,7 +714,7 @@ int mlxb_checkpoint(mlxb_closure_fn f, void* ctx, void (*drop)(void*), const mlx
 }
 
 // ---------------------------------------------------------------------------------------------
-// Safetensors
+// Safetensors, GGUF
 // ---------------------------------------------------------------------------------------------
 
 int mlxb_safetensors_load(const char* path, mlxb_st** out) {
@@ -734,6 +734,26 @@ int mlxb_safetensors_load(const char* path, mlxb_st** out) {
     for (auto& k : mkeys) {
       st->meta_keys.push_back(k);
       st->meta_vals.push_back(meta.at(k));
+    }
+    *out = st.release();
+  });
+}
+
+// MLX's own GGUF reader (tensors only; the metadata is read by brain-train's reader). Measured on
+// 0.32.4: F32/F16 as stored, BF16 -> f16, Q4_0/Q4_1/Q8_0 -> (X.weight u32, X.scales, X.biases)
+// affine triples with group size 32, Q2_K/Q4_K/Q6_K -> f16 (Q4_K wrongly: odd sub-blocks get the
+// scale/min of the even ones), others throw. It opens the file O_RDWR and maps it shared.
+int mlxb_gguf_load(const char* path, mlxb_st** out) {
+  return guard([&] {
+    auto loaded = mx::load_gguf(std::string(path));
+    auto& arrays = loaded.first;
+    auto st = std::make_unique<mlxb_st>();
+    std::vector<std::string> keys;
+    for (auto& kv : arrays) keys.push_back(kv.first);
+    std::sort(keys.begin(), keys.end());
+    for (auto& k : keys) {
+      st->names.push_back(k);
+      st->arrays.push_back(arrays.at(k));
     }
     *out = st.release();
   });

@@ -4,7 +4,7 @@
 //!   methods (`x.matmul(&w)?`, `x.sum(&[-1], true)?`) plus free functions in [`ops`]
 //!   re-exported here; `+ - * /` on arrays panic only on shape errors.
 //! - [`fast`] (rms_norm, layer_norm, rope, scaled_dot_product_attention), [`quantized`],
-//!   [`random`], [`transforms`] (eval, value_and_grad, vjp, checkpoint), [`io`] (safetensors),
+//!   [`random`], [`transforms`] (eval, value_and_grad, vjp, checkpoint), [`io`] (safetensors, GGUF),
 //!   [`memory`], [`device`], [`loss`] (fused cross-entropy).
 //! - Nothing touches MLX until first use; then the bridge is loaded (OpenBLAS preloaded on Linux).
 //!   If MLX is missing or broken every call returns [`Error::Unavailable`] saying how to fix it.

@@ -134,6 +134,7 @@ bridge_fns! {
     fn checkpoint(f: ClosureFn, ctx: *mut c_void, drop: unsafe extern "C" fn(*mut c_void), inputs: Vec_, outputs: *mut Vec_) -> c_int;
 
     fn safetensors_load(path: *const c_char, out: *mut St) -> c_int;
+    fn gguf_load(path: *const c_char, out: *mut St) -> c_int;
     fn st_free(st: St);
     fn st_len(st: St) -> usize;
     fn st_name(st: St, i: usize) -> *const c_char;

@@ -4,7 +4,8 @@
 //! One concept per module: [`tokenizer`] (tokenizer.json, ChatML, loss masks, BPE training),
 //! [`tiny`] (random tiny HF-layout models), [`data`] (JSONL formats, batches), [`config`]
 //! (config.json), [`models`] (one file per architecture, LoRA layers),
-//! [`source`] (where a model comes from), [`adapters`] (mlx-lm's adapter format),
+//! [`source`] (where a model comes from), [`gguf`] (GGUF files: read, write, tensor decoding),
+//! [`adapters`] (mlx-lm's adapter format),
 //! [`loss`] (masked cross-entropy), [`optim`] (AdamW, schedule), [`train_loop`] (the training
 //! loop SFT and DPO share), [`trainer`] (SFT, test evaluation), [`dpo`] (preference
 //! optimization), [`cache`] (KV cache), [`sampling`] (token choice, loop detection), [`generate`]
@@ -30,6 +31,7 @@ pub mod error;
 pub mod eval;
 pub mod fuse;
 pub mod generate;
+pub mod gguf;
 pub mod loss;
 pub mod models;
 pub mod optim;

@@ -4,8 +4,11 @@
 //! models a config, weights under Hugging Face names and a tokenizer with its chat template,
 //! whatever the origin.
 
+pub mod gguf;
 pub(crate) mod hf;
 mod info;
+pub mod ollama;
+pub mod smollm2;
 
 pub use info::{model_info, ModelInfo};
 
@@ -40,7 +43,7 @@ impl Origin {
 pub fn resolve(model: &Path) -> Result<Origin> {
     let text = model.to_string_lossy();
     if let Some(name) = text.strip_prefix("ollama:") {
-        return Err(model_err(model, format!("the Ollama store is not supported yet ({name})")));
+        return Ok(Origin::Gguf(ollama::resolve(name)?));
     }
     if model.is_file() {
         let mut magic = [0u8; 4];
@@ -63,7 +66,7 @@ pub fn resolve(model: &Path) -> Result<Origin> {
 pub fn load_config(model: &Path) -> Result<ModelConfig> {
     match resolve(model)? {
         Origin::Dir(d) => ModelConfig::load(&d),
-        Origin::Gguf(f) => Err(model_err(&f, "GGUF models are not supported yet")),
+        Origin::Gguf(f) => gguf::config(&f),
     }
 }
 
@@ -71,7 +74,11 @@ pub fn load_config(model: &Path) -> Result<ModelConfig> {
 pub fn load_weights(model: &Path) -> Result<(ModelConfig, BTreeMap<String, Array>)> {
     match resolve(model)? {
         Origin::Dir(d) => hf::load(&d),
-        Origin::Gguf(f) => Err(model_err(&f, "GGUF models are not supported yet")),
+        Origin::Gguf(f) => {
+            let config = gguf::config(&f)?;
+            let weights = gguf::weights(&f, &config)?;
+            Ok((config, weights))
+        }
     }
 }
 
@@ -79,6 +86,6 @@ pub fn load_weights(model: &Path) -> Result<(ModelConfig, BTreeMap<String, Array
 pub fn load_tokenizer(model: &Path) -> Result<Tokenizer> {
     match resolve(model)? {
         Origin::Dir(d) => Tokenizer::load(&d),
-        Origin::Gguf(f) => Err(model_err(&f, "GGUF models are not supported yet")),
+        Origin::Gguf(f) => gguf::tokenizer(&f),
     }
 }
