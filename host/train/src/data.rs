@@ -67,14 +67,7 @@ fn parse_line(v: &Value, line: &str, tok: &Tokenizer) -> std::result::Result<(Fo
         return tok.encode_completion(p, c).map(|t| (Format::Completions, t)).map_err(|e| e.to_string());
     }
     if let Some(m) = obj.get("messages") {
-        let arr = m.as_array().ok_or("\"messages\" must be an array")?;
-        // The messages again, their objects' keys in written order (serde_json's maps sort them).
-        let ordered = serde_json::from_str::<OrderedMessages>(line).ok().map(|o| o.messages).filter(|o| o.len() == arr.len());
-        let msgs = arr
-            .iter()
-            .enumerate()
-            .map(|(i, m)| parse_message(m, ordered.as_ref().map(|o| &o[i]), tok).map_err(|e| format!("messages[{i}]: {e}")))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let msgs = messages_of(m, line, tok)?;
         return tok.encode_chat(&msgs).map(|t| (Format::Chat, t)).map_err(|e| e.to_string());
     }
     if let Some(t) = obj.get("text") {
@@ -82,6 +75,22 @@ fn parse_line(v: &Value, line: &str, tok: &Tokenizer) -> std::result::Result<(Fo
         return tok.encode_text(t).map(|t| (Format::Text, t)).map_err(|e| e.to_string());
     }
     Err("expected {\"messages\": [...]}, {\"prompt\", \"completion\"} or {\"text\"}".into())
+}
+
+/// The messages of a chat line (`{"messages": [...]}`) as training reads them.
+pub fn parse_messages(line: &str, tok: &Tokenizer) -> std::result::Result<Vec<Message>, String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
+    messages_of(v.get("messages").ok_or("expected {\"messages\": [...]}")?, line, tok)
+}
+
+fn messages_of(m: &Value, line: &str, tok: &Tokenizer) -> std::result::Result<Vec<Message>, String> {
+    let arr = m.as_array().ok_or("\"messages\" must be an array")?;
+    // The messages again, their objects' keys in written order (serde_json's maps sort them).
+    let ordered = serde_json::from_str::<OrderedMessages>(line).ok().map(|o| o.messages).filter(|o| o.len() == arr.len());
+    arr.iter()
+        .enumerate()
+        .map(|(i, m)| parse_message(m, ordered.as_ref().map(|o| &o[i]), tok).map_err(|e| format!("messages[{i}]: {e}")))
+        .collect()
 }
 
 #[derive(Deserialize)]
