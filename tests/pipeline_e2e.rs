@@ -49,7 +49,7 @@ fn demo_then_incremental_pipeline_threshold_force_and_rollback() {
     let repo = env.path().join("repo");
     make_repo(&repo);
     let demo = env.path().join("demo");
-    let demo_flags = ["--iters", "12", "--pretrain-iters", "6"].map(|f| f.as_ref());
+    let demo_flags = ["--tiny", "--iters", "12", "--pretrain-iters", "6"].map(|f| f.as_ref());
     let r = env.run(["demo".as_ref(), demo.as_os_str(), "--repo".as_ref(), repo.as_os_str()].into_iter().chain(demo_flags));
     r.assert_ok();
     assert!(r.stdout.contains("repo-commits"), "{}", r.stdout);
@@ -110,7 +110,7 @@ fn killed_training_is_marked_interrupted_and_resumed_by_the_pipeline() {
     let repo = env.path().join("repo");
     make_repo(&repo);
     let demo = env.path().join("demo");
-    env.run(["demo".as_ref(), demo.as_os_str(), "--repo".as_ref(), repo.as_os_str(), "--iters".as_ref(), "4".as_ref(), "--pretrain-iters".as_ref(), "0".as_ref()])
+    env.run(["demo".as_ref(), demo.as_os_str(), "--repo".as_ref(), repo.as_os_str(), "--tiny".as_ref(), "--iters".as_ref(), "4".as_ref(), "--pretrain-iters".as_ref(), "0".as_ref()])
         .assert_ok();
     let cfg = demo.join("brain.toml");
 

@@ -43,7 +43,7 @@ fn assert_modelfile_matches_training(modelfile: &Path, model_dir: &Path) {
             }
         }
         let via_hf = template::render_hf(&hf, &effective, None, Some(eos)).unwrap();
-        let via_training = template::render_training(&tk, &effective);
+        let via_training = template::render_training(&tk, &effective).unwrap();
         assert_eq!(via_ollama, via_training, "Modelfile vs training on {conv:?}");
         assert_eq!(via_hf, via_training, "chat_template vs training on {conv:?}");
         assert!(via_ollama.ends_with("<|im_start|>assistant\n"));

@@ -3,7 +3,7 @@
 //! Every command gets a [`Ctx`] (global flags, lazy config loading) and returns
 //! `anyhow::Result<ExitCode>`; errors are printed once, here, as `error: …` with their causes.
 //! To add a command group (review, export, train, dpo, eval, generate/chat, runs, models, fuse,
-//! pipeline, demo, model init-tiny): a file beside these with an `Args` struct and a
+//! pipeline, demo, model init-tiny, tokenize): a file beside these with an `Args` struct and a
 //! `run(ctx, args)`, one variant in [`Command`], one arm in [`run`].
 
 mod collect;
@@ -23,6 +23,7 @@ mod eval;
 mod generate;
 mod pipeline;
 mod demo;
+mod tokenize;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -95,6 +96,8 @@ pub enum Command {
     Pipeline(pipeline::Command),
     /// Run the whole path on embedded defaults in a new directory.
     Demo(demo::Args),
+    /// Show the token ids and loss mask training gives each line of a JSONL file.
+    Tokenize(tokenize::Args),
 }
 
 /// What every command gets: the global flags, and the config and store when it asks.
@@ -153,6 +156,7 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
         Command::Model(cmd) => model::run(ctx, cmd),
         Command::Pipeline(cmd) => pipeline::run(ctx, cmd),
         Command::Demo(args) => demo::run(ctx, args),
+        Command::Tokenize(args) => tokenize::run(ctx, args),
         Command::Status(args) => status::run(ctx, args),
         Command::Review(args) => review::run(ctx, args),
         Command::Export(args) => ship::run_export(ctx, args),

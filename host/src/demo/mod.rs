@@ -23,17 +23,21 @@ use crate::pipeline::{self, PipelineOptions, PipelineReport};
 use crate::store::Store;
 
 /// The bundled sample transcripts (file name, content): written into the demo directory.
-const SAMPLE_SESSIONS: [(&str, &str); 2] = [
+const SAMPLE_SESSIONS: [(&str, &str); 3] = [
     (
         "5d0c8e2a-7b1f-4c3e-9a61-2f4d8b9e0c11.jsonl",
-        include_str!("../../samples/claude-projects/-home-demo-todo-app/5d0c8e2a-7b1f-4c3e-9a61-2f4d8b9e0c11.jsonl"),
+        include_str!("../../../samples/claude-projects/-home-demo-todo-app/5d0c8e2a-7b1f-4c3e-9a61-2f4d8b9e0c11.jsonl"),
     ),
     (
         "9b7e4c1d-2a3f-4e5b-8c6d-0f1e2d3c4b5a.jsonl",
-        include_str!("../../samples/claude-projects/-home-demo-todo-app/9b7e4c1d-2a3f-4e5b-8c6d-0f1e2d3c4b5a.jsonl"),
+        include_str!("../../../samples/claude-projects/-home-demo-todo-app/9b7e4c1d-2a3f-4e5b-8c6d-0f1e2d3c4b5a.jsonl"),
+    ),
+    (
+        "3c1f9a2e-6d4b-4f8a-b7c5-1e2d3f4a5b6c.jsonl",
+        include_str!("../../../samples/claude-projects/-home-demo-todo-app/3c1f9a2e-6d4b-4f8a-b7c5-1e2d3f4a5b6c.jsonl"),
     ),
 ];
-const SAMPLE_ROUTING: &str = include_str!("../../samples/routing/interactions.jsonl");
+const SAMPLE_ROUTING: &str = include_str!("../../../samples/routing/interactions.jsonl");
 
 #[derive(Clone, Debug, Default)]
 pub struct DemoOptions {

@@ -141,8 +141,8 @@ pub fn export_ollama(opts: &OllamaOptions) -> Result<OllamaExportReport> {
     // one (Qwen2.5's default), so Ollama sees what training saw.
     let default_system = brain_train::tokenizer::Tokenizer::load(&tokenizer_dir)
         .with_context(|| format!("loading the tokenizer of {}", tokenizer_dir.display()))?
-        .default_system
-        .clone();
+        .default_system()
+        .map(String::from);
     let system_prompt = opts.system_prompt.clone().or(default_system);
     let from = match &weights {
         Weights::Fused(d) => d.clone(),

@@ -1,10 +1,10 @@
 //! Checks that a Modelfile renders conversations exactly as training did.
 //!
 //! Three renderings of the same conversations are compared:
-//! - training's: brain-train's ChatML renderer on the model's tokenizer (with the system turn
-//!   Qwen2.5's template inserts when a conversation has none);
+//! - training's: brain-train's renderer of the model's chat template (ChatML when it has none),
+//!   including a system turn the template inserts when a conversation has none (Qwen2.5's);
 //! - the model's own `chat_template` (tokenizer_config.json or chat_template.jinja), rendered
-//!   with minijinja as transformers does (trim_blocks, lstrip_blocks, generation prompt);
+//!   as transformers does (brain-train's renderer, with the generation prompt);
 //! - the Modelfile's TEMPLATE, rendered by [`super::gotmpl`] the way Ollama's chat endpoint does
 //!   (its SYSTEM put in front of conversations without one).
 //!
@@ -40,21 +40,10 @@ pub fn probe_conversations() -> Vec<Conversation> {
     ]
 }
 
-/// The model's chat template: `chat_template` of tokenizer_config.json (a string, or the
-/// `default` of a list of named templates), else `chat_template.jinja`.
+/// The model's chat template, in transformers' order: `chat_template.jinja`, else
+/// tokenizer_config.json's `chat_template` (a string, or the `default` of a list of named ones).
 pub fn chat_template(model_dir: &Path) -> Option<String> {
-    let cfg = std::fs::read_to_string(model_dir.join("tokenizer_config.json")).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-    match cfg.as_ref().and_then(|c| c.get("chat_template")) {
-        Some(serde_json::Value::String(s)) => return Some(s.clone()),
-        Some(serde_json::Value::Array(list)) => {
-            let pick = list.iter().find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default")).or(list.first());
-            if let Some(s) = pick.and_then(|t| t.get("template")).and_then(|t| t.as_str()) {
-                return Some(s.to_string());
-            }
-        }
-        _ => {}
-    }
-    std::fs::read_to_string(model_dir.join("chat_template.jinja")).ok()
+    brain_train::tokenizer::TokenizerParts::from_dir(model_dir).ok()?.chat_template.map(|(text, _origin)| text)
 }
 
 fn token_string(cfg: &serde_json::Value, key: &str) -> Option<String> {
@@ -65,29 +54,19 @@ fn token_string(cfg: &serde_json::Value, key: &str) -> Option<String> {
 }
 
 /// Renders a Hugging Face chat template (Jinja) with a generation prompt, as transformers'
-/// `apply_chat_template` does.
+/// `apply_chat_template` does (brain-train's renderer, the one training uses).
 pub fn render_hf(template: &str, messages: &[(String, String)], bos: Option<&str>, eos: Option<&str>) -> Result<String> {
-    let mut env = minijinja::Environment::new();
-    env.set_trim_blocks(true);
-    env.set_lstrip_blocks(true);
-    env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
-        Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
-    });
-    env.add_template("chat", template).context("parsing the chat template")?;
-    let msgs: Vec<serde_json::Value> = messages.iter().map(|(r, c)| serde_json::json!({"role": r, "content": c})).collect();
-    let ctx = minijinja::context! {
-        messages => msgs,
-        add_generation_prompt => true,
-        bos_token => bos.unwrap_or(""),
-        eos_token => eos.unwrap_or(""),
-    };
-    Ok(env.get_template("chat")?.render(ctx).context("rendering the chat template")?)
+    let vars: Vec<(String, String)> =
+        [("bos_token", bos), ("eos_token", eos)].into_iter().filter_map(|(k, v)| v.map(|v| (k.to_string(), v.to_string()))).collect();
+    let tmpl = brain_train::tokenizer::ChatTemplate::new(template, "the model's chat_template", &vars).context("parsing the chat template")?;
+    let msgs: Vec<brain_train::tokenizer::Message> = messages.iter().map(|(r, c)| brain_train::tokenizer::Message::new(r, c)).collect();
+    tmpl.render(&msgs, true).context("rendering the chat template")
 }
 
 /// What training renders for `messages` plus the open assistant turn.
-pub fn render_training(tokenizer: &brain_train::tokenizer::Tokenizer, messages: &[(String, String)]) -> String {
+pub fn render_training(tokenizer: &brain_train::tokenizer::Tokenizer, messages: &[(String, String)]) -> Result<String> {
     let msgs: Vec<brain_train::tokenizer::Message> = messages.iter().map(|(r, c)| brain_train::tokenizer::Message::new(r, c)).collect();
-    tokenizer.render_chat(&msgs, true)
+    Ok(tokenizer.render_chat(&msgs, true)?)
 }
 
 /// The stop strings of a model: the end-of-turn token, the tokenizer's eos token, and
@@ -130,7 +109,7 @@ pub struct TemplateCheck {
     pub expected_stop: Vec<String>,
     /// Expected stop strings missing from the Modelfile.
     pub missing_stop: Vec<String>,
-    /// The system turn training inserts when a conversation has none (Qwen2.5's default).
+    /// The system turn the chat template inserts when a conversation has none (Qwen2.5's default).
     pub default_system: Option<String>,
     pub mismatches: Vec<Mismatch>,
     pub notes: Vec<String>,
@@ -168,7 +147,7 @@ pub fn check(model_dir: &Path, modelfile_text: &str) -> Result<TemplateCheck> {
                 effective.insert(0, ("system".into(), sys.to_string()));
             }
         }
-        let trained = render_training(&tokenizer, &effective);
+        let trained = render_training(&tokenizer, &effective).context("rendering the conversation as training does")?;
         if trained != ollama {
             mismatches.push(Mismatch { conversation: i, against: "training".into(), expected: trained, modelfile: ollama.clone() });
         }
@@ -194,7 +173,7 @@ pub fn check(model_dir: &Path, modelfile_text: &str) -> Result<TemplateCheck> {
         matches_chat_template: hf_ok,
         expected_stop,
         missing_stop,
-        default_system: tokenizer.default_system.clone(),
+        default_system: tokenizer.default_system().map(String::from),
         mismatches,
         notes,
     })

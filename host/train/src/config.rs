@@ -40,6 +40,9 @@ pub struct ModelConfig {
     pub eos_token_id: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_scaling: Option<serde_json::Value>,
+    /// transformers 5 writes `rope_theta` and the scaling here instead of at the top level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_parameters: Option<serde_json::Value>,
     /// Llama-family configs: whether q/k/v/o carry a bias (Qwen2 always has q/k/v bias).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attention_bias: Option<bool>,
@@ -80,8 +83,9 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3
 fn default_eps() -> f32 {
     1e-6
 }
+/// transformers' default for llama, qwen2 and qwen3 when a config names no base.
 fn default_theta() -> f32 {
-    1_000_000.0
+    10_000.0
 }
 fn default_tie() -> bool {
     true
@@ -95,10 +99,32 @@ impl ModelConfig {
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join("config.json");
         let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        let cfg: ModelConfig =
+        let raw: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| model_err(&path, format!("bad config.json: {e}")))?;
+        let mut cfg: ModelConfig =
+            serde_json::from_value(raw.clone()).map_err(|e| model_err(&path, format!("bad config.json: {e}")))?;
+        cfg.adopt_rope_parameters(raw.get("rope_theta").is_some());
+        // Absent, transformers' default is untied; an lm_head in the weights decides (hf::load).
+        if raw.get("tie_word_embeddings").is_none() {
+            cfg.tie_word_embeddings = !crate::source::hf::has_lm_head(dir);
+        }
         cfg.validate().map_err(|m| model_err(&path, m))?;
         Ok(cfg)
+    }
+
+    /// Take `rope_theta` and the scaling from transformers 5's `rope_parameters` when the
+    /// top level lacks them.
+    fn adopt_rope_parameters(&mut self, has_theta: bool) {
+        let Some(p) = self.rope_parameters.clone().filter(|p| p.is_object()) else { return };
+        if !has_theta {
+            if let Some(t) = p.get("rope_theta").and_then(|t| t.as_f64()) {
+                self.rope_theta = t as f32;
+            }
+        }
+        let kind = p.get("rope_type").or_else(|| p.get("type")).and_then(|v| v.as_str());
+        if self.rope_scaling.as_ref().is_none_or(|s| s.is_null()) && !matches!(kind, None | Some("default")) {
+            self.rope_scaling = Some(p);
+        }
     }
 
     fn validate(&self) -> std::result::Result<(), String> {

@@ -52,8 +52,14 @@ impl Dataset {
     }
 }
 
-/// Parse one JSON line into a tokenized example.
-fn parse_line(v: &Value, tok: &Tokenizer) -> std::result::Result<(Format, Tokenized), String> {
+/// Tokenize one line of a data file (chat, completions or text), as training does.
+pub fn tokenize_line(line: &str, tok: &Tokenizer) -> std::result::Result<(Format, Tokenized), String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
+    parse_line(&v, line, tok)
+}
+
+/// Parse one JSON line (`v`, parsed from `line`) into a tokenized example.
+fn parse_line(v: &Value, line: &str, tok: &Tokenizer) -> std::result::Result<(Format, Tokenized), String> {
     let obj = v.as_object().ok_or("expected a JSON object")?;
     if let (Some(p), Some(c)) = (obj.get("prompt"), obj.get("completion")) {
         let p = p.as_str().ok_or("\"prompt\" must be a string")?;
@@ -61,8 +67,7 @@ fn parse_line(v: &Value, tok: &Tokenizer) -> std::result::Result<(Format, Tokeni
         return tok.encode_completion(p, c).map(|t| (Format::Completions, t)).map_err(|e| e.to_string());
     }
     if let Some(m) = obj.get("messages") {
-        let arr = m.as_array().ok_or("\"messages\" must be an array")?;
-        let msgs = arr.iter().enumerate().map(|(i, m)| parse_message(m).map_err(|e| format!("messages[{i}]: {e}"))).collect::<std::result::Result<Vec<_>, _>>()?;
+        let msgs = messages_of(m, line, tok)?;
         return tok.encode_chat(&msgs).map(|t| (Format::Chat, t)).map_err(|e| e.to_string());
     }
     if let Some(t) = obj.get("text") {
@@ -70,6 +75,27 @@ fn parse_line(v: &Value, tok: &Tokenizer) -> std::result::Result<(Format, Tokeni
         return tok.encode_text(t).map(|t| (Format::Text, t)).map_err(|e| e.to_string());
     }
     Err("expected {\"messages\": [...]}, {\"prompt\", \"completion\"} or {\"text\"}".into())
+}
+
+/// The messages of a chat line (`{"messages": [...]}`) as training reads them.
+pub fn parse_messages(line: &str, tok: &Tokenizer) -> std::result::Result<Vec<Message>, String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
+    messages_of(v.get("messages").ok_or("expected {\"messages\": [...]}")?, line, tok)
+}
+
+fn messages_of(m: &Value, line: &str, tok: &Tokenizer) -> std::result::Result<Vec<Message>, String> {
+    let arr = m.as_array().ok_or("\"messages\" must be an array")?;
+    // The messages again, their objects' keys in written order (serde_json's maps sort them).
+    let ordered = serde_json::from_str::<OrderedMessages>(line).ok().map(|o| o.messages).filter(|o| o.len() == arr.len());
+    arr.iter()
+        .enumerate()
+        .map(|(i, m)| parse_message(m, ordered.as_ref().map(|o| &o[i]), tok).map_err(|e| format!("messages[{i}]: {e}")))
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct OrderedMessages {
+    messages: Vec<minijinja::Value>,
 }
 
 /// A message's `content` as text: a string, a list of `{"text": …}` parts (joined), or null.
@@ -86,21 +112,39 @@ pub(crate) fn content_text(v: &Value) -> std::result::Result<String, String> {
     })
 }
 
-fn parse_message(v: &Value) -> std::result::Result<Message, String> {
+/// A message of a data line: role, content, and its other keys (`tool_calls`, `reasoning_content`,
+/// `name`, …) for the chat template, taken from `ordered` (the same message with its keys in
+/// written order) when given. A template that does not render `tool_calls` gets them folded into
+/// the content Qwen2.5-style (`<tool_call>\n{"name", "arguments"}\n</tool_call>`).
+pub(crate) fn parse_message(v: &Value, ordered: Option<&minijinja::Value>, tok: &Tokenizer) -> std::result::Result<Message, String> {
     let role = v.get("role").and_then(|r| r.as_str()).ok_or("missing string \"role\"")?;
-    let mut content = content_text(v)?;
-    // Qwen2.5's tool-call rendering.
-    if let Some(Value::Array(calls)) = v.get("tool_calls") {
-        for c in calls {
-            let f = c.get("function").unwrap_or(c);
-            let call = serde_json::json!({"name": f.get("name"), "arguments": f.get("arguments")});
-            if !content.is_empty() {
-                content.push('\n');
+    let mut msg = Message::new(role, &content_text(v)?);
+    let obj = v.as_object().ok_or("a message must be a JSON object")?;
+    let keys: Vec<String> = match ordered {
+        Some(o) => o.try_iter().map(|it| it.filter_map(|k| k.as_str().map(String::from)).collect()).unwrap_or_default(),
+        None => obj.keys().cloned().collect(),
+    };
+    for k in keys.iter().filter(|k| *k != "role" && *k != "content") {
+        let value = match ordered.and_then(|o| o.get_attr(k).ok()) {
+            Some(x) if !x.is_undefined() => x,
+            _ => obj.get(k).map(minijinja::Value::from_serialize).unwrap_or_default(),
+        };
+        msg.extra.set(k, value);
+    }
+    if !tok.chat_template().mentions("tool_calls") {
+        if let Some(Value::Array(calls)) = v.get("tool_calls") {
+            msg.extra.remove("tool_calls");
+            for c in calls {
+                let f = c.get("function").unwrap_or(c);
+                let call = serde_json::json!({"name": f.get("name"), "arguments": f.get("arguments")});
+                if !msg.content.is_empty() {
+                    msg.content.push('\n');
+                }
+                msg.content.push_str(&format!("<tool_call>\n{call}\n</tool_call>"));
             }
-            content.push_str(&format!("<tool_call>\n{call}\n</tool_call>"));
         }
     }
-    Ok(Message { role: role.to_string(), content })
+    Ok(msg)
 }
 
 /// Load one JSONL split. `Ok(None)` if the file does not exist.
@@ -118,7 +162,7 @@ pub fn load_split(path: &Path, tok: &Tokenizer, max_seq_length: usize) -> Result
         }
         let err = |msg: String| Error::Data { file: path.to_path_buf(), line: i + 1, msg };
         let v: Value = serde_json::from_str(line).map_err(|e| err(format!("invalid JSON: {e}")))?;
-        let (fmt, mut t) = parse_line(&v, tok).map_err(err)?;
+        let (fmt, mut t) = parse_line(&v, line, tok).map_err(err)?;
         match first {
             None => first = Some(fmt),
             Some(f) if f != fmt => return Err(err(format!("this line is {fmt:?} but the file started as {f:?}"))),

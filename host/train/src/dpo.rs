@@ -36,7 +36,6 @@ use serde::{Deserialize, Serialize};
 use crate::data::Batcher;
 use crate::error::{io, Error, Result};
 use crate::models::Model;
-use crate::tokenizer::Tokenizer;
 use crate::train_loop::{self, Event, RunSummary};
 use crate::trainer::{adapter_config, ce_path, parse_dtype, TrainArgs};
 

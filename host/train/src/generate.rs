@@ -214,7 +214,7 @@ impl Generator {
 
     /// Wrap an already loaded model (e.g. right after training).
     pub fn new(model: Model, tokenizer: Tokenizer) -> Self {
-        let mut stop_tokens = vec![tokenizer.im_end_id, tokenizer.eos_id];
+        let mut stop_tokens = tokenizer.stop_ids().to_vec();
         if let Some(e) = tokenizer.inner().token_to_id(ENDOFTEXT) {
             stop_tokens.push(e);
         }
@@ -226,7 +226,7 @@ impl Generator {
 
     /// Prompt ids of a conversation: the chat template with the assistant's turn opened.
     pub fn chat_prompt(&self, messages: &[Message]) -> Result<Vec<u32>> {
-        self.tokenizer.encode(&self.tokenizer.render_chat(messages, true))
+        self.tokenizer.encode(&self.tokenizer.render_chat(messages, true)?)
     }
 
     /// The assistant's reply to `history` (which ends with the user's turn). The caller appends

@@ -104,6 +104,7 @@ pub fn init_tiny(dir: &Path, spec: &TinySpec, corpus: Option<&str>) -> Result<Ti
         bos_token_id: Some(id(ENDOFTEXT)),
         eos_token_id: Some(json!(id(IM_END))),
         rope_scaling: None,
+        rope_parameters: None,
         attention_bias: None,
         mlp_bias: None,
         quantization: None,

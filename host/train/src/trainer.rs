@@ -27,7 +27,6 @@ use crate::data::{self, Batcher, Dataset};
 use crate::error::{Error, Result};
 use crate::loss::{nll_sum, DeviceBatch};
 use crate::models::{Mode, Model};
-use crate::tokenizer::Tokenizer;
 use crate::train_loop::{self, peak_gb, Moment, Objective, Record};
 
 pub(crate) use args::{adapter_config, ce_path, parse_dtype};

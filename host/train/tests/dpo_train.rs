@@ -273,10 +273,10 @@ fn pairs_score_only_the_response() {
         let ids: Vec<u32> = t.tokens.iter().zip(&t.mask).filter(|(_, m)| **m).map(|(id, _)| *id).collect();
         tok.decode(&ids, false).unwrap()
     };
-    assert_eq!(trained(&set.pairs[0].chosen), "Sure, the plan looks good to me.<|im_end|>");
-    assert_eq!(trained(&set.pairs[0].rejected), "No. I will not look at the plan.<|im_end|>");
-    assert_eq!(trained(&set.pairs[2].chosen), "more.<|im_end|>");
-    assert_eq!(trained(&set.pairs[2].rejected), "less.<|im_end|>");
+    assert_eq!(trained(&set.pairs[0].chosen), "Sure, the plan looks good to me.<|im_end|>\n");
+    assert_eq!(trained(&set.pairs[0].rejected), "No. I will not look at the plan.<|im_end|>\n");
+    assert_eq!(trained(&set.pairs[2].chosen), "more.<|im_end|>\n");
+    assert_eq!(trained(&set.pairs[2].rejected), "less.<|im_end|>\n");
     assert!(tok.decode(&set.pairs[2].chosen.tokens, false).unwrap().starts_with("<|im_start|>system\nBe brief."));
 
     write_jsonl(&data, "train", &[pair(0, "the plan", false), json!({"prompt": "x", "chosen": "y"})]);

@@ -12,7 +12,6 @@ use crate::adapters;
 use crate::data::Batcher;
 use crate::error::{Error, Result};
 use crate::models::{Mode, Model};
-use crate::tokenizer::Tokenizer;
 use crate::train_loop::{peak_gb, Window};
 use crate::trainer::{ce_path, parse_dtype};
 

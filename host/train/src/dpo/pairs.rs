@@ -52,7 +52,8 @@ impl PairSet {
     }
 }
 
-fn messages(v: &Value, what: &str, default_role: &str) -> std::result::Result<Vec<Message>, String> {
+fn messages(v: &Value, what: &str, default_role: &str, tok: &Tokenizer) -> std::result::Result<Vec<Message>, String> {
+    let message = |m: &Value| crate::data::parse_message(m, None, tok);
     match v {
         Value::String(s) => Ok(vec![Message::new(default_role, s)]),
         Value::Object(_) => Ok(vec![message(v).map_err(|e| format!("{what}: {e}"))?]),
@@ -61,39 +62,28 @@ fn messages(v: &Value, what: &str, default_role: &str) -> std::result::Result<Ve
     }
 }
 
-fn message(v: &Value) -> std::result::Result<Message, String> {
-    let role = v.get("role").and_then(|r| r.as_str()).ok_or("missing string \"role\"")?;
-    let content = crate::data::content_text(v)?;
-    Ok(Message { role: role.to_string(), content })
-}
-
-/// Tokenize `prompt ++ response` with only the response's trained tokens in the mask.
+/// Tokenize `prompt ++ response` training only the response's assistant turns, by the same rule
+/// as SFT: each from where the template opens it for generation after what precedes it.
 fn side(tok: &Tokenizer, prompt: &[Message], response: &[Message]) -> std::result::Result<Tokenized, String> {
     if !response.iter().any(|m| m.role == "assistant") {
         return Err("a response needs an assistant message".into());
     }
     let full: Vec<Message> = prompt.iter().chain(response).cloned().collect();
-    let mut t = tok.encode_chat(&full).map_err(|e| e.to_string())?;
-    let prefix = tok.encode(&tok.render_chat(prompt, false)).map_err(|e| e.to_string())?;
-    if t.tokens.len() < prefix.len() || t.tokens[..prefix.len()] != prefix[..] {
-        return Err("the prompt does not tokenize to a prefix of prompt + response".into());
-    }
-    t.mask[..prefix.len()].iter_mut().for_each(|m| *m = false);
-    Ok(t)
+    tok.encode_chat_from(&full, prompt.len()).map_err(|e| e.to_string())
 }
 
 /// Parse and tokenize one JSON line.
 pub fn parse_pair(v: &Value, tok: &Tokenizer) -> std::result::Result<Pair, String> {
     let obj = v.as_object().ok_or("expected a JSON object")?;
     let get = |k: &str| obj.get(k).ok_or_else(|| format!("missing \"{k}\" (a pair is {{\"prompt\", \"chosen\", \"rejected\"}})"));
-    let mut prompt = messages(get("prompt")?, "prompt", "user")?;
+    let mut prompt = messages(get("prompt")?, "prompt", "user", tok)?;
     if let Some(sys) = obj.get("system").and_then(|s| s.as_str()) {
         if prompt.first().is_none_or(|m| m.role != "system") {
             prompt.insert(0, Message::new("system", sys));
         }
     }
-    let chosen = messages(get("chosen")?, "chosen", "assistant")?;
-    let rejected = messages(get("rejected")?, "rejected", "assistant")?;
+    let chosen = messages(get("chosen")?, "chosen", "assistant", tok)?;
+    let rejected = messages(get("rejected")?, "rejected", "assistant", tok)?;
     Ok(Pair {
         chosen: side(tok, &prompt, &chosen).map_err(|e| format!("chosen: {e}"))?,
         rejected: side(tok, &prompt, &rejected).map_err(|e| format!("rejected: {e}"))?,

@@ -180,6 +180,7 @@ pub fn config_of(file: &GgufFile) -> Result<ModelConfig> {
         bos_token_id: id("tokenizer.ggml.bos_token_id")?,
         eos_token_id: eos.map(|e| json!(e)),
         rope_scaling: rope_scaling(file, arch)?,
+        rope_parameters: None,
         attention_bias: Some(file.tensor("blk.0.attn_q.bias").is_some()),
         mlp_bias: Some(file.tensor("blk.0.ffn_up.bias").is_some()),
         quantization: quantization(file),

@@ -47,3 +47,18 @@ pub(crate) fn load(dir: &Path) -> Result<(ModelConfig, BTreeMap<String, Array>)>
     }
     Ok((config, raw))
 }
+
+/// Whether the directory's weights hold an `lm_head.weight` (reads only safetensors headers).
+pub(crate) fn has_lm_head(dir: &Path) -> bool {
+    let Ok(files) = weight_files(dir) else { return false };
+    files.iter().any(|f| {
+        let Ok(mut file) = std::fs::File::open(f) else { return false };
+        let mut len = [0u8; 8];
+        if std::io::Read::read_exact(&mut file, &mut len).is_err() {
+            return false;
+        }
+        let n = u64::from_le_bytes(len).min(100 << 20) as usize;
+        let mut header = vec![0u8; n];
+        std::io::Read::read_exact(&mut file, &mut header).is_ok() && header.windows(14).any(|w| w == b"\"lm_head.weigh")
+    })
+}

@@ -12,7 +12,6 @@ use crate::data::{self, Batcher, Dataset};
 use crate::error::{Error, Result};
 use crate::loss::{nll_sum, DeviceBatch};
 use crate::models::{Mode, Model};
-use crate::tokenizer::Tokenizer;
 
 use super::args::{ce_path, parse_dtype, TrainArgs};
 

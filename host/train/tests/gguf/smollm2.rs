@@ -87,7 +87,8 @@ fn real_smollm2_gguf_loads_and_answers_paris() {
             Message::new("user", QUESTION),
         ],
         true,
-    );
+    )
+    .unwrap();
     let ids = g.tokenizer.encode(&prompt).unwrap();
     let opts = GenOptions {
         max_tokens: 24,

@@ -202,6 +202,7 @@ pub fn tokenizer_parts(file: &GgufFile) -> Result<(tokenizers::Tokenizer, Tokeni
             .get_str("tokenizer.chat_template")?
             .map(|t| (t.to_string(), "GGUF tokenizer.chat_template".to_string())),
         extra_eos_ids,
+        other_tokens: name(id("tokenizer.ggml.unknown_token_id")?).map(|t| ("unk_token".to_string(), t)).into_iter().collect(),
     };
     Ok((tk, parts))
 }

