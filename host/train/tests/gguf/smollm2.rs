@@ -62,6 +62,13 @@ fn real_smollm2_gguf_loads_and_answers_paris() {
     let (template, _) = parts.chat_template.clone().expect("chat template");
     assert_eq!(template, j[2].as_str().unwrap());
     assert!(template.contains("<|im_start|>") && template.contains("SmolLM"));
+    let fixture =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smollm2_chat_template.jinja"))
+            .unwrap();
+    assert_eq!(
+        template, fixture,
+        "the GGUF's template is the one tests/tokenizer_hf.rs renders against transformers"
+    );
     assert_eq!((parts.eos_token.as_deref(), parts.add_bos_token), (Some("<|im_end|>"), false));
     assert_eq!(tk.eos_id, 2);
 
@@ -81,15 +88,14 @@ fn real_smollm2_gguf_loads_and_answers_paris() {
     let weights = gguf::weights(&path, &c).unwrap();
     let model = Model::from_weights(&path, c, weights, Dtype::Float32).unwrap();
     let mut g = Generator::new(model, tk);
-    let prompt = g.tokenizer.render_chat(
-        &[
-            Message::new("system", "You are a helpful AI assistant named SmolLM, trained by Hugging Face"),
-            Message::new("user", QUESTION),
-        ],
-        true,
-    )
-    .unwrap();
-    let ids = g.tokenizer.encode(&prompt).unwrap();
+    // The model's own template (from the GGUF) adds its default system turn, as transformers does.
+    let prompt = g.tokenizer.render_chat(&[Message::new("user", QUESTION)], true).unwrap();
+    assert_eq!(
+        prompt,
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n\
+         <|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+    );
+    let ids = g.chat_prompt(&[Message::new("user", QUESTION)]).unwrap();
     let opts = GenOptions {
         max_tokens: 24,
         ..Default::default()
