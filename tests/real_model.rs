@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{commit, init_repo, Env};
+use common::Env;
 
 /// Facts about a made-up project: (question in training, the same question in other words, the
 /// answer, a word the answer must contain).

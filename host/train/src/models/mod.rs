@@ -9,6 +9,7 @@
 //! and a transformer block can be wrapped in `mlx::checkpoint` with its parameters as inputs.
 
 mod blocks;
+mod dense;
 mod llama;
 mod qwen2;
 mod qwen3;
@@ -139,8 +140,11 @@ impl Model {
     /// Load the model `model` names — a Hugging Face or mlx-community directory, a `.gguf`
     /// file or `ollama:NAME[:TAG]` (see [`crate::source`]). `dtype`: compute dtype (None:
     /// [`default_dtype`] of the stored weights).
+    ///
+    /// Quantized weights stay quantized (QLoRA) on a GPU; on the CPU they are dequantized once
+    /// when the dense copy fits (see `dense.rs` for why).
     pub fn load(model: &Path, dtype: Option<Dtype>) -> Result<Self> {
-        let (config, raw) = crate::source::load_weights(model)?;
+        let (mut config, mut raw) = crate::source::load_weights(model)?;
         let stored = raw.get("model.embed_tokens.weight").map(|a| a.dtype()).unwrap_or(Dtype::Float32);
         let stored = if stored.is_float() {
             stored
@@ -151,6 +155,9 @@ impl Model {
             Some(d) => d,
             None => default_dtype(stored)?,
         };
+        if dense::should_dequantize(&config, &raw)? {
+            dense::dequantize_all(&mut config, &mut raw, dtype)?;
+        }
         Self::from_weights(model, config, raw, dtype)
     }
 
