@@ -333,3 +333,17 @@ fn post_processor_adds(inner: &tokenizers::Tokenizer, bos: Option<&str>) -> bool
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_keep_their_other_keys_in_order_through_serde() {
+        let line = r#"{"role":"assistant","content":"x","tool_calls":[{"b":1,"a":2}],"name":"n"}"#;
+        let m: Message = serde_json::from_str(line).unwrap();
+        assert_eq!(m.extra.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["tool_calls", "name"]);
+        assert_eq!(serde_json::to_string(&m).unwrap(), line);
+        assert_eq!(serde_json::to_string(&Message::new("user", "hi")).unwrap(), r#"{"role":"user","content":"hi"}"#);
+    }
+}
