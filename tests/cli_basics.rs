@@ -117,3 +117,39 @@ fn plugins_list_works_without_a_config() {
     r.assert_ok();
     assert!(r.stdout.lines().any(|l| l.starts_with("git ")), "{}", r.stdout);
 }
+
+#[test]
+fn tokenize_prints_ids_and_the_loss_mask_of_each_line() {
+    let env = Env::new();
+    let model = env.path().join("tiny");
+    let m = model.to_str().unwrap();
+    env.run(["model", "init-tiny", m, "--hidden", "32", "--layers", "1", "--heads", "2", "--kv-heads", "1", "--intermediate", "64", "--tokenizer-vocab", "320"]).assert_ok();
+    let data = env.path().join("chat.jsonl");
+    let lines = [
+        r#"{"messages": [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "hi"}]}"#,
+        r#"{"prompt": "2+2?", "completion": "4, é"}"#,
+    ];
+    std::fs::write(&data, format!("{}\n\n{}\n", lines[0], lines[1])).unwrap();
+    let r = env.run(["tokenize", "--model", m, "--data", data.to_str().unwrap(), "--json"]);
+    r.assert_ok();
+    let tok = brain_train::tokenizer::Tokenizer::load(&model).unwrap();
+    let out: Vec<serde_json::Value> = r.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(out.len(), 2, "one object per non-blank line:\n{}", r.stdout);
+    for (line, got) in lines.iter().zip(&out) {
+        let (_, t) = brain_train::data::tokenize_line(line, &tok).unwrap();
+        assert_eq!(got["ids"], serde_json::json!(t.tokens));
+        assert_eq!(got["mask"], serde_json::json!(t.mask.iter().map(|m| u8::from(*m)).collect::<Vec<_>>()));
+    }
+    let trained: Vec<u32> = out[0]["ids"].as_array().unwrap().iter().zip(out[0]["mask"].as_array().unwrap()).filter(|(_, m)| **m == 1).map(|(i, _)| i.as_u64().unwrap() as u32).collect();
+    assert_eq!(tok.decode(&trained, false).unwrap(), "hi<|im_end|>\n");
+
+    let r = env.run(["tokenize", "--model", m, "--data", data.to_str().unwrap()]);
+    r.assert_ok();
+    assert!(r.stdout.contains("line 1 (Chat)") && r.stdout.contains("line 3 (Completions)"), "{}", r.stdout);
+    assert!(r.stdout.contains("<|im_start|>assistant\n«hi<|im_end|>\n»"), "trained tokens are marked:\n{}", r.stdout);
+
+    std::fs::write(&data, format!("{}\n{{\"messages\": [{{\"content\": \"x\"}}]}}\n", lines[0])).unwrap();
+    let r = env.run(["tokenize", "--model", m, "--data", data.to_str().unwrap(), "--json"]);
+    r.assert_failed();
+    assert!(r.stderr.contains("chat.jsonl:2") && r.stderr.contains("role"), "{}", r.stderr);
+}

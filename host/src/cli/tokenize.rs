@@ -26,7 +26,8 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
-    let tok = brain_train::source::load_tokenizer(&args.model).with_context(|| format!("loading the tokenizer of {}", args.model.display()))?;
+    let tok =
+        brain_train::source::load_tokenizer(&args.model).with_context(|| format!("loading the tokenizer of {}", args.model.display()))?;
     let text = std::fs::read_to_string(&args.data).with_context(|| format!("reading {}", args.data.display()))?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -45,8 +46,18 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
             let mask: Vec<u8> = t.mask.iter().map(|m| u8::from(*m)).collect();
             writeln!(out, "{}", serde_json::json!({"ids": t.tokens, "mask": mask}))?;
         } else {
-            writeln!(out, "line {} ({format:?}): {} tokens, {} trained", i + 1, t.tokens.len(), t.mask.iter().filter(|m| **m).count())?;
-            writeln!(out, "{}\n", marked(&tok, &t).with_context(|| format!("{}:{}: decoding", args.data.display(), i + 1))?)?;
+            writeln!(
+                out,
+                "line {} ({format:?}): {} tokens, {} trained",
+                i + 1,
+                t.tokens.len(),
+                t.mask.iter().filter(|m| **m).count()
+            )?;
+            writeln!(
+                out,
+                "{}\n",
+                marked(&tok, &t).with_context(|| format!("{}:{}: decoding", args.data.display(), i + 1))?
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

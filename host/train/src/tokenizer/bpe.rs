@@ -14,7 +14,8 @@ use super::{ENDOFTEXT, IM_END, IM_START};
 use crate::error::{io, Error, Result};
 
 /// Qwen2's pre-tokenization regex.
-pub const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+pub const QWEN2_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// Train a byte-level BPE tokenizer (Qwen2's pre-tokenizer, NFC, byte-level decoder) on `texts`,
 /// with `<|endoftext|>`, `<|im_start|>`, `<|im_end|>` as the first ids. `vocab_size` counts them;
@@ -28,8 +29,7 @@ pub fn train_bpe<S: AsRef<str> + Send>(texts: impl Iterator<Item = S> + Send, vo
     tk.with_pre_tokenizer(Some(Sequence::new(vec![split.into(), byte_level.into()])));
     tk.with_post_processor(Some(ByteLevel::new(false, false, false)));
     tk.with_decoder(Some(ByteLevel::new(false, false, false)));
-    let specials: Vec<AddedToken> =
-        [ENDOFTEXT, IM_START, IM_END].iter().map(|t| AddedToken::from(*t, true)).collect();
+    let specials: Vec<AddedToken> = [ENDOFTEXT, IM_START, IM_END].iter().map(|t| AddedToken::from(*t, true)).collect();
     let trainer = BpeTrainerBuilder::new()
         .vocab_size(vocab_size)
         .show_progress(false)

@@ -39,7 +39,10 @@ pub struct ChatTemplate {
 
 impl std::fmt::Debug for ChatTemplate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChatTemplate").field("origin", &self.origin).field("len", &self.source.len()).finish()
+        f.debug_struct("ChatTemplate")
+            .field("origin", &self.origin)
+            .field("len", &self.source.len())
+            .finish()
     }
 }
 
@@ -53,7 +56,8 @@ impl ChatTemplate {
         env.set_keep_trailing_newline(false);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.set_formatter(|out, _state, value| {
-            out.write_str(&py_str(value)).map_err(|_| JinjaError::new(ErrorKind::WriteFailure, "cannot write the output"))
+            out.write_str(&py_str(value))
+                .map_err(|_| JinjaError::new(ErrorKind::WriteFailure, "cannot write the output"))
         });
         env.add_filter("tojson", tojson);
         env.add_function("raise_exception", |msg: String| -> std::result::Result<Value, JinjaError> {
@@ -64,9 +68,16 @@ impl ChatTemplate {
             env.add_global(name.clone(), Value::from(text.as_str()));
         }
         let prepared = without_generation_tags(source).into_owned();
-        env.add_template_owned(NAME, prepared)
-            .map_err(|e| Error::Tokenizer(format!("the chat template of {origin} does not parse: {e:#}; fix or replace the template")))?;
-        Ok(ChatTemplate { env, source: source.to_string(), origin: origin.to_string() })
+        env.add_template_owned(NAME, prepared).map_err(|e| {
+            Error::Tokenizer(format!(
+                "the chat template of {origin} does not parse: {e:#}; fix or replace the template"
+            ))
+        })?;
+        Ok(ChatTemplate {
+            env,
+            source: source.to_string(),
+            origin: origin.to_string(),
+        })
     }
 
     /// The template text as the model ships it.
@@ -114,13 +125,18 @@ impl ChatTemplate {
 /// A message as the template sees it: role, content, then its other keys in their order, with
 /// null values dropped and the reasoning under both of its names.
 fn message_value(m: &Message) -> Value {
-    let mut entries: Vec<(String, Value)> = vec![("role".into(), Value::from(m.role.as_str())), ("content".into(), Value::from(m.content.as_str()))];
+    let mut entries: Vec<(String, Value)> = vec![
+        ("role".into(), Value::from(m.role.as_str())),
+        ("content".into(), Value::from(m.content.as_str())),
+    ];
     for (k, v) in m.extra.iter() {
         if k != "role" && k != "content" && !v.is_none() && !v.is_undefined() {
             entries.push((k.clone(), v.clone()));
         }
     }
-    let reasoning = REASONING_FIELDS.iter().find_map(|f| entries.iter().find(|(k, _)| k == f).map(|(_, v)| v.clone()));
+    let reasoning = REASONING_FIELDS
+        .iter()
+        .find_map(|f| entries.iter().find(|(k, _)| k == f).map(|(_, v)| v.clone()));
     if let Some(r) = reasoning {
         if !entries.iter().any(|(k, _)| k == "thinking") {
             entries.insert(0, ("thinking".into(), r.clone()));
@@ -151,7 +167,14 @@ fn tojson(value: Value, kwargs: Kwargs) -> std::result::Result<String, JinjaErro
     let sort_keys = kwargs.get::<Option<bool>>("sort_keys")?.unwrap_or(false);
     let ensure_ascii = kwargs.get::<Option<bool>>("ensure_ascii")?.unwrap_or(false);
     kwargs.assert_all_used()?;
-    let text = py_json(&value, &JsonStyle { indent, separators, sort_keys });
+    let text = py_json(
+        &value,
+        &JsonStyle {
+            indent,
+            separators,
+            sort_keys,
+        },
+    );
     Ok(if ensure_ascii { ascii_escaped(&text) } else { text })
 }
 
@@ -237,9 +260,17 @@ mod tests {
 
     #[test]
     fn hf_additions() {
-        let t = tpl("{{ messages[0] | tojson }}|{{ {'b': [1, 2]} | tojson(indent=2) }}|{{ messages[::-1] | map(attribute='role') | join(',') }}");
-        let m = vec![Message::new("user", "é中😀").with_field("name", Value::from("x")), Message::new("assistant", "a")];
-        assert_eq!(t.render(&m, false).unwrap(), "{\"role\": \"user\", \"content\": \"é中😀\", \"name\": \"x\"}|{\n  \"b\": [\n    1,\n    2\n  ]\n}|assistant,user");
+        let t = tpl(
+            "{{ messages[0] | tojson }}|{{ {'b': [1, 2]} | tojson(indent=2) }}|{{ messages[::-1] | map(attribute='role') | join(',') }}",
+        );
+        let m = vec![
+            Message::new("user", "é中😀").with_field("name", Value::from("x")),
+            Message::new("assistant", "a"),
+        ];
+        assert_eq!(
+            t.render(&m, false).unwrap(),
+            "{\"role\": \"user\", \"content\": \"é中😀\", \"name\": \"x\"}|{\n  \"b\": [\n    1,\n    2\n  ]\n}|assistant,user"
+        );
         let t = tpl("{% if messages[0].role != 'system' %}{{ raise_exception('need a system message') }}{% endif %}");
         let e = t.render(&[Message::new("user", "x")], false).unwrap_err().to_string();
         assert!(e.contains("need a system message") && e.contains("test"), "{e}");
@@ -250,7 +281,9 @@ mod tests {
     #[test]
     fn reasoning_is_aliased_and_nulls_dropped() {
         let t = tpl("{{ messages[0].reasoning_content }}/{{ messages[0].thinking }}/{{ messages[0].tool_calls is defined }}");
-        let m = Message::new("assistant", "a").with_field("reasoning", Value::from("r")).with_field("tool_calls", Value::from(()));
+        let m = Message::new("assistant", "a")
+            .with_field("reasoning", Value::from("r"))
+            .with_field("tool_calls", Value::from(()));
         assert_eq!(t.render(&[m], false).unwrap(), "r/r/False");
     }
 

@@ -36,7 +36,11 @@ pub fn assistant_spans(
             continue;
         }
         let start = turn_start(tpl, messages, i, full, cursor)?;
-        let end = if i + 1 == messages.len() { full.len() } else { turn_end(tpl, messages, i, full, start, end_of_turn)? };
+        let end = if i + 1 == messages.len() {
+            full.len()
+        } else {
+            turn_end(tpl, messages, i, full, start, end_of_turn)?
+        };
         cursor = end;
         if i >= first_trained && end > start {
             spans.push((start, end));
@@ -135,7 +139,10 @@ mod tests {
     #[test]
     fn tokens_belong_to_the_span_they_start_in() {
         let offsets = [(0, 2), (2, 5), (5, 6), (6, 9), (9, 12), (12, 14)];
-        assert_eq!(token_mask(&offsets, &[(5, 9), (12, 14)]), vec![false, false, true, true, false, true]);
+        assert_eq!(
+            token_mask(&offsets, &[(5, 9), (12, 14)]),
+            vec![false, false, true, true, false, true]
+        );
         assert_eq!(token_mask(&offsets, &[(3, 10)]), vec![false, false, true, true, true, false]);
         assert_eq!(token_mask(&offsets, &[]), vec![false; 6]);
     }
@@ -143,7 +150,10 @@ mod tests {
     #[test]
     fn content_is_found_as_the_template_writes_it() {
         assert_eq!(locate_content("ab  x y  ab x y", 3, "  x y  "), Some((4, 7)));
-        assert_eq!(locate_content("<think>r</think>\n\nanswer", 0, "<think>zz</think>\nanswer"), Some((18, 24)));
+        assert_eq!(
+            locate_content("<think>r</think>\n\nanswer", 0, "<think>zz</think>\nanswer"),
+            Some((18, 24))
+        );
         assert_eq!(locate_content("abc", 1, ""), Some((1, 1)));
         assert_eq!(locate_content("abc", 0, "zzz"), None);
     }

@@ -54,7 +54,11 @@ pub struct Message {
 
 impl Message {
     pub fn new(role: &str, content: &str) -> Self {
-        Message { role: role.into(), content: content.into(), extra: Fields::default() }
+        Message {
+            role: role.into(),
+            content: content.into(),
+            extra: Fields::default(),
+        }
     }
 
     /// The message with one more key (replacing a key of that name).
@@ -156,8 +160,12 @@ impl Tokenizer {
     /// config.json and generation_config.json.
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join("tokenizer.json");
-        let mut inner = tokenizers::Tokenizer::from_file(&path)
-            .map_err(|e| model_err(&path, format!("cannot load tokenizer: {e}; the directory needs a Hugging Face tokenizer.json")))?;
+        let mut inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| {
+            model_err(
+                &path,
+                format!("cannot load tokenizer: {e}; the directory needs a Hugging Face tokenizer.json"),
+            )
+        })?;
         // transformers adds the config's added tokens that tokenizer.json lacks.
         for e in parts::added_tokens_decoder(dir)? {
             if inner.token_to_id(&e.content).is_none() {
@@ -168,7 +176,13 @@ impl Tokenizer {
                     inner.add_tokens(&[token]);
                 }
                 if inner.token_to_id(&e.content) != Some(e.id) {
-                    tracing::warn!("{}: added token {:?} got id {:?}, not {} as tokenizer_config.json says", dir.display(), e.content, inner.token_to_id(&e.content), e.id);
+                    tracing::warn!(
+                        "{}: added token {:?} got id {:?}, not {} as tokenizer_config.json says",
+                        dir.display(),
+                        e.content,
+                        inner.token_to_id(&e.content),
+                        e.id
+                    );
                 }
             }
         }
@@ -185,9 +199,17 @@ impl Tokenizer {
     /// Build a tokenizer from a vocabulary and its parts (special tokens, chat template, extra
     /// eos ids). Without a chat template it renders ChatML and says so (once per process).
     pub fn from_parts(inner: tokenizers::Tokenizer, parts: TokenizerParts) -> Result<Tokenizer> {
-        let lookup = |what: &str, t: &str| inner.token_to_id(t).ok_or_else(|| format!("the {what} {t:?} is not in the vocabulary"));
+        let lookup = |what: &str, t: &str| {
+            inner
+                .token_to_id(t)
+                .ok_or_else(|| format!("the {what} {t:?} is not in the vocabulary"))
+        };
         let mut vars: Vec<(String, String)> = Vec::new();
-        for (name, t) in [("bos_token", &parts.bos_token), ("eos_token", &parts.eos_token), ("pad_token", &parts.pad_token)] {
+        for (name, t) in [
+            ("bos_token", &parts.bos_token),
+            ("eos_token", &parts.eos_token),
+            ("pad_token", &parts.pad_token),
+        ] {
             if let Some(t) = t {
                 vars.push((name.to_string(), t.clone()));
             }
@@ -197,7 +219,9 @@ impl Tokenizer {
             Some((s, o)) => (s.as_str(), o.as_str()),
             None => {
                 static WARNED: std::sync::Once = std::sync::Once::new();
-                WARNED.call_once(|| tracing::warn!("the model has no chat template; conversations are rendered as ChatML (<|im_start|>role\\n…<|im_end|>)"));
+                WARNED.call_once(|| {
+                    tracing::warn!("the model has no chat template; conversations are rendered as ChatML (<|im_start|>role\\n…<|im_end|>)")
+                });
                 (CHATML_TEMPLATE, CHATML_FALLBACK_ORIGIN)
             }
         };
@@ -207,11 +231,20 @@ impl Tokenizer {
         let eot_id = end_of_turn.as_deref().and_then(|t| inner.token_to_id(t));
         let eos_id = match &parts.eos_token {
             Some(t) => lookup("eos_token", t).map_err(Error::Tokenizer)?,
-            None => parts.extra_eos_ids.first().copied().or(eot_id).or(inner.token_to_id(ENDOFTEXT)).ok_or_else(|| {
-                Error::Tokenizer("no eos token: give eos_token in tokenizer_config.json or eos_token_id in config.json".into())
-            })?,
+            None => parts
+                .extra_eos_ids
+                .first()
+                .copied()
+                .or(eot_id)
+                .or(inner.token_to_id(ENDOFTEXT))
+                .ok_or_else(|| {
+                    Error::Tokenizer("no eos token: give eos_token in tokenizer_config.json or eos_token_id in config.json".into())
+                })?,
         };
-        let bos_id = parts.bos_token.as_deref().and_then(|t| lookup("bos_token", t).map_err(|e| tracing::warn!("{e}; no bos is added")).ok());
+        let bos_id = parts
+            .bos_token
+            .as_deref()
+            .and_then(|t| lookup("bos_token", t).map_err(|e| tracing::warn!("{e}; no bos is added")).ok());
         let pad_id = parts
             .pad_token
             .as_deref()
@@ -225,7 +258,17 @@ impl Tokenizer {
             }
         }
         let default_system = probe::default_system(&template);
-        Ok(Tokenizer { inner, template, eos_id, bos_id, pad_id, add_bos_token: parts.add_bos_token && bos_id.is_some(), end_of_turn, stop_ids, default_system })
+        Ok(Tokenizer {
+            inner,
+            template,
+            eos_id,
+            bos_id,
+            pad_id,
+            add_bos_token: parts.add_bos_token && bos_id.is_some(),
+            end_of_turn,
+            stop_ids,
+            default_system,
+        })
     }
 
     pub fn inner(&self) -> &tokenizers::Tokenizer {
@@ -298,9 +341,15 @@ impl Tokenizer {
             return Err(Error::Tokenizer("a conversation needs at least one message".into()));
         }
         let text = self.template.render(messages, false)?;
-        let enc = self.inner.encode(text.as_str(), false).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let enc = self
+            .inner
+            .encode(text.as_str(), false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
         let spans = mask::assistant_spans(&self.template, messages, &text, self.end_of_turn.as_deref(), first_trained)?;
-        Ok(Tokenized { tokens: enc.get_ids().to_vec(), mask: mask::token_mask(enc.get_offsets(), &spans) })
+        Ok(Tokenized {
+            tokens: enc.get_ids().to_vec(),
+            mask: mask::token_mask(enc.get_offsets(), &spans),
+        })
     }
 
     /// `{"prompt", "completion"}` → a user turn and an assistant turn.
@@ -327,9 +376,28 @@ impl Tokenizer {
 
 /// Whether encoding with special tokens puts `bos` first (tokenizer.json's post-processor).
 fn post_processor_adds(inner: &tokenizers::Tokenizer, bos: Option<&str>) -> bool {
-    let Some(bos_id) = bos.and_then(|b| inner.token_to_id(b)) else { return false };
+    let Some(bos_id) = bos.and_then(|b| inner.token_to_id(b)) else {
+        return false;
+    };
     match (inner.encode("a", true), inner.encode("a", false)) {
         (Ok(with), Ok(without)) => with.get_ids().first() == Some(&bos_id) && without.get_ids().first() != Some(&bos_id),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_keep_their_other_keys_in_order_through_serde() {
+        let line = r#"{"role":"assistant","content":"x","tool_calls":[{"b":1,"a":2}],"name":"n"}"#;
+        let m: Message = serde_json::from_str(line).unwrap();
+        assert_eq!(m.extra.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["tool_calls", "name"]);
+        assert_eq!(serde_json::to_string(&m).unwrap(), line);
+        assert_eq!(
+            serde_json::to_string(&Message::new("user", "hi")).unwrap(),
+            r#"{"role":"user","content":"hi"}"#
+        );
     }
 }

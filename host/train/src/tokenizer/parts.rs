@@ -80,16 +80,24 @@ impl TokenizerParts {
 pub fn added_tokens_decoder(dir: &Path) -> Result<Vec<AddedTokenEntry>> {
     let path = dir.join("tokenizer_config.json");
     let Some(cfg) = read_json(&path)? else { return Ok(Vec::new()) };
-    let Some(map) = cfg.get("added_tokens_decoder").and_then(Value::as_object) else { return Ok(Vec::new()) };
+    let Some(map) = cfg.get("added_tokens_decoder").and_then(Value::as_object) else {
+        return Ok(Vec::new());
+    };
     let mut out = Vec::new();
     for (id, entry) in map {
-        let id: u32 = id.parse().map_err(|_| model_err(&path, format!("added_tokens_decoder: {id:?} is not a token id")))?;
+        let id: u32 = id
+            .parse()
+            .map_err(|_| model_err(&path, format!("added_tokens_decoder: {id:?} is not a token id")))?;
         let content = entry
             .get("content")
             .and_then(Value::as_str)
             .ok_or_else(|| model_err(&path, format!("added_tokens_decoder[{id}] has no string \"content\"")))?;
         let special = entry.get("special").and_then(Value::as_bool).unwrap_or(false);
-        out.push(AddedTokenEntry { id, content: content.to_string(), special });
+        out.push(AddedTokenEntry {
+            id,
+            content: content.to_string(),
+            special,
+        });
     }
     out.sort_by_key(|e| e.id);
     Ok(out)
@@ -111,9 +119,15 @@ fn chat_template(dir: &Path, cfg: &Value) -> Result<Option<(String, String)>> {
         Some(Value::Array(list)) => {
             let named = |n: &str| list.iter().find(|t| t.get("name").and_then(Value::as_str) == Some(n));
             let pick = named("default").ok_or_else(|| {
-                model_err(&cfg_path, "chat_template is a list of named templates without one named \"default\"; name one \"default\"")
+                model_err(
+                    &cfg_path,
+                    "chat_template is a list of named templates without one named \"default\"; name one \"default\"",
+                )
             })?;
-            let text = pick.get("template").and_then(Value::as_str).ok_or_else(|| model_err(&cfg_path, "the \"default\" chat_template has no string \"template\""))?;
+            let text = pick
+                .get("template")
+                .and_then(Value::as_str)
+                .ok_or_else(|| model_err(&cfg_path, "the \"default\" chat_template has no string \"template\""))?;
             Some((text.to_string(), "tokenizer_config.json (template \"default\")".into()))
         }
         Some(_) => return Err(model_err(&cfg_path, "chat_template must be a string or a list of {name, template}")),
@@ -130,7 +144,11 @@ fn token_text(v: &Value) -> Option<String> {
 
 /// `eos_token_id`: an integer or a list of them.
 fn token_ids(v: &Value) -> std::result::Result<Vec<u32>, String> {
-    let one = |x: &Value| x.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| format!("{x} is not a token id"));
+    let one = |x: &Value| {
+        x.as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| format!("{x} is not a token id"))
+    };
     match v {
         Value::Null => Ok(Vec::new()),
         Value::Array(items) => items.iter().map(one).collect(),
@@ -140,7 +158,9 @@ fn token_ids(v: &Value) -> std::result::Result<Vec<u32>, String> {
 
 fn read_json(path: &Path) -> Result<Option<Value>> {
     match std::fs::read_to_string(path) {
-        Ok(t) => serde_json::from_str(&t).map(Some).map_err(|e| model_err(path, format!("bad JSON: {e}"))),
+        Ok(t) => serde_json::from_str(&t)
+            .map(Some)
+            .map_err(|e| model_err(path, format!("bad JSON: {e}"))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io(path)(e)),
     }
@@ -168,12 +188,18 @@ mod tests {
         std::fs::write(d.join("config.json"), json!({"eos_token_id": 2}).to_string()).unwrap();
         std::fs::write(d.join("generation_config.json"), json!({"eos_token_id": [7, 2]}).to_string()).unwrap();
         let p = TokenizerParts::from_dir(d).unwrap();
-        assert_eq!((p.bos_token.as_deref(), p.eos_token.as_deref(), p.pad_token.as_deref()), (Some("<s>"), Some("</s>"), None));
+        assert_eq!(
+            (p.bos_token.as_deref(), p.eos_token.as_deref(), p.pad_token.as_deref()),
+            (Some("<s>"), Some("</s>"), None)
+        );
         assert_eq!(p.other_tokens, vec![("unk_token".to_string(), "<unk>".to_string())]);
         assert_eq!(p.chat_template.as_ref().map(|t| t.0.as_str()), Some("D"));
         assert_eq!(p.extra_eos_ids, vec![7, 2]);
         let added = added_tokens_decoder(d).unwrap();
-        assert_eq!(added.iter().map(|e| (e.id, e.special)).collect::<Vec<_>>(), vec![(1, false), (2, true)]);
+        assert_eq!(
+            added.iter().map(|e| (e.id, e.special)).collect::<Vec<_>>(),
+            vec![(1, false), (2, true)]
+        );
         std::fs::write(d.join("chat_template.jinja"), "J").unwrap();
         let p = TokenizerParts::from_dir(d).unwrap();
         assert_eq!(p.chat_template, Some(("J".to_string(), "chat_template.jinja".to_string())));

@@ -15,14 +15,26 @@ const SYSTEM: &str = "Probe system 7f3a.";
 pub fn end_of_turn(tpl: &ChatTemplate, specials: &[String]) -> Option<String> {
     let tries = [
         vec![Message::new("user", QUESTION), Message::new("assistant", REPLY)],
-        vec![Message::new("system", SYSTEM), Message::new("user", QUESTION), Message::new("assistant", REPLY)],
-        vec![Message::new("user", QUESTION), Message::new("assistant", REPLY), Message::new("user", QUESTION)],
+        vec![
+            Message::new("system", SYSTEM),
+            Message::new("user", QUESTION),
+            Message::new("assistant", REPLY),
+        ],
+        vec![
+            Message::new("user", QUESTION),
+            Message::new("assistant", REPLY),
+            Message::new("user", QUESTION),
+        ],
     ];
     for conv in tries {
         let Ok(text) = tpl.render(&conv, false) else { continue };
         let Some(p) = text.rfind(REPLY) else { continue };
         let rest = text[p + REPLY.len()..].trim_start();
-        return specials.iter().filter(|s| !s.is_empty() && rest.starts_with(s.as_str())).max_by_key(|s| s.len()).cloned();
+        return specials
+            .iter()
+            .filter(|s| !s.is_empty() && rest.starts_with(s.as_str()))
+            .max_by_key(|s| s.len())
+            .cloned();
     }
     None
 }
@@ -53,7 +65,10 @@ mod tests {
     use crate::tokenizer::CHATML_TEMPLATE;
 
     fn specials() -> Vec<String> {
-        ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|start_header_id|>"].iter().map(|s| s.to_string()).collect()
+        ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|start_header_id|>"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
 
     #[test]

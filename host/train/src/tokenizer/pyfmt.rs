@@ -115,7 +115,11 @@ pub fn py_float(x: f64, json: bool) -> String {
         };
         format!("{sign}{body}")
     } else {
-        let m = if digits.len() > 1 { format!("{}.{}", &digits[..1], &digits[1..]) } else { digits };
+        let m = if digits.len() > 1 {
+            format!("{}.{}", &digits[..1], &digits[1..])
+        } else {
+            digits
+        };
         let esign = if exp < 0 { '-' } else { '+' };
         format!("{sign}{m}e{esign}{:02}", exp.abs())
     }
@@ -140,7 +144,12 @@ pub fn py_json(value: &Value, style: &JsonStyle) -> String {
         None => (", ".into(), ": ".into()),
     };
     let mut out = String::new();
-    Dumper { style, item: &item, key: &key }.dump(value, 0, &mut out);
+    Dumper {
+        style,
+        item: &item,
+        key: &key,
+    }
+    .dump(value, 0, &mut out);
     out
 }
 
@@ -280,11 +289,26 @@ mod tests {
     #[test]
     fn json_dumps_like_python() {
         let v: Value = serde_json::from_str(r#"{"b": [1, 2.0, "é\n"], "a": {"x": null, "y": true}, "e": []}"#).unwrap();
-        assert_eq!(py_json(&v, &JsonStyle::default()), r#"{"b": [1, 2.0, "é\n"], "a": {"x": null, "y": true}, "e": []}"#);
-        let sorted = JsonStyle { sort_keys: true, ..Default::default() };
-        assert_eq!(py_json(&v, &sorted), r#"{"a": {"x": null, "y": true}, "b": [1, 2.0, "é\n"], "e": []}"#);
-        let indented = JsonStyle { indent: Some("  ".into()), ..Default::default() };
-        assert_eq!(py_json(&v, &indented), "{\n  \"b\": [\n    1,\n    2.0,\n    \"é\\n\"\n  ],\n  \"a\": {\n    \"x\": null,\n    \"y\": true\n  },\n  \"e\": []\n}");
+        assert_eq!(
+            py_json(&v, &JsonStyle::default()),
+            r#"{"b": [1, 2.0, "é\n"], "a": {"x": null, "y": true}, "e": []}"#
+        );
+        let sorted = JsonStyle {
+            sort_keys: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            py_json(&v, &sorted),
+            r#"{"a": {"x": null, "y": true}, "b": [1, 2.0, "é\n"], "e": []}"#
+        );
+        let indented = JsonStyle {
+            indent: Some("  ".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            py_json(&v, &indented),
+            "{\n  \"b\": [\n    1,\n    2.0,\n    \"é\\n\"\n  ],\n  \"a\": {\n    \"x\": null,\n    \"y\": true\n  },\n  \"e\": []\n}"
+        );
         assert_eq!(py_json(&Value::from("\u{1}<tag>&"), &JsonStyle::default()), "\"\\u0001<tag>&\"");
     }
 
