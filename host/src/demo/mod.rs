@@ -143,7 +143,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
         Some(m) => Base::Real(m),
         None => Base::Tiny,
     };
-    let iters = opts.iters.unwrap_or(if real.is_some() { 40 } else { 150 });
+    let iters = opts.iters.unwrap_or(if real.is_some() { 30 } else { 150 });
     let config_path = dir.join("brain.toml");
     std::fs::write(&config_path, demo_config(&repo, &samples, &base, iters))?;
     let config = Config::load(&config_path)?;

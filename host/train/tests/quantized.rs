@@ -23,6 +23,10 @@ fn four_bit_model_loads_matches_and_trains() {
     let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(qdir.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["quantization"], serde_json::json!({"group_size": 32, "bits": 4}));
 
+    // Training below loads through `Model::load`, which on the CPU would dequantize (see
+    // models/dense.rs); this test is about QLoRA, so keep the weights quantized (this binary
+    // holds only this test, so the variable reaches nothing else).
+    std::env::set_var("BRAIN_KEEP_QUANTIZED", "1");
     let q = Model::load(&qdir, Some(Dtype::Float32)).unwrap();
     assert!(q.is_quantized());
     let dense = mlx::io::load_safetensors(dense_dir.join("model.safetensors")).unwrap().tensors;

@@ -51,7 +51,11 @@ fn overfits_sixteen_examples() {
     };
     let (losses, r) = losses_of(&args);
     let last: f32 = losses[losses.len() - 2..].iter().map(|l| l.1).sum::<f32>() / 2.0;
-    assert!(last < 0.1, "final train loss {last} (first {})", losses[0].1);
+    // Below 0.2 (it was 0.1 when `<|im_end|>` ended the trained span): the tied random embedding
+    // makes each position predict its own input token, and the `\n` the template writes after
+    // `<|im_end|>` — trained now that the mask follows the template — is the one target LoRA alone
+    // learns slowly (measured: 0.18 at 150 updates; 0.036 with that target left out).
+    assert!(last < 0.2, "final train loss {last} (first {})", losses[0].1);
     assert_eq!(r.run.stop, StopReason::Completed);
     assert!(r.run.adapter_file.exists());
 }
@@ -185,3 +189,4 @@ fn full_fine_tuning_saves_layer_weights() {
     let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(td.path().join("f/adapter_config.json")).unwrap()).unwrap();
     assert_eq!(cfg["fine_tune_type"], "full");
 }
+

@@ -144,6 +144,15 @@ impl Model {
     /// Quantized weights stay quantized (QLoRA) on a GPU; on the CPU they are dequantized once
     /// when the dense copy fits (see `dense.rs` for why).
     pub fn load(model: &Path, dtype: Option<Dtype>) -> Result<Self> {
+        Self::load_with(model, dtype, true)
+    }
+
+    /// [`Model::load`] that keeps quantized weights quantized on every device (QLoRA).
+    pub fn load_quantized(model: &Path, dtype: Option<Dtype>) -> Result<Self> {
+        Self::load_with(model, dtype, false)
+    }
+
+    fn load_with(model: &Path, dtype: Option<Dtype>, may_dequantize: bool) -> Result<Self> {
         let (mut config, mut raw) = crate::source::load_weights(model)?;
         let stored = raw.get("model.embed_tokens.weight").map(|a| a.dtype()).unwrap_or(Dtype::Float32);
         let stored = if stored.is_float() {
@@ -155,7 +164,7 @@ impl Model {
             Some(d) => d,
             None => default_dtype(stored)?,
         };
-        if dense::should_dequantize(&config, &raw)? {
+        if may_dequantize && dense::should_dequantize(&config, &raw)? {
             dense::dequantize_all(&mut config, &mut raw, dtype)?;
         }
         Self::from_weights(model, config, raw, dtype)
