@@ -96,3 +96,28 @@ fn smollm2_learns_a_dozen_facts_it_cannot_know() {
     }
     assert!(known >= 10, "the trained model answers only {known} of 12 facts");
 }
+
+#[test]
+fn demo_trains_the_real_model_and_its_test_loss_drops() {
+    let env = Env::new();
+    smollm2(&env);
+    let repo = env.path().join("repo");
+    common::init_repo(&repo);
+    for i in 0..6 {
+        let body = format!("pub fn step_{i}(x: i64) -> i64 {{\n    x * {i} + 1\n}}\n");
+        common::commit(&repo, &[(&format!("src/step_{i}.rs"), body.as_bytes())], format!("Add step {i}, which scales by {i}").as_bytes());
+    }
+    let demo = env.path().join("demo");
+    let r = brain(&env, &["--json", "demo", demo.to_str().unwrap(), "--repo", repo.to_str().unwrap(), "--iters", "12"]);
+    r.assert_ok();
+    let v = r.json();
+    assert!(v["model"].as_str().unwrap().ends_with("SmolLM2-135M-Instruct.Q4_1.gguf"), "{v:#}");
+    let (before, after) = (v["test_loss_before"].as_f64().unwrap(), v["test_loss_after"].as_f64().unwrap());
+    assert!(after < before, "test loss {before} → {after}");
+    let answers = v["answers"].as_array().unwrap();
+    assert_eq!(answers.len(), 3);
+    for a in answers {
+        assert!(!a["before"].as_str().unwrap().trim().is_empty() && !a["after"].as_str().unwrap().trim().is_empty(), "{a}");
+    }
+    assert_eq!(v["train"]["model_version"], "v1", "{v:#}");
+}
