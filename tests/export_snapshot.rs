@@ -85,7 +85,8 @@ fn snapshots_are_complete_reproducible_and_recorded() {
         for l in lines(&one.join(format!("chat/{split}.jsonl"))) {
             let m = l["messages"].as_array().unwrap();
             assert_eq!(m.last().unwrap()["role"], "assistant", "{l}");
-            assert!(l.as_object().unwrap().len() == 1, "mlx-lm chat lines hold messages only: {l}");
+            // mlx-lm reads `messages` and ignores the rest; `kind`/`task` are for `brain eval`.
+            assert!(l.as_object().unwrap().keys().all(|k| ["messages", "kind", "task"].contains(&k.as_str())), "{l}");
         }
         for l in lines(&one.join(format!("instruct/{split}.jsonl"))) {
             assert!(l["instruction"].is_string() && l["input"].is_string() && l["output"].is_string(), "{l}");
@@ -103,14 +104,16 @@ fn snapshots_are_complete_reproducible_and_recorded() {
 
     // Corrections: three times in chat/train, once in raw; never repeated in valid/test.
     let raw_train = lines(&one.join("raw/train.jsonl"));
-    let chat_train = std::fs::read_to_string(one.join("chat/train.jsonl")).unwrap();
+    let chat_train = lines(&one.join("chat/train.jsonl"));
     let corrections: Vec<&serde_json::Value> = raw_train.iter().filter(|l| l["kind"] == "correction").collect();
     for c in &corrections {
-        let line = serde_json::to_string(&serde_json::json!({ "messages": c["messages"] })).unwrap();
-        assert_eq!(chat_train.lines().filter(|l| *l == line).count(), 3, "a correction in train appears 3 times");
+        let same = chat_train.iter().filter(|l| l["messages"] == c["messages"] && l["kind"] == "correction").count();
+        assert_eq!(same, 3, "a correction in train appears 3 times");
     }
+    // Every chat line keeps its kind (and task) for `brain eval`.
+    assert!(chat_train.iter().all(|l| l["kind"].is_string()));
     let non_corrections = raw_train.iter().filter(|l| l["kind"] != "correction" && chat_form(l)).count();
-    assert_eq!(chat_train.lines().count(), non_corrections + 3 * corrections.len());
+    assert_eq!(chat_train.len(), non_corrections + 3 * corrections.len());
 
     // The test split never enters training: no test line is in a train file.
     for form in FORMS {

@@ -20,12 +20,18 @@ fn split_answer(ex: &Example) -> Option<(&[Message], &Message)> {
     (last.role == Role::Assistant && !context.is_empty() && !last.content.trim().is_empty()).then_some((context, last))
 }
 
-/// `{"messages": [...]}` — mlx-lm's chat format (a preference pair contributes its chosen
-/// answer). `phase` (curriculum) is added for trainers that honour it; mlx-lm ignores it.
+/// `{"messages": [...], "kind", "task"}` — mlx-lm's chat format (a preference pair contributes
+/// its chosen answer); `kind` and `task` are what `brain eval` reads (routing accuracy is scored
+/// on `kind: routing` lines), and trainers ignore them. `phase` (curriculum) is added for
+/// trainers that honour it; mlx-lm ignores it.
 pub fn chat(ex: &Example, phase: Option<u32>) -> Option<Value> {
     split_answer(ex)?;
     let mut obj = Map::new();
     obj.insert("messages".into(), Value::Array(ex.messages.iter().map(message).collect()));
+    obj.insert("kind".into(), json!(ex.kind.as_str()));
+    if !ex.task.is_empty() {
+        obj.insert("task".into(), json!(ex.task));
+    }
     if let Some(p) = phase {
         obj.insert("phase".into(), json!(p));
     }

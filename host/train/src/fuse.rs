@@ -103,16 +103,40 @@ pub fn fuse(args: &FuseArgs) -> Result<FuseReport> {
     if out_dir.join("config.json").exists() && !args.overwrite {
         return Err(Error::Args(format!("{} already holds a model; choose another directory or overwrite it explicitly", out_dir.display())));
     }
-    let config = ModelConfig::load(base)?;
-    let cfg_path = base.join("config.json");
-    let cfg_text = std::fs::read_to_string(&cfg_path).map_err(io(&cfg_path))?;
-    let mut cfg_json: serde_json::Value = serde_json::from_str(&cfg_text).map_err(|e| model_err(&cfg_path, e))?;
+    let origin = crate::source::resolve(base)?;
     let adapter_cfg = AdapterConfig::read(&args.adapter_path)?;
-
-    let mut tensors: BTreeMap<String, Array> = BTreeMap::new();
-    for f in weight_files(base)? {
-        tensors.extend(mlx::io::load_safetensors(&f)?.tensors);
-    }
+    // A GGUF base (a file or an Ollama blob): config and tensors from the source layer; the
+    // tokenizer files are written from its metadata below.
+    let (config, cfg_path, mut cfg_json, mut tensors) = match &origin {
+        crate::source::Origin::Dir(_) => {
+            let config = ModelConfig::load(base)?;
+            let cfg_path = base.join("config.json");
+            let cfg_text = std::fs::read_to_string(&cfg_path).map_err(io(&cfg_path))?;
+            let cfg_json: serde_json::Value = serde_json::from_str(&cfg_text).map_err(|e| model_err(&cfg_path, e))?;
+            let mut tensors: BTreeMap<String, Array> = BTreeMap::new();
+            for f in weight_files(base)? {
+                tensors.extend(mlx::io::load_safetensors(&f)?.tensors);
+            }
+            (config, cfg_path, cfg_json, tensors)
+        }
+        crate::source::Origin::Gguf(file) => {
+            let (config, mut tensors) = crate::source::load_weights(base)?;
+            if tensors.remove("rope_freqs").is_some() {
+                tracing::warn!("{}: the GGUF's rope_freqs factors have no config.json form; the fused directory uses plain rope_theta", file.display());
+            }
+            let mut config = config;
+            if config.architectures.is_empty() {
+                let class = match config.model_type.as_str() {
+                    "qwen2" => "Qwen2ForCausalLM",
+                    "qwen3" => "Qwen3ForCausalLM",
+                    _ => "LlamaForCausalLM",
+                };
+                config.architectures = vec![class.into()];
+            }
+            let cfg_json = serde_json::to_value(&config).map_err(|e| model_err(file, e))?;
+            (config, file.clone(), cfg_json, tensors)
+        }
+    };
     let quantized: BTreeSet<String> =
         tensors.keys().filter_map(|k| k.strip_suffix(".scales")).filter(|p| tensors.contains_key(&format!("{p}.biases"))).map(String::from).collect();
     if !quantized.is_empty() && !args.dequantize {
@@ -220,7 +244,10 @@ pub fn fuse(args: &FuseArgs) -> Result<FuseReport> {
     std::fs::write(&out_cfg, serde_json::to_string_pretty(&cfg_json).expect("JSON") + "\n").map_err(io(&out_cfg))?;
 
     let mut copied = Vec::new();
-    for name in TOKENIZER_FILES {
+    if let crate::source::Origin::Gguf(_) = origin {
+        copied = write_tokenizer_files(&crate::source::load_tokenizer(base)?, out_dir)?;
+    }
+    for name in TOKENIZER_FILES.iter().filter(|_| matches!(origin, crate::source::Origin::Dir(_))) {
         let src = base.join(name);
         if src.is_file() {
             let dst = out_dir.join(name);
@@ -240,6 +267,25 @@ pub fn fuse(args: &FuseArgs) -> Result<FuseReport> {
         files,
         copied,
     })
+}
+
+/// tokenizer.json and tokenizer_config.json (special tokens, chat template) for a model whose
+/// tokenizer came from GGUF metadata, so the fused directory loads anywhere a Hugging Face one does.
+fn write_tokenizer_files(tok: &crate::tokenizer::Tokenizer, out_dir: &Path) -> Result<Vec<String>> {
+    let path = out_dir.join("tokenizer.json");
+    tok.inner().save(&path, true).map_err(|e| model_err(&path, e.to_string()))?;
+    let name = |id: Option<u32>| id.and_then(|i| tok.inner().id_to_token(i));
+    let cfg = serde_json::json!({
+        "bos_token": name(tok.bos_id),
+        "eos_token": name(Some(tok.eos_id)),
+        "pad_token": name(Some(tok.pad_id)),
+        "add_bos_token": tok.add_bos_token(),
+        "chat_template": tok.chat_template().source(),
+        "tokenizer_class": "PreTrainedTokenizerFast",
+    });
+    let cfg_path = out_dir.join("tokenizer_config.json");
+    std::fs::write(&cfg_path, serde_json::to_string_pretty(&cfg).expect("JSON") + "\n").map_err(io(&cfg_path))?;
+    Ok(vec!["tokenizer.json".into(), "tokenizer_config.json".into()])
 }
 
 /// `model.safetensors`, or `model-0000K-of-0000N.safetensors` + `model.safetensors.index.json`

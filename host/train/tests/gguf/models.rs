@@ -393,3 +393,55 @@ fn source_layer_loads_gguf_files() {
         .to_string();
     assert!(e.contains("no-such-model-here:x") && e.contains("not found"), "{e}");
 }
+
+#[test]
+fn a_gguf_base_fuses_into_a_hugging_face_directory() {
+    let spec = Spec::llama();
+    let b = build(&spec);
+    let run = b._dir.path().join("run");
+    // A small real adapter: a few updates on chat lines through the GGUF's own template.
+    let data = b._dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let line = |q: &str, a: &str| serde_json::json!({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}).to_string() + "\n";
+    std::fs::write(data.join("train.jsonl"), line("Hello world", "It's 2024!") + &line("café?", "3.50€ each")).unwrap();
+    let args = brain_train::TrainArgs {
+        model: b.gguf.clone(),
+        data,
+        adapter_path: run.clone(),
+        iters: 3,
+        batch_size: 2,
+        learning_rate: 5e-2,
+        num_layers: -1,
+        steps_per_eval: 1000,
+        ..Default::default()
+    };
+    brain_train::train(&args, &mut |_| {}).unwrap();
+    let out = b._dir.path().join("fused");
+    let fuse = |dequantize| {
+        brain_train::fuse::fuse(&brain_train::fuse::FuseArgs {
+            model: b.gguf.clone(),
+            adapter_path: run.clone(),
+            save_path: out.clone(),
+            dequantize,
+            dtype: Some("float32".into()),
+            overwrite: false,
+        })
+    };
+    assert!(fuse(false).unwrap_err().to_string().contains("--dequantize"), "a quantized base needs --dequantize");
+    let report = fuse(true).unwrap();
+    assert!(report.copied.contains(&"tokenizer.json".to_string()), "{:?}", report.copied);
+    // The fused directory is a plain Hugging Face model: same logits as GGUF + adapter, same
+    // tokenizer ids, the GGUF's chat template.
+    let ids = ids(&b);
+    let mut with_adapter = Model::load(&b.gguf, Some(Dtype::Float32)).unwrap();
+    brain_train::adapters::load_adapters(&mut with_adapter, &run).unwrap();
+    let fused = Model::load(&out, Some(Dtype::Float32)).unwrap();
+    let e = rel_err(&logits(&fused, &ids), &logits(&with_adapter, &ids));
+    assert!(e < 1e-4, "{e}");
+    let bare = Model::load(&b.gguf, Some(Dtype::Float32)).unwrap();
+    assert!(rel_err(&logits(&bare, &ids), &logits(&with_adapter, &ids)) > 1e-3, "the adapter changes the model");
+    let (from_gguf, from_dir) = (brain_train::source::load_tokenizer(&b.gguf).unwrap(), brain_train::source::load_tokenizer(&out).unwrap());
+    assert_eq!(from_dir.encode(SAMPLE).unwrap(), from_gguf.encode(SAMPLE).unwrap());
+    assert_eq!(from_dir.chat_template().source(), from_gguf.chat_template().source());
+    assert_eq!(from_dir.stop_ids(), from_gguf.stop_ids());
+}
