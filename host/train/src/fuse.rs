@@ -120,9 +120,11 @@ pub fn fuse(args: &FuseArgs) -> Result<FuseReport> {
             (config, cfg_path, cfg_json, tensors)
         }
         crate::source::Origin::Gguf(file) => {
-            let (config, mut tensors) = crate::source::load_weights(base)?;
-            if tensors.remove("rope_freqs").is_some() {
-                tracing::warn!("{}: the GGUF's rope_freqs factors have no config.json form; the fused directory uses plain rope_theta", file.display());
+            let (config, tensors) = crate::source::load_weights(base)?;
+            if tensors.contains_key("rope_freqs") {
+                // Llama 3.1's frequency factors have no exact config.json form; brain reads the
+                // tensor back, other tools ignore it (and use plain rope_theta).
+                tracing::warn!("{}: the GGUF's rope_freqs factors are kept as a `rope_freqs` tensor, which only brain reads", file.display());
             }
             let mut config = config;
             if config.architectures.is_empty() {
