@@ -33,7 +33,8 @@ pub struct EvalArgs {
     /// Batch size of the perplexity pass.
     pub batch_size: usize,
     pub max_seq_length: usize,
-    /// Generate for at most this many examples (in file order; 0: all).
+    /// Generate for at most this many non-routing examples (in file order; 0: all); every
+    /// routing example is generated, for the routing accuracy.
     pub max_examples: usize,
     /// Tokens per generation.
     pub max_tokens: usize,
@@ -196,17 +197,20 @@ pub fn evaluate_with(g: &mut Generator, file: &Path, args: &EvalArgs, scorer: Op
 
     let text = std::fs::read_to_string(file).map_err(io(file))?;
     let mut cases = Vec::new();
+    let mut others = 0;
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         let err = |msg: String| Error::Data { file: file.to_path_buf(), line: i + 1, msg };
         let v: Value = serde_json::from_str(line).map_err(|e| err(format!("invalid JSON: {e}")))?;
+        // Every routing example is generated (its accuracy needs them all; a split holds few);
+        // other examples up to `max_examples`.
         if let Some(c) = case(i + 1, &v).map_err(err)? {
-            cases.push(c);
-        }
-        if args.max_examples > 0 && cases.len() >= args.max_examples {
-            break;
+            if c.label.is_some() || args.max_examples == 0 || others < args.max_examples {
+                others += usize::from(c.label.is_none());
+                cases.push(c);
+            }
         }
     }
 
