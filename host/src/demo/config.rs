@@ -36,7 +36,7 @@ pub(super) fn demo_config(repo: &Path, samples: &Path, base: &Base<'_>, iters: u
 base_model = {model}
 iters = {iters}
 batch_size = 4
-learning_rate = 5e-4
+learning_rate = 1e-3
 warmup = 4
 num_layers = {REAL_LAYERS}
 max_seq_length = {REAL_MAX_SEQ}
