@@ -279,6 +279,9 @@ fn the_repository_sample_transcript() {
     let second: Vec<Kind> = examples.iter().filter(|e| e.provenance.starts_with("-home-demo-todo-app/9b7e4c1d")).map(|e| e.kind).collect();
     assert_eq!(second.iter().filter(|k| **k == Kind::Correction).count(), 3, "{second:?}");
     assert_eq!(second.iter().filter(|k| **k == Kind::Preference).count(), 3, "{second:?}");
+    // The third: twelve facts, each asked twice — 24 chat examples (the demo's before/after).
+    let facts: Vec<Kind> = examples.iter().filter(|e| e.provenance.starts_with("-home-demo-todo-app/3c1f9a2e")).map(|e| e.kind).collect();
+    assert_eq!(facts, vec![Kind::Chat; 24], "{facts:?}");
     let examples: Vec<_> = examples.into_iter().filter(|e| e.provenance.starts_with(file)).collect();
     let got: Vec<(Kind, &str)> = examples.iter().map(|e| (e.kind, e.provenance.as_str())).collect();
     assert_eq!(
