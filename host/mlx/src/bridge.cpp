@@ -130,6 +130,18 @@ std::function<std::vector<mx::array>(const std::vector<mx::array>&)> wrap_closur
   };
 }
 
+// Named arrays into `st`, sorted by name (the loaders' maps are unordered).
+template <typename Map>
+void add_sorted(mlxb_st& st, const Map& arrays) {
+  std::vector<std::string> keys;
+  for (auto& kv : arrays) keys.push_back(kv.first);
+  std::sort(keys.begin(), keys.end());
+  for (auto& k : keys) {
+    st.names.push_back(k);
+    st.arrays.push_back(arrays.at(k));
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -721,13 +733,7 @@ int mlxb_safetensors_load(const char* path, mlxb_st** out) {
   return guard([&] {
     auto [arrays, meta] = mx::load_safetensors(std::string(path));
     auto st = std::make_unique<mlxb_st>();
-    std::vector<std::string> keys;
-    for (auto& kv : arrays) keys.push_back(kv.first);
-    std::sort(keys.begin(), keys.end());
-    for (auto& k : keys) {
-      st->names.push_back(k);
-      st->arrays.push_back(arrays.at(k));
-    }
+    add_sorted(*st, arrays);
     std::vector<std::string> mkeys;
     for (auto& kv : meta) mkeys.push_back(kv.first);
     std::sort(mkeys.begin(), mkeys.end());
@@ -748,13 +754,7 @@ int mlxb_gguf_load(const char* path, mlxb_st** out) {
     auto loaded = mx::load_gguf(std::string(path));
     auto& arrays = loaded.first;
     auto st = std::make_unique<mlxb_st>();
-    std::vector<std::string> keys;
-    for (auto& kv : arrays) keys.push_back(kv.first);
-    std::sort(keys.begin(), keys.end());
-    for (auto& k : keys) {
-      st->names.push_back(k);
-      st->arrays.push_back(arrays.at(k));
-    }
+    add_sorted(*st, arrays);
     *out = st.release();
   });
 }

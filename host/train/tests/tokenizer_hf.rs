@@ -220,18 +220,23 @@ fn llama31_template() {
     assert_eq!(tok.default_system(), None);
 }
 
+/// The trained text of each assistant turn of ONE_TURN, MULTI, SPACES and THINK under ChatML
+/// (SmolLM2's template and the tiny models' alike).
+fn chatml_expected() -> Vec<Vec<&'static str>> {
+    vec![
+        vec!["Paris — la capitale. 🇫🇷<|im_end|>\n"],
+        vec!["Yes.\n\n```rust\nassert_eq!(add(2, 2), 4);\n```<|im_end|>\n", "这个函数把两个数相加。🎉\n<|im_end|>\n"],
+        vec!["ok \n<|im_end|>\n", "done.<|im_end|>\n"],
+        vec!["<think>\nadd them\n</think>\n\n4<|im_end|>\n", "6<|im_end|>\n"],
+    ]
+}
+
 #[test]
 fn smollm2_default_system_from_chat_template_jinja() {
     let (_td, dir) = tiny(small_spec());
     let template = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smollm2_chat_template.jinja")).unwrap();
     std::fs::write(dir.join("chat_template.jinja"), template).unwrap();
-    let expected = vec![
-        vec!["Paris — la capitale. 🇫🇷<|im_end|>\n"],
-        vec!["Yes.\n\n```rust\nassert_eq!(add(2, 2), 4);\n```<|im_end|>\n", "这个函数把两个数相加。🎉\n<|im_end|>\n"],
-        vec!["ok \n<|im_end|>\n", "done.<|im_end|>\n"],
-        vec!["<think>\nadd them\n</think>\n\n4<|im_end|>\n", "6<|im_end|>\n"],
-    ];
-    let tok = check(&dir, &[ONE_TURN, MULTI, SPACES, THINK], &expected);
+    let tok = check(&dir, &[ONE_TURN, MULTI, SPACES, THINK], &chatml_expected());
     assert_eq!(tok.template_source(), "chat_template.jinja");
     assert_eq!(tok.default_system(), Some("You are a helpful AI assistant named SmolLM, trained by Hugging Face"));
     let rendered = tok.render_chat(&[brain_train::tokenizer::Message::new("user", "hi")], true).unwrap();
@@ -241,13 +246,7 @@ fn smollm2_default_system_from_chat_template_jinja() {
 #[test]
 fn tiny_chatml() {
     let (_td, dir) = tiny(small_spec());
-    let expected = vec![
-        vec!["Paris — la capitale. 🇫🇷<|im_end|>\n"],
-        vec!["Yes.\n\n```rust\nassert_eq!(add(2, 2), 4);\n```<|im_end|>\n", "这个函数把两个数相加。🎉\n<|im_end|>\n"],
-        vec!["ok \n<|im_end|>\n", "done.<|im_end|>\n"],
-        vec!["<think>\nadd them\n</think>\n\n4<|im_end|>\n", "6<|im_end|>\n"],
-    ];
-    let tok = check(&dir, &[ONE_TURN, MULTI, SPACES, THINK], &expected);
+    let tok = check(&dir, &[ONE_TURN, MULTI, SPACES, THINK], &chatml_expected());
     let id = |s: &str| tok.inner().token_to_id(s).unwrap();
     assert_eq!(tok.template_source(), "tokenizer_config.json");
     assert_eq!(tok.stop_ids(), [id("<|im_end|>"), id("<|endoftext|>")]);

@@ -182,10 +182,9 @@ impl Model {
             None => None,
         };
         let layout = layout(&config, rope_factors.as_deref()).map_err(|m| model_err(origin, m))?;
-        let dir = origin;
         let mut params = Params::default();
         let quant = config.quantization.clone();
-        let mut ld = Loader { raw: &mut raw, dir, dtype, quant: quant.as_ref() };
+        let mut ld = Loader { raw: &mut raw, dir: origin, dtype, quant: quant.as_ref() };
         let e = ld.linear("model.embed_tokens", false, &mut params)?;
         let mut blocks = Vec::new();
         for l in 0..config.num_hidden_layers {
@@ -220,7 +219,7 @@ impl Model {
         let norm = ld.take("model.norm.weight", &mut params)?;
         let head = if config.tie_word_embeddings { None } else { Some(ld.linear("lm_head", false, &mut params)?) };
         if let Some(extra) = raw.keys().next() {
-            tracing::warn!("{}: ignoring unexpected weight {extra} ({} unused)", dir.display(), raw.len());
+            tracing::warn!("{}: ignoring unexpected weight {extra} ({} unused)", origin.display(), raw.len());
         }
         let dims = Dims {
             heads: config.num_attention_heads as i32,
