@@ -1,6 +1,6 @@
 //! Quantized weights on the CPU. MLX's CPU backend multiplies quantized matrices with its own
 //! scalar kernel, while dense f32 goes through OpenBLAS: measured here on SmolLM2-135M (Q4_1,
-//! 4 × 91 tokens) a LoRA forward took 47 s quantized against well under a second dense. So on
+//! 4 × 91 tokens) a LoRA step took 57 s quantized against 7 s dense (bench/quantized_cpu.sh). So on
 //! the CPU a quantized model whose dense f32 copy fits comfortably in memory is dequantized once
 //! at load (LoRA then trains on the dense weights; the result is the same up to the quantization
 //! that is already in the weights). On a GPU, or when the dense copy would not fit, weights stay
