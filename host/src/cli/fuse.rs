@@ -1,9 +1,12 @@
-//! `brain fuse`: merge an adapter into its base model and write a Hugging Face-layout directory.
+//! `brain fuse`: merge an adapter into its base model and write a Hugging Face-layout directory,
+//! and with `--export-gguf` also one GGUF file llama.cpp and Ollama run (mlx-lm's flag names).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+
+use brain_train::gguf::export::{export_gguf, GgufType};
 
 use super::Ctx;
 use crate::config::Config;
@@ -32,6 +35,15 @@ pub struct Args {
     /// Replace a model already in the output directory.
     #[arg(long)]
     pub overwrite: bool,
+    /// Also write the fused model as one GGUF file (llama.cpp, Ollama, LM Studio).
+    #[arg(long)]
+    pub export_gguf: bool,
+    /// Tensor type of the GGUF file: f16, q8_0 or q4_0 (embeddings and norms stay more precise).
+    #[arg(long, value_name = "TYPE", default_value = "f16", requires = "export_gguf")]
+    pub gguf_type: String,
+    /// The GGUF file, relative to the output directory (default: ggml-model-<type>.gguf).
+    #[arg(long, value_name = "PATH", requires = "export_gguf")]
+    pub gguf_path: Option<PathBuf>,
 }
 
 /// The adapter, the base model and a label (version or `adapter`) a command should use:
@@ -58,10 +70,19 @@ pub fn resolve_adapter(config: &Config, store: &Store, adapter: Option<PathBuf>,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
-    let config = ctx.config()?;
-    let store = ctx.open_store(&config)?;
-    let (adapter, base, label) = resolve_adapter(&config, &store, args.adapter, args.model_version.as_deref(), args.model)?;
-    let out = args.out.unwrap_or_else(|| config.dir.join("fused").join(&label));
+    // With an adapter, a base and an output folder given, no project is needed.
+    let (adapter, base, out, label) = match (args.adapter, args.model, args.out) {
+        (Some(adapter), Some(base), Some(out)) if !ctx.config_path.exists() => (adapter, base, out, "adapter".to_string()),
+        (adapter, model, out) => {
+            let config = ctx.config()?;
+            let store = ctx.open_store(&config)?;
+            let (adapter, base, label) = resolve_adapter(&config, &store, adapter, args.model_version.as_deref(), model)?;
+            let out = out.unwrap_or_else(|| config.dir.join("fused").join(&label));
+            (adapter, base, out, label)
+        }
+    };
+    // Checked before fusing, so a bad type does not cost a fuse.
+    let gguf_type: Option<GgufType> = if args.export_gguf { Some(args.gguf_type.parse()?) } else { None };
     let fuse_args = brain_train::fuse::FuseArgs {
         model: base.clone(),
         adapter_path: adapter.clone(),
@@ -71,8 +92,18 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         overwrite: args.overwrite,
     };
     let report = brain_train::fuse::fuse(&fuse_args).with_context(|| format!("fusing {} into {}", adapter.display(), base.display()))?;
+    let gguf = match gguf_type {
+        Some(t) => {
+            let path = out_path(&report.save_path, args.gguf_path.as_deref(), t);
+            let name = format!("{} ({label})", base.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+            Some(export_gguf(&report.save_path, &path, t, Some(&name)).with_context(|| format!("writing {}", path.display()))?)
+        }
+        None => None,
+    };
     if ctx.json {
-        super::print_json(&report)?;
+        let mut v = serde_json::to_value(&report)?;
+        v["gguf"] = serde_json::to_value(&gguf)?;
+        super::print_json(&v)?;
     } else if !ctx.quiet {
         println!(
             "fused {} ({} layers{}) into {}",
@@ -82,6 +113,19 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
             report.save_path.display()
         );
         println!("files: config.json, {}, {}", report.files.iter().filter_map(|f| f.file_name()).map(|n| n.to_string_lossy()).collect::<Vec<_>>().join(", "), report.copied.join(", "));
+        if let Some(g) = &gguf {
+            let types = g.tensor_types.iter().map(|(t, n)| format!("{n} {t}")).collect::<Vec<_>>().join(", ");
+            println!("GGUF ({}, {}, {:.1} MB; tensors: {types}): {}", g.gguf_type.name(), g.architecture, g.bytes as f64 / 1e6, g.path.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where `--gguf-path` puts the file: relative paths inside the fused directory (as mlx-lm does).
+pub fn out_path(fused: &std::path::Path, asked: Option<&std::path::Path>, t: GgufType) -> PathBuf {
+    match asked {
+        Some(p) if p.is_absolute() => p.to_path_buf(),
+        Some(p) => fused.join(p),
+        None => fused.join(t.default_file_name()),
+    }
 }

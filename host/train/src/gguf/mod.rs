@@ -1,7 +1,8 @@
 //! GGUF, llama.cpp's model file format (version 3; 2 is read too): [`read`] parses the header,
 //! the typed metadata and the tensor table without touching tensor data (so `brain model info`
 //! and tokenizer loading stay fast on multi-GB files); [`tensors`] decodes tensor data into MLX
-//! arrays; [`write`] writes GGUF files; [`quant`] holds the block formats both directions share.
+//! arrays; [`write`] writes GGUF files; [`export`] writes a whole model as one; [`quant`] holds the
+//! block formats both directions share.
 //!
 //! Layout (little-endian): `"GGUF"`, version u32, tensor count u64, metadata count u64; then the
 //! metadata (key string, value type u32, value); then per tensor: name, number of dimensions u32,
@@ -9,6 +10,7 @@
 //! u64 (relative to the data section); then padding to `general.alignment` (default 32) and the
 //! data section, each tensor at an aligned offset. Strings are a u64 length and UTF-8 bytes.
 
+pub mod export;
 pub mod quant;
 pub mod read;
 pub mod tensors;

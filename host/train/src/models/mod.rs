@@ -8,7 +8,7 @@
 //! them by index, so the trainer can swap in the traced trainable arrays inside `value_and_grad`
 //! and a transformer block can be wrapped in `mlx::checkpoint` with its parameters as inputs.
 
-mod blocks;
+pub(crate) mod blocks;
 mod dense;
 mod llama;
 mod qwen2;

@@ -19,7 +19,7 @@ use crate::gguf::{quant, tensors, GgufFile};
 
 mod vocab;
 
-pub use vocab::{tokenizer, tokenizer_of, tokenizer_parts, PRE_TOKENIZERS};
+pub use vocab::{pre_name, tokenizer, tokenizer_of, tokenizer_parts, PRE_TOKENIZERS};
 
 /// `general.architecture` values this loader understands.
 pub const ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3"];

@@ -206,3 +206,30 @@ pub fn tokenizer_parts(file: &GgufFile) -> Result<(tokenizers::Tokenizer, Tokeni
     };
     Ok((tk, parts))
 }
+
+/// The `tokenizer.ggml.pre` name of a Hugging Face tokenizer's pre-tokenizer, for writing GGUF
+/// files: the inverse of the table above, read off the tokenizer's own JSON (the pre-tokenizer and
+/// its split regex), so llama.cpp splits text as transformers does. None for a pre-tokenizer
+/// llama.cpp knows under no name this module understands.
+pub fn pre_name(tk: &tokenizers::Tokenizer) -> Option<&'static str> {
+    let json: serde_json::Value = serde_json::from_str(&tk.to_string(false).ok()?).ok()?;
+    let pre = json.get("pre_tokenizer")?;
+    let kind = |v: &serde_json::Value| v.get("type").and_then(|t| t.as_str()).unwrap_or("").to_string();
+    let steps: Vec<&serde_json::Value> = match kind(pre).as_str() {
+        "Sequence" => pre.get("pretokenizers")?.as_array()?.iter().collect(),
+        _ => vec![pre],
+    };
+    let kinds: Vec<String> = steps.iter().map(|s| kind(s)).collect();
+    let regex = |s: &serde_json::Value| s.get("pattern").and_then(|p| p.get("Regex")).and_then(|r| r.as_str()).map(str::to_string);
+    let byte_level_regex = |s: &serde_json::Value| s.get("use_regex").and_then(|u| u.as_bool()).unwrap_or(true);
+    match kinds.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["ByteLevel"] if byte_level_regex(steps[0]) => Some("gpt2"),
+        ["Digits", "ByteLevel"] if byte_level_regex(steps[1]) => Some("smollm"),
+        ["Split", "ByteLevel"] if !byte_level_regex(steps[1]) => match regex(steps[0])?.as_str() {
+            r if r == LLAMA3_SPLIT => Some("llama-bpe"),
+            r if r == QWEN2_SPLIT => Some("qwen2"),
+            _ => None,
+        },
+        _ => None,
+    }
+}
