@@ -8,7 +8,8 @@ use crate::demo::{self, DemoOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Work directory (new or empty); default: the first free ./brain-demo[-N].
+    /// Work directory (new or empty); default: the first free brain-demo[-N] here, or in
+    /// ~/.local/share/sam-brain/demos when here is inside a git checkout.
     pub dir: Option<PathBuf>,
     /// Git repository to learn from (default: the one holding the working directory).
     #[arg(long)]

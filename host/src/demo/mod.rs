@@ -41,7 +41,8 @@ const SAMPLE_ROUTING: &str = include_str!("../../../samples/routing/interactions
 
 #[derive(Clone, Debug, Default)]
 pub struct DemoOptions {
-    /// Where to work (must not exist, or be empty); default: the first free `brain-demo[-N]`.
+    /// Where to work (must not exist, or be empty); default: the first free `brain-demo[-N]` in the
+    /// working directory, or in the user's data folder when that is inside a git checkout.
     pub dir: Option<PathBuf>,
     /// The git repository to learn from; default: the one holding the working directory.
     pub repo: Option<PathBuf>,
@@ -66,12 +67,27 @@ pub fn model_cache_dir() -> PathBuf {
     base.join("sam-brain").join("models")
 }
 
-/// The first `brain-demo`, `brain-demo-2`, … that does not exist yet.
-fn fresh_dir() -> PathBuf {
+/// Where demos go by default: the working directory, unless it is inside a git checkout (the demo
+/// would litter it, and collect its own output next time): then `$XDG_DATA_HOME/sam-brain/demos`
+/// (`~/.local/share/sam-brain/demos`).
+fn default_parent(cwd: &Path) -> PathBuf {
+    if find_repo(cwd).is_none() {
+        return cwd.to_path_buf();
+    }
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local").join("share")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("sam-brain")
+        .join("demos")
+}
+
+/// The first `brain-demo`, `brain-demo-2`, … in `parent` that does not exist yet.
+fn fresh_dir(parent: &Path) -> PathBuf {
     let mut n = 1;
     loop {
         let name = if n == 1 { "brain-demo".to_string() } else { format!("brain-demo-{n}") };
-        let p = PathBuf::from(name);
+        let p = parent.join(name);
         if !p.exists() {
             return p;
         }
@@ -98,11 +114,11 @@ pub struct DemoReport {
 }
 
 pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
-    let dir = opts.dir.clone().unwrap_or_else(fresh_dir);
+    let cwd = std::env::current_dir().context("reading the working directory")?;
+    let dir = opts.dir.clone().unwrap_or_else(|| fresh_dir(&default_parent(&cwd)));
     if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         bail!("{} exists and is not empty: pass another directory (`brain demo DIR`)", dir.display());
     }
-    let cwd = std::env::current_dir().context("reading the working directory")?;
     let repo = match &opts.repo {
         Some(r) => r.clone(),
         None => find_repo(&cwd)
@@ -125,6 +141,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
             eprintln!("demo: {s}");
         }
     };
+    say(&format!("working in {} (everything the demo writes goes there)", dir.display()));
     let real: Option<PathBuf> = match (&opts.model, opts.tiny) {
         (_, true) => None,
         (Some(m), false) => Some(m.clone()),
