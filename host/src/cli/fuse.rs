@@ -35,7 +35,8 @@ pub struct Args {
     /// Replace a model already in the output directory.
     #[arg(long)]
     pub overwrite: bool,
-    /// Also write the fused model as one GGUF file (llama.cpp, Ollama, LM Studio).
+    /// Also write the fused model as one GGUF file (llama.cpp, Ollama, LM Studio); a quantized
+    /// base is dequantized before merging (implies --dequantize).
     #[arg(long)]
     pub export_gguf: bool,
     /// Tensor type of the GGUF file: f16, q8_0 or q4_0 (embeddings and norms stay more precise).
@@ -87,7 +88,8 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         model: base.clone(),
         adapter_path: adapter.clone(),
         save_path: out,
-        dequantize: args.dequantize,
+        // A GGUF export is written from dense weights: a quantized base is dequantized first.
+        dequantize: args.dequantize || args.export_gguf,
         dtype: args.dtype,
         overwrite: args.overwrite,
     };

@@ -221,7 +221,8 @@ impl<'a> Stages<'a> {
         let lineage = Lineage { snapshot_id: Some(snapshot.id.clone()), parent_id: parent, resume_run: None };
         let quiet = self.opts.quiet;
         let (id, r) = training::dpo(self.store, &args, &lineage, &mut |p| {
-            if let (false, Some(m)) = (quiet, &p.train) {
+            // Only the report events: a run's `done` event repeats the last metrics.
+            if let (false, brain_train::Event::Train, Some(m)) = (quiet, p.event, &p.train) {
                 eprintln!("  dpo [{}/{}] loss {:.4} margin {:.3} acc {:.2}", p.step, p.iters, m.loss, m.rewards_margins, m.rewards_accuracies);
             }
         })?;
