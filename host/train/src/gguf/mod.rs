@@ -275,6 +275,16 @@ impl GgmlType {
             Q5K => "Q5_K".into(),
             Q6K => "Q6_K".into(),
             Q8K => "Q8_K".into(),
+            // The i-quants (lattice codebooks) are named so a refusal says which one.
+            Other(16) => "IQ2_XXS".into(),
+            Other(17) => "IQ2_XS".into(),
+            Other(18) => "IQ3_XXS".into(),
+            Other(19) => "IQ1_S".into(),
+            Other(20) => "IQ4_NL".into(),
+            Other(21) => "IQ3_S".into(),
+            Other(22) => "IQ2_S".into(),
+            Other(23) => "IQ4_XS".into(),
+            Other(29) => "IQ1_M".into(),
             Other(c) => format!("type {c}"),
             t => format!("{t:?}"),
         }

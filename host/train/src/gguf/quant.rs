@@ -79,7 +79,7 @@ fn k_scales(s: &[u8]) -> ([u8; 8], [u8; 8]) {
 /// Whether [`dequantize`] decodes `t`.
 pub fn can_dequantize(t: GgmlType) -> bool {
     use GgmlType::*;
-    matches!(t, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4K | Q5K | Q6K)
+    matches!(t, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2K | Q3K | Q4K | Q5K | Q6K)
 }
 
 /// Decode whole blocks of `data` (of type `t`) to f32, appending to `out`. `None` if `t` is not
@@ -117,6 +117,41 @@ pub fn dequantize(t: GgmlType, data: &[u8], out: &mut Vec<f32>) -> Option<()> {
                         (qs[j - 16] >> 4, (qh >> j) & 1)
                     };
                     out.push(d * ((nib as u32 | hi << 4) as i32 - off) as f32 + m);
+                }
+            }
+        }
+        Q2K => {
+            // 16 groups of 16: a 4-bit scale and a 4-bit min each (`scales`), 2-bit values packed
+            // four to a byte across 32-byte runs (`qs`), then the super-block's d and dmin.
+            for b in blocks {
+                let (scales, qs, d, dmin) = (&b[..16], &b[16..80], half(b, 80), half(b, 82));
+                for g in 0..16 {
+                    let (half_, pair, upper) = (g / 8, (g % 8) / 2, g % 2);
+                    let (scale, min) = (d * (scales[g] & 15) as f32, dmin * (scales[g] >> 4) as f32);
+                    let run = &qs[32 * half_ + 16 * upper..32 * half_ + 16 * upper + 16];
+                    out.extend(run.iter().map(|&q| scale * ((q >> (2 * pair)) & 3) as f32 - min));
+                }
+            }
+        }
+        Q3K => {
+            // 16 groups of 16 with 6-bit signed scales (offset 32) packed in 12 bytes; each value
+            // is 2 low bits (`qs`, as Q2_K) and a high bit (`hmask`) that, when clear, subtracts 4.
+            for b in blocks {
+                let (hmask, qs, packed, d) = (&b[..32], &b[32..96], &b[96..108], half(b, 108));
+                let scales: [i32; 16] = std::array::from_fn(|g| {
+                    let low = if g < 8 { packed[g] & 15 } else { packed[g - 8] >> 4 };
+                    let high = (packed[8 + g % 4] >> (2 * (g / 4))) & 3;
+                    (low | high << 4) as i32 - 32
+                });
+                for (g, &sc) in scales.iter().enumerate() {
+                    let (half_, pair, upper) = (g / 8, (g % 8) / 2, g % 2);
+                    let bit = 1u8 << (4 * half_ + pair);
+                    let at = 16 * upper;
+                    for l in at..at + 16 {
+                        let low = ((qs[32 * half_ + l] >> (2 * pair)) & 3) as i32;
+                        let v = low - if hmask[l] & bit != 0 { 0 } else { 4 };
+                        out.push(d * sc as f32 * v as f32);
+                    }
                 }
             }
         }

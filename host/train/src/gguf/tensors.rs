@@ -22,7 +22,7 @@ use super::{GgmlType, GgufFile, TensorInfo};
 use crate::error::{io, model_err, Result};
 
 /// The tensor types [`load`] accepts, for messages.
-pub const SUPPORTED: &str = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K (kept quantized), Q5_0, Q5_1, Q5_K, Q6_K (dequantized to f16)";
+pub const SUPPORTED: &str = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K (kept quantized), Q2_K, Q3_K, Q5_0, Q5_1, Q5_K, Q6_K (dequantized to f16)";
 
 /// What [`load`] produced.
 #[derive(Default)]

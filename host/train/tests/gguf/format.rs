@@ -99,6 +99,8 @@ fn random_blocks(t: GgmlType, n: usize, seed: u64) -> Vec<u8> {
         GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q5_0 => &[0],
         GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4K | GgmlType::Q5K => &[0, 2],
         GgmlType::Q6K => &[208],
+        GgmlType::Q2K => &[80, 82],
+        GgmlType::Q3K => &[108],
         _ => panic!("{t}"),
     };
     for b in data.chunks_exact_mut(bytes as usize) {
@@ -122,6 +124,8 @@ fn decoders_equal_gguf_py_and_affine_repacking_dequantizes_the_same() {
         GgmlType::Q4K,
         GgmlType::Q5K,
         GgmlType::Q6K,
+        GgmlType::Q2K,
+        GgmlType::Q3K,
     ];
     let mut args = Vec::new();
     for (i, t) in types.iter().enumerate() {
@@ -357,12 +361,12 @@ fn unsupported_tensor_types_are_named() {
     let td = tempfile::tempdir().unwrap();
     let mut w = GgufWriter::new();
     w.set("general.architecture", "llama");
-    w.add_encoded("blk.0.x.weight", &[1, 256], GgmlType::Q3K, vec![0u8; 110]).unwrap();
-    let path = td.path().join("q3k.gguf");
+    w.add_encoded("blk.0.x.weight", &[1, 256], GgmlType::Other(16), vec![0u8; 66]).unwrap();
+    let path = td.path().join("iq2.gguf");
     w.write(&path).unwrap();
     let e = tensors::load(&GgufFile::open(&path).unwrap(), |_| true).err().unwrap().to_string();
     assert!(
-        e.contains("blk.0.x.weight") && e.contains("Q3_K") && e.contains("q3k.gguf") && e.contains("Q4_K"),
+        e.contains("blk.0.x.weight") && e.contains("IQ2_XXS") && e.contains("iq2.gguf") && e.contains("Q4_K"),
         "{e}"
     );
 }
