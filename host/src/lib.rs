@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod plugin;
 pub mod registry;
 pub mod review;
+pub mod serve;
 pub mod ship;
 pub mod store;
 pub mod training;

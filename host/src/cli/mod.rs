@@ -24,6 +24,7 @@ mod generate;
 mod pipeline;
 mod demo;
 mod tokenize;
+mod serve;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -88,6 +89,8 @@ pub enum Command {
     Generate(generate::Args),
     /// Chat with the active model in the terminal.
     Chat(generate::Args),
+    /// Serve the active model with the OpenAI chat API (`/v1/chat/completions`, streaming too).
+    Serve(serve::Args),
     /// Models: `model info MODEL`, `model init-tiny DIR`.
     #[command(subcommand)]
     Model(model::Command),
@@ -153,6 +156,7 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => eval::run(ctx, args),
         Command::Generate(args) => generate::generate(ctx, args),
         Command::Chat(args) => generate::chat(ctx, args),
+        Command::Serve(args) => serve::run(ctx, args),
         Command::Model(cmd) => model::run(ctx, cmd),
         Command::Pipeline(cmd) => pipeline::run(ctx, cmd),
         Command::Demo(args) => demo::run(ctx, args),

@@ -81,6 +81,7 @@ impl GenerateArgs {
             repetition_penalty: self.repetition_penalty,
             repetition_context_size: self.repetition_context_size,
             seed: self.seed,
+            logit_bias: Vec::new(),
         }
     }
 
@@ -124,6 +125,8 @@ pub enum FinishReason {
     Length,
     /// The output looped; it was truncated after the first copy of the repeated unit.
     Repetition,
+    /// The caller stopped it (a stop string, a client that went away).
+    Cancelled,
 }
 
 /// The result of one generation (field names as mlx-lm's `GenerationResponse`).
@@ -285,6 +288,15 @@ impl Generator {
     /// Generate from prompt ids. `on_text` receives the text as it grows (pieces that do not end
     /// inside a multi-byte character).
     pub fn generate_tokens(&mut self, prompt: &[u32], opts: &GenOptions, on_text: &mut dyn FnMut(&str)) -> Result<Generation> {
+        self.generate_until(prompt, opts, &mut |t| {
+            on_text(t);
+            true
+        })
+    }
+
+    /// [`Generator::generate_tokens`] whose `on_text` may end generation by returning false
+    /// (finish reason [`FinishReason::Cancelled`]): a stop string was seen, or nobody listens.
+    pub fn generate_until(&mut self, prompt: &[u32], opts: &GenOptions, on_text: &mut dyn FnMut(&str) -> bool) -> Result<Generation> {
         if prompt.is_empty() {
             return Err(Error::Args("the prompt is empty".into()));
         }
@@ -322,8 +334,12 @@ impl Generator {
             }
             let text = self.tokenizer.decode(&out, true)?;
             if text.len() > sent && !text.ends_with('\u{FFFD}') && text.is_char_boundary(sent) {
-                on_text(&text[sent..]);
+                let go_on = on_text(&text[sent..]);
                 sent = text.len();
+                if !go_on {
+                    finish = FinishReason::Cancelled;
+                    break;
+                }
             }
             if out.len() >= opts.max_tokens {
                 break;
@@ -332,7 +348,7 @@ impl Generator {
         }
         let gen_time = t1.elapsed().as_secs_f64();
         let text = self.tokenizer.decode(&out, true)?;
-        if text.len() > sent && text.is_char_boundary(sent) && finish != FinishReason::Repetition {
+        if text.len() > sent && text.is_char_boundary(sent) && !matches!(finish, FinishReason::Repetition | FinishReason::Cancelled) {
             on_text(&text[sent..]);
         }
         Ok(Generation {

@@ -22,11 +22,14 @@ pub struct SamplingOptions {
     pub repetition_penalty: Option<f32>,
     pub repetition_context_size: usize,
     pub seed: u64,
+    /// Added to the logits of these tokens before anything else (OpenAI's `logit_bias`;
+    /// -100 bans a token).
+    pub logit_bias: Vec<(u32, f32)>,
 }
 
 impl Default for SamplingOptions {
     fn default() -> Self {
-        SamplingOptions { temp: 0.0, top_p: 1.0, top_k: 0, min_p: 0.0, repetition_penalty: None, repetition_context_size: 20, seed: 0 }
+        SamplingOptions { temp: 0.0, top_p: 1.0, top_k: 0, min_p: 0.0, repetition_penalty: None, repetition_context_size: 20, seed: 0, logit_bias: Vec::new() }
     }
 }
 
@@ -44,6 +47,11 @@ impl Sampler {
     /// The next token given the logits of the last position and the tokens so far (prompt and
     /// generated; the penalty looks at the last `repetition_context_size` of them).
     pub fn next(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
+        for &(id, bias) in &self.opts.logit_bias {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l += bias;
+            }
+        }
         if let Some(p) = self.opts.repetition_penalty {
             let ctx = &history[history.len().saturating_sub(self.opts.repetition_context_size)..];
             apply_repetition_penalty(logits, ctx, p);

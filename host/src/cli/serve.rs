@@ -1,0 +1,72 @@
+//! `brain serve`: the active model version (or the one named) behind the OpenAI chat API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use brain_train::generate::Generator;
+
+use super::Ctx;
+use crate::serve::{serve, ServeOptions};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The base model (directory, .gguf or ollama:NAME; default: the version's, else [train] base_model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// An adapter to apply (default: the active model version's).
+    #[arg(long, conflicts_with = "model_version")]
+    pub adapter_path: Option<PathBuf>,
+    /// A registered model version to serve (default: the active one).
+    #[arg(long)]
+    pub model_version: Option<String>,
+    /// Serve the base model without any adapter.
+    #[arg(long, conflicts_with_all = ["adapter_path", "model_version"])]
+    pub no_adapter: bool,
+    /// Address to bind; anything but loopback needs an API key.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0: any free one; the address is printed).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Key every request must send as `Authorization: Bearer KEY`.
+    #[arg(long, env = "BRAIN_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Requests that may wait while one is answered; more get HTTP 503.
+    #[arg(long, default_value_t = 32)]
+    pub queue: usize,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
+    let (model, adapter, label) = if a.model.is_some() && (a.adapter_path.is_some() || a.no_adapter) && !ctx.config_path.exists() {
+        (a.model.clone().expect("checked"), a.adapter_path.clone(), None)
+    } else if !ctx.config_path.exists() && a.model_version.is_none() {
+        // No project: the model as given, without an adapter.
+        let model = a.model.clone().context("no model: pass --model (no brain.toml here to find a model version in)")?;
+        (model, None, None)
+    } else {
+        let config = ctx.config()?;
+        let store = ctx.open_store(&config)?;
+        let record = match &a.model_version {
+            Some(v) => Some(store.model(v)?.ok_or_else(|| crate::registry::RegistryError::NoModel(v.clone()))?),
+            None if a.no_adapter || a.adapter_path.is_some() => None,
+            None => store.active_model()?,
+        };
+        let model = a
+            .model
+            .clone()
+            .or_else(|| record.as_ref().and_then(|m| m.base_model.clone()).map(PathBuf::from))
+            .or_else(|| config.train.base_model.clone())
+            .context("no model: pass --model, set [train] base_model, or promote a model version")?;
+        let adapter = if a.no_adapter { None } else { a.adapter_path.clone().or_else(|| record.as_ref().and_then(|m| m.adapter.clone()).map(PathBuf::from)) };
+        (model, adapter, record.map(|m| m.version))
+    };
+    let model_id = label.unwrap_or_else(|| model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "brain".into()));
+    let adapters: Vec<PathBuf> = adapter.into_iter().collect();
+    if !ctx.quiet {
+        eprintln!("brain serve: loading {}{}", model.display(), adapters.first().map(|a| format!(" with adapter {}", a.display())).unwrap_or_default());
+    }
+    let load = move || -> anyhow::Result<Generator> { Ok(Generator::load(&model, &adapters, None)?) };
+    serve(load, ServeOptions { host: a.host, port: a.port, api_key: a.api_key, model_id, queue: a.queue.max(1) })?;
+    Ok(ExitCode::SUCCESS)
+}
