@@ -1,13 +1,19 @@
 //! Per-rule validation of a matched secret, beyond regex and entropy.
 
-/// What else a match must satisfy to count as a secret.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What else a match must satisfy to count as a secret (`check = "…"` in a rules file).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub(crate) enum Check {
+    #[default]
     None,
     /// A private key block whose body holds real key material (32+ base64 characters in a row).
     KeyBlock,
     /// Random-looking: a digit, or both upper- and lower-case letters.
     TokenLike,
+    /// A random value near a keyword: letters and digits both, not an identifier or dotted path.
+    Random,
+    /// A base64 value in the `data:` map of a Kubernetes `kind: Secret` manifest.
+    K8sSecret,
     /// A `password=` value: quoted, or else not a code reference nor a plain number, with a digit
     /// or a symbol.
     Password,
@@ -49,6 +55,10 @@ impl Check {
             Check::None => true,
             Check::KeyBlock => key_block_has_body(s),
             Check::TokenLike => token_like(s),
+            Check::Random => {
+                s.bytes().any(|b| b.is_ascii_digit()) && s.bytes().any(|b| b.is_ascii_alphabetic()) && !is_code_reference(s)
+            }
+            Check::K8sSecret => in_k8s_secret_data(text, start),
             Check::Password => {
                 if is_quoted(text, start, end) {
                     true
@@ -88,6 +98,21 @@ impl Check {
             }
         }
     }
+}
+
+/// The value at `start` sits in the `data:` map of a YAML document (between `---` lines) that
+/// declares `kind: Secret`.
+fn in_k8s_secret_data(text: &str, start: usize) -> bool {
+    let doc_start = text[..start].rfind("\n---").map_or(0, |i| i + 4);
+    let doc_end = text[start..].find("\n---").map_or(text.len(), |i| start + i);
+    let doc = &text[doc_start..doc_end];
+    if !doc.lines().any(|l| l.trim_end() == "kind: Secret") {
+        return false;
+    }
+    // The nearest top-level key above the value must be `data:`.
+    let before = &text[doc_start..start];
+    let owner = before.lines().rev().find(|l| l.starts_with(|c: char| c.is_ascii_alphabetic()));
+    owner.is_some_and(|l| l.trim_end() == "data:")
 }
 
 fn token_like(s: &str) -> bool {

@@ -1,6 +1,6 @@
 //! Secret scrubbing in the style of gitleaks.
 //!
-//! Each rule has keywords, a regex whose first participating capture group is the secret, a
+//! The rules are data (`rules.toml`, extended by `[scrub] extra_rules`). Each rule has keywords, a regex whose first participating capture group is the secret, a
 //! minimum Shannon entropy and sometimes an extra check. One Aho-Corasick pass over the text finds
 //! where rules' keywords occur. A built-in rule's matches start with one of its keywords, so its
 //! regex is only tried, anchored, at those positions: the text is scanned once, whatever the
@@ -23,6 +23,7 @@ mod rules;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
 
 use aho_corasick::AhoCorasick;
 use regex::{Regex, RegexSet};
@@ -54,6 +55,9 @@ pub struct ScrubConfig {
     pub disable: Vec<String>,
     /// Extra rules, run after the built-in ones.
     pub rules: Vec<UserRule>,
+    /// A rules file in the built-in `rules.toml` format (`[[rule]]` tables), run after the
+    /// built-in rules and before `rules`.
+    pub extra_rules: Option<PathBuf>,
     /// Regexes; a secret matching any of them (anywhere in it) is kept.
     pub allow: Vec<String>,
     /// Exact values that are kept.
@@ -91,6 +95,8 @@ pub enum ScrubError {
     DuplicateRule(String),
     #[error("scrub.disable names `{0}`, which is not a built-in rule; known rules: {1}")]
     UnknownRule(String, String),
+    #[error("scrub extra_rules file {path}: {message}")]
+    RulesFile { path: String, message: String },
 }
 
 /// How many secrets each rule redacted. Serializes as a JSON object `{rule-id: count}`.
@@ -134,6 +140,8 @@ pub struct Scrubbed<'a> {
 struct Rule {
     id: String,
     regex: meta::Regex,
+    /// The rule's own allow-list (documented example values).
+    allow: Option<RegexSet>,
     /// Tried only at its keywords' positions (matches start with a keyword).
     anchored: bool,
     entropy: f64,
@@ -165,10 +173,26 @@ pub struct Scrubber {
 
 impl Scrubber {
     pub fn new(config: &ScrubConfig) -> Result<Self, ScrubError> {
-        let known: Vec<&str> = rules::BUILTIN.iter().map(|r| r.id).collect();
+        let builtin = rules::builtin();
+        let known: Vec<&str> = builtin.iter().map(|r| r.id.as_str()).collect();
         if let Some(unknown) = config.disable.iter().find(|d| !known.contains(&d.as_str())) {
             return Err(ScrubError::UnknownRule(unknown.clone(), known.join(", ")));
         }
+        let extra = match &config.extra_rules {
+            None => Vec::new(),
+            Some(path) => {
+                let fail = |message: String| ScrubError::RulesFile { path: path.display().to_string(), message };
+                let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+                let extra = rules::parse(&text).map_err(fail)?;
+                for spec in &extra {
+                    check_user_id(&spec.id, &known)?;
+                    if extra.iter().filter(|r| r.id == spec.id).count() > 1 || config.rules.iter().any(|r| r.id == spec.id) {
+                        return Err(ScrubError::DuplicateRule(spec.id.clone()));
+                    }
+                }
+                extra
+            }
+        };
         let mut rules = Vec::new();
         let mut keywords: Vec<String> = Vec::new();
         let mut keyword_rules: Vec<Vec<usize>> = Vec::new();
@@ -187,35 +211,38 @@ impl Scrubber {
             }
             any
         };
-        for spec in rules::BUILTIN {
-            let enabled = match spec.id {
+        let enabled = |id: &str| {
+            (match id {
                 rules::EMAIL => config.emails,
                 rules::HOME_PATH => config.home_paths,
                 _ => true,
-            } && !config.disable.iter().any(|d| d == spec.id);
-            if !enabled {
-                continue;
-            }
-            let regex = meta::Regex::new(spec.regex)
-                .map_err(|e| ScrubError::BadRegex { rule: spec.id.to_string(), message: e.to_string() })?;
+            }) && !config.disable.iter().any(|d| d == id)
+        };
+        for spec in builtin.iter().filter(|s| enabled(&s.id)).chain(extra.iter()) {
+            let bad_regex = |message: String| ScrubError::BadRegex { rule: spec.id.clone(), message };
+            let regex = meta::Regex::new(&spec.expanded_regex()).map_err(|e| bad_regex(e.to_string()))?;
+            let allow = if spec.allow.is_empty() {
+                None
+            } else {
+                Some(RegexSet::new(&spec.allow).map_err(|e| bad_regex(format!("allow: {e}")))?)
+            };
             let index = rules.len();
             rules.push(Rule {
-                id: spec.id.to_string(),
+                id: spec.id.clone(),
                 regex,
+                allow,
                 anchored: spec.anchored,
                 entropy: spec.entropy,
                 check: spec.check,
                 group: None,
             });
-            if !add_keywords(index, &mut spec.keywords.iter().map(|k| k.to_string())) {
+            if !add_keywords(index, &mut spec.keywords.iter().filter(|k| !k.is_empty()).map(|k| k.to_ascii_lowercase())) {
                 always.push(index);
             }
         }
         for user in &config.rules {
-            if user.id.is_empty() || !user.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-                return Err(ScrubError::BadId(user.id.clone()));
-            }
-            if known.contains(&user.id.as_str()) || config.rules.iter().filter(|r| r.id == user.id).count() > 1 {
+            check_user_id(&user.id, &known)?;
+            if config.rules.iter().filter(|r| r.id == user.id).count() > 1 {
                 return Err(ScrubError::DuplicateRule(user.id.clone()));
             }
             let regex = meta::Regex::new(&user.regex)
@@ -225,7 +252,7 @@ impl Scrubber {
                 .to_index(regex_automata::PatternID::ZERO, "secret")
                 .or(if info.group_len(regex_automata::PatternID::ZERO) > 1 { Some(1) } else { Some(0) });
             let index = rules.len();
-            rules.push(Rule { id: user.id.clone(), regex, anchored: false, entropy: user.entropy, check: Check::None, group });
+            rules.push(Rule { id: user.id.clone(), regex, allow: None, anchored: false, entropy: user.entropy, check: Check::None, group });
             if !add_keywords(index, &mut user.keywords.iter().filter(|k| !k.is_empty()).map(|k| k.to_ascii_lowercase())) {
                 always.push(index);
             }
@@ -375,7 +402,11 @@ impl Scrubber {
             return;
         }
         let value = &text[start..end];
-        if (rule.entropy > 0.0 && shannon_entropy(value) < rule.entropy) || !rule.check.passes(text, start, end) || self.is_allowed(value) {
+        if (rule.entropy > 0.0 && shannon_entropy(value) < rule.entropy)
+            || !rule.check.passes(text, start, end)
+            || self.is_allowed(value)
+            || rule.allow.as_ref().is_some_and(|set| set.is_match(value))
+        {
             return;
         }
         let markers = markers.get_or_insert_with(|| marker_spans(text));
@@ -395,6 +426,17 @@ impl Scrubber {
         }
         self.allow.as_ref().is_some_and(|set| set.is_match(value))
     }
+}
+
+/// A user rule's id: well-formed and not a built-in one.
+fn check_user_id(id: &str, builtin: &[&str]) -> Result<(), ScrubError> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return Err(ScrubError::BadId(id.to_string()));
+    }
+    if builtin.contains(&id) {
+        return Err(ScrubError::DuplicateRule(id.to_string()));
+    }
+    Ok(())
 }
 
 fn next_char(text: &str, at: usize) -> usize {
@@ -417,7 +459,8 @@ fn marker_spans(text: &str) -> Vec<(usize, usize)> {
 /// The plain baseline the benchmark compares with: every rule's regex in one `RegexSet`, run on
 /// every text, then the matching rules' regexes again for positions (no keyword prefilter).
 pub fn regexset_baseline() -> (RegexSet, Vec<Regex>) {
-    let patterns: Vec<&str> = rules::BUILTIN.iter().filter(|r| ![rules::EMAIL, rules::HOME_PATH].contains(&r.id)).map(|r| r.regex).collect();
+    let patterns: Vec<String> =
+        rules::builtin().iter().filter(|r| ![rules::EMAIL, rules::HOME_PATH].contains(&r.id.as_str())).map(|r| r.expanded_regex()).collect();
     let set = RegexSet::new(&patterns).expect("built-in rules compile");
     let regexes = patterns.iter().map(|p| Regex::new(p).expect("built-in rules compile")).collect();
     (set, regexes)
