@@ -60,7 +60,9 @@ impl Check {
             }
             Check::K8sSecret => in_k8s_secret_data(text, start),
             Check::Password => {
-                if is_quoted(text, start, end) {
+                if is_call(text, end) || is_path_or_url(s) || has_long_run(s) {
+                    false
+                } else if is_quoted(text, start, end) {
                     true
                 } else {
                     // Identifiers name a secret; plain numbers are counts, ports and ids.
@@ -73,11 +75,16 @@ impl Check {
                 let has_digit = s.bytes().any(|b| b.is_ascii_digit());
                 let has_alpha = s.bytes().any(|b| b.is_ascii_alphabetic());
                 let min = if s.bytes().all(|b| b.is_ascii_hexdigit()) { 3.0 } else { 3.5 };
-                has_digit && has_alpha && !is_code_reference(s) && shannon_entropy(s) >= min
+                has_digit && has_alpha && !is_code_reference(s) && !is_call(text, end) && !has_long_run(s) && shannon_entropy(s) >= min
             }
             Check::UrlPassword => {
                 let first = s.as_bytes()[0];
-                !matches!(first, b'$' | b'{' | b'<' | b'%') && !s.bytes().all(|b| b == b'*' || b == b'x' || b == b'X')
+                // Documentation writes `user:password@host`, `USER:PASSWORD@HOST`, `user:token@`.
+                let word = ["password", "pass", "passwd", "pwd", "pw", "secret", "token", "apikey", "api_key", "key", "pat"];
+                !matches!(first, b'$' | b'{' | b'<' | b'%')
+                    && !s.bytes().all(|b| b == b'*' || b == b'x' || b == b'X')
+                    && !s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+                    && !word.contains(&s.to_ascii_lowercase().as_str())
             }
             Check::Email => {
                 // `https://user@host` is a URL's user name, not an address.
@@ -117,6 +124,23 @@ fn in_k8s_secret_data(text: &str, start: usize) -> bool {
 
 fn token_like(s: &str) -> bool {
     s.bytes().any(|b| b.is_ascii_digit()) || (s.bytes().any(|b| b.is_ascii_uppercase()) && s.bytes().any(|b| b.is_ascii_lowercase()))
+}
+
+/// The value is a function being called: `HeaderName::from_static(`.
+fn is_call(text: &str, end: usize) -> bool {
+    text.as_bytes().get(end) == Some(&b'(')
+}
+
+/// `prod/db/credentials`, `https://oauth2.googleapis.com/token`: a path or URL names where a
+/// secret is, it is not one (URLs with credentials have their own rule).
+fn is_path_or_url(s: &str) -> bool {
+    s.contains("://")
+        || (s.contains('/') && s.split('/').all(|seg| seg.bytes().all(|b| b.is_ascii_lowercase() || matches!(b, b'-' | b'_' | b'.'))))
+}
+
+/// Four or more of the same character in a row: filler (`aaaabbbb`, `0000`), not a secret.
+fn has_long_run(s: &str) -> bool {
+    s.as_bytes().windows(4).any(|w| w[0] == w[1] && w[1] == w[2] && w[2] == w[3])
 }
 
 fn is_quoted(text: &str, start: usize, end: usize) -> bool {

@@ -86,6 +86,7 @@ pub(crate) fn builtin() -> &'static [RuleSpec] {
 pub(crate) const STOPWORDS: &[&str] = &[
     "example", "xxxx", "****", "your", "placeholder", "changeme", "change_me", "dummy", "sample", "redacted", "lorem", "<",
     ">", "${", "{{", "1234567890", "abcdefgh", "0000000000", "insert", "replace", "fake", "secret_here", "token_here", "key_here",
+    "...", "change-this", "change_this",
 ];
 
 #[cfg(test)]
