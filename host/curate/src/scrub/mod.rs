@@ -552,6 +552,41 @@ mod tests {
     }
 
     #[test]
+    fn extra_rules_file_adds_rules_and_names_itself_in_errors() {
+        let dir = std::env::temp_dir().join(format!("brain-scrub-extra-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rules.toml");
+        let with = |p: &std::path::Path| Scrubber::new(&ScrubConfig { extra_rules: Some(p.to_path_buf()), ..Default::default() });
+        std::fs::write(
+            &path,
+            r#"[[rule]]
+id = "acme-internal"
+description = "Acme internal token"
+keywords = ["acmetk_"]
+anchored = true
+regex = '''(acmetk_[a-z0-9]{20}){end}'''
+entropy = 3.0
+allow = ["^acmetk_test"]
+"#,
+        )
+        .unwrap();
+        let out = with(&path).unwrap().scrub("id acmetk_9f3k2m8q1z7x4c6v5b0n and acmetk_testq1z7x4c6v5b0n9f3k");
+        assert_eq!(out.text, "id [REDACTED:acme-internal] and acmetk_testq1z7x4c6v5b0n9f3k");
+
+        std::fs::write(&path, "[[rule]]\nid = \"acme\"\nregex = \"(\"\n").unwrap();
+        let e = with(&path).err().unwrap();
+        assert!(matches!(e, ScrubError::BadRegex { ref rule, .. } if rule == "acme"), "{e}");
+        std::fs::write(&path, "[[rule]]\nid = \"acme\"\nregexp = \"x\"\n").unwrap();
+        let e = with(&path).err().unwrap().to_string();
+        assert!(e.contains("rules.toml") && e.contains("line 3") && e.contains("regexp"), "{e}");
+        std::fs::write(&path, "[[rule]]\nid = \"jwt\"\nregex = \"x\"\n").unwrap();
+        assert_eq!(with(&path).err().unwrap(), ScrubError::DuplicateRule("jwt".into()));
+        let e = with(&dir.join("missing.toml")).err().unwrap().to_string();
+        assert!(e.contains("missing.toml") && e.contains("cannot read"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
     fn disable_turns_rules_off() {
         let s = Scrubber::new(&ScrubConfig { disable: vec!["jwt".into()], ..Default::default() }).unwrap();
         assert!(!s.rule_ids().any(|r| r == "jwt"));
