@@ -42,6 +42,31 @@ fn recall_per_family_is_at_least_95_percent() {
     }
 }
 
+/// The forms a text takes on its way in: a git diff prefixes each line with `+`, a transcript's
+/// tool excerpt indents each line, markdown quotes them with `> `.
+#[test]
+fn recall_holds_in_diffs_indented_tool_output_and_quotes() {
+    let scrubber = Scrubber::default();
+    let cases = positives();
+    for prefix in ["+", "  ", "> "] {
+        let mut per_family: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+        let mut missed = Vec::new();
+        for case in &cases {
+            let text: String = case.text.lines().map(|l| format!("{prefix}{l}\n")).collect();
+            let entry = per_family.entry(case.family.as_str()).or_default();
+            entry.1 += 1;
+            if scrubber.scrub(&text).text.contains(&case.secret) {
+                missed.push(format!("{} {} (line {})", case.family, case.rule, case.line));
+            } else {
+                entry.0 += 1;
+            }
+        }
+        for (family, (found, total)) in &per_family {
+            assert!(*found as f64 >= 0.95 * *total as f64, "prefix {prefix:?}, family {family}: {found}/{total}\nmissed: {}", missed.join("\n"));
+        }
+    }
+}
+
 #[test]
 fn false_redaction_of_look_alikes_is_at_most_5_percent() {
     let scrubber = Scrubber::default();

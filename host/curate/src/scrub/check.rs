@@ -108,18 +108,19 @@ impl Check {
 }
 
 /// The value at `start` sits in the `data:` map of a YAML document (between `---` lines) that
-/// declares `kind: Secret`.
+/// declares `kind: Secret`. The manifest may be indented as a whole (quoted in a tool's output,
+/// a markdown list): what counts is the nearest line above the value that is indented less.
 fn in_k8s_secret_data(text: &str, start: usize) -> bool {
     let doc_start = text[..start].rfind("\n---").map_or(0, |i| i + 4);
     let doc_end = text[start..].find("\n---").map_or(text.len(), |i| start + i);
-    let doc = &text[doc_start..doc_end];
-    if !doc.lines().any(|l| l.trim_end() == "kind: Secret") {
+    if !text[doc_start..doc_end].lines().any(|l| l.trim() == "kind: Secret") {
         return false;
     }
-    // The nearest top-level key above the value must be `data:`.
-    let before = &text[doc_start..start];
-    let owner = before.lines().rev().find(|l| l.starts_with(|c: char| c.is_ascii_alphabetic()));
-    owner.is_some_and(|l| l.trim_end() == "data:")
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let mut above = text[doc_start..start].lines().rev();
+    let Some(value_line) = above.next() else { return false };
+    let own = indent(value_line);
+    above.find(|l| !l.trim().is_empty() && indent(l) < own).is_some_and(|l| l.trim() == "data:")
 }
 
 fn token_like(s: &str) -> bool {

@@ -404,7 +404,7 @@ impl Scrubber {
         let value = &text[start..end];
         if (rule.entropy > 0.0 && shannon_entropy(value) < rule.entropy)
             || !rule.check.passes(text, start, end)
-            || self.is_allowed(value)
+            || self.is_allowed(value, rule.check)
             || rule.allow.as_ref().is_some_and(|set| set.is_match(value))
         {
             return;
@@ -416,12 +416,14 @@ impl Scrubber {
         hits.push(Hit { start, end, rule: r });
     }
 
-    fn is_allowed(&self, value: &str) -> bool {
+    fn is_allowed(&self, value: &str, check: Check) -> bool {
         if self.allow_values.contains(value) {
             return true;
         }
+        // A key block is a placeholder when it has no body (its check); its lines may be quoted
+        // (`> `) or its base64 may spell a stopword by chance.
         let lower = value.to_lowercase();
-        if self.stopwords.iter().any(|w| lower.contains(w.as_str())) {
+        if check != Check::KeyBlock && self.stopwords.iter().any(|w| lower.contains(w.as_str())) {
             return true;
         }
         self.allow.as_ref().is_some_and(|set| set.is_match(value))

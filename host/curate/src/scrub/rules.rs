@@ -61,8 +61,8 @@ impl RuleSpec {
 /// `{assign}`: a key's tail, optional quote, `=`/`:`/`:=`/`=>`, optional quote.
 const ASSIGN: &str = r#"[A-Za-z0-9_.\-]{0,24}['"]?[ \t]{0,4}(?:=>|:=|=|:)[ \t]{0,4}['"`]?"#;
 /// `{near}`: the keyword's line and optionally the next, up to 60 characters each, then a
-/// character that can precede a value (or the start of the next line).
-const NEAR: &str = r#"(?:[^\n]{0,60}?\n)?[^\n]{0,60}?(?:(?m:^)|[\s'"`=:,(\[>/])"#;
+/// character that can precede a value (or the start of the next line, after a diff's `+`).
+const NEAR: &str = r#"(?:[^\n]{0,60}?\n)?[^\n]{0,60}?(?:(?m:^)\+?|[\s'"`=:,(\[>/])"#;
 /// `{end}`: the value stops at a character that cannot continue a token.
 const END: &str = r"(?:[^A-Za-z0-9_\-]|$)";
 

@@ -26,7 +26,12 @@ pub struct Negative {
 
 #[allow(dead_code)]
 pub fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/secrets-corpus")
+    // From brain-curate (host/curate) or from the brain crate (host).
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    [manifest.join("tests/secrets-corpus"), manifest.join("curate/tests/secrets-corpus")]
+        .into_iter()
+        .find(|d| d.is_dir())
+        .unwrap_or_else(|| panic!("no tests/secrets-corpus under {}", manifest.display()))
 }
 
 /// `(header words, text, line)` of each `### …` case.
