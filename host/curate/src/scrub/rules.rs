@@ -62,7 +62,9 @@ impl RuleSpec {
 const ASSIGN: &str = r#"[A-Za-z0-9_.\-]{0,24}['"]?[ \t]{0,4}(?:=>|:=|=|:)[ \t]{0,4}['"`]?"#;
 /// `{near}`: the keyword's line and optionally the next, up to 60 characters each, then a
 /// character that can precede a value (or the start of the next line, after a diff's `+`).
-const NEAR: &str = r#"(?:[^\n]{0,60}?\n)?[^\n]{0,60}?(?:(?m:^)\+?|[\s'"`=:,(\[>/])"#;
+/// ASCII classes, not `[^\n]`/`\s`: Unicode ones make each of these bounded repetitions hundreds of
+/// automaton states, which is what keeps the lazy DFA fast or not.
+const NEAR: &str = r#"(?:[\x00-\x09\x0B-\x7F]{0,60}?\n)?[\x00-\x09\x0B-\x7F]{0,60}?(?:(?m:^)\+?|[ \t\r\n'"`=:,(\[>/])"#;
 /// `{end}`: the value stops at a character that cannot continue a token.
 const END: &str = r"(?:[^A-Za-z0-9_\-]|$)";
 
