@@ -148,6 +148,9 @@ struct Rule {
     check: Check,
     /// Capture group index of the secret (0 = whole match), or `None` for "first participating".
     group: Option<usize>,
+    /// For `HEAD{near}VALUE` rules, `regex` is HEAD and this is VALUE, searched in the two lines
+    /// after HEAD's match.
+    near_value: Option<meta::Regex>,
 }
 
 /// One match to redact.
@@ -220,7 +223,13 @@ impl Scrubber {
         };
         for spec in builtin.iter().filter(|s| enabled(&s.id)).chain(extra.iter()) {
             let bad_regex = |message: String| ScrubError::BadRegex { rule: spec.id.clone(), message };
-            let regex = meta::Regex::new(&spec.expanded_regex()).map_err(|e| bad_regex(e.to_string()))?;
+            let (regex, near_value) = match spec.near_split().filter(|_| spec.anchored && !spec.keywords.is_empty()) {
+                Some((head, value)) => (
+                    meta::Regex::new(&head).map_err(|e| bad_regex(e.to_string()))?,
+                    Some(meta::Regex::new(&value).map_err(|e| bad_regex(e.to_string()))?),
+                ),
+                None => (meta::Regex::new(&spec.expanded_regex()).map_err(|e| bad_regex(e.to_string()))?, None),
+            };
             let allow = if spec.allow.is_empty() {
                 None
             } else {
@@ -235,6 +244,7 @@ impl Scrubber {
                 entropy: spec.entropy,
                 check: spec.check,
                 group: None,
+                near_value,
             });
             if !add_keywords(index, &mut spec.keywords.iter().filter(|k| !k.is_empty()).map(|k| k.to_ascii_lowercase())) {
                 always.push(index);
@@ -252,7 +262,16 @@ impl Scrubber {
                 .to_index(regex_automata::PatternID::ZERO, "secret")
                 .or(if info.group_len(regex_automata::PatternID::ZERO) > 1 { Some(1) } else { Some(0) });
             let index = rules.len();
-            rules.push(Rule { id: user.id.clone(), regex, allow: None, anchored: false, entropy: user.entropy, check: Check::None, group });
+            rules.push(Rule {
+                id: user.id.clone(),
+                regex,
+                allow: None,
+                anchored: false,
+                entropy: user.entropy,
+                check: Check::None,
+                group,
+                near_value: None,
+            });
             if !add_keywords(index, &mut user.keywords.iter().filter(|k| !k.is_empty()).map(|k| k.to_ascii_lowercase())) {
                 always.push(index);
             }
@@ -357,8 +376,18 @@ impl Scrubber {
                     scan[r] = true;
                     continue;
                 }
-                let caps = caps[r].get_or_insert_with(|| rule.regex.create_captures());
                 let input = Input::new(text).span(m.start()..text.len()).anchored(Anchored::Yes);
+                if let Some(value) = &rule.near_value {
+                    let Some(head) = rule.regex.search_half(&input) else { continue };
+                    let (from, window) = near_window(text, head.offset());
+                    let caps = caps[r].get_or_insert_with(|| value.create_captures());
+                    value.search_captures(&Input::new(text).span(from..(window + 320).min(text.len())), caps);
+                    if caps.get_match().is_some_and(|v| v.start() <= window) {
+                        self.consider(text, r, caps, &mut markers, &mut hits);
+                    }
+                    continue;
+                }
+                let caps = caps[r].get_or_insert_with(|| rule.regex.create_captures());
                 rule.regex.search_captures(&input, caps);
                 if caps.is_match() {
                     self.consider(text, r, caps, &mut markers, &mut hits);
@@ -442,6 +471,22 @@ fn check_user_id(id: &str, builtin: &[&str]) -> Result<(), ScrubError> {
         return Err(ScrubError::DuplicateRule(id.to_string()));
     }
     Ok(())
+}
+
+/// Where a `{near}` value may start after a keyword match ending at `from`: up to
+/// `NEAR_LINE` bytes on the keyword's line, or its line and up to `NEAR_LINE` bytes of the next.
+/// Returns `from` and the last start allowed (the value's leading delimiter included).
+fn near_window(text: &str, from: usize) -> (usize, usize) {
+    let bytes = text.as_bytes();
+    let line_end = memchr::memchr(b'\n', &bytes[from..]).map_or(text.len(), |i| from + i);
+    let last = if line_end - from > rules::NEAR_LINE || line_end == text.len() {
+        (from + rules::NEAR_LINE).min(line_end)
+    } else {
+        let next = line_end + 1;
+        let next_end = memchr::memchr(b'\n', &bytes[next..]).map_or(text.len(), |i| next + i);
+        (next + rules::NEAR_LINE).min(next_end)
+    };
+    (from, last)
 }
 
 fn next_char(text: &str, at: usize) -> usize {

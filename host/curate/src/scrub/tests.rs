@@ -129,3 +129,15 @@ fn counts_serialize_as_a_map() {
     let (_, counts) = scrub("a ghp_R4nd0mT0k3nW1thTh1rtySixCh4rsXyZ01234 b npm_Ab3dEf6hIj9lMn2pQr5tUv8xYz1bCd4fGh7j");
     assert_eq!(serde_json::to_string(&counts).unwrap(), r#"{"github-token":1,"npm-token":1}"#);
 }
+
+#[test]
+fn near_values_sit_on_the_keyword_line_or_the_next() {
+    let key = "keyQ8vN2kLmP4xR7tY";
+    let (out, _) = scrub(&format!("# Airtable API key\n{key}\n"));
+    assert_eq!(out, "# Airtable API key\n[REDACTED:saas-token-near]\n");
+    let (out, _) = scrub(&format!("+# Airtable\n+AIRTABLE_KEY={key}"));
+    assert_eq!(out, "+# Airtable\n+AIRTABLE_KEY=[REDACTED:saas-token-near]");
+    // Two lines further down it is no longer near.
+    let far = format!("# Airtable API key\n\nsome other line\n{key}\n");
+    assert!(scrub(&far).0.contains(key));
+}
