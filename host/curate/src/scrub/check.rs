@@ -60,7 +60,7 @@ impl Check {
             }
             Check::K8sSecret => in_k8s_secret_data(text, start),
             Check::Password => {
-                if is_call(text, end) || is_path_or_url(s) || has_long_run(s) {
+                if continues_as_call_or_template(text, end) || is_path_or_url(s) || has_long_run(s) {
                     false
                 } else if is_quoted(text, start, end) {
                     true
@@ -75,7 +75,7 @@ impl Check {
                 let has_digit = s.bytes().any(|b| b.is_ascii_digit());
                 let has_alpha = s.bytes().any(|b| b.is_ascii_alphabetic());
                 let min = if s.bytes().all(|b| b.is_ascii_hexdigit()) { 3.0 } else { 3.5 };
-                has_digit && has_alpha && !is_code_reference(s) && !is_call(text, end) && !has_long_run(s) && shannon_entropy(s) >= min
+                has_digit && has_alpha && !is_code_reference(s) && !continues_as_call_or_template(text, end) && !has_long_run(s) && shannon_entropy(s) >= min
             }
             Check::UrlPassword => {
                 let first = s.as_bytes()[0];
@@ -127,9 +127,10 @@ fn token_like(s: &str) -> bool {
     s.bytes().any(|b| b.is_ascii_digit()) || (s.bytes().any(|b| b.is_ascii_uppercase()) && s.bytes().any(|b| b.is_ascii_lowercase()))
 }
 
-/// The value is a function being called: `HeaderName::from_static(`.
-fn is_call(text: &str, end: usize) -> bool {
-    text.as_bytes().get(end) == Some(&b'(')
+/// The value is a function being called (`HeaderName::from_static(`) or the fixed start of a
+/// template (`xkeysib-<your-key>`, `prefix-${VAR}`).
+fn continues_as_call_or_template(text: &str, end: usize) -> bool {
+    matches!(text.as_bytes().get(end), Some(b'(' | b'<' | b'{' | b'$'))
 }
 
 /// `prod/db/credentials`, `https://oauth2.googleapis.com/token`: a path or URL names where a

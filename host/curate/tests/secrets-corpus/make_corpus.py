@@ -267,6 +267,17 @@ for make in [lambda: "lin_api_" + rnd(B62, 40), lambda: "secret_" + rnd(B62, 43)
     s = make()
     add("observability-saas", "saas-prefixed-token", s, contexts("SERVICE_TOKEN", s)[R.choice([0, 1, 3, 4, 7])])
 
+for name, make in [("BREVO_API_KEY", lambda: "xkeysib-" + rnd(HEX, 64) + "-" + rnd(B62, 16)), ("SRC_ACCESS_TOKEN", lambda: "sgp_" + rnd(HEX, 16) + "_" + rnd(HEX, 40)),
+                   ("PREFECT_API_KEY", lambda: "pnu_" + rnd(B62, 36)), ("HARNESS_PLATFORM_API_KEY", lambda: "pat." + rnd(URL, 22) + "." + rnd(HEX, 24) + "." + rnd(B62, 20)),
+                   ("SCALINGO_API_TOKEN", lambda: "tk-us-" + rnd(URL, 48)), ("README_API_KEY", lambda: "rdme_" + rnd(LO + DIG, 70)),
+                   ("SETTLEMINT_ACCESS_TOKEN", lambda: "sm_pat_" + rnd(B62, 16)), ("EASYPOST_API_KEY", lambda: "EZAK" + rnd(B62, 54)),
+                   ("DUFFEL_ACCESS_TOKEN", lambda: "duffel_live_" + rnd(URL, 43)), ("FRAMEIO_TOKEN", lambda: "fio-u-" + rnd(URL, 64)),
+                   ("OPENSHIFT_TOKEN", lambda: "sha256~" + rnd(URL, 43)), ("ADOBE_CLIENT_SECRET", lambda: "p8e-" + rnd(B62, 32)),
+                   ("DN_API_KEY", lambda: "dnkey-" + rnd(LO + DIG, 26) + "-" + rnd(LO + DIG, 52)), ("FT_SECRET", lambda: "s-s4t2ud-" + rnd(HEX, 64)),
+                   ("YC_API_KEY", lambda: "AQVN" + rnd(URL, 36)), ("OCTOPUS_API_KEY", lambda: "API-" + rnd(UP + DIG, 26))]:
+    s = make()
+    add("observability-saas", "service-prefixed-token", s, contexts(name, s)[R.choice([0, 1, 2, 3, 4, 5, 7])])
+
 # ------------------------------------------------------------------ keyword-anchored (the format alone is ambiguous)
 for _ in range(4):
     s = "key" + rnd(B62, 14)
