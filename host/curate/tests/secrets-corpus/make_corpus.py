@@ -319,7 +319,7 @@ for _ in range(2):
 # ------------------------------------------------------------------ JWTs
 def jwt():
     h = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').decode().rstrip("=")
-    body = f'{{"sub":"{R.randint(1000, 99999)}","name":"svc-{rnd(LO, 6)}","iat":{R.randint(1.6e9, 1.8e9)},"scope":"read write"}}'
+    body = f'{{"sub":"{R.randint(1000, 99999)}","name":"svc-{rnd(LO, 6)}","iat":{R.randint(1_600_000_000, 1_800_000_000)},"scope":"read write"}}'
     pl = base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
     return f"{h}.{pl}.{rnd(URL, 43)}"
 
