@@ -199,6 +199,8 @@ impl Config {
         dpo.adapter_path = resolve(&dpo.adapter_path);
         let mut eval = raw.eval;
         eval.data = eval.data.as_deref().map(&resolve);
+        let mut scrub = raw.scrub;
+        scrub.extra_rules = scrub.extra_rules.as_deref().map(&resolve);
         let cache_dir = match &raw.plugins.cache_dir {
             Some(p) => resolve(p),
             None => default_cache_dir().unwrap_or_else(|| dir.join(".brain-cache")),
@@ -210,7 +212,7 @@ impl Config {
             sources,
             filters,
             review,
-            scrub: raw.scrub,
+            scrub,
             dedup: raw.dedup,
             export,
             train,

@@ -84,6 +84,9 @@ pub struct ScrubSection {
     pub emails: bool,
     /// Also redact home directory paths (`/home/x`, `/Users/x`).
     pub home_paths: bool,
+    /// A rules file in the built-in rules' format (`[[rule]]` tables with id, description,
+    /// keywords, regex, entropy, check, allow), relative to brain.toml.
+    pub extra_rules: Option<PathBuf>,
 }
 
 /// One user scrub rule.

@@ -22,6 +22,7 @@ pub fn scrub_config(section: &ScrubSection) -> ScrubConfig {
             .map(|r| UserRule { id: r.id.clone(), regex: r.regex.clone(), keywords: r.keywords.clone(), entropy: r.entropy.unwrap_or(0.0) })
             .collect(),
         allow: section.allowlist.clone(),
+        extra_rules: section.extra_rules.clone(),
         ..ScrubConfig::default()
     }
 }

@@ -1,12 +1,12 @@
 //! Secret scrubbing in the style of gitleaks.
 //!
-//! Each rule has keywords, a regex whose first participating capture group is the secret, a
-//! minimum Shannon entropy and sometimes an extra check. One Aho-Corasick pass over the text finds
-//! where rules' keywords occur. A built-in rule's matches start with one of its keywords, so its
-//! regex is only tried, anchored, at those positions: the text is scanned once, whatever the
-//! number of rules. (Config rules and the optional email/home-path rules scan texts holding one of
-//! their keywords.) Matches that are allowlisted, hold a
-//! stopword (`EXAMPLE`, `xxxx`, `<your-token>`…) or sit inside an earlier `[REDACTED:…]` marker are
+//! The rules are data: `rules.toml`, in a format users extend with `[scrub] extra_rules`. Each
+//! rule has keywords, a regex whose secret group is replaced, a minimum Shannon entropy, an
+//! allow-list and sometimes an extra check. One Aho-Corasick pass over the text finds where
+//! rules' keywords occur. An anchored rule's matches start with one of its keywords, so its regex
+//! is only tried, anchored, at those positions: the text is scanned once, whatever the number of
+//! rules. (Other rules scan only texts holding one of their keywords.) Matches that are
+//! allowlisted, hold a stopword (`EXAMPLE`, `xxxx`, `<your-token>`…) or sit inside an earlier `[REDACTED:…]` marker are
 //! kept. The secret is replaced with `[REDACTED:<rule-id>]`; the result is a fixpoint, so
 //! scrubbing twice changes nothing. Only counts per rule are reported, never the secrets.
 //!
@@ -23,6 +23,7 @@ mod rules;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
 
 use aho_corasick::AhoCorasick;
 use regex::{Regex, RegexSet};
@@ -54,6 +55,9 @@ pub struct ScrubConfig {
     pub disable: Vec<String>,
     /// Extra rules, run after the built-in ones.
     pub rules: Vec<UserRule>,
+    /// A rules file in the built-in `rules.toml` format (`[[rule]]` tables), run after the
+    /// built-in rules and before `rules`.
+    pub extra_rules: Option<PathBuf>,
     /// Regexes; a secret matching any of them (anywhere in it) is kept.
     pub allow: Vec<String>,
     /// Exact values that are kept.
@@ -91,6 +95,8 @@ pub enum ScrubError {
     DuplicateRule(String),
     #[error("scrub.disable names `{0}`, which is not a built-in rule; known rules: {1}")]
     UnknownRule(String, String),
+    #[error("scrub extra_rules file {path}: {message}")]
+    RulesFile { path: String, message: String },
 }
 
 /// How many secrets each rule redacted. Serializes as a JSON object `{rule-id: count}`.
@@ -134,12 +140,17 @@ pub struct Scrubbed<'a> {
 struct Rule {
     id: String,
     regex: meta::Regex,
+    /// The rule's own allow-list (documented example values).
+    allow: Option<RegexSet>,
     /// Tried only at its keywords' positions (matches start with a keyword).
     anchored: bool,
     entropy: f64,
     check: Check,
     /// Capture group index of the secret (0 = whole match), or `None` for "first participating".
     group: Option<usize>,
+    /// For `HEAD{near}VALUE` rules, `regex` is HEAD and this is VALUE, searched in the two lines
+    /// after HEAD's match.
+    near_value: Option<meta::Regex>,
 }
 
 /// One match to redact.
@@ -165,10 +176,26 @@ pub struct Scrubber {
 
 impl Scrubber {
     pub fn new(config: &ScrubConfig) -> Result<Self, ScrubError> {
-        let known: Vec<&str> = rules::BUILTIN.iter().map(|r| r.id).collect();
+        let builtin = rules::builtin();
+        let known: Vec<&str> = builtin.iter().map(|r| r.id.as_str()).collect();
         if let Some(unknown) = config.disable.iter().find(|d| !known.contains(&d.as_str())) {
             return Err(ScrubError::UnknownRule(unknown.clone(), known.join(", ")));
         }
+        let extra = match &config.extra_rules {
+            None => Vec::new(),
+            Some(path) => {
+                let fail = |message: String| ScrubError::RulesFile { path: path.display().to_string(), message };
+                let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+                let extra = rules::parse(&text).map_err(fail)?;
+                for spec in &extra {
+                    check_user_id(&spec.id, &known)?;
+                    if extra.iter().filter(|r| r.id == spec.id).count() > 1 || config.rules.iter().any(|r| r.id == spec.id) {
+                        return Err(ScrubError::DuplicateRule(spec.id.clone()));
+                    }
+                }
+                extra
+            }
+        };
         let mut rules = Vec::new();
         let mut keywords: Vec<String> = Vec::new();
         let mut keyword_rules: Vec<Vec<usize>> = Vec::new();
@@ -187,35 +214,45 @@ impl Scrubber {
             }
             any
         };
-        for spec in rules::BUILTIN {
-            let enabled = match spec.id {
+        let enabled = |id: &str| {
+            (match id {
                 rules::EMAIL => config.emails,
                 rules::HOME_PATH => config.home_paths,
                 _ => true,
-            } && !config.disable.iter().any(|d| d == spec.id);
-            if !enabled {
-                continue;
-            }
-            let regex = meta::Regex::new(spec.regex)
-                .map_err(|e| ScrubError::BadRegex { rule: spec.id.to_string(), message: e.to_string() })?;
+            }) && !config.disable.iter().any(|d| d == id)
+        };
+        for spec in builtin.iter().filter(|s| enabled(&s.id)).chain(extra.iter()) {
+            let bad_regex = |message: String| ScrubError::BadRegex { rule: spec.id.clone(), message };
+            let (regex, near_value) = match spec.near_split().filter(|_| spec.anchored && !spec.keywords.is_empty()) {
+                Some((head, value)) => (
+                    meta::Regex::new(&head).map_err(|e| bad_regex(e.to_string()))?,
+                    Some(meta::Regex::new(&value).map_err(|e| bad_regex(e.to_string()))?),
+                ),
+                None => (meta::Regex::new(&spec.expanded_regex()).map_err(|e| bad_regex(e.to_string()))?, None),
+            };
+            let allow = if spec.allow.is_empty() {
+                None
+            } else {
+                Some(RegexSet::new(&spec.allow).map_err(|e| bad_regex(format!("allow: {e}")))?)
+            };
             let index = rules.len();
             rules.push(Rule {
-                id: spec.id.to_string(),
+                id: spec.id.clone(),
                 regex,
+                allow,
                 anchored: spec.anchored,
                 entropy: spec.entropy,
                 check: spec.check,
                 group: None,
+                near_value,
             });
-            if !add_keywords(index, &mut spec.keywords.iter().map(|k| k.to_string())) {
+            if !add_keywords(index, &mut spec.keywords.iter().filter(|k| !k.is_empty()).map(|k| k.to_ascii_lowercase())) {
                 always.push(index);
             }
         }
         for user in &config.rules {
-            if user.id.is_empty() || !user.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-                return Err(ScrubError::BadId(user.id.clone()));
-            }
-            if known.contains(&user.id.as_str()) || config.rules.iter().filter(|r| r.id == user.id).count() > 1 {
+            check_user_id(&user.id, &known)?;
+            if config.rules.iter().filter(|r| r.id == user.id).count() > 1 {
                 return Err(ScrubError::DuplicateRule(user.id.clone()));
             }
             let regex = meta::Regex::new(&user.regex)
@@ -225,13 +262,25 @@ impl Scrubber {
                 .to_index(regex_automata::PatternID::ZERO, "secret")
                 .or(if info.group_len(regex_automata::PatternID::ZERO) > 1 { Some(1) } else { Some(0) });
             let index = rules.len();
-            rules.push(Rule { id: user.id.clone(), regex, anchored: false, entropy: user.entropy, check: Check::None, group });
+            rules.push(Rule {
+                id: user.id.clone(),
+                regex,
+                allow: None,
+                anchored: false,
+                entropy: user.entropy,
+                check: Check::None,
+                group,
+                near_value: None,
+            });
             if !add_keywords(index, &mut user.keywords.iter().filter(|k| !k.is_empty()).map(|k| k.to_ascii_lowercase())) {
                 always.push(index);
             }
         }
+        // A DFA: a few hundred short keywords make a small one, and it reads each byte with one
+        // table lookup (the default NFA is about half as fast on keyword-dense text).
         let keywords = AhoCorasick::builder()
             .ascii_case_insensitive(true)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
             .build(&keywords)
             .expect("keyword automaton of a few hundred short literals always builds");
         let allow = if config.allow.is_empty() {
@@ -327,8 +376,18 @@ impl Scrubber {
                     scan[r] = true;
                     continue;
                 }
-                let caps = caps[r].get_or_insert_with(|| rule.regex.create_captures());
                 let input = Input::new(text).span(m.start()..text.len()).anchored(Anchored::Yes);
+                if let Some(value) = &rule.near_value {
+                    let Some(head) = rule.regex.search_half(&input) else { continue };
+                    let (from, window) = near_window(text, head.offset());
+                    let caps = caps[r].get_or_insert_with(|| value.create_captures());
+                    value.search_captures(&Input::new(text).span(from..(window + 320).min(text.len())), caps);
+                    if caps.get_match().is_some_and(|v| v.start() <= window) {
+                        self.consider(text, r, caps, &mut markers, &mut hits);
+                    }
+                    continue;
+                }
+                let caps = caps[r].get_or_insert_with(|| rule.regex.create_captures());
                 rule.regex.search_captures(&input, caps);
                 if caps.is_match() {
                     self.consider(text, r, caps, &mut markers, &mut hits);
@@ -375,7 +434,11 @@ impl Scrubber {
             return;
         }
         let value = &text[start..end];
-        if (rule.entropy > 0.0 && shannon_entropy(value) < rule.entropy) || !rule.check.passes(text, start, end) || self.is_allowed(value) {
+        if (rule.entropy > 0.0 && shannon_entropy(value) < rule.entropy)
+            || !rule.check.passes(text, start, end)
+            || self.is_allowed(value, rule.check)
+            || rule.allow.as_ref().is_some_and(|set| set.is_match(value))
+        {
             return;
         }
         let markers = markers.get_or_insert_with(|| marker_spans(text));
@@ -385,16 +448,45 @@ impl Scrubber {
         hits.push(Hit { start, end, rule: r });
     }
 
-    fn is_allowed(&self, value: &str) -> bool {
+    fn is_allowed(&self, value: &str, check: Check) -> bool {
         if self.allow_values.contains(value) {
             return true;
         }
+        // A key block is a placeholder when it has no body (its check); its lines may be quoted
+        // (`> `) or its base64 may spell a stopword by chance.
         let lower = value.to_lowercase();
-        if self.stopwords.iter().any(|w| lower.contains(w.as_str())) {
+        if check != Check::KeyBlock && self.stopwords.iter().any(|w| lower.contains(w.as_str())) {
             return true;
         }
         self.allow.as_ref().is_some_and(|set| set.is_match(value))
     }
+}
+
+/// A user rule's id: well-formed and not a built-in one.
+fn check_user_id(id: &str, builtin: &[&str]) -> Result<(), ScrubError> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return Err(ScrubError::BadId(id.to_string()));
+    }
+    if builtin.contains(&id) {
+        return Err(ScrubError::DuplicateRule(id.to_string()));
+    }
+    Ok(())
+}
+
+/// Where a `{near}` value may start after a keyword match ending at `from`: up to
+/// `NEAR_LINE` bytes on the keyword's line, or its line and up to `NEAR_LINE` bytes of the next.
+/// Returns `from` and the last start allowed (the value's leading delimiter included).
+fn near_window(text: &str, from: usize) -> (usize, usize) {
+    let bytes = text.as_bytes();
+    let line_end = memchr::memchr(b'\n', &bytes[from..]).map_or(text.len(), |i| from + i);
+    let last = if line_end - from > rules::NEAR_LINE || line_end == text.len() {
+        (from + rules::NEAR_LINE).min(line_end)
+    } else {
+        let next = line_end + 1;
+        let next_end = memchr::memchr(b'\n', &bytes[next..]).map_or(text.len(), |i| next + i);
+        (next + rules::NEAR_LINE).min(next_end)
+    };
+    (from, last)
 }
 
 fn next_char(text: &str, at: usize) -> usize {
@@ -417,7 +509,8 @@ fn marker_spans(text: &str) -> Vec<(usize, usize)> {
 /// The plain baseline the benchmark compares with: every rule's regex in one `RegexSet`, run on
 /// every text, then the matching rules' regexes again for positions (no keyword prefilter).
 pub fn regexset_baseline() -> (RegexSet, Vec<Regex>) {
-    let patterns: Vec<&str> = rules::BUILTIN.iter().filter(|r| ![rules::EMAIL, rules::HOME_PATH].contains(&r.id)).map(|r| r.regex).collect();
+    let patterns: Vec<String> =
+        rules::builtin().iter().filter(|r| ![rules::EMAIL, rules::HOME_PATH].contains(&r.id.as_str())).map(|r| r.expanded_regex()).collect();
     let set = RegexSet::new(&patterns).expect("built-in rules compile");
     let regexes = patterns.iter().map(|p| Regex::new(p).expect("built-in rules compile")).collect();
     (set, regexes)
@@ -430,100 +523,4 @@ impl Default for Scrubber {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn scrub(text: &str) -> (String, ScrubCounts) {
-        let s = Scrubber::default().scrub(text);
-        (s.text.into_owned(), s.counts)
-    }
-
-    #[test]
-    fn builtin_rules_compile_with_optional_ones() {
-        let s = Scrubber::new(&ScrubConfig { emails: true, home_paths: true, ..Default::default() }).unwrap();
-        assert!(s.rule_ids().any(|r| r == "email"));
-        assert!(s.rule_ids().any(|r| r == "home-path"));
-        assert!(!Scrubber::default().rule_ids().any(|r| r == "email"));
-    }
-
-    #[test]
-    fn clean_text_is_borrowed() {
-        let text = "Nothing secret here: the key point is that tokens are counted.";
-        let out = Scrubber::default().scrub(text);
-        assert!(matches!(out.text, Cow::Borrowed(_)));
-        assert!(out.counts.is_empty());
-    }
-
-    #[test]
-    fn markers_never_rematch() {
-        for rule in Scrubber::default().rule_ids().collect::<Vec<_>>() {
-            let m = marker(rule);
-            for text in [
-                format!("password={m}"),
-                format!("api_key: \"{m}\""),
-                format!("postgres://admin:{m}@db.internal:5432/app"),
-                format!("Authorization: Bearer {m}"),
-                m.clone(),
-            ] {
-                let (out, counts) = scrub(&text);
-                assert_eq!(out, text, "rule {rule}");
-                assert!(counts.is_empty());
-            }
-        }
-    }
-
-    #[test]
-    fn overlapping_rules_prefer_specific_ones() {
-        let key = "sk-ant-api03-Zq8vN2kLmP4xR7tY1wB5cD9eF3gH6jK0aS2dF4gH8jK1lZ3xC5vB7nM9qW2eR4tY6u";
-        let (out, counts) = scrub(&format!("ANTHROPIC_API_KEY=\"{key}\""));
-        assert_eq!(out, "ANTHROPIC_API_KEY=\"[REDACTED:anthropic-api-key]\"");
-        assert_eq!(counts.total(), 1);
-    }
-
-    #[test]
-    fn user_rules_allowlist_and_errors() {
-        let config = ScrubConfig {
-            rules: vec![UserRule {
-                id: "acme-key".into(),
-                regex: r"acme_(?P<secret>[0-9a-f]{24})".into(),
-                keywords: vec!["acme_".into()],
-                entropy: 2.0,
-            }],
-            allow_values: vec!["ghp_000000000000000000000000000000000000".into()],
-            allow: vec!["^AKIA.*TESTONLY$".into()],
-            ..Default::default()
-        };
-        let s = Scrubber::new(&config).unwrap();
-        let out = s.scrub("id acme_3f9a0c1b2d4e5f60718293a4 and AKIAZZZZTESTONLY");
-        assert_eq!(out.text, "id acme_[REDACTED:acme-key] and AKIAZZZZTESTONLY");
-        assert_eq!(out.counts.get("acme-key"), 1);
-
-        let bad = |c: ScrubConfig| Scrubber::new(&c).err().unwrap();
-        let rule = |id: &str, regex: &str| UserRule { id: id.into(), regex: regex.into(), keywords: vec![], entropy: 0.0 };
-        assert!(matches!(bad(ScrubConfig { rules: vec![rule("Bad Id", "x")], ..Default::default() }), ScrubError::BadId(_)));
-        assert!(matches!(bad(ScrubConfig { rules: vec![rule("jwt", "x")], ..Default::default() }), ScrubError::DuplicateRule(_)));
-        assert!(matches!(bad(ScrubConfig { rules: vec![rule("x", "(")], ..Default::default() }), ScrubError::BadRegex { .. }));
-        assert!(matches!(bad(ScrubConfig { allow: vec!["[".into()], ..Default::default() }), ScrubError::BadAllow { .. }));
-        let e = bad(ScrubConfig { disable: vec!["nope".into()], ..Default::default() });
-        assert!(e.to_string().contains("nope") && e.to_string().contains("github-token"));
-    }
-
-    #[test]
-    fn disable_turns_rules_off() {
-        let s = Scrubber::new(&ScrubConfig { disable: vec!["jwt".into()], ..Default::default() }).unwrap();
-        assert!(!s.rule_ids().any(|r| r == "jwt"));
-    }
-
-    #[test]
-    fn config_parses_from_toml_shaped_json() {
-        let c: ScrubConfig = serde_json::from_str(r#"{"emails": true, "allow_values": ["abc"]}"#).unwrap();
-        assert!(c.emails && !c.home_paths);
-        assert!(serde_json::from_str::<ScrubConfig>(r#"{"emails": true, "typo": 1}"#).is_err());
-    }
-
-    #[test]
-    fn counts_serialize_as_a_map() {
-        let (_, counts) = scrub("a ghp_R4nd0mT0k3nW1thTh1rtySixCh4rsXyZ01234 b npm_Ab3dEf6hIj9lMn2pQr5tUv8xYz1bCd4fGh7j");
-        assert_eq!(serde_json::to_string(&counts).unwrap(), r#"{"github-token":1,"npm-token":1}"#);
-    }
-}
+mod tests;

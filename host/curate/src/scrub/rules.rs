@@ -1,168 +1,164 @@
-//! The built-in rule table.
+//! The rule table: the built-in `rules.toml` and users' extra rule files, in one format.
 //!
-//! Order is priority: when two rules claim overlapping text starting at the same byte, the longer
-//! match wins, then the rule listed first. Specific token formats come before the generic
-//! assignment rules so that `api_key = "sk-proj-…"` is counted as `openai-api-key`.
+//! Rules are data, not code, so users extend them the same way the project writes them
+//! (`[scrub] extra_rules = "…"` in brain.toml) and each carries its id, description, keywords,
+//! pattern, entropy floor and allow-list together. The file format is documented at the top of
+//! `rules.toml`.
+
+use std::sync::LazyLock;
+
+use serde::Deserialize;
 
 use super::check::Check;
 
-/// A rule as written in the table (compiled by [`super::Scrubber::new`]).
-pub(crate) struct RuleSpec {
-    pub id: &'static str,
-    /// Lower-case literals, found ASCII case-insensitively. For an anchored rule every match
-    /// starts with one of them and the regex is tried only where they occur; otherwise the regex
-    /// scans texts that contain one.
-    pub keywords: &'static [&'static str],
-    pub anchored: bool,
-    /// The first participating capture group is the secret; without groups, the whole match.
-    pub regex: &'static str,
-    /// Minimum Shannon entropy (bits per byte) of the secret.
-    pub entropy: f64,
-    pub check: Check,
-}
-
-const fn rule(id: &'static str, keywords: &'static [&'static str], regex: &'static str, entropy: f64, check: Check) -> RuleSpec {
-    RuleSpec { id, keywords, regex, entropy, check, anchored: true }
-}
-
-/// `=`, `:=`, `:`, `=>` between a key (optionally quoted) and its value (optionally quoted).
-macro_rules! assign {
-    () => {
-        r#"[A-Za-z0-9_.\-]{0,24}['"]?[ \t]{0,4}(?:=>|:=|=|:)[ \t]{0,4}['"`]?"#
-    };
-}
+/// The built-in rules, in priority order.
+const BUILTIN_TOML: &str = include_str!("rules.toml");
 
 /// Rules that are off unless the config turns them on (`emails`, `home_paths`).
 pub(crate) const EMAIL: &str = "email";
 pub(crate) const HOME_PATH: &str = "home-path";
 
-pub(crate) const BUILTIN: &[RuleSpec] = &[
-    rule(
-        "private-key",
-        &["-----begin"],
-        // A whole PEM / OpenSSH private key block; a block cut short (no END line, e.g. a
-        // truncated diff) is redacted up to where its base64 body stops.
-        r#"(-----BEGIN[ A-Z0-9_-]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:(?s:.)*?-----END[ A-Z0-9_-]{0,40}PRIVATE KEY(?: BLOCK)?-----|[A-Za-z0-9+/=\s\\:,.+-]*))"#,
-        0.0,
-        Check::KeyBlock,
-    ),
-    rule(
-        "aws-access-key-id",
-        &["akia", "asia", "abia", "acca", "a3t"],
-        r"(?-u:\b)((?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16})(?-u:\b)",
-        3.0,
-        Check::None,
-    ),
-    rule(
-        "aws-secret-access-key",
-        &["aws"],
-        concat!(r"(?i:aws)[A-Za-z0-9_.\-]{0,30}?(?i:secret|key)", assign!(), r"([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)"),
-        4.0,
-        Check::None,
-    ),
-    rule(
-        "github-token",
-        &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"],
-        r"(?-u:\b)((?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,255})(?-u:\b)",
-        3.0,
-        Check::None,
-    ),
-    rule("github-fine-grained-pat", &["github_pat_"], r"(?-u:\b)(github_pat_[A-Za-z0-9_]{22,255})(?-u:\b)", 3.0, Check::None),
-    rule("gitlab-token", &["glpat-"], r"(?-u:\b)(glpat-[A-Za-z0-9_\-]{20,255})", 3.0, Check::None),
-    rule(
-        "slack-token",
-        &["xoxa-", "xoxb-", "xoxp-", "xoxr-", "xoxs-"],
-        r"(?-u:\b)(xox[abprs]-[A-Za-z0-9\-]{10,255})",
-        3.0,
-        Check::None,
-    ),
-    rule(
-        "slack-webhook",
-        &["hooks.slack.com"],
-        r"hooks\.slack\.com/((?:services|workflows|triggers)/[A-Za-z0-9_+/\-]{20,255})",
-        3.0,
-        Check::None,
-    ),
-    rule("anthropic-api-key", &["sk-ant-"], r"(?-u:\b)(sk-ant-[A-Za-z0-9_\-]{20,255})", 3.0, Check::None),
-    rule(
-        "openai-api-key",
-        &["sk-"],
-        r"(?-u:\b)(sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,255})",
-        3.0,
-        Check::TokenLike,
-    ),
-    rule("google-api-key", &["aiza"], r"(?-u:\b)(AIza[A-Za-z0-9_\-]{35})(?:[^A-Za-z0-9_\-]|$)", 3.0, Check::None),
-    rule(
-        "stripe-secret-key",
-        &["sk_live_", "rk_live_", "sk_test_", "rk_test_", "sk_prod_", "rk_prod_"],
-        r"(?-u:\b)((?:sk|rk)_(?:live|test|prod)_[A-Za-z0-9]{16,255})(?-u:\b)",
-        3.0,
-        Check::None,
-    ),
-    rule("npm-token", &["npm_"], r"(?-u:\b)(npm_[A-Za-z0-9]{36})(?-u:\b)", 3.0, Check::None),
-    rule(
-        "jwt",
-        &["eyj"],
-        r"(?-u:\b)(ey[A-Za-z0-9_\-]{15,}\.ey[A-Za-z0-9_\-]{15,}(?:\.[A-Za-z0-9_\-]{10,}={0,2})?)",
-        3.0,
-        Check::None,
-    ),
-    rule(
-        "url-password",
-        &["://"],
-        r#"://[^\s:@/?#'"<>\[\]]{1,128}:([^\s:@/?#'"<>\[\]]{1,256})@"#,
-        0.0,
-        Check::UrlPassword,
-    ),
-    rule(
-        "authorization-header",
-        &["bearer", "basic"],
-        r"(?-u:\b)(?i:bearer|basic)[ \t]+([A-Za-z0-9\-._~+/]{16,}={0,2})",
-        3.0,
-        Check::TokenLike,
-    ),
-    rule(
-        "password-assignment",
-        &["pass", "pwd", "secret", "token", "api", "auth", "access", "private", "credential"],
-        concat!(
-            r"(?i:pass(?:word|wd|phrase)?|pwd|secret|token|api[_\-]?key|auth[_\-]?key|access[_\-]?key|private[_\-]?key|credentials?)",
-            assign!(),
-            r"([A-Za-z0-9!#$%&*+\-./:=?@^_|~]{8,200})"
-        ),
-        2.5,
-        Check::Password,
-    ),
-    rule(
-        "generic-api-key",
-        &["key", "secret", "token", "auth", "cred", "access", "api", "private", "signature", "salt", "session", "cookie"],
-        concat!(
-            r"(?i:key|secret|token|auth|credentials?|creds|access|api|private|signature|salt|session|cookie)",
-            assign!(),
-            r"([A-Za-z0-9+/_\-]{16,200}={0,2})(?:[^A-Za-z0-9+/_\-=]|$)"
-        ),
-        0.0,
-        Check::Generic,
-    ),
-    RuleSpec {
-        id: EMAIL,
-        keywords: &["@"],
-        regex: r"(?-u:\b)([A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63})*\.[A-Za-z]{2,24})(?-u:\b)",
-        entropy: 0.0,
-        check: Check::Email,
-        anchored: false,
-    },
-    RuleSpec {
-        id: HOME_PATH,
-        keywords: &["/home/", "/users/", "\\users\\"],
-        regex: r"(?:^|[^A-Za-z0-9_.\-/~])(?:/home/|/Users/|[A-Za-z]:\\Users\\)([A-Za-z0-9._\-]{1,64})",
-        entropy: 0.0,
-        check: Check::HomeUser,
-        anchored: false,
-    },
-];
+/// A rules file: `[[rule]]` tables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RuleFile {
+    #[serde(default)]
+    pub rule: Vec<RuleSpec>,
+}
+
+/// One `[[rule]]` as written (compiled by [`super::Scrubber::new`]).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RuleSpec {
+    pub id: String,
+    #[serde(default)]
+    #[allow(dead_code)] // documentation for people reading and extending the rules
+    pub description: String,
+    /// Lower-case literals, found ASCII case-insensitively.
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// Every match starts with one of the keywords: the regex is tried only where they occur.
+    #[serde(default)]
+    pub anchored: bool,
+    pub regex: String,
+    /// Minimum Shannon entropy (bits per byte) of the secret.
+    #[serde(default)]
+    pub entropy: f64,
+    #[serde(default)]
+    pub check: Check,
+    /// Regexes; a secret matching one is kept.
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+impl RuleSpec {
+    /// The regex with the file format's shorthands expanded.
+    pub fn expanded_regex(&self) -> String {
+        expand(&self.regex)
+    }
+
+    /// For `HEAD{near}VALUE` with `{near}` outside any group: HEAD, and VALUE preceded by what
+    /// may precede a value. The scrubber then matches HEAD at a keyword and searches VALUE in
+    /// the two lines after it, which is several times faster than one regex whose lazy window
+    /// keeps a hundred automaton threads alive.
+    pub fn near_split(&self) -> Option<(String, String)> {
+        let (head, value) = self.regex.split_once("{near}")?;
+        if value.contains("{near}") || group_depth(head) != 0 {
+            return None;
+        }
+        Some((expand(head), format!("{NEAR_START}{}", expand(value))))
+    }
+}
+
+/// How many groups are open at the end of `regex` (escapes and classes skipped).
+fn group_depth(regex: &str) -> i32 {
+    let (mut depth, mut class, mut chars) = (0, false, regex.chars());
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '[' => class = true,
+            ']' => class = false,
+            '(' if !class => depth += 1,
+            ')' if !class => depth -= 1,
+            _ => {}
+        }
+    }
+    depth
+}
+
+/// `{assign}`: a key's tail, optional quote, `=`/`:`/`:=`/`=>`, optional quote.
+const ASSIGN: &str = r#"[A-Za-z0-9_.\-]{0,24}['"]?[ \t]{0,4}(?:=>|:=|=|:)[ \t]{0,4}['"`]?"#;
+/// `{near}`: the keyword's line and optionally the next, up to 60 characters each, then a
+/// character that can precede a value (or the start of the next line, after a diff's `+`).
+/// ASCII classes, not `[^\n]`/`\s`: Unicode ones make each of these bounded repetitions hundreds of
+/// automaton states, which is what keeps the lazy DFA fast or not.
+const NEAR: &str = r#"(?:[\x00-\x09\x0B-\x7F]{0,60}?\n)?[\x00-\x09\x0B-\x7F]{0,60}?(?:(?m:^)\+?|[ \t\r\n'"`=:,(\[>/])"#;
+/// The end of `{near}`: what precedes a value found by searching the window after a keyword.
+const NEAR_START: &str = r#"(?:(?m:^)\+?|[ \t\r\n'"`=:,(\[>/])"#;
+/// The window `{near}` allows: the rest of the keyword's line and the next line, 60 bytes each.
+pub(crate) const NEAR_LINE: usize = 60;
+/// `{end}`: the value stops at a character that cannot continue a token.
+const END: &str = r"(?:[^A-Za-z0-9_\-]|$)";
+
+fn expand(regex: &str) -> String {
+    regex.replace("{assign}", ASSIGN).replace("{near}", NEAR).replace("{end}", END)
+}
+
+/// Parses a rules file; `origin` names it in errors.
+pub(crate) fn parse(text: &str) -> Result<Vec<RuleSpec>, String> {
+    let file: RuleFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    Ok(file.rule)
+}
+
+/// The built-in rules (parsed once).
+pub(crate) fn builtin() -> &'static [RuleSpec] {
+    static RULES: LazyLock<Vec<RuleSpec>> = LazyLock::new(|| parse(BUILTIN_TOML).expect("the built-in rules.toml parses"));
+    &RULES
+}
 
 /// Substrings (case-insensitive) that mark a match as a placeholder, not a secret.
 pub(crate) const STOPWORDS: &[&str] = &[
     "example", "xxxx", "****", "your", "placeholder", "changeme", "change_me", "dummy", "sample", "redacted", "lorem", "<",
-    ">", "${", "{{",
+    ">", "${", "{{", "1234567890", "abcdefgh", "0000000000", "insert", "replace", "fake", "secret_here", "token_here", "key_here",
+    "...", "change-this", "change_this",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_rules_are_well_formed() {
+        let rules = builtin();
+        assert!(rules.len() > 60, "{}", rules.len());
+        let mut seen = std::collections::HashSet::new();
+        for r in rules {
+            assert!(seen.insert(r.id.as_str()), "duplicate id {}", r.id);
+            assert!(!r.description.is_empty(), "{} has no description", r.id);
+            assert!(r.keywords.iter().all(|k| *k == k.to_lowercase() && !k.is_empty()), "{}: keywords must be lower-case", r.id);
+            assert!(!r.expanded_regex().contains("{near}"), "{}", r.id);
+            regex_automata::meta::Regex::new(&r.expanded_regex()).unwrap_or_else(|e| panic!("{}: {e}", r.id));
+        }
+    }
+
+    #[test]
+    fn near_rules_split_only_outside_groups() {
+        let spec = |regex: &str| parse(&format!("[[rule]]\nid = \"x\"\nregex = '''{regex}'''\n")).unwrap().remove(0);
+        let (head, value) = spec(r"(?i:client\.run\(|acme){near}([a-z0-9]{17}){end}").near_split().unwrap();
+        assert_eq!(head, r"(?i:client\.run\(|acme)");
+        assert_eq!(value, format!("{NEAR_START}([a-z0-9]{{17}}){END}"));
+        assert!(spec(r"(?:(AKIA[A-Z]{16})|(?i:acme){near}([a-z]{17}))").near_split().is_none());
+        assert!(spec(r"acme_[a-z]{17}").near_split().is_none());
+    }
+
+    #[test]
+    fn rule_files_report_their_errors() {
+        assert!(parse("[[rule]]\nid = \"x\"\n").unwrap_err().contains("regex"));
+        assert!(parse("[[rule]]\nid = \"x\"\nregex = \"y\"\ncheck = \"nope\"\n").is_err());
+        assert!(parse("[[rule]]\nid = \"x\"\nregex = \"y\"\ntypo = 1\n").unwrap_err().contains("typo"));
+        let ok = parse("[[rule]]\nid = \"x\"\nregex = \"k_{end}\"\nkeywords = [\"k_\"]\n").unwrap();
+        assert_eq!(ok[0].expanded_regex(), format!("k_{END}"));
+    }
+}
