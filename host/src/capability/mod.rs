@@ -127,9 +127,15 @@ fn lexical_normalize(p: &Path) -> PathBuf {
 const MAX_LOG_LINE: usize = 8 * 1024;
 
 impl log::Host for HostState {
+    /// Lines are rate limited (see [`LogBudget`](crate::plugin::state::LogBudget)), cut to
+    /// [`MAX_LOG_LINE`], stripped of terminal controls and scrubbed of secrets before they reach
+    /// `tracing` (the terminal, a log file).
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        if !self.log.admit() {
+            return Ok(());
+        }
         let plugin = &*self.caps.plugin;
-        let message = truncate_str(&message, MAX_LOG_LINE);
+        let message = self.text.clean(truncate_str(&message, MAX_LOG_LINE));
         match level {
             Level::Trace => tracing::trace!(plugin, "{message}"),
             Level::Debug => tracing::debug!(plugin, "{message}"),

@@ -119,8 +119,7 @@ impl Ctx {
     }
 
     pub fn plugin_host(&self, config: &Config) -> anyhow::Result<PluginHost> {
-        PluginHost::new(&config.cache_dir, config.limits())
-            .with_context(|| format!("cannot start the plugin runtime (compile cache {})", config.cache_dir.display()))
+        PluginHost::for_config(config)
     }
 
     /// Progress bars only for a person watching.

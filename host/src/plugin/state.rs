@@ -13,6 +13,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::text::PluginText;
 use crate::capability::Capabilities;
 
 pub(crate) struct HostState {
@@ -21,6 +22,42 @@ pub(crate) struct HostState {
     pub limiter: MemLimiter,
     pub stderr: StderrTail,
     pub caps: Capabilities,
+    /// Cleans what the plugin logs, and its errors.
+    pub text: Arc<PluginText>,
+    pub log: LogBudget,
+}
+
+/// Log lines a plugin may write in one call, and over its whole session.
+pub(crate) const LOG_LINES_PER_CALL: u32 = 200;
+pub(crate) const LOG_LINES_PER_SESSION: u64 = 5_000;
+
+/// Rate limit of a plugin's log lines: past the limits lines are counted, not written, and the
+/// runtime logs one line saying how many were dropped when the call ends.
+#[derive(Default)]
+pub(crate) struct LogBudget {
+    this_call: u32,
+    total: u64,
+    /// Dropped during the current call, not yet reported.
+    pub dropped: u64,
+}
+
+impl LogBudget {
+    /// Whether one more line may be written.
+    pub fn admit(&mut self) -> bool {
+        if self.this_call >= LOG_LINES_PER_CALL || self.total >= LOG_LINES_PER_SESSION {
+            self.dropped += 1;
+            return false;
+        }
+        self.this_call += 1;
+        self.total += 1;
+        true
+    }
+
+    /// A new call begins; returns the lines dropped in the one before.
+    pub fn new_call(&mut self) -> u64 {
+        self.this_call = 0;
+        std::mem::take(&mut self.dropped)
+    }
 }
 
 /// The types-only interface has nothing to implement.
@@ -32,28 +69,91 @@ impl WasiView for HostState {
     }
 }
 
-/// Caps linear memory (and tables) of one store; remembers that the cap was hit so the error
-/// can say "out of memory" rather than a bare trap.
+/// Caps the memory of one store — every linear memory and table its component creates counts
+/// toward one budget, so a module with many memories, each under the cap, cannot multiply it —
+/// and remembers that the cap was hit so the error can say "out of memory" rather than a bare
+/// trap. wasmtime reports a memory's creation as a growth from 0, so the sums cover every one.
 pub(crate) struct MemLimiter {
     pub max_bytes: usize,
     pub hit: bool,
+    /// Bytes of all linear memories of the store.
+    memory_bytes: usize,
+    /// Elements of all tables of the store.
+    table_elements: usize,
+    /// The growth last granted, taken back if wasmtime then fails it for another reason.
+    last_memory_grow: usize,
+    last_table_grow: usize,
+}
+
+/// Elements all tables of one store may hold together (function references: 8–16 bytes each).
+pub(crate) const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+/// Linear memories one store may create. A Rust wasm32-wasip2 component has one; the count only
+/// stops a component from spreading over many memories (the byte budget bounds them anyway).
+pub(crate) const MAX_MEMORIES: usize = 4;
+/// Tables and core instances one store may create.
+const MAX_TABLES: usize = 64;
+const MAX_INSTANCES: usize = 64;
+
+impl MemLimiter {
+    pub fn new(max_bytes: usize) -> MemLimiter {
+        MemLimiter { max_bytes, hit: false, memory_bytes: 0, table_elements: 0, last_memory_grow: 0, last_table_grow: 0 }
+    }
+
+    /// Bytes of linear memory the store holds now, over all its memories.
+    #[cfg(test)]
+    pub fn memory_bytes(&self) -> usize {
+        self.memory_bytes
+    }
 }
 
 impl wasmtime::ResourceLimiter for MemLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.max_bytes {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let grow = desired.saturating_sub(current);
+        let total = self.memory_bytes.saturating_add(grow);
+        if total > self.max_bytes {
             self.hit = true;
-            wasmtime::bail!("plugin memory would grow to {desired} bytes, over its limit of {} bytes", self.max_bytes);
+            wasmtime::bail!(
+                "plugin memory would grow to {total} bytes over all its memories, over its limit of {} bytes",
+                self.max_bytes
+            );
         }
+        self.memory_bytes = total;
+        self.last_memory_grow = grow;
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > 1_000_000 {
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory_bytes -= std::mem::take(&mut self.last_memory_grow).min(self.memory_bytes);
+        Ok(())
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let grow = desired.saturating_sub(current);
+        let total = self.table_elements.saturating_add(grow);
+        if total > MAX_TABLE_ELEMENTS {
             self.hit = true;
-            wasmtime::bail!("plugin table would grow to {desired} elements, over its limit");
+            wasmtime::bail!("plugin tables would grow to {total} elements, over the limit of {MAX_TABLE_ELEMENTS}");
         }
+        self.table_elements = total;
+        self.last_table_grow = grow;
         Ok(true)
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.table_elements -= std::mem::take(&mut self.last_table_grow).min(self.table_elements);
+        Ok(())
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
     }
 }
 
@@ -151,5 +251,56 @@ impl tokio::io::AsyncWrite for StderrTail {
     }
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::{Engine, Module, Store};
+
+    /// A core module defining `n` linear memories of `pages` 64 KiB pages each.
+    fn memories(n: u8, pages: u8) -> Vec<u8> {
+        let mut body = vec![n];
+        for _ in 0..n {
+            body.extend([0x00, pages]); // limits: min only
+        }
+        let mut m = b"\0asm\x01\0\0\0".to_vec();
+        m.extend([0x05, body.len() as u8]);
+        m.extend(body);
+        m
+    }
+
+    fn instantiate(module: &[u8], cap: usize) -> (wasmtime::Result<()>, MemLimiter) {
+        let engine = Engine::default();
+        let module = Module::new(&engine, module).expect("valid module");
+        let mut store = Store::new(&engine, MemLimiter::new(cap));
+        store.limiter(|l| l);
+        let r = wasmtime::Instance::new(&mut store, &module, &[]).map(|_| ());
+        let limiter = store.into_data();
+        (r, limiter)
+    }
+
+    #[test]
+    fn every_memory_counts_toward_one_cap() {
+        // One memory of 1 MiB fits a 2 MiB cap, and is counted.
+        let (r, l) = instantiate(&memories(1, 16), 2 << 20);
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(l.memory_bytes(), 1 << 20);
+        assert!(!l.hit);
+        // Three memories of 1 MiB each are each under the cap, but not together.
+        let (r, l) = instantiate(&memories(3, 16), 2 << 20);
+        assert!(r.is_err(), "three 1 MiB memories passed a 2 MiB cap");
+        assert!(l.hit);
+        assert!(l.memory_bytes() <= 2 << 20, "{}", l.memory_bytes());
+    }
+
+    #[test]
+    fn a_module_cannot_spread_over_many_memories() {
+        // Many empty memories: no bytes, but more memories than a store may create.
+        let (r, _) = instantiate(&memories(MAX_MEMORIES as u8 + 1, 0), 64 << 20);
+        assert!(r.is_err(), "{} memories were created", MAX_MEMORIES + 1);
+        let (r, _) = instantiate(&memories(MAX_MEMORIES as u8, 0), 64 << 20);
+        assert!(r.is_ok(), "{r:?}");
     }
 }
