@@ -1,12 +1,54 @@
 //! Faulty source plugins beside a healthy one in one `brain collect`: each fault is reported
 //! with the source's name and its cause, the healthy source's examples are stored, and the
-//! exit status is non-zero. Also: a plugin that cannot be found or loaded.
+//! exit status is non-zero; the run ends in bounded time and memory even when a plugin blocks in
+//! a host call. Also: a plugin that cannot be found or loaded, a filter that hangs (its examples
+//! wait in review), and secrets a plugin hands over outside its examples.
 
 mod common;
 #[path = "support/fault_plugins.rs"]
 mod fault_plugins;
 
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
 use common::*;
+
+/// A finished `brain` run with the child's own peak resident memory (`wait4`'s `ru_maxrss`,
+/// not the test process's other children such as cargo) and its wall time.
+struct Measured {
+    run: Run,
+    peak_rss_bytes: u64,
+    wall: Duration,
+}
+
+fn run_measured(cmd: &mut std::process::Command) -> Measured {
+    let started = Instant::now();
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("running brain");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        out.read_to_end(&mut s).unwrap();
+        s
+    });
+    let mut stderr = Vec::new();
+    err.read_to_end(&mut stderr).unwrap();
+    let stdout = reader.join().unwrap();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value to be overwritten; the pid is our own child,
+    // reaped once here (the `Child` is never waited on afterwards).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    let run = Run { code, stdout: String::from_utf8_lossy(&stdout).into_owned(), stderr: String::from_utf8_lossy(&stderr).into_owned() };
+    Measured { run, peak_rss_bytes: usage.ru_maxrss as u64 * 1024, wall: started.elapsed() }
+}
+
+/// The bound on a collect's peak memory in these tests: several plugin instances at their 64 MiB
+/// cap plus the host (debug build); far below what an unbounded plugin would take.
+const PEAK_RSS_LIMIT: u64 = 1 << 30;
 
 fn wasm_source(name: &str, plugin: &str, extra: &str) -> String {
     format!("[[source]]\nname = \"{name}\"\nplugin = {}\n{extra}\n", toml_str(fault_plugins::wasm(plugin)))
@@ -35,6 +77,9 @@ fn every_fault_is_reported_by_name_and_the_healthy_source_is_stored() {
         ),
         ("vandal", "write-readonly", format!("{grant}\nconfig = {{ dir = {} }}", toml_str(&granted)), &["cannot write"]),
         ("sloppy", "malformed", String::new(), &["malformed"]),
+        // Blocked in `wasi:io/poll` (an hour-long sleep), where epoch interruption never fires.
+        ("sleepy", "sleeper", String::new(), &["timed out"]),
+        ("drowsy", "sleeper", "config = { when = \"open\" }".into(), &["timed out"]),
     ];
     let mut config = wasm_source("healthy", "healthy-source", "config = { count = 600 }");
     for (name, plugin, extra, _) in &faults {
@@ -44,8 +89,14 @@ fn every_fault_is_reported_by_name_and_the_healthy_source_is_stored() {
     config.push_str(&format!("cache_dir = {}\n", toml_str(plugin_cache())));
     env.write_config(&config);
 
-    let run = env.run(["collect", "--json"]);
+    let measured = run_measured(&mut env.command(["collect", "--json"]));
+    let run = measured.run;
     run.assert_failed();
+    // timeout_s is 2: each fault ends within it; the whole run (ten sources on at most one
+    // worker per core, plus compiling) is given a wide margin, far below the hour-long sleeps.
+    assert!(measured.wall < Duration::from_secs(120), "collect took {:?}", measured.wall);
+    assert!(measured.peak_rss_bytes < PEAK_RSS_LIMIT, "peak RSS {} MiB", measured.peak_rss_bytes >> 20);
+    eprintln!("collect with every fault: {:?}, peak RSS {} MiB", measured.wall, measured.peak_rss_bytes >> 20);
     let report = run.json();
     let sources = report["sources"].as_array().unwrap();
     let by_name = |n: &str| sources.iter().find(|s| s["name"] == n).unwrap_or_else(|| panic!("{n} missing: {report:#}"));
@@ -118,4 +169,94 @@ fn a_filter_configured_as_a_source_is_refused_with_a_hint() {
     let run = env.run(["collect"]);
     run.assert_failed();
     assert!(run.stderr.contains("[[filter]]"), "{}", run.stderr);
+}
+
+/// A secret the built-in scrubber knows (an AWS access key id).
+const SECRET: &str = "AKIAZ7Q3L5M2N8P4R6T1";
+
+/// Every byte the store holds on disk (database, WAL).
+fn store_bytes(env: &Env) -> Vec<u8> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(env.path()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("brain.db")) {
+            all.extend(std::fs::read(&p).unwrap());
+        }
+    }
+    all
+}
+
+#[test]
+fn a_secret_handed_over_outside_examples_never_reaches_the_store_or_the_terminal() {
+    let env = Env::new();
+    let mut config = wasm_source("healthy", "healthy-source", "config = { count = 5 }");
+    config.push_str(&wasm_source("leaky", "leaky", &format!("config = {{ secret = \"{SECRET}\" }}")));
+    env.write_config(&config);
+    // Every log level on, so the plugin's log lines are written.
+    let measured = run_measured(env.command(["collect", "--json"]).env("BRAIN_LOG", "trace"));
+    let run = measured.run;
+    run.assert_failed();
+    for (channel, text) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
+        assert!(!text.contains(SECRET), "the secret reached {channel}:\n{text}");
+        assert!(!text.contains("8P4R6T1"), "part of the secret reached {channel}:\n{text}");
+    }
+    // Each channel was used, redacted: the log lines, the error, the discard reason.
+    assert!(run.stderr.contains("using key [REDACTED:"), "{}", run.stderr);
+    assert!(run.stderr.contains("looks old"), "{}", run.stderr);
+    let report = run.json();
+    let leaky = report["sources"].as_array().unwrap().iter().find(|s| s["name"] == "leaky").unwrap();
+    let error = leaky["error"].as_str().unwrap();
+    assert!(error.contains("`leaky`") && error.contains("the key was [REDACTED:"), "{error}");
+    let reasons: Vec<&String> = leaky["discarded"].as_object().unwrap().keys().collect();
+    assert!(reasons.len() == 1 && reasons[0].contains("because of [REDACTED:"), "{reasons:?}");
+    // Terminal controls and bidi overrides are stripped from plugin text.
+    assert!(run.stderr.contains("title") && !run.stderr.contains("\x1b]0;pwned"), "{:?}", run.stderr);
+    assert!(!run.stderr.contains('\u{202E}'), "a bidi override reached the terminal: {:?}", run.stderr);
+
+    // The store: the batch and its checkpoint were stored, redacted.
+    assert_eq!(env.status()["by_source"], serde_json::json!({"healthy": 5, "leaky": 1}));
+    let checkpoint: String = env.db().query_row("SELECT checkpoint FROM checkpoints WHERE source = 'leaky'", [], |r| r.get(0)).unwrap();
+    assert!(checkpoint.starts_with("cursor [REDACTED:"), "{checkpoint}");
+    let bytes = store_bytes(&env);
+    assert!(!bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()), "the secret is in the store's files");
+}
+
+#[test]
+fn a_filter_that_hangs_lets_nothing_through_to_auto_approval() {
+    // approve_above = 0: the length filter alone approves every example.
+    let review = "[review]\napprove_above = 0.0\nreject_below = 0.0\n";
+    let filters = |sleepy: bool| {
+        let mut f = format!("[[filter]]\nname = \"length\"\nplugin = {}\n\n", toml_str(fault_plugins::wasm("healthy-filter")));
+        if sleepy {
+            f.push_str(&format!("[[filter]]\nname = \"sleepy\"\nplugin = {}\n\n", toml_str(fault_plugins::wasm("sleepy-filter"))));
+        }
+        f
+    };
+    // 1100 examples: five batches of at most 256, so the filter fails three times and is then
+    // left out for the last two.
+    let source = wasm_source("healthy", "healthy-source", "config = { count = 1100 }");
+    let plugins = format!("[plugins]\ntimeout_s = 1\ncache_dir = {}\n", toml_str(plugin_cache()));
+
+    let control = Env::new();
+    control.write_config(&format!("{source}{}{review}{plugins}", filters(false)));
+    control.run(["collect"]).assert_ok();
+    assert!(control.count("SELECT count(*) FROM reviews WHERE status = 'approved'") > 0, "the control approves nothing");
+
+    let env = Env::new();
+    env.write_config(&format!("{source}{}{review}{plugins}", filters(true)));
+    let measured = run_measured(&mut env.command(["collect", "--json"]));
+    let run = measured.run;
+    run.assert_ok();
+    assert!(measured.wall < Duration::from_secs(90), "collect took {:?}", measured.wall);
+    assert!(measured.peak_rss_bytes < PEAK_RSS_LIMIT, "peak RSS {} MiB", measured.peak_rss_bytes >> 20);
+    assert!(run.stderr.contains("sleepy") && run.stderr.contains("timed out"), "{}", run.stderr);
+    let src = &run.json()["sources"][0];
+    assert_eq!(src["received"], 1100, "{src}");
+    assert_eq!(env.count("SELECT count(*) FROM reviews WHERE status = 'approved'"), 0, "{src}");
+    let waiting = env.count("SELECT count(*) FROM reviews WHERE status = 'pending' AND reason LIKE 'not scored by filter sleepy%'");
+    let undecided = env.count("SELECT count(*) FROM examples e WHERE NOT EXISTS (SELECT 1 FROM reviews r WHERE r.example_id = e.id AND r.status != 'pending')");
+    assert!(waiting > 0, "{src}");
+    assert_eq!(waiting, undecided, "every example not rejected as a duplicate waits, naming the filter: {src}");
+    // All five batches counted the filter's failure, the last two after it was left out.
+    assert_eq!(src["curation"]["filter_failed:sleepy"].as_u64().unwrap() + src["duplicate"].as_u64().unwrap(), 1100, "{src}");
 }

@@ -1,6 +1,7 @@
 //! Hands the host the secret `config.secret` through every channel other than an example's
 //! text: log lines (info and warn), a discard reason, the checkpoint, and finally the error
-//! message of its second `next`. One clean example rides along so the batch is stored.
+//! message of its second `next`. One clean example rides along so the batch is stored. A log
+//! line also carries a terminal escape (a window-title change) and a bidi override.
 use sam_plugin::source::{chat, info, warn, Batch, Discard};
 
 struct Leaky {
@@ -21,6 +22,7 @@ impl sam_plugin::Source for Leaky {
         }
         info(&format!("using key {s}"));
         warn(&format!("key {s} looks old"));
+        warn("title \x1b]0;pwned\x07 and \u{202E}desrever");
         Ok(Some(Batch {
             examples: vec![chat("leak", "What is two plus two?", "Two plus two is four.", "leaky#0")],
             discarded: vec![Discard { reason: format!("skipped because of {s}"), count: 1 }],
