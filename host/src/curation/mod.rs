@@ -315,6 +315,7 @@ mod tests {
             config_json: "{}".into(),
             enabled: true,
             at: crate::config::Location { file: dir.path().join("brain.toml"), line: 1, column: 1 },
+            budget: Default::default(),
         };
         cur.curate(&store, &entry, &mut records, &mut c).unwrap();
         assert_eq!(records.len(), 3, "the exact copy is dropped");

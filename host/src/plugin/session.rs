@@ -192,6 +192,24 @@ pub struct SourceBatch {
     pub checkpoint: Option<String>,
 }
 
+impl SourceBatch {
+    /// Bytes of text the batch carries (examples, discard reasons, checkpoint): what a source's
+    /// byte budget counts.
+    pub fn bytes(&self) -> u64 {
+        let example = |e: &Example| {
+            e.task.len()
+                + e.provenance.len()
+                + e.messages.iter().map(|m| m.content.len()).sum::<usize>()
+                + e.rejected.as_ref().map_or(0, String::len)
+                + if e.metadata.as_object().is_some_and(|m| m.is_empty()) { 0 } else { e.metadata.to_string().len() }
+        };
+        let n = self.examples.iter().map(example).sum::<usize>()
+            + self.discarded.iter().map(|(r, _)| r.len()).sum::<usize>()
+            + self.checkpoint.as_ref().map_or(0, String::len);
+        n as u64
+    }
+}
+
 /// An open source plugin. `Send`; not shared between threads.
 pub struct SourceSession {
     pub(super) inst: Instance,
