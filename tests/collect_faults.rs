@@ -324,3 +324,69 @@ fn a_flood_of_discard_reasons_and_log_lines_is_bounded() {
     assert!(run.stderr.contains("dropped 800 log lines"), "{}", &run.stderr[run.stderr.len().saturating_sub(2000)..]);
     assert_eq!(env.status()["by_source"], serde_json::json!({"flood": 20, "healthy": 50}));
 }
+
+#[test]
+fn hostile_git_and_sqlite_calls_fail_alone_in_bounded_time_and_memory() {
+    let env = Env::new();
+    let granted = std::fs::canonicalize(env.path()).unwrap().join("granted");
+    std::fs::create_dir_all(&granted).unwrap();
+    // A database inside the grant.
+    let db = granted.join("notes.db");
+    rusqlite::Connection::open(&db).unwrap().execute_batch("CREATE TABLE t(x TEXT); INSERT INTO t VALUES ('a');").unwrap();
+    // A private repository outside the grant, and one inside it borrowing its objects.
+    let private = env.path().join("private");
+    init_repo(&private);
+    commit(&private, &[("diary.txt", b"dear diary")], b"PRIVATE-COMMIT-MESSAGE");
+    let borrower = granted.join("borrower");
+    init_repo(&borrower);
+    std::fs::write(borrower.join(".git/objects/info/alternates"), format!("{}\n", private.join(".git/objects").display())).unwrap();
+    let head = git(&private, &["rev-parse", "HEAD"]);
+    git(&borrower, &["update-ref", "refs/heads/main", &head]);
+    // A repository inside the grant, searched by commit message.
+    let mine = granted.join("mine");
+    init_repo(&mine);
+    commit(&mine, &[("a.txt", b"a")], b"first");
+
+    let sqlite_grant = format!("grants = {{ sqlite = [{}] }}", toml_str(&granted));
+    let git_grant = format!("grants = {{ git = [{}] }}", toml_str(&granted));
+    let hog = |sql: &str, then: &str| format!("{sqlite_grant}\nconfig = {{ db = {}, sql = {}, then = {} }}", toml_str(&db), toml_str(sql), toml_str(then));
+    let probe = |path: &std::path::Path, tip: &str| format!("{git_grant}\nconfig = {{ path = {}, tip = {} }}", toml_str(path), toml_str(tip));
+    let forever = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r";
+    // (source name, fault plugin, extra keys, words the error must contain)
+    let faults: Vec<(&str, &str, String, &[&str])> = vec![
+        ("blob", "sqlite-hog", hog("SELECT zeroblob(2000000000)", "SELECT 1"), &["too big"]),
+        ("concat", "sqlite-hog", hog("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r LIMIT 1000000) SELECT group_concat(printf('%0500d', n)) FROM r", "SELECT 1"), &["too big"]),
+        ("forever", "sqlite-hog", hog(forever, "SELECT 1"), &["timed out"]),
+        ("txn", "sqlite-hog", hog("BEGIN", "SELECT x FROM t"), &["not authorized"]),
+        ("borrower", "git-probe", probe(&borrower, "HEAD"), &["denied", "git"]),
+        ("searcher", "git-probe", probe(&mine, ":/first"), &["not allowed"]),
+    ];
+    let mut config = wasm_source("healthy", "healthy-source", "config = { count = 600 }");
+    for (name, plugin, extra, _) in &faults {
+        config.push_str(&wasm_source(name, plugin, extra));
+    }
+    config.push_str(&format!("[plugins]\nmemory_mb = 64\ntimeout_s = 2\ncache_dir = {}\n", toml_str(plugin_cache())));
+    env.write_config(&config);
+
+    let measured = run_measured(&mut env.command(["collect", "--json"]));
+    let run = measured.run;
+    run.assert_failed();
+    assert!(measured.wall < Duration::from_secs(90), "collect took {:?}", measured.wall);
+    assert!(measured.peak_rss_bytes < PEAK_RSS_LIMIT, "peak RSS {} MiB", measured.peak_rss_bytes >> 20);
+    eprintln!("collect with hostile capability calls: {:?}, peak RSS {} MiB", measured.wall, measured.peak_rss_bytes >> 20);
+    let report = run.json();
+    let by_name = |n: &str| report["sources"].as_array().unwrap().iter().find(|s| s["name"] == n).unwrap().clone();
+    assert_eq!(by_name("healthy")["stored"], 600, "{report:#}");
+    for (name, _, _, words) in &faults {
+        let s = by_name(name);
+        let error = s["error"].as_str().unwrap_or_else(|| panic!("{name} did not fail: {s:#}"));
+        assert!(error.contains(&format!("`{name}`")), "{name}: the error names the plugin: {error}");
+        for w in *words {
+            assert!(error.contains(w), "{name}: {error:?} should say {w:?}");
+        }
+        assert_eq!(s["stored"], 0, "{name}: {s:#}");
+    }
+    // Nothing outside the grant was read.
+    assert_eq!(env.count("SELECT count(*) FROM examples WHERE messages LIKE '%PRIVATE-COMMIT-MESSAGE%'"), 0);
+    assert_eq!(env.status()["by_source"], serde_json::json!({"healthy": 600}));
+}

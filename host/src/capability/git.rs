@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use gix::bstr::{BString, ByteSlice};
@@ -29,6 +30,16 @@ pub use pages::GitWalk;
 
 /// Most commits one `next` call returns, whatever the guest asks for.
 pub const MAX_PAGE: u32 = 1024;
+/// Most `hide` entries and `skip-paths` patterns of one walk, and the longest revision.
+pub const MAX_HIDE: usize = 4096;
+pub const MAX_SKIP_PATHS: usize = 256;
+pub const MAX_REV: usize = 256;
+/// Warnings one call logs one by one; the rest are summed up in one line.
+const MAX_WARNINGS: usize = 5;
+/// Commits listed between two looks at the deadline.
+const DEADLINE_EVERY: usize = 1024;
+/// How deep `objects/info/alternates` chains are followed when checking them.
+const MAX_ALTERNATES_DEPTH: usize = 5;
 /// Blobs larger than this are counted by lines but not diffed.
 const MAX_DIFF_BLOB: usize = 8 * 1024 * 1024;
 /// git's binary heuristic looks at this many leading bytes.
@@ -121,8 +132,45 @@ impl GitRepo {
         &self.path
     }
 
+    /// Refuses a repository whose git dir, common dir (`commondir` of a linked worktree) or
+    /// object alternates (`objects/info/alternates`, followed transitively) lie outside what
+    /// `granted` accepts: gix would read objects from there.
+    pub fn confined(&self, granted: impl Fn(&Path) -> bool) -> Result<(), String> {
+        let outside = |what: &str, p: &Path| {
+            Err(format!(
+                "{} of repository `{}` is `{}`, outside the plugin's git grants; grant that directory too",
+                what,
+                self.path.display(),
+                p.display()
+            ))
+        };
+        for (what, dir) in [("the git dir", self.repo.git_dir()), ("the common dir", self.repo.common_dir())] {
+            let real = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+            if !granted(&real) {
+                return outside(what, &real);
+            }
+        }
+        let mut pending = vec![(self.repo.common_dir().join("objects"), 0usize)];
+        while let Some((objects, depth)) = pending.pop() {
+            let Ok(text) = std::fs::read_to_string(objects.join("info/alternates")) else { continue };
+            for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+                let alt = objects.join(line);
+                let real = std::fs::canonicalize(&alt).unwrap_or(alt);
+                if !granted(&real) {
+                    return outside("an object alternate", &real);
+                }
+                if depth + 1 >= MAX_ALTERNATES_DEPTH {
+                    return Err(format!("object alternates of `{}` nest deeper than {MAX_ALTERNATES_DEPTH}", self.path.display()));
+                }
+                pending.push((real, depth + 1));
+            }
+        }
+        Ok(())
+    }
+
     /// A revision (`HEAD`, a branch, a tag, an id) peeled to its commit.
     pub fn resolve(&self, rev: &str) -> Result<ObjectId, String> {
+        check_rev(rev)?;
         let id = self
             .repo
             .rev_parse_single(rev)
@@ -141,18 +189,40 @@ impl GitRepo {
     /// of the plugin on another thread when the machine has two cores or more, with pages
     /// split between readers on all cores but one (see [`GitWalk`]).
     pub fn walk(&self, opts: &WalkOptions) -> Result<GitWalk, String> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        self.walk_with_threads(opts, cores.saturating_sub(1), cores >= 2)
+        self.walk_until(opts, None)
     }
 
-    fn walk_with_threads(&self, opts: &WalkOptions, threads: usize, ahead: bool) -> Result<GitWalk, String> {
+    /// [`GitRepo::walk`] that gives up once `deadline` has passed (checked between resolutions
+    /// and every [`DEADLINE_EVERY`] commits listed).
+    pub fn walk_until(&self, opts: &WalkOptions, deadline: Option<Instant>) -> Result<GitWalk, String> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.walk_with_threads(opts, cores.saturating_sub(1), cores >= 2, deadline)
+    }
+
+    fn walk_with_threads(&self, opts: &WalkOptions, threads: usize, ahead: bool, deadline: Option<Instant>) -> Result<GitWalk, String> {
+        if opts.hide.len() > MAX_HIDE {
+            return Err(format!("{} hide entries, over the limit of {MAX_HIDE} per walk", opts.hide.len()));
+        }
+        if opts.skip_paths.len() > MAX_SKIP_PATHS {
+            return Err(format!("{} skip-paths patterns, over the limit of {MAX_SKIP_PATHS} per walk", opts.skip_paths.len()));
+        }
         let tip = self.resolve(if opts.tip.is_empty() { "HEAD" } else { &opts.tip })?;
         let mut hidden = Vec::new();
+        let mut ignored = 0usize;
         for h in &opts.hide {
+            check_deadline(deadline)?;
             match self.resolve(h) {
                 Ok(id) => hidden.push(id),
-                Err(e) => tracing::warn!("git walk of {}: hide entry ignored: {e}", self.name),
+                Err(e) => {
+                    ignored += 1;
+                    if ignored <= MAX_WARNINGS {
+                        tracing::warn!("git walk of {}: hide entry ignored: {e}", self.name);
+                    }
+                }
             }
+        }
+        if ignored > MAX_WARNINGS {
+            tracing::warn!("git walk of {}: {} more hide entries ignored", self.name, ignored - MAX_WARNINGS);
         }
         let walk = self
             .repo
@@ -162,7 +232,10 @@ impl GitRepo {
             .all()
             .map_err(|e| err(&format!("cannot walk {}", self.name), e))?;
         let mut ids = Vec::new();
-        for info in walk {
+        for (n, info) in walk.enumerate() {
+            if n % DEADLINE_EVERY == 0 {
+                check_deadline(deadline)?;
+            }
             let info = info.map_err(|e| err(&format!("walking {}", self.name), e))?;
             if !opts.include_merges && info.parent_ids.len() > 1 {
                 continue;
@@ -191,6 +264,29 @@ impl GitRepo {
             .collect();
         Ok(GitWalk::new(ids, readers, ahead))
     }
+}
+
+/// What a host call answers once the plugin's call deadline has passed; the runtime turns it
+/// into a timeout (see [`deadline_trap`](super::deadline_trap)).
+pub(crate) const PAST_DEADLINE: &str = "the plugin's call deadline passed";
+
+fn check_deadline(deadline: Option<Instant>) -> Result<(), String> {
+    match deadline {
+        Some(d) if Instant::now() > d => Err(PAST_DEADLINE.to_string()),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses revisions that are long or that search: `:/text` and `^{/text}` scan every commit
+/// message of the history, `:path` reads the index.
+fn check_rev(rev: &str) -> Result<(), String> {
+    if rev.len() > MAX_REV {
+        return Err(format!("a revision of {} bytes, over the limit of {MAX_REV}", rev.len()));
+    }
+    if rev.starts_with(':') || rev.contains("^{/") || rev.contains(":/") {
+        return Err(format!("`{rev}`: searching revisions (`:/text`, `^{{/text}}`, `:path`) are not allowed; name a branch, tag or commit"));
+    }
+    Ok(())
 }
 
 fn build_globs(patterns: &[String]) -> Result<Option<GlobSet>, String> {
@@ -552,10 +648,18 @@ impl HostRepository for HostState {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
-        match GitRepo::open(&real) {
-            Ok(repo) => Ok(Ok(self.table.push(repo)?)),
-            Err(e) => Ok(Err(e)),
+        let repo = match GitRepo::open(&real) {
+            Ok(repo) => repo,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Err(e) = repo.confined(|p| self.caps.is_granted("git", p)) {
+            self.caps.denial = Some(super::Denial { capability: "git", path: path.clone() });
+            return Ok(Err(e));
         }
+        if let Err(e) = self.caps.handles.open(super::Handle::GitRepo) {
+            return Ok(Err(e));
+        }
+        Ok(Ok(self.table.push(repo)?))
     }
 
     fn name(&mut self, self_: Resource<GitRepo>) -> wasmtime::Result<String> {
@@ -563,7 +667,8 @@ impl HostRepository for HostState {
     }
 
     fn resolve(&mut self, self_: Resource<GitRepo>, rev: String) -> wasmtime::Result<Result<String, String>> {
-        Ok(self.table.get(&self_)?.resolve(&rev).map(|id| id.to_string()))
+        let deadline = self.caps.deadline;
+        super::deadline_trap(deadline, self.table.get(&self_)?.resolve(&rev).map(|id| id.to_string()))
     }
 
     fn walk(
@@ -571,26 +676,33 @@ impl HostRepository for HostState {
         self_: Resource<GitRepo>,
         options: WalkOptions,
     ) -> wasmtime::Result<Result<Resource<GitWalk>, String>> {
-        let walk = match self.table.get(&self_)?.walk(&options) {
+        let deadline = self.caps.deadline;
+        let walk = match super::deadline_trap(deadline, self.table.get(&self_)?.walk_until(&options, deadline))? {
             Ok(w) => w,
             Err(e) => return Ok(Err(e)),
         };
+        if let Err(e) = self.caps.handles.open(super::Handle::GitWalk) {
+            return Ok(Err(e));
+        }
         Ok(Ok(self.table.push(walk)?))
     }
 
     fn drop(&mut self, rep: Resource<GitRepo>) -> wasmtime::Result<()> {
         self.table.delete(rep)?;
+        self.caps.handles.close(super::Handle::GitRepo);
         Ok(())
     }
 }
 
 impl HostCommitWalk for HostState {
     fn next(&mut self, self_: Resource<GitWalk>, max: u32) -> wasmtime::Result<Result<Vec<Commit>, String>> {
-        Ok(self.table.get_mut(&self_)?.next_page(max))
+        let deadline = self.caps.deadline;
+        super::deadline_trap(deadline, self.table.get_mut(&self_)?.next_page_until(max, deadline))
     }
 
     fn drop(&mut self, rep: Resource<GitWalk>) -> wasmtime::Result<()> {
         self.table.delete(rep)?;
+        self.caps.handles.close(super::Handle::GitWalk);
         Ok(())
     }
 }

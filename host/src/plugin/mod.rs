@@ -219,6 +219,9 @@ const TICK: Duration = Duration::from_millis(10);
 const MAX_IDLE_BATCHES: u32 = 10_000;
 /// Guest wasm stack limit (deep recursion traps as a stack overflow).
 const MAX_WASM_STACK: usize = 1 << 20;
+/// Resources one instance may hold at once (WASI files, streams and pollables, git and SQLite
+/// handles): each open file is a host file descriptor.
+const MAX_RESOURCES: usize = 512;
 /// Stack of the fiber a call runs on: the wasm stack plus room for host imports.
 const ASYNC_STACK: usize = MAX_WASM_STACK + (8 << 20);
 
@@ -493,7 +496,11 @@ impl PluginHost {
         let plugin: Arc<str> = Arc::from(name);
         let state = HostState {
             wasi: b.build(),
-            table: wasmtime::component::ResourceTable::new(),
+            table: {
+                let mut t = wasmtime::component::ResourceTable::new();
+                t.set_max_capacity(MAX_RESOURCES);
+                t
+            },
             limiter: MemLimiter::new(self.inner.limits.memory_bytes),
             stderr,
             caps: Capabilities::new(plugin.clone(), &grants.git, &grants.sqlite),
