@@ -191,6 +191,11 @@ fn a_secret_handed_over_outside_examples_never_reaches_the_store_or_the_terminal
     let env = Env::new();
     let mut config = wasm_source("healthy", "healthy-source", "config = { count = 5 }");
     config.push_str(&wasm_source("leaky", "leaky", &format!("config = {{ secret = \"{SECRET}\" }}")));
+    // A filter planting it in its verdicts (reason, flag, rule, fired) and a log line.
+    config.push_str(&format!(
+        "[[filter]]\nname = \"leaky-filter\"\nplugin = {}\nconfig = {{ secret = \"{SECRET}\" }}\n",
+        toml_str(fault_plugins::wasm("leaky-filter"))
+    ));
     env.write_config(&config);
     // Every log level on, so the plugin's log lines are written.
     let measured = run_measured(env.command(["collect", "--json"]).env("BRAIN_LOG", "trace"));
@@ -202,6 +207,7 @@ fn a_secret_handed_over_outside_examples_never_reaches_the_store_or_the_terminal
     }
     // Each channel was used, redacted: the log lines, the error, the discard reason.
     assert!(run.stderr.contains("using key [REDACTED:"), "{}", run.stderr);
+    assert!(run.stderr.contains("judging with [REDACTED:"), "{}", run.stderr);
     assert!(run.stderr.contains("looks old"), "{}", run.stderr);
     let report = run.json();
     let leaky = report["sources"].as_array().unwrap().iter().find(|s| s["name"] == "leaky").unwrap();
@@ -217,6 +223,16 @@ fn a_secret_handed_over_outside_examples_never_reaches_the_store_or_the_terminal
     assert_eq!(env.status()["by_source"], serde_json::json!({"healthy": 5, "leaky": 1}));
     let checkpoint: String = env.db().query_row("SELECT checkpoint FROM checkpoints WHERE source = 'leaky'", [], |r| r.get(0)).unwrap();
     assert!(checkpoint.starts_with("cursor [REDACTED:"), "{checkpoint}");
+    let (reason, flags, rule, fired): (String, String, String, String) = env
+        .db()
+        .query_row("SELECT reject_reason, flags, rule, fired FROM verdicts WHERE filter = 'leaky-filter' LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .unwrap();
+    for (field, value) in [("reason", &reason), ("flags", &flags), ("rule", &rule), ("fired", &fired)] {
+        assert!(value.contains("[REDACTED:") && !value.contains(SECRET), "verdict {field}: {value}");
+    }
+    assert_eq!(env.count("SELECT count(*) FROM verdicts WHERE filter = 'leaky-filter'"), 6);
     let bytes = store_bytes(&env);
     assert!(!bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()), "the secret is in the store's files");
 }

@@ -282,6 +282,22 @@ mod tests {
     }
 
     #[test]
+    fn log_lines_are_rate_limited_per_call_and_per_session() {
+        let mut b = LogBudget::default();
+        let admitted = (0..LOG_LINES_PER_CALL + 50).filter(|_| b.admit()).count();
+        assert_eq!(admitted, LOG_LINES_PER_CALL as usize);
+        assert_eq!(b.new_call(), 50, "the drops of the call are reported once");
+        assert_eq!(b.new_call(), 0);
+        // Over a session: at most LOG_LINES_PER_SESSION in all, however many calls.
+        let mut total = LOG_LINES_PER_CALL as u64;
+        for _ in 0..100 {
+            total += (0..LOG_LINES_PER_CALL).filter(|_| b.admit()).count() as u64;
+            b.new_call();
+        }
+        assert_eq!(total, LOG_LINES_PER_SESSION);
+    }
+
+    #[test]
     fn every_memory_counts_toward_one_cap() {
         // One memory of 1 MiB fits a 2 MiB cap, and is counted.
         let (r, l) = instantiate(&memories(1, 16), 2 << 20);
