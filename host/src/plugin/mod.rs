@@ -318,15 +318,15 @@ impl PluginHost {
         use anyhow::Context as _;
         let host = PluginHost::new(&config.cache_dir, config.limits())
             .with_context(|| format!("cannot start the plugin runtime (compile cache {})", config.cache_dir.display()))?;
-        let scrubber = crate::curation::clean::scrubber(&config.scrub).with_context(|| format!("{}: [scrub]", config.path.display()))?;
-        host.set_scrubber(scrubber);
+        host.set_scrub(&crate::curation::clean::scrub_config(&config.scrub)).with_context(|| format!("{}: [scrub]", config.path.display()))?;
         Ok(host)
     }
 
-    /// Replaces the scrubber of plugin text (the built-in rules by default); plugins opened
-    /// afterwards use it.
-    pub fn set_scrubber(&self, scrubber: brain_curate::Scrubber) {
-        *self.inner.text.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(PluginText::new(scrubber));
+    /// Replaces the scrub rules of plugin text (the built-in ones by default); plugins opened
+    /// afterwards use them.
+    pub fn set_scrub(&self, config: &brain_curate::ScrubConfig) -> Result<(), brain_curate::ScrubError> {
+        *self.inner.text.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(PluginText::new(config)?);
+        Ok(())
     }
 
     fn text(&self) -> Arc<PluginText> {

@@ -245,7 +245,12 @@ impl SourceSession {
             text.clean_in_place(reason);
         }
         if let Some(c) = &mut batch.checkpoint {
-            text.clean_in_place(c);
+            if text.clean_checkpoint(c) {
+                tracing::warn!(
+                    plugin = &*self.inst.plugin,
+                    "the plugin's checkpoint held what looks like a secret: it is stored redacted (the next collect may read some items again)"
+                );
+            }
         }
         if batch.examples.is_empty() && batch.discarded.is_empty() {
             self.inst.idle_batches += 1;

@@ -12,16 +12,33 @@ use brain_curate::{ScrubConfig, Scrubber};
 /// The scrubber every plugin channel goes through. `Send + Sync`; one per [`PluginHost`](super::PluginHost).
 pub struct PluginText {
     scrubber: Scrubber,
+    /// For checkpoints: the same rules without `home_paths`, since a checkpoint is the plugin's
+    /// own bookkeeping (keyed by the paths it reads, which it must find again next time) and is
+    /// never shown or exported; secrets in it are still redacted.
+    checkpoints: Scrubber,
 }
 
 impl PluginText {
-    pub fn new(scrubber: Scrubber) -> PluginText {
-        PluginText { scrubber }
+    /// `config` is the `[scrub]` configuration (see `curation::clean::scrub_config`).
+    pub fn new(config: &ScrubConfig) -> Result<PluginText, brain_curate::ScrubError> {
+        let checkpoints = Scrubber::new(&ScrubConfig { home_paths: false, ..config.clone() })?;
+        Ok(PluginText { scrubber: Scrubber::new(config)?, checkpoints })
     }
 
     /// With the built-in secret rules only (for hosts started without a config).
     pub fn builtin() -> PluginText {
-        PluginText::new(Scrubber::new(&ScrubConfig::default()).expect("the built-in scrub rules compile"))
+        PluginText::new(&ScrubConfig::default()).expect("the built-in scrub rules compile")
+    }
+
+    /// Redacts secrets in a checkpoint (kept otherwise byte for byte: it is the plugin's state);
+    /// returns whether anything was redacted.
+    pub fn clean_checkpoint(&self, s: &mut String) -> bool {
+        let scrubbed = self.checkpoints.scrub(s);
+        if scrubbed.counts.is_empty() {
+            return false;
+        }
+        *s = scrubbed.text.into_owned();
+        true
     }
 
     /// `s` without control characters (but newline and tab) and bidi controls, secrets redacted.
@@ -64,6 +81,19 @@ mod tests {
         let s = "ok\x1b[2J\x1b]0;title\x07 line\r\nnext\tcol \u{202E}gnp.exe\u{202C} \u{2066}x\u{2069}\u{9b}";
         assert_eq!(strip_controls(s), "ok[2J]0;title line\nnext\tcol gnp.exe x");
         assert!(matches!(strip_controls("plain\ttext\n"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn checkpoints_keep_home_paths_but_lose_secrets() {
+        let t = PluginText::new(&ScrubConfig { home_paths: true, ..ScrubConfig::default() }).unwrap();
+        let mut c = r#"{"/home/alice/code/repo":"3f2a9c0d1e4b5a6978877665544332211aabbccd"}"#.to_string();
+        let before = c.clone();
+        assert!(!t.clean_checkpoint(&mut c));
+        assert_eq!(c, before);
+        assert!(t.clean("/home/alice/code/repo").contains("REDACTED"), "other channels do hide home paths");
+        let mut c = "cursor AKIAZ7Q3L5M2N8P4R6T1".to_string();
+        assert!(t.clean_checkpoint(&mut c));
+        assert!(c.starts_with("cursor [REDACTED:"), "{c}");
     }
 
     #[test]
