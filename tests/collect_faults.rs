@@ -406,3 +406,23 @@ fn hostile_git_and_sqlite_calls_fail_alone_in_bounded_time_and_memory() {
     assert_eq!(env.count("SELECT count(*) FROM examples WHERE messages LIKE '%PRIVATE-COMMIT-MESSAGE%'"), 0);
     assert_eq!(env.status()["by_source"], serde_json::json!({"healthy": 600}));
 }
+
+#[test]
+fn a_sleeping_plugin_does_not_keep_the_pipeline_lock() {
+    let env = Env::new();
+    let mut config = wasm_source("healthy", "healthy-source", "config = { count = 20 }");
+    config.push_str(&wasm_source("sleepy", "sleeper", ""));
+    config.push_str(&format!("[plugins]\ntimeout_s = 1\ncache_dir = {}\n", toml_str(plugin_cache())));
+    env.write_config(&config);
+    let lock = env.path().join(".brain-pipeline.lock");
+    for attempt in 0..2 {
+        let measured = run_measured(&mut env.command(["pipeline", "run", "--stages", "collect", "--force"]));
+        // The sleep is an hour; the run ends at the plugin's deadline and gives the lock back.
+        assert!(measured.wall < Duration::from_secs(60), "pipeline run {attempt} took {:?}", measured.wall);
+        let run = measured.run;
+        assert!(run.stdout.contains("failed: sleepy"), "{}\n{}", run.stdout, run.stderr);
+        assert!(!run.stderr.contains("pipeline lock"), "run {attempt} found the lock taken:\n{}", run.stderr);
+        assert!(!lock.exists(), "the lock outlived run {attempt}");
+    }
+    assert_eq!(env.status()["by_source"], serde_json::json!({"healthy": 20}));
+}
