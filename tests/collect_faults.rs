@@ -374,7 +374,7 @@ fn hostile_git_and_sqlite_calls_fail_alone_in_bounded_time_and_memory() {
         ("concat", "sqlite-hog", hog("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r LIMIT 1000) SELECT group_concat(hex(zeroblob(100000))) FROM r", "SELECT 1"), &["too big"]),
         ("forever", "sqlite-hog", hog(forever, "SELECT 1"), &["timed out"]),
         ("txn", "sqlite-hog", hog("BEGIN", "SELECT x FROM t"), &["not authorized"]),
-        ("borrower", "git-probe", probe(&borrower, "HEAD"), &["denied", "git"]),
+        ("borrower", "git-probe", probe(&borrower, "HEAD"), &["denied `git` access", "private/.git/objects"]),
         ("searcher", "git-probe", probe(&mine, ":/first"), &["not allowed"]),
     ];
     let mut config = wasm_source("healthy", "healthy-source", "config = { count = 600 }");

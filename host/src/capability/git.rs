@@ -134,14 +134,17 @@ impl GitRepo {
 
     /// Refuses a repository whose git dir, common dir (`commondir` of a linked worktree) or
     /// object alternates (`objects/info/alternates`, followed transitively) lie outside what
-    /// `granted` accepts: gix would read objects from there.
-    pub fn confined(&self, granted: impl Fn(&Path) -> bool) -> Result<(), String> {
+    /// `granted` accepts: gix would read objects from there. The error carries the path outside.
+    pub fn confined(&self, granted: impl Fn(&Path) -> bool) -> Result<(), (PathBuf, String)> {
         let outside = |what: &str, p: &Path| {
-            Err(format!(
-                "{} of repository `{}` is `{}`, outside the plugin's git grants; grant that directory too",
-                what,
-                self.path.display(),
-                p.display()
+            Err((
+                p.to_path_buf(),
+                format!(
+                    "{} of repository `{}` is `{}`, outside the plugin's git grants; grant that directory too",
+                    what,
+                    self.path.display(),
+                    p.display()
+                ),
             ))
         };
         for (what, dir) in [("the git dir", self.repo.git_dir()), ("the common dir", self.repo.common_dir())] {
@@ -160,7 +163,7 @@ impl GitRepo {
                     return outside("an object alternate", &real);
                 }
                 if depth + 1 >= MAX_ALTERNATES_DEPTH {
-                    return Err(format!("object alternates of `{}` nest deeper than {MAX_ALTERNATES_DEPTH}", self.path.display()));
+                    return Err((real, format!("object alternates of `{}` nest deeper than {MAX_ALTERNATES_DEPTH}", self.path.display())));
                 }
                 pending.push((real, depth + 1));
             }
@@ -652,8 +655,9 @@ impl HostRepository for HostState {
             Ok(repo) => repo,
             Err(e) => return Ok(Err(e)),
         };
-        if let Err(e) = repo.confined(|p| self.caps.is_granted("git", p)) {
-            self.caps.denial = Some(super::Denial { capability: "git", path: path.clone() });
+        if let Err((outside, e)) = repo.confined(|p| self.caps.is_granted("git", p)) {
+            // Reported as a denial of the directory outside the grants, which is what was refused.
+            self.caps.denial = Some(super::Denial { capability: "git", path: outside.display().to_string() });
             return Ok(Err(e));
         }
         if let Err(e) = self.caps.handles.open(super::Handle::GitRepo) {

@@ -100,8 +100,9 @@ fn alternates_and_worktrees_outside_the_grant_are_refused() {
     git(dir.path(), &["init", "-q", borrower.to_str().unwrap()]);
     let alternates = borrower.join(".git/objects/info/alternates");
     std::fs::write(&alternates, format!("{}\n", outside.join(".git/objects").display())).unwrap();
-    let err = GitRepo::open(&borrower).unwrap().confined(inside).unwrap_err();
+    let (path, err) = GitRepo::open(&borrower).unwrap().confined(inside).unwrap_err();
     assert!(err.contains("object alternate") && err.contains("outside the plugin's git grants"), "{err}");
+    assert_eq!(path, std::fs::canonicalize(outside.join(".git/objects")).unwrap());
     // Relative, through `..`: the same.
     std::fs::write(&alternates, "../../../../outside/repo/.git/objects\n").unwrap();
     assert!(GitRepo::open(&borrower).unwrap().confined(inside).is_err());
@@ -112,8 +113,9 @@ fn alternates_and_worktrees_outside_the_grant_are_refused() {
 
     // A linked worktree inside the grant of a repository outside it (`.git` file, commondir).
     git(&outside, &["worktree", "add", "-q", granted.join("wt").to_str().unwrap()]);
-    let err = GitRepo::open(&granted.join("wt")).unwrap().confined(inside).unwrap_err();
+    let (path, err) = GitRepo::open(&granted.join("wt")).unwrap().confined(inside).unwrap_err();
     assert!(err.contains("outside the plugin's git grants"), "{err}");
+    assert!(path.starts_with(std::fs::canonicalize(&outside).unwrap()), "{}", path.display());
     GitRepo::open(&outside).unwrap().confined(|_| true).unwrap();
 }
 
