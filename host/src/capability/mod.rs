@@ -50,10 +50,11 @@ pub enum Handle {
 
 impl Handle {
     /// How many of this kind one plugin instance may hold open at once: each holds files,
-    /// caches and (walks) reader threads.
+    /// caches and (walks) reader threads. Repositories are many because the bundled git plugin
+    /// keeps every configured repository open for the whole collect.
     pub const fn limit(self) -> usize {
         match self {
-            Handle::GitRepo => 16,
+            Handle::GitRepo => 256,
             Handle::GitWalk => 4,
             Handle::Sqlite => 8,
         }
