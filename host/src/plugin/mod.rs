@@ -2,10 +2,16 @@
 //!
 //! One [`PluginHost`] per process holds the wasmtime `Engine`, one `Linker` per world, the
 //! on-disk cache of compiled components and the epoch ticker thread that enforces call
-//! deadlines. Each opened plugin ([`SourceSession`], [`FilterInstance`]) gets its own `Store`:
-//! its own memory cap, deadline, stderr capture and capabilities (see [`Grants`]). A plugin that
-//! traps, panics, loops, runs out of memory or returns malformed data fails with a
-//! [`PluginError`] naming it; its session is dead afterwards, every other session goes on.
+//! deadlines in wasm code. Each call is also a future driven under a wall-clock timeout
+//! (`session::drive`), so a plugin blocked in an async host call (a WASI sleep or poll) is
+//! dropped at the same deadline; the host's synchronous imports (git, SQLite) check it
+//! themselves and trap once it has passed. Each opened plugin ([`SourceSession`],
+//! [`FilterInstance`]) gets its own `Store`: its own memory cap (one linear memory; every memory
+//! and table counted), deadline, stderr capture, bounded resource table, log-line budget and
+//! capabilities (see [`Grants`]). A plugin that traps, panics, loops, hangs, runs out of memory
+//! or returns malformed data fails with a [`PluginError`] naming it; its session is dead
+//! afterwards, every other session goes on. Every text a plugin hands over outside its
+//! examples is cleaned by [`text::PluginText`] before it is stored, printed or logged.
 //!
 //! Everything a plugin returns is validated before it becomes an [`Example`](crate::example::Example)
 //! or a [`Verdict`](crate::example::Verdict) (`validate`); the calls themselves are in `session`.
