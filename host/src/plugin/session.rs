@@ -10,7 +10,7 @@ use wasmtime::Store;
 
 use super::bindings::filter::Filter;
 use super::bindings::source::Source;
-use super::state::{HostState, LOG_LINES_PER_CALL, LOG_LINES_PER_SESSION};
+use super::state::HostState;
 use super::{validate, PluginError, MAX_IDLE_BATCHES, MAX_WASM_STACK};
 use crate::example::{Example, Verdict};
 
@@ -63,12 +63,8 @@ impl Instance {
     /// Ends a call started with [`Instance::arm`] and driven by [`drive`]: a trap or a missed
     /// deadline kills the session.
     pub(super) fn finish_trap<B>(&mut self, out: Driven<wasmtime::Result<B>>) -> Result<B, PluginError> {
-        let dropped = std::mem::take(&mut self.store.data_mut().log.dropped);
-        if dropped > 0 {
-            tracing::warn!(
-                plugin = &*self.plugin,
-                "dropped {dropped} log lines of this plugin (at most {LOG_LINES_PER_CALL} per call, {LOG_LINES_PER_SESSION} per run)"
-            );
+        if let Some(report) = self.store.data_mut().log.take_report() {
+            tracing::warn!(plugin = &*self.plugin, "{report}");
         }
         match out {
             Ok(Ok(v)) => Ok(v),

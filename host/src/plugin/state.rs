@@ -38,7 +38,9 @@ pub(crate) struct LogBudget {
     this_call: u32,
     total: u64,
     /// Dropped during the current call, not yet reported.
-    pub dropped: u64,
+    dropped: u64,
+    /// The session's limit was reached and said so (later drops go unreported).
+    exhausted: bool,
 }
 
 impl LogBudget {
@@ -57,6 +59,21 @@ impl LogBudget {
     pub fn new_call(&mut self) -> u64 {
         self.this_call = 0;
         std::mem::take(&mut self.dropped)
+    }
+
+    /// What to log about the lines dropped in the call that just ended: one line per call
+    /// while under the session limit, one line when the session limit is reached, then nothing
+    /// (the host must not flood the log in the plugin's place).
+    pub fn take_report(&mut self) -> Option<String> {
+        let dropped = std::mem::take(&mut self.dropped);
+        if dropped == 0 || self.exhausted {
+            return None;
+        }
+        if self.total >= LOG_LINES_PER_SESSION {
+            self.exhausted = true;
+            return Some(format!("this plugin wrote {LOG_LINES_PER_SESSION} log lines, its limit for the run: its further lines are dropped"));
+        }
+        Some(format!("dropped {dropped} log lines of this plugin (at most {LOG_LINES_PER_CALL} per call)"))
     }
 }
 
@@ -295,6 +312,23 @@ mod tests {
             b.new_call();
         }
         assert_eq!(total, LOG_LINES_PER_SESSION);
+    }
+
+    #[test]
+    fn dropped_log_lines_are_reported_without_flooding_the_log() {
+        let mut b = LogBudget::default();
+        let mut reports = Vec::new();
+        for _ in 0..200 {
+            for _ in 0..LOG_LINES_PER_CALL + 10 {
+                b.admit();
+            }
+            reports.extend(b.take_report());
+            b.new_call();
+        }
+        let calls_under_limit = (LOG_LINES_PER_SESSION / LOG_LINES_PER_CALL as u64) as usize;
+        assert_eq!(reports.len(), calls_under_limit, "{reports:?}");
+        assert!(reports[0].starts_with("dropped 10 log lines"), "{}", reports[0]);
+        assert!(reports.last().unwrap().contains("its further lines are dropped"), "{reports:?}");
     }
 
     #[test]
