@@ -198,11 +198,24 @@ impl GitRepo {
     /// [`GitRepo::walk`] that gives up once `deadline` has passed (checked between resolutions
     /// and every [`DEADLINE_EVERY`] commits listed).
     pub fn walk_until(&self, opts: &WalkOptions, deadline: Option<Instant>) -> Result<GitWalk, String> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        self.walk_with_threads(opts, cores.saturating_sub(1), cores >= 2, deadline)
+        self.walk_logged(opts, deadline, &mut |w| tracing::warn!("{w}"))
     }
 
-    fn walk_with_threads(&self, opts: &WalkOptions, threads: usize, ahead: bool, deadline: Option<Instant>) -> Result<GitWalk, String> {
+    /// [`GitRepo::walk_until`] handing its warnings (which quote the plugin's revisions) to
+    /// `warn`, at most [`MAX_WARNINGS`] and a summary.
+    pub fn walk_logged(&self, opts: &WalkOptions, deadline: Option<Instant>, warn: &mut dyn FnMut(String)) -> Result<GitWalk, String> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.walk_with_threads(opts, cores.saturating_sub(1), cores >= 2, deadline, warn)
+    }
+
+    fn walk_with_threads(
+        &self,
+        opts: &WalkOptions,
+        threads: usize,
+        ahead: bool,
+        deadline: Option<Instant>,
+        warn: &mut dyn FnMut(String),
+    ) -> Result<GitWalk, String> {
         if opts.hide.len() > MAX_HIDE {
             return Err(format!("{} hide entries, over the limit of {MAX_HIDE} per walk", opts.hide.len()));
         }
@@ -219,13 +232,13 @@ impl GitRepo {
                 Err(e) => {
                     ignored += 1;
                     if ignored <= MAX_WARNINGS {
-                        tracing::warn!("git walk of {}: hide entry ignored: {e}", self.name);
+                        warn(format!("git walk of {}: hide entry ignored: {e}", self.name));
                     }
                 }
             }
         }
         if ignored > MAX_WARNINGS {
-            tracing::warn!("git walk of {}: {} more hide entries ignored", self.name, ignored - MAX_WARNINGS);
+            warn(format!("git walk of {}: {} more hide entries ignored", self.name, ignored - MAX_WARNINGS));
         }
         let walk = self
             .repo
@@ -681,7 +694,9 @@ impl HostRepository for HostState {
         options: WalkOptions,
     ) -> wasmtime::Result<Result<Resource<GitWalk>, String>> {
         let deadline = self.caps.deadline;
-        let walk = match super::deadline_trap(deadline, self.table.get(&self_)?.walk_until(&options, deadline))? {
+        let (text, plugin) = (self.text.clone(), self.caps.plugin.clone());
+        let mut warn = |w: String| tracing::warn!(plugin = &*plugin, "{}", text.clean(&w));
+        let walk = match super::deadline_trap(deadline, self.table.get(&self_)?.walk_logged(&options, deadline, &mut warn))? {
             Ok(w) => w,
             Err(e) => return Ok(Err(e)),
         };

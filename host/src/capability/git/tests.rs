@@ -61,7 +61,7 @@ fn pages_read_on_several_threads_or_ahead_equal_one_thread() {
     let dir = tempfile::tempdir().unwrap();
     let repo = GitRepo::open(&repo(dir.path(), 300)).unwrap();
     let opts = WalkOptions { tip: "HEAD".into(), hide: vec![], max_patch_bytes: 150, skip_paths: vec!["*.lock".into()], include_merges: false };
-    let one = read_all(&mut repo.walk_with_threads(&opts, 1, false, None).unwrap(), 256);
+    let one = read_all(&mut repo.walk_with_threads(&opts, 1, false, None, &mut |_| {}).unwrap(), 256);
     assert_eq!(one.len(), 300);
     assert!(!one.iter().any(|c| c.contains("Cargo.lock")), "skipped paths are left out");
     assert!(one.iter().any(|c| c.contains("binary: true")));
@@ -70,16 +70,16 @@ fn pages_read_on_several_threads_or_ahead_equal_one_thread() {
     }
     assert!(one.iter().any(|c| c.contains("patch-truncated: true")));
     for (threads, ahead, page) in [(3, false, 256), (3, false, 100), (2, false, 1024), (8, false, 64), (1, true, 256), (1, true, 7), (3, true, 100)] {
-        let mut walk = repo.walk_with_threads(&opts, threads, ahead, None).unwrap();
+        let mut walk = repo.walk_with_threads(&opts, threads, ahead, None, &mut |_| {}).unwrap();
         assert_eq!(walk.remaining(), 300);
         assert_eq!(read_all(&mut walk, page), one, "{threads} threads, ahead: {ahead}, pages of {page}");
         assert_eq!(walk.remaining(), 0);
     }
     // A walk dropped half way stops its reader (the next walk is unaffected).
-    let mut walk = repo.walk_with_threads(&opts, 1, true, None).unwrap();
+    let mut walk = repo.walk_with_threads(&opts, 1, true, None, &mut |_| {}).unwrap();
     assert_eq!(walk.next_page(10).unwrap().len(), 10);
     drop(walk);
-    assert_eq!(read_all(&mut repo.walk_with_threads(&opts, 1, true, None).unwrap(), 256), one);
+    assert_eq!(read_all(&mut repo.walk_with_threads(&opts, 1, true, None, &mut |_| {}).unwrap(), 256), one);
 }
 
 fn git(dir: &Path, args: &[&str]) {
@@ -133,9 +133,12 @@ fn walks_are_bounded_in_size_and_time() {
     assert!(repo.resolve(&"a".repeat(MAX_REV + 1)).unwrap_err().contains("limit"));
     let err = repo.walk(&opts("HEAD", vec!["HEAD~1".into(); MAX_HIDE + 1])).err().unwrap();
     assert!(err.contains("hide entries"), "{err}");
-    // Unresolvable hide entries are ignored (with a bounded number of warnings), not fatal.
-    let mut walk = repo.walk(&opts("HEAD", vec!["nope".into(); 50])).unwrap();
+    // Unresolvable hide entries are ignored, not fatal, with a bounded number of warnings.
+    let mut warnings = Vec::new();
+    let mut walk = repo.walk_logged(&opts("HEAD", vec!["nope".into(); 50]), None, &mut |w| warnings.push(w)).unwrap();
     assert_eq!(walk.remaining(), 40);
+    assert_eq!(warnings.len(), MAX_WARNINGS + 1, "{warnings:?}");
+    assert!(warnings.last().unwrap().contains("45 more hide entries ignored"), "{warnings:?}");
     // A deadline already past stops the walk and its pages.
     let past = Some(Instant::now() - std::time::Duration::from_millis(1));
     assert_eq!(repo.walk_until(&opts("HEAD", vec![]), past).err().unwrap(), PAST_DEADLINE);
