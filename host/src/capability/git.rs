@@ -18,28 +18,19 @@ use gix::bstr::{BString, ByteSlice};
 use gix::objs::tree::EntryKind;
 use gix::ObjectId;
 use imara_diff::{Algorithm, BasicLineDiffPrinter, Diff, InternedInput, UnifiedDiffConfig};
-use wasmtime::component::Resource;
 
-use crate::plugin::bindings::source::sam::plugin::git::{
-    Change, Commit, FileChange, Host, HostCommitWalk, HostRepository, Signature, WalkOptions,
-};
-use crate::plugin::state::HostState;
+use crate::plugin::bindings::source::sam::plugin::git::{Change, Commit, FileChange, Signature, WalkOptions};
 
+mod bounds;
+mod confine;
+mod host;
 mod pages;
+use bounds::{check_deadline, check_rev, DEADLINE_EVERY, MAX_WARNINGS};
+pub use bounds::{MAX_HIDE, MAX_REV, MAX_SKIP_PATHS, PAST_DEADLINE};
 pub use pages::GitWalk;
 
 /// Most commits one `next` call returns, whatever the guest asks for.
 pub const MAX_PAGE: u32 = 1024;
-/// Most `hide` entries and `skip-paths` patterns of one walk, and the longest revision.
-pub const MAX_HIDE: usize = 4096;
-pub const MAX_SKIP_PATHS: usize = 256;
-pub const MAX_REV: usize = 256;
-/// Warnings one call logs one by one; the rest are summed up in one line.
-const MAX_WARNINGS: usize = 5;
-/// Commits listed between two looks at the deadline.
-const DEADLINE_EVERY: usize = 1024;
-/// How deep `objects/info/alternates` chains are followed when checking them.
-const MAX_ALTERNATES_DEPTH: usize = 5;
 /// Blobs larger than this are counted by lines but not diffed.
 const MAX_DIFF_BLOB: usize = 8 * 1024 * 1024;
 /// git's binary heuristic looks at this many leading bytes.
@@ -130,45 +121,6 @@ impl GitRepo {
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Refuses a repository whose git dir, common dir (`commondir` of a linked worktree) or
-    /// object alternates (`objects/info/alternates`, followed transitively) lie outside what
-    /// `granted` accepts: gix would read objects from there. The error carries the path outside.
-    pub fn confined(&self, granted: impl Fn(&Path) -> bool) -> Result<(), (PathBuf, String)> {
-        let outside = |what: &str, p: &Path| {
-            Err((
-                p.to_path_buf(),
-                format!(
-                    "{} of repository `{}` is `{}`, outside the plugin's git grants; grant that directory too",
-                    what,
-                    self.path.display(),
-                    p.display()
-                ),
-            ))
-        };
-        for (what, dir) in [("the git dir", self.repo.git_dir()), ("the common dir", self.repo.common_dir())] {
-            let real = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-            if !granted(&real) {
-                return outside(what, &real);
-            }
-        }
-        let mut pending = vec![(self.repo.common_dir().join("objects"), 0usize)];
-        while let Some((objects, depth)) = pending.pop() {
-            let Ok(text) = std::fs::read_to_string(objects.join("info/alternates")) else { continue };
-            for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-                let alt = objects.join(line);
-                let real = std::fs::canonicalize(&alt).unwrap_or(alt);
-                if !granted(&real) {
-                    return outside("an object alternate", &real);
-                }
-                if depth + 1 >= MAX_ALTERNATES_DEPTH {
-                    return Err((real, format!("object alternates of `{}` nest deeper than {MAX_ALTERNATES_DEPTH}", self.path.display())));
-                }
-                pending.push((real, depth + 1));
-            }
-        }
-        Ok(())
     }
 
     /// A revision (`HEAD`, a branch, a tag, an id) peeled to its commit.
@@ -280,29 +232,6 @@ impl GitRepo {
             .collect();
         Ok(GitWalk::new(ids, readers, ahead))
     }
-}
-
-/// What a host call answers once the plugin's call deadline has passed; the runtime turns it
-/// into a timeout (see [`deadline_trap`](super::deadline_trap)).
-pub(crate) const PAST_DEADLINE: &str = "the plugin's call deadline passed";
-
-fn check_deadline(deadline: Option<Instant>) -> Result<(), String> {
-    match deadline {
-        Some(d) if Instant::now() > d => Err(PAST_DEADLINE.to_string()),
-        _ => Ok(()),
-    }
-}
-
-/// Refuses revisions that are long or that search: `:/text` and `^{/text}` scan every commit
-/// message of the history, `:path` reads the index.
-fn check_rev(rev: &str) -> Result<(), String> {
-    if rev.len() > MAX_REV {
-        return Err(format!("a revision of {} bytes, over the limit of {MAX_REV}", rev.len()));
-    }
-    if rev.starts_with(':') || rev.contains("^{/") || rev.contains(":/") {
-        return Err(format!("`{rev}`: searching revisions (`:/text`, `^{{/text}}`, `:path`) are not allowed; name a branch, tag or commit"));
-    }
-    Ok(())
 }
 
 fn build_globs(patterns: &[String]) -> Result<Option<GlobSet>, String> {
@@ -651,78 +580,6 @@ fn signature(s: gix::actor::SignatureRef<'_>) -> Signature {
         email: s.email.trim().to_str_lossy().into_owned(),
         time: time.seconds,
         offset_minutes: time.offset / 60,
-    }
-}
-
-// ---- the WIT resources --------------------------------------------------------------------
-
-impl Host for HostState {}
-
-impl HostRepository for HostState {
-    fn open(&mut self, path: String) -> wasmtime::Result<Result<Resource<GitRepo>, String>> {
-        let real = match self.caps.check("git", &path) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
-        };
-        let repo = match GitRepo::open(&real) {
-            Ok(repo) => repo,
-            Err(e) => return Ok(Err(e)),
-        };
-        if let Err((outside, e)) = repo.confined(|p| self.caps.is_granted("git", p)) {
-            // Reported as a denial of the directory outside the grants, which is what was refused.
-            self.caps.denial = Some(super::Denial { capability: "git", path: outside.display().to_string() });
-            return Ok(Err(e));
-        }
-        if let Err(e) = self.caps.handles.open(super::Handle::GitRepo) {
-            return Ok(Err(e));
-        }
-        Ok(Ok(self.table.push(repo)?))
-    }
-
-    fn name(&mut self, self_: Resource<GitRepo>) -> wasmtime::Result<String> {
-        Ok(self.table.get(&self_)?.name.clone())
-    }
-
-    fn resolve(&mut self, self_: Resource<GitRepo>, rev: String) -> wasmtime::Result<Result<String, String>> {
-        let deadline = self.caps.deadline;
-        super::deadline_trap(deadline, self.table.get(&self_)?.resolve(&rev).map(|id| id.to_string()))
-    }
-
-    fn walk(
-        &mut self,
-        self_: Resource<GitRepo>,
-        options: WalkOptions,
-    ) -> wasmtime::Result<Result<Resource<GitWalk>, String>> {
-        let deadline = self.caps.deadline;
-        let (text, plugin) = (self.text.clone(), self.caps.plugin.clone());
-        let mut warn = |w: String| tracing::warn!(plugin = &*plugin, "{}", text.clean(&w));
-        let walk = match super::deadline_trap(deadline, self.table.get(&self_)?.walk_logged(&options, deadline, &mut warn))? {
-            Ok(w) => w,
-            Err(e) => return Ok(Err(e)),
-        };
-        if let Err(e) = self.caps.handles.open(super::Handle::GitWalk) {
-            return Ok(Err(e));
-        }
-        Ok(Ok(self.table.push(walk)?))
-    }
-
-    fn drop(&mut self, rep: Resource<GitRepo>) -> wasmtime::Result<()> {
-        self.table.delete(rep)?;
-        self.caps.handles.close(super::Handle::GitRepo);
-        Ok(())
-    }
-}
-
-impl HostCommitWalk for HostState {
-    fn next(&mut self, self_: Resource<GitWalk>, max: u32) -> wasmtime::Result<Result<Vec<Commit>, String>> {
-        let deadline = self.caps.deadline;
-        super::deadline_trap(deadline, self.table.get_mut(&self_)?.next_page_until(max, deadline))
-    }
-
-    fn drop(&mut self, rep: Resource<GitWalk>) -> wasmtime::Result<()> {
-        self.table.delete(rep)?;
-        self.caps.handles.close(super::Handle::GitWalk);
-        Ok(())
     }
 }
 
