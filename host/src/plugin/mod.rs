@@ -247,8 +247,9 @@ struct Inner {
     loaded: Mutex<HashMap<[u8; 32], Arc<Loaded>>>,
     /// Held while compiling, so two threads loading one plugin compile it once.
     compiling: Mutex<()>,
-    /// Cleans every text a plugin hands the host outside its examples.
-    text: std::sync::RwLock<Arc<PluginText>>,
+    /// Cleans every text a plugin hands the host outside its examples; the built-in rules are
+    /// compiled on first use unless [`PluginHost::set_scrub`] came first.
+    text: std::sync::RwLock<Option<Arc<PluginText>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -312,7 +313,7 @@ impl PluginHost {
                 limits,
                 loaded: Mutex::new(HashMap::new()),
                 compiling: Mutex::new(()),
-                text: std::sync::RwLock::new(Arc::new(PluginText::builtin())),
+                text: std::sync::RwLock::new(None),
                 stop,
             }),
         })
@@ -331,12 +332,15 @@ impl PluginHost {
     /// Replaces the scrub rules of plugin text (the built-in ones by default); plugins opened
     /// afterwards use them.
     pub fn set_scrub(&self, config: &brain_curate::ScrubConfig) -> Result<(), brain_curate::ScrubError> {
-        *self.inner.text.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(PluginText::new(config)?);
+        *self.inner.text.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(PluginText::new(config)?));
         Ok(())
     }
 
     fn text(&self) -> Arc<PluginText> {
-        self.inner.text.read().unwrap_or_else(|p| p.into_inner()).clone()
+        if let Some(t) = &*self.inner.text.read().unwrap_or_else(|p| p.into_inner()) {
+            return t.clone();
+        }
+        self.inner.text.write().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| Arc::new(PluginText::builtin())).clone()
     }
 
     /// Names of the plugins embedded in this binary, sorted.
