@@ -60,6 +60,9 @@ fn every_fault_is_reported_by_name_and_the_healthy_source_is_stored() {
     let granted = env.path().join("granted");
     std::fs::create_dir_all(&granted).unwrap();
     std::fs::write(env.path().join("secret.txt"), "top secret").unwrap();
+    let fifo = std::ffi::CString::new(granted.join("pipe").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0, "mkfifo");
     let grant = format!("grants = {{ read = [{}] }}", toml_str(&granted));
 
     // (source name, fault plugin, extra keys, words the error must contain)
@@ -79,6 +82,8 @@ fn every_fault_is_reported_by_name_and_the_healthy_source_is_stored() {
         ("sloppy", "malformed", String::new(), &["malformed"]),
         // Blocked in `wasi:io/poll` (an hour-long sleep), where epoch interruption never fires.
         ("sleepy", "sleeper", String::new(), &["timed out"]),
+        // Blocked in a file read that never returns: a FIFO with no writer, inside its grant.
+        ("piped", "read-outside", format!("{grant}\nconfig = {{ path = {} }}", toml_str(granted.join("pipe"))), &["timed out"]),
         ("drowsy", "sleeper", "config = { when = \"open\" }".into(), &["timed out"]),
     ];
     let mut config = wasm_source("healthy", "healthy-source", "config = { count = 600 }");
