@@ -431,3 +431,40 @@ fn a_sleeping_plugin_does_not_keep_the_pipeline_lock() {
     }
     assert_eq!(env.status()["by_source"], serde_json::json!({"healthy": 20}));
 }
+
+#[test]
+fn a_full_disk_fails_the_collect_clearly_and_keeps_what_was_committed() {
+    use std::os::unix::process::CommandExt;
+    let env = Env::new();
+    env.write_config(&format!("{}{}", wasm_source("small", "healthy-source", "config = { count = 50 }"), wasm_source("big", "flood", "config = { batches = 100000, lines = 0 }")));
+    env.run(["collect", "--source", "small"]).assert_ok();
+    let committed = env.count("SELECT count(*) FROM examples");
+    assert_eq!(committed, 50);
+    // A disk that is full: no file of this process may grow past 512 KiB beyond the store's
+    // size now (RLIMIT_FSIZE; SIGXFSZ ignored, so writes fail with EFBIG instead of killing it).
+    let limit = std::fs::metadata(env.db_path()).unwrap().len() + (512 << 10);
+    let mut cmd = env.command(["collect", "--json"]);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let rl = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &rl) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let measured = run_measured(&mut cmd);
+    let run = measured.run;
+    run.assert_failed();
+    assert!(measured.wall < Duration::from_secs(120), "collect took {:?}", measured.wall);
+    let said = format!("{}\n{}", run.stdout, run.stderr).to_lowercase();
+    // Whether a batch or the commit of a write group hit the limit, the error says what to check.
+    assert!(said.contains("disk full or read-only"), "the error points at the disk:\n{said}");
+    assert!(said.contains("committed before") && said.contains("kept"), "{said}");
+    // What was committed before stays, and the store is sound.
+    let check: String = env.db().query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+    assert!(env.count("SELECT count(*) FROM examples WHERE source = 'small'") == 50);
+}

@@ -181,8 +181,13 @@ impl CollectReport {
 pub enum CollectError {
     #[error("no source named {name:?} in {config}; configured sources: {known}")]
     UnknownSource { name: String, config: String, known: String },
-    #[error("{0}: nothing was collected after the last batch that was stored")]
+    /// Writing to the store failed (committing a write group, most likely on a full disk).
+    #[error("{0}: the collect stopped; the batches it committed before are kept, the rest is collected again next time (is the disk full or read-only?)")]
     Store(#[from] StoreError),
+    /// Storing one source's batch failed (a full or read-only disk, most likely); that batch was
+    /// rolled back, what was committed before stays.
+    #[error("storing a batch of source {name:?} failed ({error}); the collect stopped, what it committed before is kept (is the disk full or read-only?)")]
+    StoreBatch { name: String, error: StoreError },
 }
 
 enum Msg {
@@ -269,7 +274,7 @@ pub fn collect(
                                 // Keep the batches stored before this one (its own savepoint
                                 // was rolled back).
                                 let _ = store.commit_group();
-                                return Err(CollectError::Store(e));
+                                return Err(CollectError::StoreBatch { name: sources[i].name.clone(), error: e });
                             }
                             BatchError::Curate(e) => {
                                 cancel[i].store(true, Ordering::Relaxed);
