@@ -114,6 +114,25 @@ fn infinite_loop_times_out() {
 }
 
 #[test]
+fn a_plugin_blocked_in_a_host_call_times_out() {
+    // `std::thread::sleep` waits in `wasi:io/poll`, where epoch interruption never fires; the call
+    // still ends at the deadline (2 s here, the sleep is an hour), in `next` and in `open`.
+    for (name, config) in [("sleepy-next", "{}"), ("sleepy-open", r#"{"when": "open"}"#)] {
+        let err = expect_err(name, "sleeper", &Grants::default(), config);
+        assert!(matches!(err, PluginError::Timeout { .. }), "{err}");
+        assert!(err.to_string().contains("timed out"), "{err}");
+    }
+    // A filter blocked the same way.
+    let mut f = host().open_filter("sleepy-filter", &plugin("sleepy-filter"), &Grants::default(), "{}").unwrap();
+    let err = f.evaluate(&examples(2)).err().expect("the sleeping filter timed out");
+    assert!(matches!(err, PluginError::Timeout { .. }), "{err}");
+    assert!(err.to_string().contains("`sleepy-filter`"), "{err}");
+    let again = f.evaluate(&examples(1)).err().expect("a timed-out filter is dead");
+    assert!(matches!(again, PluginError::Dead { .. }), "{again}");
+    healthy_still_works();
+}
+
+#[test]
 fn memory_bomb_hits_the_cap() {
     let err = expect_err("bomber", "membomb", &Grants::default(), "{}");
     assert!(matches!(err, PluginError::OutOfMemory { .. }), "{err}");
@@ -296,9 +315,12 @@ fn compiled_components_are_cached_on_disk() {
         let h = PluginHost::new(&cache, Limits::default()).unwrap();
         h.info(&p).unwrap();
     }
-    let files: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(files.len(), 1, "{files:?}");
+    let mut files: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    // The artifact, and the digest the host recorded for it.
+    assert_eq!(files.len(), 2, "{files:?}");
     assert!(files[0].extension().unwrap() == "cwasm");
+    assert_eq!(files[1], files[0].with_extension("cwasm.sha256"));
     let stamp = std::fs::metadata(&files[0]).unwrap().modified().unwrap();
     // A second host loads the cached artifact instead of compiling (and rewriting) it.
     let h = PluginHost::new(&cache, Limits::default()).unwrap();
@@ -312,6 +334,13 @@ fn compiled_components_are_cached_on_disk() {
     std::fs::write(&files[0], b"garbage").unwrap();
     let h = PluginHost::new(&cache, Limits::default()).unwrap();
     h.info(&p).unwrap();
+    assert_ne!(std::fs::read(&files[0]).unwrap(), b"garbage", "the corrupt artifact was replaced");
+    // The cache folder is private to the user.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777, 0o700);
+    }
 }
 
 #[test]

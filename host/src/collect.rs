@@ -6,7 +6,8 @@
 //! with the source's checkpoint, all or nothing (batches are committed in write groups, see
 //! `GROUP_EXAMPLES`). A source that fails — its plugin traps, times
 //! out, returns garbage, or cannot be loaded — is stopped and reported with its name and cause;
-//! the others go on, and every batch stored before the failure stays stored.
+//! the others go on, and every batch stored before the failure stays stored. So does a source
+//! that reaches its [`Budget`] (examples, output bytes, wall time per collect).
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -23,6 +24,11 @@ use crate::store::{Record, Store, StoreError};
 
 /// Examples asked of a plugin per call.
 pub const BATCH_SIZE: u32 = 256;
+
+/// Distinct discard reasons kept per source and run; later ones are counted under
+/// [`OTHER_REASONS`] (a plugin cannot grow the report without bound).
+pub const MAX_DISCARD_REASONS: usize = 256;
+pub const OTHER_REASONS: &str = "(other reasons)";
 
 /// Batches waiting to be stored, per collect run (bounds memory when the store is slower).
 const QUEUE: usize = 8;
@@ -51,6 +57,73 @@ impl Curate for NoCuration {
     fn curate(&mut self, _: &Store, _: &PluginEntry, _: &mut Vec<Record>, _: &mut SourceCounters) -> anyhow::Result<()> {
         Ok(())
     }
+}
+
+/// What one collect may take from one source: `[plugins]` `max_examples`, `max_mb` and
+/// `max_seconds`, each overridden by the source's own `budget = { … }`. A source that would go
+/// over stops with an error saying which; what it stored before stays, and its checkpoint lets
+/// the next collect go on from there.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Budget {
+    pub examples: u64,
+    pub bytes: u64,
+    pub time: std::time::Duration,
+}
+
+impl Budget {
+    pub fn for_source(config: &Config, entry: &PluginEntry) -> Budget {
+        let (p, b) = (&config.plugins, &entry.budget);
+        Budget {
+            examples: b.examples.unwrap_or(p.max_examples),
+            bytes: b.mb.unwrap_or(p.max_mb).saturating_mul(1 << 20),
+            time: std::time::Duration::from_secs(b.seconds.unwrap_or(p.max_seconds)),
+        }
+    }
+}
+
+/// How much of its [`Budget`] a source has used in this collect.
+struct Spent {
+    examples: u64,
+    bytes: u64,
+    started: Instant,
+}
+
+impl Spent {
+    /// Examples to ask for next: at most a batch, at most what is left (but at least one, to
+    /// learn whether the source has more).
+    fn ask(&self, budget: &Budget) -> u32 {
+        budget.examples.saturating_sub(self.examples).clamp(1, u64::from(BATCH_SIZE)) as u32
+    }
+
+    /// Takes `batch` into account, or says which budget it would exceed (it is then not stored).
+    fn charge(&mut self, budget: &Budget, batch: &SourceBatch) -> Result<(), String> {
+        let (n, bytes) = (batch.examples.len() as u64, batch.bytes());
+        if self.examples + n > budget.examples {
+            return Err(over_budget(format!("{} examples", budget.examples), "examples", "max_examples", self));
+        }
+        if self.bytes + bytes > budget.bytes {
+            return Err(over_budget(format!("{} MiB of output", budget.bytes >> 20), "mb", "max_mb", self));
+        }
+        self.examples += n;
+        self.bytes += bytes;
+        Ok(())
+    }
+
+    fn check_time(&self, budget: &Budget) -> Result<(), String> {
+        if self.started.elapsed() >= budget.time {
+            return Err(over_budget(format!("{} s", budget.time.as_secs()), "seconds", "max_seconds", self));
+        }
+        Ok(())
+    }
+}
+
+fn over_budget(limit: String, key: &str, default_key: &str, spent: &Spent) -> String {
+    format!(
+        "stopped at its budget of {limit} per collect, after {} examples ({} KiB); what it produced before is stored and the next \
+         collect goes on from there (raise it with `budget = {{ {key} = … }}` on the source, or [plugins] {default_key})",
+        spent.examples,
+        spent.bytes >> 10
+    )
 }
 
 #[derive(Clone, Debug, Default)]
@@ -108,8 +181,13 @@ impl CollectReport {
 pub enum CollectError {
     #[error("no source named {name:?} in {config}; configured sources: {known}")]
     UnknownSource { name: String, config: String, known: String },
-    #[error("{0}: nothing was collected after the last batch that was stored")]
+    /// Writing to the store failed (committing a write group, most likely on a full disk).
+    #[error("{0}: the collect stopped; the batches it committed before are kept, the rest is collected again next time (is the disk full or read-only?)")]
     Store(#[from] StoreError),
+    /// Storing one source's batch failed (a full or read-only disk, most likely); that batch was
+    /// rolled back, what was committed before stays.
+    #[error("storing a batch of source {name:?} failed ({error}); the collect stopped, what it committed before is kept (is the disk full or read-only?)")]
+    StoreBatch { name: String, error: StoreError },
 }
 
 enum Msg {
@@ -157,8 +235,9 @@ pub fn collect(
             scope.spawn(move || {
                 while let Some(&i) = runnable.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let t = Instant::now();
+                    let budget = Budget::for_source(config, sources[i]);
                     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        run_source(host, sources[i], checkpoints[i].as_deref(), i, &tx, &cancel[i])
+                        run_source(host, sources[i], &budget, checkpoints[i].as_deref(), i, &tx, &cancel[i])
                     }))
                     .unwrap_or_else(|_| Err("the host panicked while running this source (a bug: please report it)".into()));
                     if tx.send(Msg::Done(i, result, t.elapsed().as_secs_f64())).is_err() {
@@ -195,7 +274,7 @@ pub fn collect(
                                 // Keep the batches stored before this one (its own savepoint
                                 // was rolled back).
                                 let _ = store.commit_group();
-                                return Err(CollectError::Store(e));
+                                return Err(CollectError::StoreBatch { name: sources[i].name.clone(), error: e });
                             }
                             BatchError::Curate(e) => {
                                 cancel[i].store(true, Ordering::Relaxed);
@@ -289,12 +368,14 @@ pub fn check_plugin(entry: &PluginEntry) -> Result<(), String> {
 fn run_source(
     host: &PluginHost,
     entry: &PluginEntry,
+    budget: &Budget,
     checkpoint: Option<&str>,
     i: usize,
     tx: &mpsc::SyncSender<Msg>,
     cancel: &AtomicBool,
 ) -> Result<(), String> {
     let _span = tracing::info_span!("source", name = %entry.name).entered();
+    let mut spent = Spent { examples: 0, bytes: 0, started: Instant::now() };
     let mut session = host
         .open_source(&entry.name, &entry.plugin, &entry.grants, &entry.config_json, checkpoint)
         .map_err(|e| e.to_string())?;
@@ -302,8 +383,10 @@ fn run_source(
         tx.send(Msg::Estimate(i, n)).ok();
     }
     while !cancel.load(Ordering::Relaxed) {
-        match session.next(BATCH_SIZE).map_err(|e| e.to_string())? {
+        spent.check_time(budget)?;
+        match session.next(spent.ask(budget)).map_err(|e| e.to_string())? {
             Some(batch) => {
+                spent.charge(budget, &batch)?;
                 if tx.send(Msg::Batch(i, batch)).is_err() {
                     break;
                 }
@@ -365,7 +448,7 @@ fn store_batch(store: &mut Store, curate: &mut dyn Curate, entry: &PluginEntry, 
     c.batches += 1;
     c.received += batch.examples.len() as u64;
     for (reason, n) in batch.discarded {
-        *c.discarded.entry(reason).or_default() += u64::from(n);
+        count_discard(c, reason, n);
     }
     let mut records: Vec<Record> = batch.examples.into_iter().map(Record::new).collect();
     curate.curate(store, entry, &mut records, c).map_err(BatchError::Curate)?;
@@ -376,6 +459,14 @@ fn store_batch(store: &mut Store, curate: &mut dyn Curate, entry: &PluginEntry, 
     c.stored += out.stored;
     c.duplicate += out.duplicate;
     Ok(())
+}
+
+/// Counts `n` discards for `reason`; past [`MAX_DISCARD_REASONS`] distinct reasons, new ones
+/// are counted under [`OTHER_REASONS`].
+fn count_discard(c: &mut SourceCounters, reason: String, n: u32) {
+    let key = if c.discarded.len() < MAX_DISCARD_REASONS || c.discarded.contains_key(&reason) { reason } else { OTHER_REASONS.to_string() };
+    let count = c.discarded.entry(key).or_default();
+    *count = count.saturating_add(u64::from(n));
 }
 
 fn new_bar(multi: &MultiProgress, name: &str, visible: bool) -> ProgressBar {
@@ -396,4 +487,98 @@ fn set_estimate(bar: &ProgressBar, n: u64) {
 
 fn bar_style(rest: &str) -> ProgressStyle {
     ProgressStyle::with_template(&format!("{{prefix:>16.bold}} {rest}")).unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::example::{Example, Kind, Message, Role};
+
+    fn batch(examples: usize, text: usize) -> SourceBatch {
+        let ex = Example {
+            kind: Kind::Chat,
+            task: "t".into(),
+            messages: vec![Message { role: Role::User, content: "x".repeat(text) }],
+            rejected: None,
+            provenance: "p".into(),
+            metadata: serde_json::json!({}),
+        };
+        SourceBatch { examples: vec![ex; examples], discarded: vec![("why".into(), 1)], checkpoint: Some("12".into()) }
+    }
+
+    fn budget(examples: u64, bytes: u64, secs: u64) -> Budget {
+        Budget { examples, bytes, time: std::time::Duration::from_secs(secs) }
+    }
+
+    #[test]
+    fn a_batch_costs_its_text() {
+        // 3 × (task 1 + provenance 1 + message 10) + reason 3 + checkpoint 2.
+        assert_eq!(batch(3, 10).bytes(), 41);
+    }
+
+    #[test]
+    fn the_examples_budget_asks_for_no_more_than_is_left() {
+        let b = budget(300, u64::MAX, 60);
+        let mut s = Spent { examples: 0, bytes: 0, started: Instant::now() };
+        assert_eq!(s.ask(&b), BATCH_SIZE);
+        s.charge(&b, &batch(256, 1)).unwrap();
+        assert_eq!(s.ask(&b), 44);
+        s.charge(&b, &batch(44, 1)).unwrap();
+        // Spent: one more is asked for, to learn whether the source is done; if it has one, it
+        // is over budget and not counted.
+        assert_eq!(s.ask(&b), 1);
+        let err = s.charge(&b, &batch(1, 1)).unwrap_err();
+        assert!(err.contains("budget of 300 examples") && err.contains("after 300 examples"), "{err}");
+        assert_eq!(s.examples, 300);
+        // A batch of discards only still fits.
+        s.charge(&b, &batch(0, 1)).unwrap();
+    }
+
+    #[test]
+    fn the_bytes_and_time_budgets_stop_a_source() {
+        let b = budget(u64::MAX, 60, 60);
+        let mut s = Spent { examples: 0, bytes: 0, started: Instant::now() };
+        s.charge(&b, &batch(3, 10)).unwrap();
+        let err = s.charge(&b, &batch(3, 10)).unwrap_err();
+        assert!(err.contains("MiB of output") && err.contains("budget = { mb"), "{err}");
+        assert_eq!(s.bytes, 41, "the batch over budget is not counted");
+        assert!(s.check_time(&b).is_ok());
+        let err = s.check_time(&budget(1, 1, 0)).unwrap_err();
+        assert!(err.contains("budget of 0 s") && err.contains("max_seconds"), "{err}");
+    }
+
+    #[test]
+    fn budgets_come_from_plugins_unless_the_source_sets_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("brain.toml");
+        std::fs::write(
+            &path,
+            "[[source]]\nname = \"a\"\nplugin = \"git\"\nbudget = { examples = 5, seconds = 9 }\n\n[[source]]\nname = \"b\"\nplugin = \"git\"\n\n[plugins]\nmax_examples = 7\nmax_mb = 3\n",
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        let a = Budget::for_source(&config, &config.sources[0]);
+        assert_eq!(a, budget(5, 3 << 20, 9));
+        let b = Budget::for_source(&config, &config.sources[1]);
+        assert_eq!(b, budget(7, 3 << 20, 4 * 3600));
+    }
+
+    #[test]
+    fn distinct_discard_reasons_are_capped_without_losing_counts() {
+        let mut c = SourceCounters::default();
+        for b in 0..3 {
+            let batch = SourceBatch {
+                examples: vec![],
+                discarded: (0..200).map(|i| (format!("r{b}-{i}"), 2)).collect(),
+                checkpoint: None,
+            };
+            // Only the counting part of `store_batch` (no store needed).
+            for (reason, n) in batch.discarded {
+                count_discard(&mut c, reason, n);
+            }
+        }
+        assert_eq!(c.discarded.len(), MAX_DISCARD_REASONS + 1);
+        assert_eq!(c.discarded.values().sum::<u64>(), 3 * 200 * 2);
+        assert_eq!(c.discarded[OTHER_REASONS], (600 - MAX_DISCARD_REASONS as u64) * 2);
+    }
 }

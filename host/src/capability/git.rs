@@ -11,20 +11,22 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use gix::bstr::{BString, ByteSlice};
 use gix::objs::tree::EntryKind;
 use gix::ObjectId;
 use imara_diff::{Algorithm, BasicLineDiffPrinter, Diff, InternedInput, UnifiedDiffConfig};
-use wasmtime::component::Resource;
 
-use crate::plugin::bindings::source::sam::plugin::git::{
-    Change, Commit, FileChange, Host, HostCommitWalk, HostRepository, Signature, WalkOptions,
-};
-use crate::plugin::state::HostState;
+use crate::plugin::bindings::source::sam::plugin::git::{Change, Commit, FileChange, Signature, WalkOptions};
 
+mod bounds;
+mod confine;
+mod host;
 mod pages;
+use bounds::{check_deadline, check_rev, DEADLINE_EVERY, MAX_WARNINGS};
+pub use bounds::{MAX_HIDE, MAX_REV, MAX_SKIP_PATHS, PAST_DEADLINE};
 pub use pages::GitWalk;
 
 /// Most commits one `next` call returns, whatever the guest asks for.
@@ -123,6 +125,7 @@ impl GitRepo {
 
     /// A revision (`HEAD`, a branch, a tag, an id) peeled to its commit.
     pub fn resolve(&self, rev: &str) -> Result<ObjectId, String> {
+        check_rev(rev)?;
         let id = self
             .repo
             .rev_parse_single(rev)
@@ -141,18 +144,53 @@ impl GitRepo {
     /// of the plugin on another thread when the machine has two cores or more, with pages
     /// split between readers on all cores but one (see [`GitWalk`]).
     pub fn walk(&self, opts: &WalkOptions) -> Result<GitWalk, String> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        self.walk_with_threads(opts, cores.saturating_sub(1), cores >= 2)
+        self.walk_until(opts, None)
     }
 
-    fn walk_with_threads(&self, opts: &WalkOptions, threads: usize, ahead: bool) -> Result<GitWalk, String> {
+    /// [`GitRepo::walk`] that gives up once `deadline` has passed (checked between resolutions
+    /// and every [`DEADLINE_EVERY`] commits listed).
+    pub fn walk_until(&self, opts: &WalkOptions, deadline: Option<Instant>) -> Result<GitWalk, String> {
+        self.walk_logged(opts, deadline, &mut |w| tracing::warn!("{w}"))
+    }
+
+    /// [`GitRepo::walk_until`] handing its warnings (which quote the plugin's revisions) to
+    /// `warn`, at most [`MAX_WARNINGS`] and a summary.
+    pub fn walk_logged(&self, opts: &WalkOptions, deadline: Option<Instant>, warn: &mut dyn FnMut(String)) -> Result<GitWalk, String> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.walk_with_threads(opts, cores.saturating_sub(1), cores >= 2, deadline, warn)
+    }
+
+    fn walk_with_threads(
+        &self,
+        opts: &WalkOptions,
+        threads: usize,
+        ahead: bool,
+        deadline: Option<Instant>,
+        warn: &mut dyn FnMut(String),
+    ) -> Result<GitWalk, String> {
+        if opts.hide.len() > MAX_HIDE {
+            return Err(format!("{} hide entries, over the limit of {MAX_HIDE} per walk", opts.hide.len()));
+        }
+        if opts.skip_paths.len() > MAX_SKIP_PATHS {
+            return Err(format!("{} skip-paths patterns, over the limit of {MAX_SKIP_PATHS} per walk", opts.skip_paths.len()));
+        }
         let tip = self.resolve(if opts.tip.is_empty() { "HEAD" } else { &opts.tip })?;
         let mut hidden = Vec::new();
+        let mut ignored = 0usize;
         for h in &opts.hide {
+            check_deadline(deadline)?;
             match self.resolve(h) {
                 Ok(id) => hidden.push(id),
-                Err(e) => tracing::warn!("git walk of {}: hide entry ignored: {e}", self.name),
+                Err(e) => {
+                    ignored += 1;
+                    if ignored <= MAX_WARNINGS {
+                        warn(format!("git walk of {}: hide entry ignored: {e}", self.name));
+                    }
+                }
             }
+        }
+        if ignored > MAX_WARNINGS {
+            warn(format!("git walk of {}: {} more hide entries ignored", self.name, ignored - MAX_WARNINGS));
         }
         let walk = self
             .repo
@@ -162,7 +200,10 @@ impl GitRepo {
             .all()
             .map_err(|e| err(&format!("cannot walk {}", self.name), e))?;
         let mut ids = Vec::new();
-        for info in walk {
+        for (n, info) in walk.enumerate() {
+            if n % DEADLINE_EVERY == 0 {
+                check_deadline(deadline)?;
+            }
             let info = info.map_err(|e| err(&format!("walking {}", self.name), e))?;
             if !opts.include_merges && info.parent_ids.len() > 1 {
                 continue;
@@ -539,59 +580,6 @@ fn signature(s: gix::actor::SignatureRef<'_>) -> Signature {
         email: s.email.trim().to_str_lossy().into_owned(),
         time: time.seconds,
         offset_minutes: time.offset / 60,
-    }
-}
-
-// ---- the WIT resources --------------------------------------------------------------------
-
-impl Host for HostState {}
-
-impl HostRepository for HostState {
-    fn open(&mut self, path: String) -> wasmtime::Result<Result<Resource<GitRepo>, String>> {
-        let real = match self.caps.check("git", &path) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
-        };
-        match GitRepo::open(&real) {
-            Ok(repo) => Ok(Ok(self.table.push(repo)?)),
-            Err(e) => Ok(Err(e)),
-        }
-    }
-
-    fn name(&mut self, self_: Resource<GitRepo>) -> wasmtime::Result<String> {
-        Ok(self.table.get(&self_)?.name.clone())
-    }
-
-    fn resolve(&mut self, self_: Resource<GitRepo>, rev: String) -> wasmtime::Result<Result<String, String>> {
-        Ok(self.table.get(&self_)?.resolve(&rev).map(|id| id.to_string()))
-    }
-
-    fn walk(
-        &mut self,
-        self_: Resource<GitRepo>,
-        options: WalkOptions,
-    ) -> wasmtime::Result<Result<Resource<GitWalk>, String>> {
-        let walk = match self.table.get(&self_)?.walk(&options) {
-            Ok(w) => w,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(Ok(self.table.push(walk)?))
-    }
-
-    fn drop(&mut self, rep: Resource<GitRepo>) -> wasmtime::Result<()> {
-        self.table.delete(rep)?;
-        Ok(())
-    }
-}
-
-impl HostCommitWalk for HostState {
-    fn next(&mut self, self_: Resource<GitWalk>, max: u32) -> wasmtime::Result<Result<Vec<Commit>, String>> {
-        Ok(self.table.get_mut(&self_)?.next_page(max))
-    }
-
-    fn drop(&mut self, rep: Resource<GitWalk>) -> wasmtime::Result<()> {
-        self.table.delete(rep)?;
-        Ok(())
     }
 }
 

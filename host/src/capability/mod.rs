@@ -36,6 +36,73 @@ pub struct Capabilities {
     pub denial: Option<Denial>,
     /// When the current guest call must end (bounds SQLite queries, which wasm epochs can't).
     pub deadline: Option<Instant>,
+    /// Git repositories, walks and SQLite connections open now.
+    pub handles: Handles,
+}
+
+/// A kind of host handle a plugin holds open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handle {
+    GitRepo,
+    GitWalk,
+    Sqlite,
+}
+
+impl Handle {
+    /// How many of this kind one plugin instance may hold open at once: each holds files,
+    /// caches and (walks) reader threads. Repositories are many because the bundled git plugin
+    /// keeps every configured repository open for the whole collect.
+    pub const fn limit(self) -> usize {
+        match self {
+            Handle::GitRepo => 256,
+            Handle::GitWalk => 4,
+            Handle::Sqlite => 8,
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Handle::GitRepo => "git repositories",
+            Handle::GitWalk => "git walks",
+            Handle::Sqlite => "SQLite connections",
+        }
+    }
+}
+
+/// Counts of the handles a plugin instance holds open, each kind bounded by [`Handle::limit`].
+#[derive(Debug, Default)]
+pub struct Handles {
+    open: [usize; 3],
+}
+
+impl Handles {
+    /// Takes one more handle of `kind`, or says why not (the guest gets the message).
+    pub fn open(&mut self, kind: Handle) -> Result<(), String> {
+        let n = &mut self.open[kind as usize];
+        if *n >= kind.limit() {
+            return Err(format!("too many open {}: at most {} at once; drop one first", kind.what(), kind.limit()));
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    pub fn close(&mut self, kind: Handle) {
+        let n = &mut self.open[kind as usize];
+        *n = n.saturating_sub(1);
+    }
+
+    pub fn count(&self, kind: Handle) -> usize {
+        self.open[kind as usize]
+    }
+}
+
+/// Turns a host call's failure after the plugin's deadline into a trap: the runtime reports it
+/// as a timeout and drops the plugin, rather than the guest going on past its deadline.
+pub(crate) fn deadline_trap<T>(deadline: Option<Instant>, result: Result<T, String>) -> wasmtime::Result<Result<T, String>> {
+    match result {
+        Err(_) if deadline.is_some_and(|d| Instant::now() > d) => Err(wasmtime::Trap::Interrupt.into()),
+        other => Ok(other),
+    }
 }
 
 impl Capabilities {
@@ -48,7 +115,17 @@ impl Capabilities {
             sqlite_roots: sqlite.iter().map(|p| canonical_or_lexical(p)).collect(),
             denial: None,
             deadline: None,
+            handles: Handles::default(),
         }
+    }
+
+    /// Whether `real` (a canonical path) lies under a root granted for `capability`.
+    pub fn is_granted(&self, capability: &str, real: &Path) -> bool {
+        let roots = match capability {
+            "git" => &self.git_roots,
+            _ => &self.sqlite_roots,
+        };
+        roots.iter().any(|r| real.starts_with(r))
     }
 
     /// Resolves `requested` and checks it lies under one of the roots granted for `capability`.
@@ -127,9 +204,15 @@ fn lexical_normalize(p: &Path) -> PathBuf {
 const MAX_LOG_LINE: usize = 8 * 1024;
 
 impl log::Host for HostState {
+    /// Lines are rate limited (see [`LogBudget`](crate::plugin::state::LogBudget)), cut to
+    /// [`MAX_LOG_LINE`], stripped of terminal controls and scrubbed of secrets before they reach
+    /// `tracing` (the terminal, a log file).
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        if !self.log.admit() {
+            return Ok(());
+        }
         let plugin = &*self.caps.plugin;
-        let message = truncate_str(&message, MAX_LOG_LINE);
+        let message = self.text.clean(truncate_str(&message, MAX_LOG_LINE));
         match level {
             Level::Trace => tracing::trace!(plugin, "{message}"),
             Level::Debug => tracing::debug!(plugin, "{message}"),

@@ -30,7 +30,6 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, DEFAULT_FILE};
@@ -122,8 +121,7 @@ impl Ctx {
     }
 
     pub fn plugin_host(&self, config: &Config) -> anyhow::Result<PluginHost> {
-        PluginHost::new(&config.cache_dir, config.limits())
-            .with_context(|| format!("cannot start the plugin runtime (compile cache {})", config.cache_dir.display()))
+        PluginHost::for_config(config)
     }
 
     /// Progress bars only for a person watching.

@@ -99,6 +99,8 @@ pub struct PluginEntry {
     pub enabled: bool,
     /// Where `plugin = …` is written.
     pub at: Location,
+    /// The source's own collect budget as written (`[plugins]` gives the rest).
+    pub budget: BudgetSection,
 }
 
 /// `[review]`, validated.
@@ -299,6 +301,7 @@ impl Doc<'_> {
             config_json: table_to_json(&s.config).to_string(),
             enabled: s.enabled,
             at: self.location(s.plugin.span().start),
+            budget: s.budget,
         })
     }
 }

@@ -50,6 +50,9 @@ pub struct PluginSection {
     pub config: toml::Table,
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// A source's own collect budget (see [`BudgetSection`]).
+    #[serde(default)]
+    pub budget: BudgetSection,
 }
 
 fn yes() -> bool {
@@ -364,10 +367,25 @@ pub struct PluginsSection {
     pub timeout_s: u64,
     /// Compiled components; default `$XDG_CACHE_HOME/sam-brain/components`.
     pub cache_dir: Option<PathBuf>,
+    /// What one collect may take from one source (each overridable by the source's `budget`):
+    /// examples, MiB of output, and seconds of wall time.
+    pub max_examples: u64,
+    pub max_mb: u64,
+    pub max_seconds: u64,
 }
 
 impl Default for PluginsSection {
     fn default() -> Self {
-        PluginsSection { memory_mb: 256, timeout_s: 30, cache_dir: None }
+        PluginsSection { memory_mb: 256, timeout_s: 30, cache_dir: None, max_examples: 1_000_000, max_mb: 4096, max_seconds: 4 * 3600 }
     }
+}
+
+/// `budget = { examples = …, mb = …, seconds = … }` of a `[[source]]`: its own limits for one
+/// collect; keys left out take `[plugins]` `max_examples`, `max_mb`, `max_seconds`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetSection {
+    pub examples: Option<u64>,
+    pub mb: Option<u64>,
+    pub seconds: Option<u64>,
 }

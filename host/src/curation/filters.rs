@@ -2,7 +2,8 @@
 //! be opened, traps, times out, returns garbage — fails alone: it is named in a warning and in
 //! the collect counters, the examples of that batch get no verdict from it (so they are not
 //! approved automatically on its behalf), and it is reopened for the next batch. After
-//! [`MAX_FAILURES`] failures it is left out for the rest of the run.
+//! [`MAX_FAILURES`] failures it is left out for the rest of the run, and still reported as a
+//! failure on every later batch: fail closed, nothing it did not score is approved.
 //!
 //! Each filter runs on a thread of its own that lives as long as the [`Filters`]: the filters of
 //! a batch run side by side, and no thread is started per batch (bench/curation.sh: threads
@@ -106,6 +107,7 @@ impl Filters {
             .iter_mut()
             .map(|slot| {
                 if slot.failures >= MAX_FAILURES {
+                    // Left out, so fail closed: its missing verdict still counts as a failure.
                     return None;
                 }
                 if slot.worker.is_none() {
@@ -120,7 +122,14 @@ impl Filters {
             .collect();
         for (slot, sent) in self.slots.iter_mut().zip(sent) {
             let outcome = match sent {
-                None => continue,
+                None => {
+                    failures.push(Failure {
+                        filter: slot.entry.name.clone(),
+                        error: format!("left out after failing {MAX_FAILURES} times in this run"),
+                        given_up: true,
+                    });
+                    continue;
+                }
                 Some(Err(why)) => Err(why),
                 Some(Ok(())) => match slot.worker.as_ref().map(|w| w.results.recv()) {
                     Some(Ok(Ok(vs))) => Ok(vs),

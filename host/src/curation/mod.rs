@@ -122,7 +122,12 @@ impl<'h> Curation<'h> {
         for f in failures {
             let n = records.len() as u64;
             self.count(c, &format!("filter_failed:{}", f.filter), n);
-            self.filter_errors.insert(f.filter, f.error);
+            // A filter left out keeps the error that made it so.
+            if f.given_up {
+                self.filter_errors.entry(f.filter).or_insert(f.error);
+            } else {
+                self.filter_errors.insert(f.filter, f.error);
+            }
         }
         for (rec, vs) in records.iter_mut().zip(verdicts) {
             rec.verdicts = vs;
@@ -310,6 +315,7 @@ mod tests {
             config_json: "{}".into(),
             enabled: true,
             at: crate::config::Location { file: dir.path().join("brain.toml"), line: 1, column: 1 },
+            budget: Default::default(),
         };
         cur.curate(&store, &entry, &mut records, &mut c).unwrap();
         assert_eq!(records.len(), 3, "the exact copy is dropped");

@@ -93,7 +93,7 @@ impl<'a> Stages<'a> {
             self.report.step("collect", "would-run", format!("would collect from {}", names.join(", ")), json!(null));
             return Ok(());
         }
-        let host = crate::plugin::PluginHost::new(&config.cache_dir, config.limits()).context("starting the plugin runtime")?;
+        let host = crate::plugin::PluginHost::for_config(config).context("starting the plugin runtime")?;
         let mut curation = crate::curation::Curation::new(config, &host)?;
         let opts = CollectOptions { source: None, progress: self.opts.progress };
         let report = collect(config, &host, self.store, &mut curation, &opts)?;

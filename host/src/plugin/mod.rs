@@ -2,10 +2,16 @@
 //!
 //! One [`PluginHost`] per process holds the wasmtime `Engine`, one `Linker` per world, the
 //! on-disk cache of compiled components and the epoch ticker thread that enforces call
-//! deadlines. Each opened plugin ([`SourceSession`], [`FilterInstance`]) gets its own `Store`:
-//! its own memory cap, deadline, stderr capture and capabilities (see [`Grants`]). A plugin that
-//! traps, panics, loops, runs out of memory or returns malformed data fails with a
-//! [`PluginError`] naming it; its session is dead afterwards, every other session goes on.
+//! deadlines in wasm code. Each call is also a future driven under a wall-clock timeout
+//! (`session::drive`), so a plugin blocked in an async host call (a WASI sleep or poll) is
+//! dropped at the same deadline; the host's synchronous imports (git, SQLite) check it
+//! themselves and trap once it has passed. Each opened plugin ([`SourceSession`],
+//! [`FilterInstance`]) gets its own `Store`: its own memory cap (one linear memory; every memory
+//! and table counted), deadline, stderr capture, bounded resource table, log-line budget and
+//! capabilities (see [`Grants`]). A plugin that traps, panics, loops, hangs, runs out of memory
+//! or returns malformed data fails with a [`PluginError`] naming it; its session is dead
+//! afterwards, every other session goes on. Every text a plugin hands over outside its
+//! examples is cleaned by [`text::PluginText`] before it is stored, printed or logged.
 //!
 //! Everything a plugin returns is validated before it becomes an [`Example`](crate::example::Example)
 //! or a [`Verdict`](crate::example::Verdict) (`validate`); the calls themselves are in `session`.
@@ -14,6 +20,7 @@ pub mod bindings;
 mod cache;
 pub(crate) mod state;
 mod session;
+pub mod text;
 mod validate;
 
 use std::collections::HashMap;
@@ -32,7 +39,8 @@ use bindings::filter::{Filter, FilterPre};
 use bindings::source::{Source, SourcePre};
 pub use session::{FilterInstance, SourceBatch, SourceSession};
 use session::Instance;
-use state::{HostState, MemLimiter, StderrTail};
+use state::{HostState, LogBudget, MemLimiter, StderrTail};
+use text::PluginText;
 
 /// The WIT package plugins are built against, and the versions this host accepts (0.1.x).
 pub const WIT_PACKAGE: &str = "sam:plugin";
@@ -170,6 +178,21 @@ impl PluginError {
         }
     }
 
+    /// The error with every text that came from the plugin (its messages, panic output,
+    /// backtrace, the data it was refused for, a path it asked for) passed through `clean`.
+    pub(crate) fn map_text(self, clean: impl Fn(&str) -> String) -> PluginError {
+        match self {
+            PluginError::Trap { plugin, message, backtrace } => {
+                PluginError::Trap { plugin, message: clean(&message), backtrace: clean(&backtrace) }
+            }
+            PluginError::Panic { plugin, stderr } => PluginError::Panic { plugin, stderr: clean(&stderr) },
+            PluginError::Malformed { plugin, what } => PluginError::Malformed { plugin, what: clean(&what) },
+            PluginError::Plugin { plugin, message } => PluginError::Plugin { plugin, message: clean(&message) },
+            PluginError::Denied { plugin, capability, path } => PluginError::Denied { plugin, capability, path: clean(&path) },
+            other => other,
+        }
+    }
+
     /// A short machine-readable cause, for counters and JSON output.
     pub fn cause(&self) -> &'static str {
         match self {
@@ -202,6 +225,11 @@ const TICK: Duration = Duration::from_millis(10);
 const MAX_IDLE_BATCHES: u32 = 10_000;
 /// Guest wasm stack limit (deep recursion traps as a stack overflow).
 const MAX_WASM_STACK: usize = 1 << 20;
+/// Resources one instance may hold at once (WASI files, streams and pollables, git and SQLite
+/// handles): each open file is a host file descriptor.
+const MAX_RESOURCES: usize = 512;
+/// Stack of the fiber a call runs on: the wasm stack plus room for host imports.
+const ASYNC_STACK: usize = MAX_WASM_STACK + (8 << 20);
 
 /// The plugin runtime of one process. `Send + Sync`: sessions may run on threads. Clones share
 /// the engine, the compiled components and the epoch ticker.
@@ -219,6 +247,9 @@ struct Inner {
     loaded: Mutex<HashMap<[u8; 32], Arc<Loaded>>>,
     /// Held while compiling, so two threads loading one plugin compile it once.
     compiling: Mutex<()>,
+    /// Cleans every text a plugin hands the host outside its examples; the built-in rules are
+    /// compiled on first use unless [`PluginHost::set_scrub`] came first.
+    text: std::sync::RwLock<Option<Arc<PluginText>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -247,14 +278,18 @@ impl PluginHost {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.max_wasm_stack(MAX_WASM_STACK);
+        // Calls run on fibers (async exports, see `session::drive`); the host's own synchronous
+        // imports (gix, SQLite) run on the same fiber stack above the wasm stack, so leave them
+        // room. Pages are touched only as used.
+        config.async_stack_size(ASYNC_STACK);
         config.parallel_compilation(true);
         let engine = Engine::new(&config).map_err(wt)?;
 
         let mut source_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut source_linker).map_err(wt)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut source_linker).map_err(wt)?;
         Source::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(&mut source_linker, |s| s).map_err(wt)?;
         let mut filter_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut filter_linker).map_err(wt)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut filter_linker).map_err(wt)?;
         Filter::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(&mut filter_linker, |s| s).map_err(wt)?;
 
         let stop = Arc::new(AtomicBool::new(false));
@@ -278,9 +313,34 @@ impl PluginHost {
                 limits,
                 loaded: Mutex::new(HashMap::new()),
                 compiling: Mutex::new(()),
+                text: std::sync::RwLock::new(None),
                 stop,
             }),
         })
+    }
+
+    /// The runtime for `config`: its limits and compile cache, and its `[scrub]` rules for every
+    /// text plugins hand the host (log lines, errors, checkpoints, discard and verdict reasons).
+    pub fn for_config(config: &crate::config::Config) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let host = PluginHost::new(&config.cache_dir, config.limits())
+            .with_context(|| format!("cannot start the plugin runtime (compile cache {})", config.cache_dir.display()))?;
+        host.set_scrub(&crate::curation::clean::scrub_config(&config.scrub)).with_context(|| format!("{}: [scrub]", config.path.display()))?;
+        Ok(host)
+    }
+
+    /// Replaces the scrub rules of plugin text (the built-in ones by default); plugins opened
+    /// afterwards use them.
+    pub fn set_scrub(&self, config: &brain_curate::ScrubConfig) -> Result<(), brain_curate::ScrubError> {
+        *self.inner.text.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(PluginText::new(config)?));
+        Ok(())
+    }
+
+    fn text(&self) -> Arc<PluginText> {
+        if let Some(t) = &*self.inner.text.read().unwrap_or_else(|p| p.into_inner()) {
+            return t.clone();
+        }
+        self.inner.text.write().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| Arc::new(PluginText::builtin())).clone()
     }
 
     /// Names of the plugins embedded in this binary, sorted.
@@ -323,8 +383,13 @@ impl PluginHost {
             return Err(load_err(name, format!("`{plugin}` is a {} plugin; configure it under [[filter]], not [[source]]", loaded.info.world)));
         };
         let mut inst = self.instance(name, grants)?;
-        let bindings = inst.instantiate(|store| pre.instantiate(store))?;
-        let session = inst.call(|store| bindings.sam_plugin_collector().session().call_open(store, config_json, checkpoint))?;
+        inst.arm()?;
+        let out = session::drive(inst.timeout, pre.instantiate_async(&mut inst.store));
+        let bindings = inst.finish_trap(out)?;
+        inst.arm()?;
+        let api = bindings.sam_plugin_collector().session();
+        let out = session::drive(inst.timeout, api.call_open(&mut inst.store, config_json, checkpoint));
+        let session = inst.finish(out)?;
         Ok(SourceSession { inst, bindings, session, done: false })
     }
 
@@ -341,8 +406,13 @@ impl PluginHost {
             return Err(load_err(name, format!("`{plugin}` is a {} plugin; configure it under [[source]], not [[filter]]", loaded.info.world)));
         };
         let mut inst = self.instance(name, grants)?;
-        let bindings = inst.instantiate(|store| pre.instantiate(store))?;
-        let filter = inst.call(|store| bindings.sam_plugin_judge().filter().call_open(store, config_json))?;
+        inst.arm()?;
+        let out = session::drive(inst.timeout, pre.instantiate_async(&mut inst.store));
+        let bindings = inst.finish_trap(out)?;
+        inst.arm()?;
+        let api = bindings.sam_plugin_judge().filter();
+        let out = session::drive(inst.timeout, api.call_open(&mut inst.store, config_json));
+        let filter = inst.finish(out)?;
         Ok(FilterInstance { inst, bindings, filter })
     }
 
@@ -404,7 +474,9 @@ impl PluginHost {
     fn instance(&self, name: &str, grants: &Grants) -> Result<Instance, PluginError> {
         let stderr = StderrTail::default();
         let mut b = WasiCtxBuilder::new();
-        b.allow_blocking_current_thread(true);
+        // File reads go to tokio's blocking pool, so a read that never returns (a FIFO in a
+        // granted folder) still ends at the call's deadline.
+        b.allow_blocking_current_thread(false);
         // No network (the default address check already refuses every address; say it twice),
         // no environment, no arguments, no stdin; stdout is discarded.
         b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
@@ -434,10 +506,16 @@ impl PluginHost {
         let plugin: Arc<str> = Arc::from(name);
         let state = HostState {
             wasi: b.build(),
-            table: wasmtime::component::ResourceTable::new(),
-            limiter: MemLimiter { max_bytes: self.inner.limits.memory_bytes, hit: false },
+            table: {
+                let mut t = wasmtime::component::ResourceTable::new();
+                t.set_max_capacity(MAX_RESOURCES);
+                t
+            },
+            limiter: MemLimiter::new(self.inner.limits.memory_bytes),
             stderr,
             caps: Capabilities::new(plugin.clone(), &grants.git, &grants.sqlite),
+            text: self.text(),
+            log: LogBudget::default(),
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.limiter);

@@ -1,6 +1,7 @@
 //! A plugin instance's sessions: the calls into a source or a filter, each under its deadline,
 //! with what a failed call leaves behind (a dead session, the guest's panic message).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,26 @@ use super::bindings::source::Source;
 use super::state::HostState;
 use super::{validate, PluginError, MAX_IDLE_BATCHES, MAX_WASM_STACK};
 use crate::example::{Example, Verdict};
+
+/// Extra wall time past the epoch deadline before the call's future is dropped: wasm code that
+/// runs over is stopped by the epoch trap (a clearer error), a call blocked in an async host call
+/// by the timeout.
+const GRACE: Duration = Duration::from_millis(100);
+
+/// A call ran past its deadline and was dropped.
+#[derive(Debug)]
+pub(super) struct Overdue;
+
+pub(super) type Driven<T> = Result<T, Overdue>;
+
+/// Runs one call into a plugin on this thread, dropping it at `timeout` (+ [`GRACE`]) even when
+/// it is blocked in an async host call such as a WASI sleep, where epoch interruption cannot
+/// reach. Host functions that block synchronously (git, SQLite) bound themselves with the
+/// capability deadline.
+pub(super) fn drive<F: Future>(timeout: Duration, call: F) -> Driven<F::Output> {
+    // The timer must be made inside the runtime (`in_tokio` enters wasmtime-wasi's own).
+    wasmtime_wasi::runtime::in_tokio(async move { tokio::time::timeout(timeout + GRACE, call).await }).map_err(|_| Overdue)
+}
 
 /// One plugin instance: its store and the bookkeeping of calls into it.
 pub(super) struct Instance {
@@ -33,47 +54,68 @@ impl Instance {
         }
         self.store.set_epoch_deadline(self.ticks);
         let data = self.store.data_mut();
+        data.log.new_call();
         data.caps.denial = None;
         data.caps.deadline = Some(Instant::now() + self.timeout);
         Ok(())
     }
 
-    pub(super) fn instantiate<B>(&mut self, f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<B>) -> Result<B, PluginError> {
-        self.arm()?;
-        f(&mut self.store).map_err(|e| self.kill(e))
+    /// Ends a call started with [`Instance::arm`] and driven by [`drive`]: a trap or a missed
+    /// deadline kills the session.
+    pub(super) fn finish_trap<B>(&mut self, out: Driven<wasmtime::Result<B>>) -> Result<B, PluginError> {
+        if let Some(report) = self.store.data_mut().log.take_report() {
+            tracing::warn!(plugin = &*self.plugin, "{report}");
+        }
+        match out {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.kill(e)),
+            Err(Overdue) => Err(self.overdue()),
+        }
     }
 
-    /// Calls into the guest: traps kill the session; an `Err(string)` from the guest becomes
-    /// [`PluginError::Plugin`] (or [`PluginError::Denied`] when a capability refused it).
-    pub(super) fn call<R>(&mut self, f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<Result<R, String>>) -> Result<R, PluginError> {
-        self.arm()?;
-        match f(&mut self.store) {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(message)) => {
+    /// Like [`Instance::finish_trap`] for guest functions returning `result<_, string>`: an
+    /// `Err(string)` from the guest becomes [`PluginError::Plugin`] (or [`PluginError::Denied`]
+    /// when a capability refused it).
+    pub(super) fn finish<R>(&mut self, out: Driven<wasmtime::Result<Result<R, String>>>) -> Result<R, PluginError> {
+        match self.finish_trap(out)? {
+            Ok(v) => Ok(v),
+            Err(message) => {
                 let plugin = self.plugin.to_string();
                 match self.store.data_mut().caps.denial.take() {
                     Some(d) => Err(PluginError::Denied { plugin, capability: d.capability.to_string(), path: d.path }),
-                    None => Err(PluginError::Plugin {
+                    None => Err(self.clean_err(PluginError::Plugin {
                         plugin,
                         message: crate::capability::truncate_str(&message, 4096).to_string(),
-                    }),
+                    })),
                 }
             }
-            Err(e) => Err(self.kill(e)),
         }
+    }
+
+    /// The call outlived its deadline while blocked in the host (a WASI sleep or poll): the
+    /// future was dropped mid-call, so the instance cannot be entered again.
+    fn overdue(&mut self) -> PluginError {
+        self.dead = Some("timeout".into());
+        PluginError::Timeout { plugin: self.plugin.to_string(), seconds: self.timeout.as_secs_f64() }
     }
 
     /// Marks the session dead after a trap; the error says why.
     pub(super) fn kill(&mut self, e: wasmtime::Error) -> PluginError {
         let err = self.classify(e);
         self.dead = Some(err.cause().to_string());
-        err
+        self.clean_err(err)
+    }
+
+    /// The error with the plugin's own text in it stripped and scrubbed.
+    pub(super) fn clean_err(&self, e: PluginError) -> PluginError {
+        let text = &self.store.data().text;
+        e.map_text(|s| text.clean(s))
     }
 
     /// Marks the session dead after malformed output.
     pub(super) fn malformed(&mut self, what: String) -> PluginError {
         self.dead = Some("malformed output".into());
-        PluginError::Malformed { plugin: self.plugin.to_string(), what }
+        self.clean_err(PluginError::Malformed { plugin: self.plugin.to_string(), what })
     }
 
     /// Turns a wasmtime error (a trap, mostly) into the error that says why.
@@ -146,6 +188,24 @@ pub struct SourceBatch {
     pub checkpoint: Option<String>,
 }
 
+impl SourceBatch {
+    /// Bytes of text the batch carries (examples, discard reasons, checkpoint): what a source's
+    /// byte budget counts.
+    pub fn bytes(&self) -> u64 {
+        let example = |e: &Example| {
+            e.task.len()
+                + e.provenance.len()
+                + e.messages.iter().map(|m| m.content.len()).sum::<usize>()
+                + e.rejected.as_ref().map_or(0, String::len)
+                + if e.metadata.as_object().is_some_and(|m| m.is_empty()) { 0 } else { e.metadata.to_string().len() }
+        };
+        let n = self.examples.iter().map(example).sum::<usize>()
+            + self.discarded.iter().map(|(r, _)| r.len()).sum::<usize>()
+            + self.checkpoint.as_ref().map_or(0, String::len);
+        n as u64
+    }
+}
+
 /// An open source plugin. `Send`; not shared between threads.
 pub struct SourceSession {
     pub(super) inst: Instance,
@@ -166,13 +226,28 @@ impl SourceSession {
             return Ok(None);
         }
         let max = max.max(1);
-        let (bindings, session) = (&self.bindings, self.session);
-        let batch = self.inst.call(|store| bindings.sam_plugin_collector().session().call_next(store, session, max))?;
+        self.inst.arm()?;
+        let api = self.bindings.sam_plugin_collector().session();
+        let out = drive(self.inst.timeout, api.call_next(&mut self.inst.store, self.session, max));
+        let batch = self.inst.finish(out)?;
         let Some(batch) = batch else {
             self.done = true;
             return Ok(None);
         };
-        let batch = validate::source_batch(&self.inst.plugin, batch, max).map_err(|what| self.inst.malformed(what))?;
+        let mut batch = validate::source_batch(&self.inst.plugin, batch, max).map_err(|what| self.inst.malformed(what))?;
+        // Examples are scrubbed by curation; the rest of the batch is scrubbed here.
+        let text = &self.inst.store.data().text;
+        for (reason, _) in &mut batch.discarded {
+            text.clean_in_place(reason);
+        }
+        if let Some(c) = &mut batch.checkpoint {
+            if text.clean_checkpoint(c) {
+                tracing::warn!(
+                    plugin = &*self.inst.plugin,
+                    "the plugin's checkpoint held what looks like a secret: it is stored redacted (the next collect may read some items again)"
+                );
+            }
+        }
         if batch.examples.is_empty() && batch.discarded.is_empty() {
             self.inst.idle_batches += 1;
             if self.inst.idle_batches >= MAX_IDLE_BATCHES {
@@ -189,11 +264,10 @@ impl SourceSession {
     /// How many examples remain, if the plugin can tell (for progress bars). Errors count as
     /// "unknown" (a trap still kills the session).
     pub fn estimate(&mut self) -> Option<u64> {
-        let (bindings, session) = (&self.bindings, self.session);
-        self.inst
-            .call(|store| bindings.sam_plugin_collector().session().call_estimate(store, session).map(Ok))
-            .ok()
-            .flatten()
+        self.inst.arm().ok()?;
+        let api = self.bindings.sam_plugin_collector().session();
+        let out = drive(self.inst.timeout, api.call_estimate(&mut self.inst.store, self.session));
+        self.inst.finish_trap(out).ok().flatten()
     }
 
     /// What the plugin wrote to stderr so far (bounded), for diagnostics.
@@ -221,9 +295,19 @@ impl FilterInstance {
             return Ok(Vec::new());
         }
         let wit: Vec<_> = examples.iter().map(validate::to_wit).collect();
-        let (bindings, filter) = (&self.bindings, self.filter);
-        let verdicts = self.inst.call(|store| bindings.sam_plugin_judge().filter().call_evaluate(store, filter, &wit))?;
-        validate::verdicts(verdicts, examples.len()).map_err(|what| self.inst.malformed(what))
+        self.inst.arm()?;
+        let api = self.bindings.sam_plugin_judge().filter();
+        let out = drive(self.inst.timeout, api.call_evaluate(&mut self.inst.store, self.filter, &wit));
+        let verdicts = self.inst.finish(out)?;
+        let mut verdicts = validate::verdicts(verdicts, examples.len()).map_err(|what| self.inst.malformed(what))?;
+        let text = &self.inst.store.data().text;
+        for v in &mut verdicts {
+            v.flags.iter_mut().chain(v.fired.iter_mut()).chain(std::iter::once(&mut v.rule)).for_each(|s| text.clean_in_place(s));
+            if let Some(r) = &mut v.reject_reason {
+                text.clean_in_place(r);
+            }
+        }
+        Ok(verdicts)
     }
 
     pub fn stderr(&self) -> String {

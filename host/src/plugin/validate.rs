@@ -16,6 +16,8 @@ pub const MAX_TASK: usize = 128;
 pub const MAX_PROVENANCE: usize = 4096;
 pub const MAX_METADATA: usize = 64 * 1024;
 pub const MAX_CHECKPOINT: usize = 16 << 20;
+/// Most text bytes one batch carries, all its examples together.
+pub const MAX_BATCH_BYTES: usize = 64 << 20;
 /// Longest flag, rule, fired entry or discard reason.
 pub const MAX_LABEL: usize = 256;
 pub const MAX_LABELS: usize = 256;
@@ -118,6 +120,13 @@ pub fn source_batch(_plugin: &str, b: Batch, max: u32) -> Result<SourceBatch, St
     if b.examples.len() > max as usize {
         return Err(format!("a batch of {} examples when at most {max} were asked for", b.examples.len()));
     }
+    let text = |e: &wit::Example| {
+        e.task.len() + e.provenance.len() + e.metadata.len() + e.rejected.as_ref().map_or(0, String::len) + e.messages.iter().map(|m| m.content.len()).sum::<usize>()
+    };
+    let total: usize = b.examples.iter().map(text).sum();
+    if total > MAX_BATCH_BYTES {
+        return Err(format!("a batch of {} MiB of text, over the limit of {} MiB: return fewer examples per batch", total >> 20, MAX_BATCH_BYTES >> 20));
+    }
     let mut examples = Vec::with_capacity(b.examples.len());
     for (i, e) in b.examples.into_iter().enumerate() {
         let prov = crate::capability::truncate_str(&e.provenance, 200).to_string();
@@ -216,6 +225,21 @@ mod tests {
 
     fn v() -> wit::Verdict {
         wit::Verdict { score: 0.5, flags: vec![], complexity: 3, reject_reason: None, rule: "r".into(), fired: vec![] }
+    }
+
+    #[test]
+    fn a_batch_is_bounded_in_bytes_as_a_whole() {
+        let big = |n: usize| {
+            let mut e = ex();
+            e.messages[0].content = "x".repeat(n);
+            e
+        };
+        // 80 examples of 1 MiB each: every one within MAX_CONTENT, together over the batch cap.
+        let batch = Batch { examples: (0..80).map(|_| big(MAX_CONTENT)).collect(), discarded: vec![], checkpoint: None };
+        let err = source_batch("p", batch, 256).unwrap_err();
+        assert!(err.contains("over the limit of 64 MiB"), "{err}");
+        let batch = Batch { examples: (0..8).map(|_| big(MAX_CONTENT)).collect(), discarded: vec![], checkpoint: None };
+        assert_eq!(source_batch("p", batch, 256).unwrap().examples.len(), 8);
     }
 
     #[test]

@@ -25,6 +25,8 @@ const MIN_PER_THREAD: usize = 32;
 /// Commits per run read ahead, and runs waiting (bounds the memory a walk holds).
 const AHEAD_RUN: usize = 256;
 const AHEAD_QUEUE: usize = 2;
+/// Commits read here between two looks at the call deadline.
+const RUN_UNDER_DEADLINE: usize = AHEAD_RUN;
 
 /// An ongoing walk (the host side of the WIT `commit-walk` resource).
 pub struct GitWalk {
@@ -87,21 +89,41 @@ impl GitWalk {
 
     /// The next page of at most `max` commits (empty when done).
     pub fn next_page(&mut self, max: u32) -> Result<Vec<Commit>, String> {
+        self.next_page_until(max, None)
+    }
+
+    /// [`GitWalk::next_page`] that gives up once `deadline` has passed (checked between runs of
+    /// commits, and while waiting for the read-ahead thread).
+    pub fn next_page_until(&mut self, max: u32, deadline: Option<std::time::Instant>) -> Result<Vec<Commit>, String> {
         let n = (max.clamp(1, MAX_PAGE) as usize).min(self.remaining());
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
+        let past = || super::PAST_DEADLINE.to_string();
         while self.ready.len() < n {
+            if deadline.is_some_and(|d| std::time::Instant::now() > d) {
+                return Err(past());
+            }
             let run = match &mut self.source {
-                Source::Here(runs) => runs.next_run(n - self.ready.len())?,
-                Source::Ahead(rx) => match rx.recv() {
-                    Ok(Ok(run)) => run,
-                    Ok(Err(e)) => {
-                        self.failed = Some(e.clone());
-                        return Err(e);
+                Source::Here(runs) => runs.next_run((n - self.ready.len()).min(RUN_UNDER_DEADLINE))?,
+                Source::Ahead(rx) => {
+                    let got = match deadline {
+                        Some(d) => rx.recv_timeout(d.saturating_duration_since(std::time::Instant::now())).map_err(|e| match e {
+                            std::sync::mpsc::RecvTimeoutError::Timeout => None,
+                            std::sync::mpsc::RecvTimeoutError::Disconnected => Some(()),
+                        }),
+                        None => rx.recv().map_err(|_| Some(())),
+                    };
+                    match got {
+                        Ok(Ok(run)) => run,
+                        Ok(Err(e)) => {
+                            self.failed = Some(e.clone());
+                            return Err(e);
+                        }
+                        Err(None) => return Err(past()),
+                        Err(Some(())) => return Err("the git reader thread stopped (a bug: please report it)".into()),
                     }
-                    Err(_) => return Err("the git reader thread stopped (a bug: please report it)".into()),
-                },
+                }
             };
             self.ready.extend(run);
         }
