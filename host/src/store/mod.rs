@@ -81,6 +81,25 @@ impl Store {
         Store::setup(Connection::open_in_memory()?, Path::new(":memory:"))
     }
 
+    /// A private in-memory copy of the store at `path`, migrated in memory: what a dry run
+    /// reads. The file is opened read-only and never changed (not even migrated); a store that
+    /// does not exist yet reads as empty and is not created.
+    pub fn open_copy(path: &Path) -> Result<Store> {
+        let mut mem = Connection::open_in_memory()?;
+        if path.exists() {
+            let open_err = |source| StoreError::Open { path: path.to_path_buf(), source };
+            let src = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(open_err)?;
+            src.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
+            rusqlite::backup::Backup::new(&src, &mut mem)
+                .and_then(|b| b.run_to_completion(256, Duration::ZERO, None))
+                .map_err(open_err)?;
+        }
+        let mut store = Store { conn: mem, path: path.to_path_buf() };
+        store.conn.pragma_update(None, "foreign_keys", "ON")?;
+        store.migrate()?;
+        Ok(store)
+    }
+
     fn setup(conn: Connection, path: &Path) -> Result<Store> {
         conn.busy_timeout(Duration::from_secs(10))?;
         // WAL + NORMAL: durable against process death (the case that matters: a killed
