@@ -148,7 +148,7 @@ pub fn snapshot_of(store: &Store, data: &Path) -> anyhow::Result<Option<String>>
 pub fn cli_lineage(store: &Store, kind: &str, data: &Path, adapter: &Path, resume: bool) -> anyhow::Result<Lineage> {
     let resume_run = if resume {
         crate::registry::runs::latest_interrupted(store, kind)?
-            .filter(|r| r.adapter.as_deref().is_some_and(|a| Path::new(a) == adapter))
+            .filter(|r| r.adapter.as_deref().and_then(|a| Path::new(a).canonicalize().ok()).is_some_and(|a| adapter.canonicalize().is_ok_and(|b| a == b)))
             .map(|r| r.id)
     } else {
         None

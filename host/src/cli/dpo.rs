@@ -114,7 +114,7 @@ pub fn run(ctx: &Ctx, f: Args) -> anyhow::Result<ExitCode> {
 
 /// The registered run that wrote `reference` (the SFT adapter DPO starts from), if any.
 fn reference_run(store: &Store, reference: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
-    let Some(dir) = reference else { return Ok(None) };
-    let runs = store.runs(&crate::store::runs::RunFilter { kind: Some("sft".into()), status: None, limit: 1000 })?;
-    Ok(runs.into_iter().find(|r| r.adapter.as_deref().is_some_and(|a| std::path::Path::new(a) == dir)).map(|r| r.id))
+    let Some(dir) = reference.and_then(|d| d.canonicalize().ok()) else { return Ok(None) };
+    let runs = store.runs(&crate::store::runs::RunFilter { kind: Some("sft".into()), status: None, limit: 0 })?;
+    Ok(runs.into_iter().find(|r| r.adapter.as_deref().and_then(|a| std::path::Path::new(a).canonicalize().ok()).is_some_and(|a| a == dir)).map(|r| r.id))
 }
