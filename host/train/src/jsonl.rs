@@ -45,6 +45,6 @@ mod tests {
         let lines = decode_lines(p, b"{\"a\":1}\r\n\n{\"b\":2}\n").unwrap();
         assert_eq!(lines, vec![(1, "{\"a\":1}".to_string()), (3, "{\"b\":2}".to_string())]);
         let e = decode_lines(p, b"{\"a\":1}\n\n{\"text\":\"caf\xe9\"}\n").unwrap_err();
-        assert_eq!(e.to_string(), "d/train.jsonl:3: not valid UTF-8 at byte 14 of the line; save the file as UTF-8");
+        assert_eq!(e.to_string(), "d/train.jsonl:3: not valid UTF-8 at byte 13 of the line; save the file as UTF-8");
     }
 }
