@@ -110,4 +110,12 @@ fn a_dry_run_writes_nothing_and_plans_what_the_real_run_does() {
     assert_eq!(steps(&dry, true), steps(&real, false), "dry:\n{dry:#}\nreal:\n{real:#}");
     assert_eq!(detail(&dry, "train"), detail(&real, "train"));
     assert!(detail(&real, "train").contains("fewer than min_new_examples"), "{real:#}");
+
+    // A plain `brain train` on that snapshot's chat split records the snapshot in its run.
+    let chat = PathBuf::from(real["snapshot_dir"].as_str().unwrap_or_else(|| panic!("{real:#}"))).join("chat");
+    let r = env.run(["--json".as_ref(), "train".as_ref(), "--data".as_ref(), chat.as_os_str(), "--adapter-path".as_ref(), "runs/by-hand".as_ref(), "--iters".as_ref(), "2".as_ref()]);
+    r.assert_ok();
+    let run = r.json()["registered"]["run"].as_str().unwrap().to_string();
+    let snapshot: Option<String> = env.db().query_row("SELECT snapshot_id FROM runs WHERE id = ?1", [&run], |row| row.get(0)).unwrap();
+    assert_eq!(snapshot.as_deref(), Some(planned), "the run of a train on exports/<id>/chat names snapshot <id>");
 }
