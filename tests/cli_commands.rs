@@ -197,3 +197,102 @@ fn train_dpo_runs_models_eval_generate_and_chat_through_the_binary() {
     let reply = g["text"].as_str().unwrap();
     assert_eq!(out.stdout, format!("{reply}\n{reply}\n"), "stderr: {}", out.stderr);
 }
+
+/// The lines of a run's metrics.jsonl with `event`.
+fn events(run: &std::path::Path, event: &str) -> Vec<Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["event"] == event)
+        .collect()
+}
+
+#[test]
+fn training_and_generation_flags_do_what_they_say() {
+    let env = Env::new();
+    env.write_config("");
+    ok(&env, &["model", "init-tiny", "models/tiny"]);
+    brain_train::tiny::write_synthetic_chat(&env.path().join("data"), 24, 6, 6, 1).unwrap();
+    let train = |run: &str, extra: &[&str]| {
+        let mut a = vec!["--json", "train", "--model", "models/tiny", "--data", "data", "--adapter-path", run, "--no-register", "--learning-rate", "5e-3"];
+        a.extend_from_slice(extra);
+        ok(&env, &a).json()
+    };
+    let config = |run: &str| -> Value { serde_json::from_str(&std::fs::read_to_string(env.path().join(run).join("adapter_config.json")).unwrap()).unwrap() };
+
+    // --epochs with --grad-accumulation-steps: 24 examples / batch 4 = 6 batches per epoch;
+    // 2 epochs at 2 batches per update = 6 updates.
+    let r = train("runs/epochs", &["--epochs", "2", "--batch-size", "4", "--grad-accumulation-steps", "2"]);
+    assert_eq!(r["steps"], 6, "{r}");
+    // --quick: 10 updates.
+    assert_eq!(train("runs/quick", &["--quick"])["steps"], 10);
+    // --fine-tune-type full --num-layers 1: the last block's weights, recorded as such.
+    let full = train("runs/full", &["--iters", "2", "--fine-tune-type", "full", "--num-layers", "1"]);
+    let lora = train("runs/lora", &["--iters", "2", "--num-layers", "1"]);
+    assert_eq!((config("runs/full")["fine_tune_type"].as_str(), config("runs/full")["num_layers"].as_i64()), (Some("full"), Some(1)));
+    assert_eq!(config("runs/lora")["fine_tune_type"], "lora");
+    assert!(full["trainable_parameters"].as_u64() > lora["trainable_parameters"].as_u64(), "{full} {lora}");
+    // --max-seq-length cuts (and counts) longer examples.
+    let tokenized = ok(&env, &["--json", "tokenize", "--model", "models/tiny", "--data", "data/train.jsonl"]).stdout;
+    let longest = tokenized.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["ids"].as_array().unwrap().len()).max().unwrap();
+    let cut = (longest - 1).to_string();
+    assert!(train("runs/short", &["--iters", "1", "--max-seq-length", &cut])["truncated_examples"].as_u64().unwrap() > 0);
+    // --steps-per-report and --save-every set the cadence of reports and checkpoints.
+    train("runs/cadence", &["--iters", "4", "--steps-per-report", "2", "--save-every", "2", "--steps-per-eval", "4"]);
+    let reported: Vec<u64> = events(&env.path().join("runs/cadence"), "train").iter().map(|e| e["step"].as_u64().unwrap()).collect();
+    assert_eq!(reported, [2, 4]);
+    let vals: Vec<u64> = events(&env.path().join("runs/cadence"), "val").iter().map(|e| e["step"].as_u64().unwrap()).collect();
+    assert_eq!(vals, [0, 4]);
+    for step in ["0000002", "0000004"] {
+        assert!(env.path().join("runs/cadence/checkpoints").join(step).join("state.json").is_file(), "checkpoint {step}");
+    }
+    // --learning-rate drives the cosine schedule: the report of update 2 shows the rate it used,
+    // MLX's cosine_decay(5e-3, 4) at step count 1.
+    let first = &events(&env.path().join("runs/cadence"), "train")[0];
+    let want = 5e-3 * 0.5 * (1.0 + (std::f64::consts::PI / 4.0).cos());
+    assert!((first["learning_rate"].as_f64().unwrap() - want).abs() < 1e-8, "{first} vs {want}");
+    // --seed fixes the run; another seed gives another one; --grad-checkpoint changes memory, not numbers.
+    let a = train("runs/seed-a", &["--iters", "3", "--seed", "7"]);
+    let b = train("runs/seed-b", &["--iters", "3", "--seed", "7", "--grad-checkpoint"]);
+    let c = train("runs/seed-c", &["--iters", "3", "--seed", "8"]);
+    let loss = |v: &Value| v["final_train_loss"].as_f64().unwrap();
+    assert!((loss(&a) - loss(&b)).abs() < 1e-5, "{a} {b}");
+    assert_ne!(loss(&a), loss(&c), "another seed, another run");
+
+    // dpo flags: --loss-type, --label-smoothing, --sft-weight, --quick reach the run.
+    write_pairs(&env.path().join("pairs"));
+    let d = ok(&env, &["--json", "dpo", "--model", "models/tiny", "--data", "pairs", "--adapter-path", "runs/dpo", "--quick", "--loss-type", "robust", "--label-smoothing", "0.1", "--sft-weight", "0.5", "--batch-size", "2"]).json();
+    let run = d["run"].as_str().unwrap();
+    let cfg: String = env.db().query_row("SELECT config FROM runs WHERE id = ?1", [run], |r| r.get(0)).unwrap();
+    let cfg: Value = serde_json::from_str(&cfg).unwrap();
+    assert_eq!((cfg["loss_type"].as_str(), cfg["quick"].as_bool()), (Some("robust"), Some(true)), "{cfg}");
+    assert!((cfg["label_smoothing"].as_f64().unwrap() - 0.1).abs() < 1e-6 && (cfg["sft_weight"].as_f64().unwrap() - 0.5).abs() < 1e-6, "{cfg}");
+    assert_eq!(events(&env.path().join("runs/dpo"), "train").len(), 10, "--quick reports each of its 10 updates");
+
+    // generate: explicit --model/--adapter-path; sampling with a seed repeats; top-k 1 is greedy;
+    // a system prompt lengthens the prompt; -p - reads stdin.
+    let gen = |extra: &[&str]| {
+        let mut a = vec!["--json", "generate", "--model", "models/tiny", "--adapter-path", "runs/quick", "--max-tokens", "6"];
+        a.extend_from_slice(extra);
+        ok(&env, &a).json()
+    };
+    let greedy = gen(&["-p", "What is 1 plus 2?"]);
+    let s1 = gen(&["-p", "What is 1 plus 2?", "--temp", "1.5", "--top-p", "0.95", "--seed", "3"]);
+    let s2 = gen(&["-p", "What is 1 plus 2?", "--temp", "1.5", "--top-p", "0.95", "--seed", "3"]);
+    assert_eq!(s1["text"], s2["text"], "same seed, same sample");
+    assert_eq!(gen(&["-p", "What is 1 plus 2?", "--temp", "1.5", "--top-k", "1"])["text"], greedy["text"], "top-k 1 is greedy");
+    let sys = gen(&["-p", "What is 1 plus 2?", "--system-prompt", "You answer with numbers only, always."]);
+    assert!(sys["prompt_tokens"].as_u64() > greedy["prompt_tokens"].as_u64(), "{sys} {greedy}");
+    assert!(gen(&["-p", "What is 1 plus 2?", "--repetition-penalty", "1.3"])["generation_tokens"].as_u64().unwrap() <= 6);
+    let mut child = env.command(["--json", "generate", "--model", "models/tiny", "--adapter-path", "runs/quick", "--max-tokens", "6", "-p", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"What is 1 plus 2?").unwrap();
+    let piped = common::Run::from(child.wait_with_output().unwrap());
+    piped.assert_ok();
+    assert_eq!(piped.json()["text"], greedy["text"], "the prompt read from stdin");
+
+    // eval with an explicit --model and --adapter-path; runs --limit.
+    let e = ok(&env, &["--json", "eval", "--model", "models/tiny", "--adapter-path", "runs/quick", "--data", "data", "--max-examples", "1", "--max-tokens", "4"]).json();
+    assert!(e["test_loss"].as_f64().unwrap() > 0.0 && e["model_version"].is_null(), "{e}");
+    assert_eq!(ok(&env, &["--json", "runs", "--limit", "1"]).json().as_array().unwrap().len(), 1);
+}
