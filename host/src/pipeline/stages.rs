@@ -80,7 +80,9 @@ impl<'a> Stages<'a> {
             }
         }
         if let Some(adapter) = adapter {
-            self.report.adapter = Some(adapter.clone());
+            if !self.opts.dry_run {
+                self.report.adapter = Some(adapter.clone());
+            }
             if self.wants("eval") {
                 self.eval_and_register(&snapshot, &adapter, parent)?;
             }
@@ -298,7 +300,7 @@ impl<'a> Stages<'a> {
 const PLANNED: &str = "(planned)";
 
 /// A dry run's private temporary folder, removed when dropped.
-pub struct Scratch(PathBuf);
+struct Scratch(PathBuf);
 
 impl Scratch {
     fn new() -> anyhow::Result<Scratch> {
