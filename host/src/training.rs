@@ -135,3 +135,23 @@ pub fn new_run_dir(runs_dir: &Path, kind: &str) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating run directory {}", dir.display()))?;
     Ok(dir)
 }
+
+/// The recorded snapshot whose directory holds `data` (e.g. `exports/<id>/chat`), for a run's
+/// lineage when it was started by hand on an export.
+pub fn snapshot_of(store: &Store, data: &Path) -> anyhow::Result<Option<String>> {
+    let Ok(data) = data.canonicalize() else { return Ok(None) };
+    Ok(store.snapshots()?.into_iter().find(|s| Path::new(&s.dir).canonicalize().is_ok_and(|d| data.starts_with(d))).map(|s| s.id))
+}
+
+/// The lineage of a run started by hand: its data snapshot, and with `resume` the interrupted
+/// run of `kind` that wrote to `adapter` (continued instead of a new record).
+pub fn cli_lineage(store: &Store, kind: &str, data: &Path, adapter: &Path, resume: bool) -> anyhow::Result<Lineage> {
+    let resume_run = if resume {
+        crate::registry::runs::latest_interrupted(store, kind)?
+            .filter(|r| r.adapter.as_deref().and_then(|a| Path::new(a).canonicalize().ok()).is_some_and(|a| adapter.canonicalize().is_ok_and(|b| a == b)))
+            .map(|r| r.id)
+    } else {
+        None
+    };
+    Ok(Lineage { snapshot_id: snapshot_of(store, data)?, parent_id: None, resume_run })
+}

@@ -4,12 +4,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 use brain_train::dpo::LossType;
 
-use super::train::RunFlags;
+use super::train::{Registered, RunFlags};
 use super::{print_json, Ctx};
 use crate::pipeline::dpo_args_from_config;
+use crate::registry::models;
+use crate::store::Store;
 use crate::training::{self, Lineage};
 
 #[derive(Debug, clap::Args)]
@@ -53,16 +55,36 @@ pub fn run(ctx: &Ctx, f: Args) -> anyhow::Result<ExitCode> {
         args.sft_weight = w;
     }
 
-    let store = ctx.open_store(&config)?;
     let quiet = ctx.quiet || ctx.json;
-    let (id, report) = training::dpo(&store, &args, &Lineage::default(), &mut |p| {
+    let mut progress = |p: &brain_train::dpo::DpoProgress| {
         if let (false, Some(m)) = (quiet, &p.train) {
             eprintln!(
                 "[{}/{}] loss {:.4} rewards/chosen {:.3} rewards/rejected {:.3} margins {:.3} accuracies {:.2}",
                 p.step, p.iters, m.loss, m.rewards_chosen, m.rewards_rejected, m.rewards_margins, m.rewards_accuracies
             );
         }
-    })?;
+    };
+    let (id, report, registered) = if f.run.no_register {
+        let report = brain_train::dpo::dpo(&args, &mut progress).with_context(|| format!("DPO on {}", args.train.data.display()))?;
+        (String::new(), report, None)
+    } else {
+        let store = ctx.open_store(&config)?;
+        let lineage = training::cli_lineage(&store, "dpo", &args.train.data, &args.train.adapter_path, args.train.resume)?;
+        let lineage = Lineage { parent_id: reference_run(&store, args.reference.as_deref())?, ..lineage };
+        let (id, report) = training::dpo(&store, &args, &lineage, &mut progress)?;
+        let version = if report.run.stop == brain_train::StopReason::Cancelled {
+            None
+        } else {
+            let eval = serde_json::json!({
+                "val_loss": report.run.best_val_loss,
+                "eval_rewards_margins": report.eval.as_ref().map(|e| e.eval_rewards_margins),
+                "eval_rewards_accuracies": report.eval.as_ref().map(|e| e.eval_rewards_accuracies),
+            });
+            Some(models::register(&store, Some(&id), &args.train.adapter_path, Some(&args.train.model), &eval)?.version)
+        };
+        let r = Registered { run: id.clone(), model_version: version };
+        (id, report, Some(r))
+    };
     if ctx.json {
         let mut v = serde_json::to_value(report.metrics.unwrap_or_default())?;
         if let (Some(obj), Some(e)) = (v.as_object_mut(), &report.eval) {
@@ -71,8 +93,11 @@ pub fn run(ctx: &Ctx, f: Args) -> anyhow::Result<ExitCode> {
             }
         }
         if let Some(obj) = v.as_object_mut() {
-            obj.insert("run".into(), id.into());
+            obj.insert("run".into(), id.clone().into());
             obj.insert("reference".into(), report.reference_description.clone().into());
+            if let Some(r) = &registered {
+                obj.insert("registered".into(), serde_json::to_value(r)?);
+            }
         }
         print_json(&v)?;
     } else {
@@ -80,6 +105,16 @@ pub fn run(ctx: &Ctx, f: Args) -> anyhow::Result<ExitCode> {
         if let Some(e) = &report.eval {
             println!("held-out: margin {:.4}, accuracy {:.2} over {} pairs", e.eval_rewards_margins, e.eval_rewards_accuracies, e.eval_pairs);
         }
+        if let Some(r) = &registered {
+            println!("{}", r.line());
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The registered run that wrote `reference` (the SFT adapter DPO starts from), if any.
+fn reference_run(store: &Store, reference: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
+    let Some(dir) = reference.and_then(|d| d.canonicalize().ok()) else { return Ok(None) };
+    let runs = store.runs(&crate::store::runs::RunFilter { kind: Some("sft".into()), status: None, limit: 0 })?;
+    Ok(runs.into_iter().find(|r| r.adapter.as_deref().and_then(|a| std::path::Path::new(a).canonicalize().ok()).is_some_and(|a| a == dir)).map(|r| r.id))
 }

@@ -28,19 +28,17 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     let tok =
         brain_train::source::load_tokenizer(&args.model).with_context(|| format!("loading the tokenizer of {}", args.model.display()))?;
-    let text = std::fs::read_to_string(&args.data).with_context(|| format!("reading {}", args.data.display()))?;
+    let lines = brain_train::jsonl::read_lines(&args.data)?
+        .ok_or_else(|| anyhow::anyhow!("{}: no such file (pass a JSONL file, e.g. exports/<id>/chat/train.jsonl)", args.data.display()))?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if !ctx.json && !ctx.quiet {
         eprintln!("chat template: {}", tok.template_source());
     }
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
+    for (n, line) in &lines {
         let (format, t) = match brain_train::data::tokenize_line(line, &tok) {
             Ok(r) => r,
-            Err(msg) => bail!("{}:{}: {msg}", args.data.display(), i + 1),
+            Err(msg) => bail!("{}:{n}: {msg}", args.data.display()),
         };
         if ctx.json {
             let mask: Vec<u8> = t.mask.iter().map(|m| u8::from(*m)).collect();
@@ -49,14 +47,14 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
             writeln!(
                 out,
                 "line {} ({format:?}): {} tokens, {} trained",
-                i + 1,
+                n,
                 t.tokens.len(),
                 t.mask.iter().filter(|m| **m).count()
             )?;
             writeln!(
                 out,
                 "{}\n",
-                marked(&tok, &t).with_context(|| format!("{}:{}: decoding", args.data.display(), i + 1))?
+                marked(&tok, &t).with_context(|| format!("{}:{}: decoding", args.data.display(), n))?
             )?;
         }
     }

@@ -13,6 +13,9 @@ use brain_train::{FineTuneType, Progress, TrainArgs};
 
 use super::{print_json, Ctx};
 use crate::config::{Config, TrainSection};
+use crate::registry::models;
+use crate::store::Store;
+use crate::training::{self, Lineage};
 
 /// The flags `brain train` and `brain dpo` share (mlx-lm's names).
 #[derive(Debug, clap::Args)]
@@ -48,6 +51,9 @@ pub struct RunFlags {
     /// Smoke run: 10 updates.
     #[arg(long)]
     pub quick: bool,
+    /// A scratch run: record no run and no model version in the store.
+    #[arg(long)]
+    pub no_register: bool,
 }
 
 impl RunFlags {
@@ -171,9 +177,24 @@ pub fn run(ctx: &Ctx, flags: Args) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let report = train_with_progress(ctx, &mut args)?;
+    let (registered, report) = if flags.run.no_register {
+        (None, train_with_progress(ctx, &mut args, None)?.1)
+    } else {
+        let config = match config {
+            Some(c) => c,
+            None => Config::from_str("", &ctx.config_path)?,
+        };
+        let store = ctx.open_store(&config)?;
+        let lineage = training::cli_lineage(&store, "sft", &args.data, &args.adapter_path, args.resume)?;
+        let (id, report) = train_with_progress(ctx, &mut args, Some((&store, &lineage)))?;
+        (Some(register(&store, &id, &args, &report)?), report)
+    };
     if ctx.json {
-        print_json(&report)?;
+        let mut v = serde_json::to_value(&report)?;
+        if let (Some(obj), Some(r)) = (v.as_object_mut(), &registered) {
+            obj.insert("registered".into(), serde_json::to_value(r)?);
+        }
+        print_json(&v)?;
     } else {
         println!(
             "trained {} steps ({:?}): train loss {}, best val loss {} at step {}; {:.0} tokens/s, peak {:.2} GB\nadapter: {}",
@@ -186,8 +207,44 @@ pub fn run(ctx: &Ctx, flags: Args) -> anyhow::Result<ExitCode> {
             report.run.peak_memory_gb,
             report.run.adapter_file.display()
         );
+        if let Some(r) = &registered {
+            println!("{}", r.line());
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a training command recorded: its run and the model version of its adapter.
+#[derive(Debug, serde::Serialize)]
+pub struct Registered {
+    pub run: String,
+    /// None when the run stopped without a finished adapter (Ctrl-C: `--resume` continues).
+    pub model_version: Option<String>,
+}
+
+impl Registered {
+    pub fn line(&self) -> String {
+        match &self.model_version {
+            Some(v) => format!("run {} registered as model {v} (candidate; `brain models promote {v}` makes it active)", self.run),
+            None => format!("run {} recorded as interrupted; no model version (`--resume` continues it)", self.run),
+        }
+    }
+}
+
+/// Registers the adapter of a finished run as a candidate model version. Its eval numbers are
+/// the run's best validation loss and, when DATA/test.jsonl exists, the test loss.
+fn register(store: &Store, run: &str, args: &TrainArgs, report: &brain_train::TrainReport) -> anyhow::Result<Registered> {
+    if report.run.stop == brain_train::StopReason::Cancelled {
+        return Ok(Registered { run: run.into(), model_version: None });
+    }
+    let mut eval = serde_json::json!({ "val_loss": report.run.best_val_loss });
+    if args.data.join("test.jsonl").exists() {
+        let test = brain_train::evaluate_test(&args.test_args()).with_context(|| format!("scoring {}", args.data.join("test.jsonl").display()))?;
+        eval["test_loss"] = test.test_loss.into();
+        eval["perplexity"] = test.test_ppl.into();
+    }
+    let v = models::register(store, Some(run), &args.adapter_path, Some(&args.model), &eval)?;
+    Ok(Registered { run: run.into(), model_version: Some(v.version) })
 }
 
 fn fmt_opt(v: Option<f32>) -> String {
@@ -196,7 +253,12 @@ fn fmt_opt(v: Option<f32>) -> String {
 
 /// Runs training with a progress bar (when a person watches) and log lines otherwise.
 /// Ctrl-C stops after the current update with a checkpoint saved (`--resume` continues).
-pub fn train_with_progress(ctx: &Ctx, args: &mut TrainArgs) -> anyhow::Result<brain_train::TrainReport> {
+/// With `record`, the run is recorded in the store (its id is returned; empty without).
+pub fn train_with_progress(
+    ctx: &Ctx,
+    args: &mut TrainArgs,
+    record: Option<(&Store, &Lineage)>,
+) -> anyhow::Result<(String, brain_train::TrainReport)> {
     let cancel = Arc::new(AtomicBool::new(false));
     args.cancel = Some(cancel.clone());
     let _ = ctrlc_flag(cancel);
@@ -212,11 +274,14 @@ pub fn train_with_progress(ctx: &Ctx, args: &mut TrainArgs) -> anyhow::Result<br
             eprintln!("[{}/{}] {}", p.step, p.iters, progress_line(p));
         }
     };
-    let report = brain_train::train(args, &mut on_progress).with_context(|| format!("training on {}", args.data.display()));
+    let result = match record {
+        Some((store, lineage)) => training::sft(store, args, lineage, &mut on_progress),
+        None => brain_train::train(args, &mut on_progress).map(|r| (String::new(), r)).with_context(|| format!("training on {}", args.data.display())),
+    };
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    Ok(report?)
+    result
 }
 
 fn progress_line(p: &Progress) -> String {

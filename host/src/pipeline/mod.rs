@@ -80,7 +80,8 @@ impl PipelineReport {
 pub fn run(config: &Config, opts: &PipelineOptions) -> anyhow::Result<PipelineReport> {
     let lock_path = config.path.with_file_name(".brain-pipeline.lock");
     let _lock = if opts.dry_run { None } else { Some(lock::PipelineLock::acquire(&lock_path)?) };
-    let mut store = Store::open(&config.store_path)?;
+    // A dry run reads an in-memory copy: the store file is not created, migrated or written.
+    let mut store = if opts.dry_run { Store::open_copy(&config.store_path)? } else { Store::open(&config.store_path)? };
     let mut report = PipelineReport { ok: true, ..Default::default() };
     let mut stages = Stages::new(config, opts, &mut store, &mut report)?;
     stages.run_all()?;

@@ -23,6 +23,8 @@ pub struct Stages<'a> {
     store: &'a mut Store,
     report: &'a mut PipelineReport,
     wanted: Vec<String>,
+    /// A dry run's export, while the later stages read it.
+    scratch: Option<Scratch>,
 }
 
 /// Lines of a JSONL file (0 when missing).
@@ -38,7 +40,7 @@ impl<'a> Stages<'a> {
                 bail!("[pipeline] stages: unknown stage {s:?}; use collect, export, train, dpo, eval");
             }
         }
-        Ok(Stages { config, opts, store, report, wanted })
+        Ok(Stages { config, opts, store, report, wanted, scratch: None })
     }
 
     fn wants(&self, stage: &str) -> bool {
@@ -78,7 +80,9 @@ impl<'a> Stages<'a> {
             }
         }
         if let Some(adapter) = adapter {
-            self.report.adapter = Some(adapter.clone());
+            if !self.opts.dry_run {
+                self.report.adapter = Some(adapter.clone());
+            }
             if self.wants("eval") {
                 self.eval_and_register(&snapshot, &adapter, parent)?;
             }
@@ -113,9 +117,14 @@ impl<'a> Stages<'a> {
 
     fn export(&mut self) -> anyhow::Result<Option<Snapshot>> {
         if self.opts.dry_run {
-            let approved = self.store.approved_examples()?.len();
-            self.report.step("export", "would-run", format!("would export {approved} approved examples"), json!(null));
-            return Ok(None);
+            // The export a real run would write, made from the store's in-memory copy into a
+            // private temporary folder (removed when the dry run ends), so the later stages
+            // decide on the same counts a real run would.
+            let scratch = self.scratch.insert(Scratch::new()?);
+            let r = crate::export::export(self.store, self.config, Some(&scratch.0))?;
+            let more = if self.wants("collect") { " (plus what collect approves)" } else { "" };
+            self.report.step("export", "would-run", format!("would write snapshot {} with {} approved examples{more}", r.id, r.examples), json!({"id": r.id, "examples": r.examples, "lines": r.lines}));
+            return Ok(Some(Snapshot { id: r.id, dir: r.dir, examples: r.examples }));
         }
         let r = crate::export::export(self.store, self.config, None)?;
         self.report.snapshot = Some(r.id.clone());
@@ -151,7 +160,7 @@ impl<'a> Stages<'a> {
             args.resume = true;
             if self.opts.dry_run {
                 self.report.step("train", "would-run", format!("would resume interrupted SFT run {}", run.id), json!(null));
-                return Ok(None);
+                return Ok(Some((run.id.clone(), args.adapter_path)));
             }
             let lineage = Lineage { resume_run: Some(run.id.clone()), ..Default::default() };
             let (id, r) = self.run_sft(&args, &lineage)?;
@@ -171,8 +180,9 @@ impl<'a> Stages<'a> {
             return Ok(None);
         }
         if self.opts.dry_run {
-            self.report.step("train", "would-run", format!("would train on {new} new examples ({})", data.display()), json!(null));
-            return Ok(None);
+            self.base_model()?;
+            self.report.step("train", "would-run", format!("would train on {new} new approved examples (snapshot {})", snapshot.id), json!({"new": new}));
+            return Ok(Some((PLANNED.into(), PathBuf::new())));
         }
         let mut args = crate::cli::train::args_from_config(self.config);
         args.model = self.base_model()?;
@@ -214,8 +224,8 @@ impl<'a> Stages<'a> {
             return Ok(None);
         }
         if self.opts.dry_run {
-            self.report.step("dpo", "would-run", format!("would run DPO on {pairs} pairs"), json!(null));
-            return Ok(None);
+            self.report.step("dpo", "would-run", format!("would run DPO on {pairs} pairs"), json!({"pairs": pairs}));
+            return Ok(Some((PLANNED.into(), PathBuf::new())));
         }
         let args = dpo_args_from_config(self.config, self.base_model()?, data, new_run_dir(&self.config.train.runs_dir, "dpo")?, Some(sft_adapter.to_path_buf()))?;
         let lineage = Lineage { snapshot_id: Some(snapshot.id.clone()), parent_id: parent, resume_run: None };
@@ -235,6 +245,13 @@ impl<'a> Stages<'a> {
         let data = self.config.eval.data.clone().unwrap_or_else(|| snapshot.dir.join("chat"));
         if count_lines(&data.join("test.jsonl")) == 0 && count_lines(&data) == 0 {
             self.report.step("eval", "skipped", format!("no test examples in {}", data.display()), json!(null));
+            return Ok(());
+        }
+        if self.opts.dry_run {
+            let what = if self.config.eval.data.is_none() { format!("the test split of snapshot {}", snapshot.id) } else { data.display().to_string() };
+            self.report.step("eval", "would-run", format!("would evaluate the new adapter on {what} and register it"), json!(null));
+            let promote = if self.config.pipeline.auto_promote { "would promote it if it beats the active version ([eval] policy)" } else { "would keep it as a candidate ([pipeline] auto_promote = false)" };
+            self.report.step("promote", if self.config.pipeline.auto_promote { "would-run" } else { "skipped" }, promote, json!(null));
             return Ok(());
         }
         let base = self.base_model()?;
@@ -277,6 +294,27 @@ impl<'a> Stages<'a> {
             self.report.step("promote", "skipped", format!("{} registered as candidate ([pipeline] auto_promote = false)", record.version), json!(null));
         }
         Ok(())
+    }
+}
+
+/// The id of a run or adapter a dry run plans but does not make.
+const PLANNED: &str = "(planned)";
+
+/// A dry run's private temporary folder, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> anyhow::Result<Scratch> {
+        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("brain-dry-run-{}-{stamp}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -59,6 +59,23 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// A read-only connection that leaves every file as it is. A WAL-mode reader writes SQLite's
+/// shared-memory index (`-shm`) and cannot remove `-wal`/`-shm` when it closes, so when no
+/// `-wal` exists (no writer is active and the last one checkpointed) the file is opened
+/// `immutable` (no locks, no side files); otherwise as a plain read-only reader, which sees what
+/// the active writer committed.
+fn open_untouched(path: &Path) -> rusqlite::Result<Connection> {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if Path::new(&wal).exists() {
+        return Connection::open_with_flags(path, flags);
+    }
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let escaped = abs.to_string_lossy().replace('%', "%25").replace('?', "%3f").replace('#', "%23");
+    Connection::open_with_flags(format!("file:{escaped}?immutable=1"), flags | OpenFlags::SQLITE_OPEN_URI)
+}
+
 impl Store {
     /// Opens (creating it and its directory if needed) and migrates the store at `path`.
     pub fn open(path: &Path) -> Result<Store> {
@@ -79,6 +96,25 @@ impl Store {
     /// A private in-memory store (tests, dry runs).
     pub fn open_in_memory() -> Result<Store> {
         Store::setup(Connection::open_in_memory()?, Path::new(":memory:"))
+    }
+
+    /// A private in-memory copy of the store at `path`, migrated in memory: what a dry run
+    /// reads. The file is opened read-only and never changed (not even migrated); a store that
+    /// does not exist yet reads as empty and is not created.
+    pub fn open_copy(path: &Path) -> Result<Store> {
+        let mut mem = Connection::open_in_memory()?;
+        if path.exists() {
+            let open_err = |source| StoreError::Open { path: path.to_path_buf(), source };
+            let src = open_untouched(path).map_err(open_err)?;
+            src.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
+            rusqlite::backup::Backup::new(&src, &mut mem)
+                .and_then(|b| b.run_to_completion(256, Duration::ZERO, None))
+                .map_err(open_err)?;
+        }
+        let mut store = Store { conn: mem, path: path.to_path_buf() };
+        store.conn.pragma_update(None, "foreign_keys", "ON")?;
+        store.migrate()?;
+        Ok(store)
     }
 
     fn setup(conn: Connection, path: &Path) -> Result<Store> {

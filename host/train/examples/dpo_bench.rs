@@ -8,7 +8,8 @@
 //!   (no cache; what a trainer without the cache pays). Prints one JSON object.
 //!
 //! `… --model DIR --data DIR --iters N` writes nothing and runs `dpo()` end to end on
-//!   DIR/train.jsonl (pairs), printing the DpoReport as JSON (tokens/s, peak memory).
+//!   DIR/train.jsonl (pairs), printing the DpoReport as JSON with tokens/s = total trained tokens
+//!   over total time (reference log-prob pass + every update), and peak memory.
 //!
 //! `… --model DIR --write-data DIR --n 64` writes synthetic pairs (train/valid) for both tools.
 
@@ -126,24 +127,19 @@ fn main() -> anyhow::Result<()> {
             },
             ..Default::default()
         };
-        let mut steps: Vec<(f32, f32)> = Vec::new();
         let t0 = Instant::now();
-        let r = dpo::dpo(&args, &mut |p| {
-            if let Some(m) = p.train {
-                if p.event == brain_train::Event::Train {
-                    steps.push((m.loss, m.tokens_per_second));
-                }
-            }
-        })?;
+        let r = dpo::dpo(&args, &mut |_| {})?;
         let wall = t0.elapsed().as_secs_f64();
-        // Steady state: the first `warmup` steps left out.
-        let rest: Vec<f32> = steps.iter().skip(a.warmup).map(|s| s.1).collect();
-        let tps = rest.iter().map(|&t| t as f64).sum::<f64>() / rest.len().max(1) as f64;
-        let step_s = (r.run.trained_tokens as f64 / r.run.steps.max(1) as f64) / tps;
+        // Total trained tokens over total time, the reference pass included (it is part of what
+        // a DPO run costs; mlx-lm-lora pays it inside every step), every step counted.
+        let seconds = r.reference_seconds as f64 + r.run.train_seconds as f64;
+        let tps = r.run.trained_tokens as f64 / seconds;
+        let step_s = seconds / r.run.steps.max(1) as f64;
         let _ = std::fs::remove_dir_all(&args.train.adapter_path);
         println!(
             "{}",
             json!({"tool": "sam-brain", "tokens_per_second": tps, "step_s": step_s, "peak_memory_gb": r.run.peak_memory_gb, "first_loss": r.run.first_loss,
+                   "trained_tokens": r.run.trained_tokens, "measured_seconds": seconds,
                    "reference_seconds": r.reference_seconds, "wall_seconds": wall, "steps": r.run.steps, "report": r})
         );
         return Ok(());

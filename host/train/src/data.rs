@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::{io, Error, Result};
+use crate::error::{Error, Result};
 use crate::rng::Rng;
 use crate::tokenizer::{Message, Tokenized, Tokenizer};
 
@@ -149,18 +149,11 @@ pub(crate) fn parse_message(v: &Value, ordered: Option<&minijinja::Value>, tok: 
 
 /// Load one JSONL split. `Ok(None)` if the file does not exist.
 pub fn load_split(path: &Path, tok: &Tokenizer, max_seq_length: usize) -> Result<Option<Dataset>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io(path)(e)),
-    };
+    let Some(lines) = crate::jsonl::read_lines(path)? else { return Ok(None) };
     let mut ds = Dataset { path: path.to_path_buf(), format: Format::Text, examples: Vec::new(), truncated: 0, skipped: 0, weights: Vec::new(), phases: Vec::new() };
     let mut first: Option<Format> = None;
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let err = |msg: String| Error::Data { file: path.to_path_buf(), line: i + 1, msg };
+    for (n, line) in &lines {
+        let err = |msg: String| Error::Data { file: path.to_path_buf(), line: *n, msg };
         let v: Value = serde_json::from_str(line).map_err(|e| err(format!("invalid JSON: {e}")))?;
         let (fmt, mut t) = parse_line(&v, line, tok).map_err(err)?;
         match first {

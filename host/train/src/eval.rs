@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::data;
-use crate::error::{io, Error, Result};
+use crate::error::{Error, Result};
 use crate::generate::{FinishReason, GenOptions, Generator};
 use crate::sampling::{repeated_ngrams, SamplingOptions};
 use crate::tokenizer::Message;
@@ -195,18 +195,15 @@ pub fn evaluate_with(g: &mut Generator, file: &Path, args: &EvalArgs, scorer: Op
         crate::trainer::evaluate(&g.model, &ds, args.batch_size.max(1), 0, g.tokenizer.pad_id, ce_path(&args.loss)?)?
     };
 
-    let text = std::fs::read_to_string(file).map_err(io(file))?;
+    let lines = crate::jsonl::read_lines(file)?.ok_or_else(|| Error::Args(format!("{}: the test file does not exist", file.display())))?;
     let mut cases = Vec::new();
     let mut others = 0;
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let err = |msg: String| Error::Data { file: file.to_path_buf(), line: i + 1, msg };
+    for (n, line) in &lines {
+        let err = |msg: String| Error::Data { file: file.to_path_buf(), line: *n, msg };
         let v: Value = serde_json::from_str(line).map_err(|e| err(format!("invalid JSON: {e}")))?;
         // Every routing example is generated (its accuracy needs them all; a split holds few);
         // other examples up to `max_examples`.
-        if let Some(c) = case(i + 1, &v).map_err(err)? {
+        if let Some(c) = case(*n, &v).map_err(err)? {
             if c.label.is_some() || args.max_examples == 0 || others < args.max_examples {
                 others += usize::from(c.label.is_none());
                 cases.push(c);

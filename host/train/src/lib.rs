@@ -2,7 +2,7 @@
 //! and mlx-community directories, GGUF, Ollama), LoRA/QLoRA, SFT and DPO trainers, over MLX.
 //!
 //! One concept per module: [`tokenizer`] (tokenizer.json, ChatML, loss masks, BPE training),
-//! [`tiny`] (random tiny HF-layout models), [`data`] (JSONL formats, batches), [`config`]
+//! [`tiny`] (random tiny HF-layout models), [`jsonl`] (data files read line by line), [`data`] (JSONL formats, batches), [`config`]
 //! (config.json), [`models`] (one file per architecture, LoRA layers),
 //! [`source`] (where a model comes from), [`gguf`] (GGUF files: read, write, tensor decoding),
 //! [`adapters`] (mlx-lm's adapter format),
@@ -32,6 +32,7 @@ pub mod eval;
 pub mod fuse;
 pub mod generate;
 pub mod gguf;
+pub mod jsonl;
 pub mod loss;
 pub mod models;
 pub mod optim;

@@ -137,7 +137,11 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// Learning rate of update `step` (1-based).
+    /// Learning rate after `step` updates (MLX's optimizer step count), i.e. the rate update
+    /// `step + 1` uses: MLX evaluates a scheduled learning rate at its step count before
+    /// incrementing it, so the first update uses `lr(0)`. Equal to MLX's
+    /// `join_schedules([linear_schedule(0, base_lr, warmup), cosine_decay(base_lr, total - warmup,
+    /// min_lr)], [warmup])` (tests/optim_reference.rs checks it against mlx.optimizers).
     pub fn lr(&self, step: usize) -> f32 {
         if self.warmup > 0 && step <= self.warmup {
             return self.base_lr * step as f32 / self.warmup as f32;

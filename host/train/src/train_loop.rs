@@ -28,7 +28,7 @@ use crate::models::{Mode, Model};
 use crate::optim::{clip_grad_norm, AdamW, Schedule};
 use crate::trainer::TrainArgs;
 
-use checkpoint::State;
+use checkpoint::{Settings, State};
 pub use objective::{Event, StopReason};
 pub(crate) use objective::{Moment, Objective, Record, Window};
 pub use objective::RunSummary;
@@ -104,6 +104,7 @@ pub(crate) fn run<O: Objective>(
     config.write(dir)?;
     let mp = dir.join("metrics.jsonl");
     let metrics = std::fs::OpenOptions::new().create(true).append(true).open(&mp).map_err(io(&mp))?;
+    let batcher_len = batcher.batches_per_epoch();
     let mut t = Trainer {
         args,
         obj,
@@ -111,7 +112,7 @@ pub(crate) fn run<O: Objective>(
         opt: AdamW::new(args.weight_decay),
         batcher,
         schedule,
-        state: State::new(iters),
+        state: State::new(iters, Settings::of(args, batcher_len)),
         config,
         metrics,
         last_checkpoint: None,
@@ -156,7 +157,7 @@ impl<O: Objective> Trainer<'_, O> {
             window.add(u.loss, u.grad_norm, u.tokens, dt);
             total.add(u.loss, u.grad_norm, u.tokens, dt);
 
-            let lr = self.schedule.lr(step);
+            let lr = self.schedule.lr(step - 1);
             if step.is_multiple_of(args.steps_per_report.max(1)) || step == iters {
                 self.emit(Event::Train, lr, Record::Train(&window));
                 window = Window::default();
@@ -196,7 +197,7 @@ impl<O: Objective> Trainer<'_, O> {
             adapter_file: self.final_adapter.clone(),
             trainable_parameters: self.model.trainable_params().iter().map(|(_, a)| a.size()).sum(),
         };
-        self.emit(Event::Done, self.schedule.lr(self.state.step.max(1)), Record::Done(&outcome));
+        self.emit(Event::Done, self.schedule.lr(self.state.step.saturating_sub(1)), Record::Done(&outcome));
         Ok(outcome)
     }
 
@@ -236,7 +237,8 @@ impl<O: Objective> Trainer<'_, O> {
             (None, false) => None,
             (max, _) => Some(clip_grad_norm(&mut grads, max.unwrap_or(f32::INFINITY))?),
         };
-        let lr = self.schedule.lr(step);
+        // MLX's count of updates done before this one (see `Schedule::lr`).
+        let lr = self.schedule.lr(step - 1);
         let new = self.opt.update(&trainable, &grads, lr)?;
         mlx::eval(new.iter().chain(self.opt.state()).chain([&loss_arr]).chain(norm.iter()).chain(outputs.iter().flatten()))?;
         let loss = loss_arr.item::<f32>()?;
@@ -262,7 +264,7 @@ impl<O: Objective> Trainer<'_, O> {
         } else {
             self.state.bad_evals += 1;
         }
-        self.emit(Event::Val, self.schedule.lr(self.state.step.max(1)), Record::Val(loss));
+        self.emit(Event::Val, self.schedule.lr(self.state.step.saturating_sub(1)), Record::Val(loss));
         Ok(self.args.patience.is_some_and(|pat| self.state.bad_evals >= pat))
     }
 
@@ -296,8 +298,23 @@ impl<O: Objective> Trainer<'_, O> {
     /// this run's).
     fn resume_from(&mut self, dir: &Path) -> Result<()> {
         let state = checkpoint::load(dir, self.model, &mut self.opt)?;
+        let now = self.state.settings.as_ref().expect("a new state has settings");
+        match &state.settings {
+            Some(saved) => now.check_resume(saved, dir)?,
+            // An older checkpoint: at least never index past the data.
+            None if state.position.index >= now.batches_per_epoch => {
+                return Err(Error::Args(format!(
+                    "--resume: checkpoint {} is at batch {} of an epoch but the data now has {} batches per epoch \
+                     (batch size or data changed); start a new run in another --adapter-path",
+                    dir.display(),
+                    state.position.index,
+                    now.batches_per_epoch
+                )))
+            }
+            None => {}
+        }
         self.batcher.position = state.position;
-        self.state = State { iters: self.state.iters, ..state };
+        self.state = State { iters: self.state.iters, settings: self.state.settings.take(), ..state };
         self.last_checkpoint = Some(dir.to_path_buf());
         Ok(())
     }

@@ -87,14 +87,10 @@ pub fn train(args: &TrainArgs, progress: &mut dyn FnMut(&Progress)) -> Result<Tr
     }
 
     let mut model = Model::load(&args.model, parse_dtype(&args.dtype)?)?;
-    if args.num_layers > model.num_layers() as i32 {
-        // mlx-lm refuses (its default of 16 fails on small models); training all layers is
-        // what was meant.
-        tracing::warn!("num_layers {} but the model has {} layers; training all of them", args.num_layers, model.num_layers());
-    }
+    let layers = layers_to_train(args.num_layers, &model);
     match args.fine_tune_type {
-        FineTuneType::Lora => model.apply_lora(args.num_layers, &args.lora.keys, args.lora.rank, args.lora.scale, args.lora.dropout, args.seed)?,
-        FineTuneType::Full => model.full_fine_tune(args.num_layers)?,
+        FineTuneType::Lora => model.apply_lora(layers, &args.lora.keys, args.lora.rank, args.lora.scale, args.lora.dropout, args.seed)?,
+        FineTuneType::Full => model.full_fine_tune(layers)?,
     }
     model.grad_checkpoint = args.grad_checkpoint;
     if let Some(f) = &args.resume_adapter_file {
@@ -192,5 +188,18 @@ impl Objective for Sft<'_> {
             }
         }
         p
+    }
+}
+
+/// The layers a run trains: `requested` (from the last; -1: all), or all of them when the model
+/// has fewer. One rule for SFT and DPO: mlx-lm refuses instead, so its default of 16 fails on
+/// small models, while training every layer is what was meant.
+pub(crate) fn layers_to_train(requested: i32, model: &Model) -> i32 {
+    let n = model.num_layers() as i32;
+    if requested > n {
+        tracing::warn!("num_layers {requested} but the model has {n} layers; training all of them");
+        -1
+    } else {
+        requested
     }
 }

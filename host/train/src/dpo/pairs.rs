@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::data::{collate, Batch};
-use crate::error::{io, Error, Result};
+use crate::error::{Error, Result};
 use crate::tokenizer::{Message, Tokenized, Tokenizer};
 
 /// One tokenized pair.
@@ -103,17 +103,10 @@ fn truncate(t: &mut Tokenized, max: usize) -> bool {
 /// Load a pairs JSONL file. `Ok(None)` if it does not exist; a bad line is an error naming the
 /// file and line.
 pub fn load_pairs(path: &Path, tok: &Tokenizer, max_seq_length: usize) -> Result<Option<PairSet>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io(path)(e)),
-    };
+    let Some(lines) = crate::jsonl::read_lines(path)? else { return Ok(None) };
     let mut set = PairSet { path: path.to_path_buf(), pairs: Vec::new(), truncated: 0, skipped: 0 };
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let err = |msg: String| Error::Data { file: path.to_path_buf(), line: i + 1, msg };
+    for (n, line) in &lines {
+        let err = |msg: String| Error::Data { file: path.to_path_buf(), line: *n, msg };
         let v: Value = serde_json::from_str(line).map_err(|e| err(format!("invalid JSON: {e}")))?;
         let mut p = parse_pair(&v, tok).map_err(err)?;
         let cut = truncate(&mut p.chosen, max_seq_length) | truncate(&mut p.rejected, max_seq_length);

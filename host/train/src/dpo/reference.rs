@@ -148,9 +148,7 @@ pub(super) fn policy(args: &DpoArgs, model: &mut Model) -> Result<(TrainArgs, Re
             "DPO: use `reference` (an SFT adapter directory) to start from an adapter; it is then also the frozen reference".into(),
         ));
     }
-    if t.num_layers > model.num_layers() as i32 {
-        return Err(Error::Args(format!("num_layers {} but the model has {} layers (use -1 for all)", t.num_layers, model.num_layers())));
-    }
+    t.num_layers = crate::trainer::layers_to_train(t.num_layers, model);
     let reference = match &args.reference {
         None => {
             match t.fine_tune_type {

@@ -11,7 +11,8 @@ use crate::adapters::{self, AdapterConfig, ADAPTER_FILE};
 use crate::data::DataPosition;
 use crate::error::{io, model_err, Error, Result};
 use crate::models::Model;
-use crate::optim::AdamW;
+use crate::optim::{AdamW, ScheduleKind};
+use crate::trainer::TrainArgs;
 
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 const STATE_FILE: &str = "state.json";
@@ -27,11 +28,84 @@ pub(super) struct State {
     pub bad_evals: usize,
     pub trained_tokens: usize,
     pub iters: usize,
+    /// What the data position and the optimizer state mean (absent in checkpoints written
+    /// before it was recorded).
+    #[serde(default)]
+    pub settings: Option<Settings>,
 }
 
 impl State {
-    pub fn new(iters: usize) -> Self {
-        State { step: 0, position: DataPosition::default(), best_val_loss: None, best_step: None, bad_evals: 0, trained_tokens: 0, iters }
+    pub fn new(iters: usize, settings: Settings) -> Self {
+        State {
+            step: 0,
+            position: DataPosition::default(),
+            best_val_loss: None,
+            best_step: None,
+            bad_evals: 0,
+            trained_tokens: 0,
+            iters,
+            settings: Some(settings),
+        }
+    }
+}
+
+/// The settings a checkpoint's data position and optimizer state depend on. The position counts
+/// batches of one batch size over one data order, so a resume with another batch size, seed or
+/// dataset would point at other examples (or past the end); the schedule and the optimizer
+/// follow the learning-rate settings. Resume refuses when any differs (`iters` may change: a
+/// finished run can be continued for more updates).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Settings {
+    pub batch_size: usize,
+    pub grad_accumulation_steps: usize,
+    pub seed: u64,
+    pub max_seq_length: usize,
+    /// Batches per epoch of the training data (changes with the data).
+    pub batches_per_epoch: usize,
+    pub learning_rate: f32,
+    pub lr_schedule: ScheduleKind,
+    pub warmup: usize,
+    pub min_learning_rate: f32,
+    pub weight_decay: f32,
+}
+
+impl Settings {
+    pub fn of(args: &TrainArgs, batches_per_epoch: usize) -> Self {
+        Settings {
+            batch_size: args.batch_size,
+            grad_accumulation_steps: args.grad_accumulation_steps,
+            seed: args.seed,
+            max_seq_length: args.max_seq_length,
+            batches_per_epoch,
+            learning_rate: args.learning_rate,
+            lr_schedule: args.lr_schedule,
+            warmup: args.warmup,
+            min_learning_rate: args.min_learning_rate,
+            weight_decay: args.weight_decay,
+        }
+    }
+
+    /// An error naming every setting of this run that differs from checkpoint `dir`'s, or `Ok`.
+    pub fn check_resume(&self, saved: &Settings, dir: &Path) -> Result<()> {
+        let (a, b) = (serde_json::to_value(saved).expect("serializes"), serde_json::to_value(self).expect("serializes"));
+        let changed: Vec<String> = a
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, v)| b.get(k.as_str()) != Some(v))
+            .map(|(k, v)| match k.as_str() {
+                "batches_per_epoch" => format!("the training data ({v} batches per epoch then, {} now)", b[k]),
+                _ => format!("{k} (checkpoint: {v}, now: {})", b[k]),
+            })
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Args(format!(
+            "--resume: {} changed since checkpoint {}; resume with the checkpoint's settings, or start a new run in another --adapter-path",
+            changed.join(", "),
+            dir.display()
+        )))
     }
 }
 
