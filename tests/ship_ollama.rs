@@ -385,7 +385,44 @@ fn llama31_system_preamble_is_rendered_as_training() {
     let r = env.run(["export", "ollama", "l31s", "--fused", base.to_str().unwrap(), "--system", "Be brief.", "--out", out.to_str().unwrap(), "--no-create"]);
     r.assert_ok();
     assert_modelfile_matches_training(&modelfile, &base, &LLAMA3, true);
+
+    // Llama 3.2 writes today's date (strftime_now): the Modelfile holds the day of export, and says so.
+    let dated = LLAMA31_TEMPLATE.replace("Today Date: 26 Jul 2024\n\n' + sys", "Today Date: ' + strftime_now('%d %b %Y') + '\n\n' + sys");
+    assert_ne!(dated, LLAMA31_TEMPLATE);
+    let base32 = env.path().join("llama32");
+    tiny_llama3(&base32, &dated);
+    let r = env.run(["export", "ollama", "l32", "--fused", base32.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-create", "--json"]);
+    r.assert_ok();
+    assert!(r.stderr.contains("strftime_now") && r.stderr.contains("day of export"), "{}", r.stderr);
+    assert!(!std::fs::read_to_string(&modelfile).unwrap().contains("26 Jul 2024"));
+    assert_modelfile_matches_training(&modelfile, &base32, &LLAMA3, true);
 }
+
+/// A Qwen3-style template (ChatML; earlier replies lose their `<think>` reasoning; an empty
+/// think block only when thinking is switched off): plain chats render as training, and the
+/// reasoning difference is reported.
+#[test]
+fn qwen3_style_template_is_chatml_for_plain_chats() {
+    let env = Env::new();
+    env.write_config("");
+    let base = env.path().join("qwen3");
+    tiny_base(&base, true);
+    let cfg_path = base.join("tokenizer_config.json");
+    let mut cfg = read_json(&cfg_path);
+    cfg["chat_template"] = QWEN3_STYLE.into();
+    std::fs::write(&cfg_path, serde_json::to_string(&cfg).unwrap()).unwrap();
+    let out = env.path().join("ship");
+    let r = env.run(["export", "ollama", "q3", "--fused", base.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-create", "--json"]);
+    r.assert_ok();
+    let v = r.json();
+    assert_eq!(v["family"], "chatml", "{v}");
+    assert_eq!(v["template"]["matches_training"], true, "{v}");
+    assert!(r.stderr.contains("<think>"), "{}", r.stderr);
+    assert_modelfile_matches_training(&out.join("Modelfile"), &base, &CHATML, false);
+}
+
+/// Qwen3's documented behaviour, written by hand.
+const QWEN3_STYLE: &str = "{%- if messages[0].role == 'system' %}{{- '<|im_start|>system\n' + messages[0].content + '<|im_end|>\n' }}{%- endif %}{%- for m in messages %}{%- if m.role == 'user' or (m.role == 'system' and not loop.first) %}{{- '<|im_start|>' + m.role + '\n' + m.content + '<|im_end|>\n' }}{%- elif m.role == 'assistant' %}{%- set content = m.content %}{%- if '</think>' in content %}{%- set content = content.split('</think>')[-1].lstrip('\n') %}{%- endif %}{{- '<|im_start|>assistant\n' + content + '<|im_end|>\n' }}{%- endif %}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\n\n</think>\n\n' }}{%- endif %}{%- endif %}";
 
 /// A chat template of another layout is refused with its name, not shipped with a TEMPLATE
 /// that renders something else.

@@ -3,7 +3,8 @@
 //!
 //! The chat template is not recognized by its text: small probe conversations are rendered with
 //! it and the output is matched against the turn layouts of the families we train —
-//! ChatML (`<|im_start|>role\ncontent<|im_end|>\n`: Qwen2/2.5, Qwen3 for plain chats, SmolLM2)
+//! ChatML (`<|im_start|>role\ncontent<|im_end|>\n`: Qwen2/2.5, SmolLM2, and Qwen3 for plain chats:
+//! with thinking left on, its generation prompt is the plain open assistant turn)
 //! and Llama 3 (`<|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>`, including
 //! Llama 3.1/3.2's fixed lines in the system turn). Anything else is refused by name: a TEMPLATE
 //! that renders differently from training would quietly change what the model sees.
@@ -180,6 +181,16 @@ pub fn derive(tk: &Tokenizer) -> Result<DerivedTemplate> {
         notes.push(
             "the chat template trims message content (Jinja `| trim`) and Ollama does not: a message with leading or trailing \
              whitespace renders with it through Ollama"
+                .into(),
+        );
+    }
+    // Qwen3 drops the reasoning of earlier assistant turns; Ollama renders what clients send
+    // (its API keeps reasoning in a separate `thinking` field, outside the content).
+    let reasoning = render(tk, &[("user", QUESTION), ("assistant", "<think>\nr 5c1e\n</think>\n\nA"), ("user", QUESTION)])?;
+    if !reasoning.contains("r 5c1e") {
+        notes.push(
+            "the chat template drops <think>…</think> reasoning from earlier assistant turns (Qwen3) and the Modelfile does not: \
+             send earlier replies without their reasoning (Ollama's chat API keeps it in `thinking`, outside the content)"
                 .into(),
         );
     }
