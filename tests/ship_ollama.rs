@@ -424,6 +424,28 @@ fn qwen3_style_template_is_chatml_for_plain_chats() {
 /// Qwen3's documented behaviour, written by hand.
 const QWEN3_STYLE: &str = "{%- if messages[0].role == 'system' %}{{- '<|im_start|>system\n' + messages[0].content + '<|im_end|>\n' }}{%- endif %}{%- for m in messages %}{%- if m.role == 'user' or (m.role == 'system' and not loop.first) %}{{- '<|im_start|>' + m.role + '\n' + m.content + '<|im_end|>\n' }}{%- elif m.role == 'assistant' %}{%- set content = m.content %}{%- if '</think>' in content %}{%- set content = content.split('</think>')[-1].lstrip('\n') %}{%- endif %}{{- '<|im_start|>assistant\n' + content + '<|im_end|>\n' }}{%- endif %}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\n\n</think>\n\n' }}{%- endif %}{%- endif %}";
 
+/// Llama 3's layout on a vocabulary without its special tokens: the markers are plain text, and
+/// generation still stops at `<|eot_id|>` (Ollama's stops match text).
+#[test]
+fn the_end_of_turn_marker_stops_even_when_it_is_not_one_token() {
+    let env = Env::new();
+    env.write_config("");
+    let base = env.path().join("plain");
+    tiny_base(&base, true);
+    let cfg_path = base.join("tokenizer_config.json");
+    let mut cfg = read_json(&cfg_path);
+    cfg["chat_template"] = LLAMA3_TEMPLATE.into();
+    std::fs::write(&cfg_path, serde_json::to_string(&cfg).unwrap()).unwrap();
+    let out = env.path().join("ship");
+    let r = env.run(["export", "ollama", "plain", "--fused", base.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-create", "--json"]);
+    r.assert_ok();
+    assert_eq!(r.json()["family"], "llama3");
+    assert_eq!(r.json()["template"]["matches_training"], true);
+    let mf = ollama::parse_modelfile(&std::fs::read_to_string(out.join("Modelfile")).unwrap());
+    assert_eq!(mf.stop.first().map(String::as_str), Some("<|eot_id|>"), "{:?}", mf.stop);
+    assert!(mf.stop.iter().any(|s| s == cfg["eos_token"].as_str().unwrap()), "{:?}", mf.stop);
+}
+
 /// A chat template of another layout is refused with its name, not shipped with a TEMPLATE
 /// that renders something else.
 #[test]

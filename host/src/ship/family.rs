@@ -194,7 +194,17 @@ pub fn derive(tk: &Tokenizer) -> Result<DerivedTemplate> {
                 .into(),
         );
     }
-    Ok(DerivedTemplate { family, template, stop: stop_strings(tk), auto_bos, notes })
+    // The layout's own end-of-turn marker ends generation even where the vocabulary does not
+    // hold it as one token (Ollama's stops match text).
+    let mut stop = stop_strings(tk);
+    let marker = match family {
+        ChatFamily::ChatMl => IM_END,
+        ChatFamily::Llama3 { .. } => EOT,
+    };
+    if !stop.iter().any(|s| s == marker) {
+        stop.insert(0, marker.to_string());
+    }
+    Ok(DerivedTemplate { family, template, stop, auto_bos, notes })
 }
 
 /// Llama 3's layout: `lead` + system header + preamble + system content + `<|eot_id|>` + user

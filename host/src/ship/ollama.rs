@@ -38,7 +38,7 @@ pub struct ModelfileSpec {
     pub system_prompt: Option<String>,
     /// Sampling temperature written as a PARAMETER (omitted when none).
     pub temperature: Option<f32>,
-    /// Stop strings ([`super::family::stop_strings`]).
+    /// Stop strings ([`super::family::derive`]).
     pub stop: Vec<String>,
 }
 

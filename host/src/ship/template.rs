@@ -70,12 +70,6 @@ pub fn render_training(tokenizer: &brain_train::tokenizer::Tokenizer, messages: 
     Ok(tokenizer.render_chat(&msgs, true)?)
 }
 
-/// The stop strings of the model in `model_dir` ([`super::family::stop_strings`]).
-pub fn stop_strings(model_dir: &Path) -> Result<Vec<String>> {
-    let tk = brain_train::tokenizer::Tokenizer::load(model_dir).with_context(|| format!("loading the tokenizer of {}", model_dir.display()))?;
-    Ok(super::family::stop_strings(&tk))
-}
-
 /// What the model reads through Ollama for a conversation: the bos Ollama's tokenizer adds (when
 /// the model's tokenizer adds one), then the Modelfile's TEMPLATE rendered as Ollama's chat
 /// endpoint does.
@@ -163,7 +157,8 @@ pub fn check(model_dir: &Path, modelfile_text: &str) -> Result<TemplateCheck> {
             }
         }
     }
-    let expected_stop = super::family::stop_strings(&tokenizer);
+    // The derived stops when the layout is one we write, else the tokenizer's own.
+    let expected_stop = super::family::derive(&tokenizer).map(|d| d.stop).unwrap_or_else(|_| super::family::stop_strings(&tokenizer));
     let missing_stop = expected_stop.iter().filter(|s| !parsed.stop.contains(s)).cloned().collect();
     Ok(TemplateCheck {
         conversations: probes.len(),
