@@ -175,9 +175,9 @@ pub fn derive(tk: &Tokenizer) -> Result<DerivedTemplate> {
             llama3_template(&lead, system_preamble, *always_system)
         }
     };
-    // Llama 3 trims message content; Ollama passes it as is.
-    let padded = render(tk, &[("user", " x ")])?;
-    if !padded.contains(" x ") {
+    // Llama 3 trims message content; Ollama passes it as is. (These two probes only add notes:
+    // a template that refuses them is judged by the check alone.)
+    if render(tk, &[("user", " x ")]).is_ok_and(|padded| !padded.contains(" x ")) {
         notes.push(
             "the chat template trims message content (Jinja `| trim`) and Ollama does not: a message with leading or trailing \
              whitespace renders with it through Ollama"
@@ -186,8 +186,8 @@ pub fn derive(tk: &Tokenizer) -> Result<DerivedTemplate> {
     }
     // Qwen3 drops the reasoning of earlier assistant turns; Ollama renders what clients send
     // (its API keeps reasoning in a separate `thinking` field, outside the content).
-    let reasoning = render(tk, &[("user", QUESTION), ("assistant", "<think>\nr 5c1e\n</think>\n\nA"), ("user", QUESTION)])?;
-    if !reasoning.contains("r 5c1e") {
+    let reasoning = render(tk, &[("user", QUESTION), ("assistant", "<think>\nr 5c1e\n</think>\n\nA"), ("user", QUESTION)]);
+    if reasoning.is_ok_and(|r| !r.contains("r 5c1e")) {
         notes.push(
             "the chat template drops <think>…</think> reasoning from earlier assistant turns (Qwen3) and the Modelfile does not: \
              send earlier replies without their reasoning (Ollama's chat API keeps it in `thinking`, outside the content)"
