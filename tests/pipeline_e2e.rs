@@ -1,7 +1,8 @@
 //! End to end through the real binary: `brain demo` on a repository the test makes, then
 //! `pipeline run` again (incremental collect, the training threshold, `--force`), model rollback
 //! and `generate` following the active version, and a SIGKILLed training run that the next
-//! `pipeline run` resumes from its checkpoint.
+//! `pipeline run` resumes from its checkpoint; a promoted version shipped to Ollama
+//! (`[pipeline] ollama_model`).
 
 mod common;
 
@@ -161,4 +162,57 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// `[pipeline] ollama_model`: a version the pipeline promotes is fused, written as one GGUF file
+/// beside a checked Modelfile, and handed to `ollama create` (a fake `ollama` on PATH logs it).
+#[test]
+fn a_promoted_version_is_shipped_to_ollama() {
+    let env = Env::new();
+    let repo = env.path().join("repo");
+    make_repo(&repo);
+    let demo = env.path().join("demo");
+    env.run(["demo".as_ref(), demo.as_os_str(), "--repo".as_ref(), repo.as_os_str(), "--tiny".as_ref(), "--iters".as_ref(), "4".as_ref(), "--pretrain-iters".as_ref(), "0".as_ref()])
+        .assert_ok();
+    let cfg = demo.join("brain.toml");
+    // [pipeline] is the demo config's last table.
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("ollama_model = \"sam-demo\"\nsystem_prompt = \"You are SAM.\"\n");
+    std::fs::write(&cfg, text).unwrap();
+    // A fresh store: the pipeline's version is the first, so it is promoted.
+    for entry in std::fs::read_dir(&demo).unwrap() {
+        let p = entry.unwrap().path();
+        if p.file_name().unwrap().to_string_lossy().starts_with("brain.db") {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+
+    let bin = env.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = env.path().join("ollama.log");
+    std::fs::write(bin.join("ollama"), format!("#!/bin/sh\necho \"$@\" >> {}\nexit 0\n", log.display())).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(bin.join("ollama"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let out = env
+        .command(["--config".as_ref(), cfg.as_os_str(), "--json".as_ref(), "pipeline".as_ref(), "run".as_ref(), "--force".as_ref()])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let r = common::Run::from(out);
+    r.assert_ok();
+    let rep = r.json();
+    assert_eq!(rep["promoted"], true, "{rep:#}");
+    let ship = step(&rep, "ollama");
+    assert_eq!(ship["status"], "done", "{rep:#}");
+    assert_eq!(ship["data"]["created"], true, "{rep:#}");
+    let modelfile = demo.join("ollama/sam-demo/Modelfile");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(calls.lines().any(|l| l == format!("create sam-demo -f {}", modelfile.display())), "{calls}");
+    let text = std::fs::read_to_string(&modelfile).unwrap();
+    assert!(text.starts_with("FROM ./ggml-model-f16.gguf\n"), "{text}");
+    assert!(text.contains("SYSTEM \"\"\"You are SAM.\"\"\""), "{text}");
+    assert!(demo.join("ollama/sam-demo/ggml-model-f16.gguf").is_file());
 }

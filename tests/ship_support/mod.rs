@@ -18,6 +18,64 @@ pub fn tiny_base(dir: &Path, tie: bool) {
     init_tiny(dir, &spec, None).expect("init_tiny");
 }
 
+/// Llama 3's special tokens, in the order they are added to the tiny tokenizer.
+pub const LLAMA3_SPECIALS: [&str; 5] = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"];
+
+/// Llama 3's chat layout, written from Meta's documented prompt format: bos, then per message
+/// `<|start_header_id|>role<|end_header_id|>\n\n` + trimmed content + `<|eot_id|>`, then the open
+/// assistant header.
+pub const LLAMA3_TEMPLATE: &str = "{{- bos_token }}{%- for m in messages %}{{- '<|start_header_id|>' + m.role + '<|end_header_id|>\n\n' + (m.content | trim) + '<|eot_id|>' }}{%- endfor %}{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{%- endif %}";
+
+/// Llama 3.1's layout (documented): the system turn is always written and starts with the
+/// knowledge cut-off and a date (the fixed default, as without `strftime_now`), then the system
+/// message, if any.
+pub const LLAMA31_TEMPLATE: &str = "{{- bos_token }}{%- if messages[0].role == 'system' %}{%- set sys = messages[0].content | trim %}{%- set rest = messages[1:] %}{%- else %}{%- set sys = '' %}{%- set rest = messages %}{%- endif %}{{- '<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n' + sys + '<|eot_id|>' }}{%- for m in rest %}{{- '<|start_header_id|>' + m.role + '<|end_header_id|>\n\n' + (m.content | trim) + '<|eot_id|>' }}{%- endfor %}{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{%- endif %}";
+
+/// A tiny model whose tokenizer is Llama-3-style: the tiny BPE plus Llama 3's special tokens,
+/// bos added by the tokenizer's post-processor (as Llama 3's tokenizer.json does), eos
+/// `<|eot_id|>` (the instruct models'), and `chat_template`.
+pub fn tiny_llama3(dir: &Path, chat_template: &str) {
+    // Room in the embedding for the added tokens.
+    let spec = TinySpec { hidden: 64, layers: 2, heads: 4, kv_heads: 2, intermediate: 128, vocab: 576, tie_word_embeddings: true, seed: 11, ..TinySpec::default() };
+    init_tiny(dir, &spec, None).expect("init_tiny");
+    let read = |name: &str| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap() };
+    let mut tk = read("tokenizer.json");
+    let mut cfg = read("tokenizer_config.json");
+    let vocab_len = tk["model"]["vocab"].as_object().unwrap().len();
+    let added = tk["added_tokens"].as_array_mut().unwrap();
+    let mut next = added.iter().map(|t| t["id"].as_u64().unwrap() as usize + 1).max().unwrap_or(0).max(vocab_len);
+    let mut bos_id = 0;
+    for t in LLAMA3_SPECIALS {
+        let entry = serde_json::json!({"id": next, "content": t, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true});
+        added.push(entry.clone());
+        let mut decoder_entry = entry.clone();
+        decoder_entry.as_object_mut().unwrap().remove("id");
+        cfg["added_tokens_decoder"][next.to_string()] = decoder_entry;
+        if t == "<|begin_of_text|>" {
+            bos_id = next;
+        }
+        next += 1;
+    }
+    let bos = serde_json::json!({"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}});
+    tk["post_processor"] = serde_json::json!({
+        "type": "TemplateProcessing",
+        "single": [bos, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [bos, {"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [bos_id], "tokens": ["<|begin_of_text|>"]}}
+    });
+    cfg["bos_token"] = "<|begin_of_text|>".into();
+    cfg["eos_token"] = "<|eot_id|>".into();
+    cfg["chat_template"] = chat_template.into();
+    cfg.as_object_mut().unwrap().remove("additional_special_tokens");
+    let mut config = read("config.json");
+    config["bos_token_id"] = bos_id.into();
+    config["eos_token_id"] = (bos_id + 4).into();
+    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    std::fs::write(dir.join("tokenizer.json"), serde_json::to_string(&tk).unwrap()).unwrap();
+    std::fs::write(dir.join("tokenizer_config.json"), serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    assert!(next <= 576, "the tiny embedding has room for the added tokens ({next})");
+}
+
 /// A LoRA adapter for `base` in mlx-lm's layout with uniform(-0.2, 0.2) A and B matrices.
 pub fn random_adapter(base: &Path, out: &Path, rank: usize, scale: f32, seed: u64) {
     let mut m = Model::load(base, Some(Dtype::Float32)).expect("load base");

@@ -20,8 +20,9 @@ pub struct ExportArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ExportTarget {
-    /// Write an Ollama Modelfile (fused weights, or base + adapter) and run `ollama create`
-    /// when Ollama is installed (else print the command).
+    /// Write an Ollama Modelfile (a GGUF file, fused safetensors, or base + adapter) whose
+    /// TEMPLATE and stops come from the model's chat template (ChatML or Llama 3), and run
+    /// `ollama create` when Ollama is installed (else print the command).
     Ollama(OllamaArgs),
 }
 
@@ -57,6 +58,15 @@ pub struct OllamaArgs {
     /// Only write the files and print the `ollama create` command.
     #[arg(long)]
     pub no_create: bool,
+    /// Build the Ollama model from one GGUF file (f16, q8_0 or q4_0; default f16) written beside
+    /// the Modelfile (`FROM ./ggml-model-<type>.gguf`). f16 keeps the fused weights as they are,
+    /// and is what `--quantize` (Ollama's own quantizer) needs as its source. Without this flag a
+    /// GGUF file already in the --fused directory is used.
+    #[arg(long, value_name = "TYPE", num_args = 0..=1, default_missing_value = "f16", conflicts_with_all = ["adapter", "safetensors"])]
+    pub gguf: Option<String>,
+    /// Build from the fused safetensors directory (Ollama converts it) even when a GGUF file is there.
+    #[arg(long)]
+    pub safetensors: bool,
 }
 
 pub fn run_export(ctx: &Ctx, args: ExportArgs) -> anyhow::Result<ExitCode> {
@@ -86,6 +96,8 @@ pub fn run_ollama(ctx: &Ctx, args: OllamaArgs) -> anyhow::Result<ExitCode> {
             }
         }
     };
+    // Checked before fusing: a bad type should not cost a fuse.
+    let gguf: Option<brain_train::gguf::export::GgufType> = args.gguf.as_deref().map(str::parse).transpose()?;
     let opts = OllamaOptions {
         name: name.clone(),
         source,
@@ -94,6 +106,8 @@ pub fn run_ollama(ctx: &Ctx, args: OllamaArgs) -> anyhow::Result<ExitCode> {
         temperature: args.temperature,
         quantize: args.quantize,
         create: !args.no_create,
+        gguf,
+        safetensors: args.safetensors,
     };
     let report = export_ollama(&opts)?;
     for w in &report.warnings {
@@ -106,7 +120,16 @@ pub fn run_ollama(ctx: &Ctx, args: OllamaArgs) -> anyhow::Result<ExitCode> {
     if let Some(f) = &report.fused {
         println!("fused {} layers into {}", f.fused, f.save_path.display());
     }
-    println!("Modelfile {} ({} layout, template checked on {} conversations against training)", report.modelfile.display(), report.layout, report.template.conversations);
+    if let Some(g) = &report.gguf_export {
+        println!("GGUF ({}, {:.1} MB): {}", g.gguf_type.name(), g.bytes as f64 / 1e6, g.path.display());
+    }
+    println!(
+        "Modelfile {} ({} layout, {} template checked on {} conversations against training)",
+        report.modelfile.display(),
+        report.layout,
+        report.family,
+        report.template.conversations
+    );
     if report.created {
         println!("created Ollama model {name}: ollama run {name}");
     } else {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use brain_train::dpo::{DpoArgs, LossType};
 use brain_train::eval::EvalArgs;
+use brain_train::gguf::export::GgufType;
 use brain_train::TrainArgs;
 use serde_json::json;
 
@@ -13,6 +14,7 @@ use crate::collect::{collect, CollectOptions};
 use crate::config::Config;
 use crate::registry::models::{self, PromotionPolicy};
 use crate::registry::runs;
+use crate::ship::export::{export_ollama, OllamaOptions, Source};
 use crate::store::runs::{RunFilter, RunStatus};
 use crate::store::Store;
 use crate::training::{self, eval_summary, new_run_dir, Lineage};
@@ -290,6 +292,9 @@ impl<'a> Stages<'a> {
             self.report.promoted = outcome.promoted;
             let status = if outcome.promoted { "done" } else { "skipped" };
             self.report.step("promote", status, format!("{}: {}", record.version, outcome.decision.reason), serde_json::to_value(&outcome)?);
+            if outcome.promoted {
+                self.ship_to_ollama(adapter, &base);
+            }
         } else {
             self.report.step("promote", "skipped", format!("{} registered as candidate ([pipeline] auto_promote = false)", record.version), json!(null));
         }
@@ -315,6 +320,36 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Stages<'_> {
+    /// `[pipeline] ollama_model`: the promoted version goes to Ollama as `brain export ollama
+    /// NAME --gguf` would ship it (fused, one f16 GGUF file, the checked TEMPLATE). A failure is
+    /// this step's alone: the version stays promoted and the run reports it as not ok.
+    fn ship_to_ollama(&mut self, adapter: &Path, base: &Path) {
+        let Some(name) = self.config.pipeline.ollama_model.clone() else { return };
+        let opts = OllamaOptions {
+            name: name.clone(),
+            source: Source::FuseFirst { adapter: adapter.to_path_buf(), base: base.to_path_buf() },
+            out_dir: self.config.dir.join("ollama").join(&name),
+            system_prompt: self.config.pipeline.system_prompt.clone(),
+            temperature: None,
+            quantize: None,
+            create: true,
+            gguf: Some(GgufType::F16),
+            safetensors: false,
+        };
+        match export_ollama(&opts) {
+            Ok(r) => {
+                let detail = if r.created { format!("created Ollama model {name}") } else { format!("Ollama not found; run: {}", r.command) };
+                self.report.step("ollama", "done", detail, json!({"modelfile": r.modelfile, "created": r.created, "command": r.command, "warnings": r.warnings}));
+            }
+            Err(e) => {
+                self.report.ok = false;
+                self.report.step("ollama", "failed", format!("{e:#}"), json!(null));
+            }
+        }
     }
 }
 

@@ -1,6 +1,8 @@
-//! Ollama export: a Modelfile whose TEMPLATE renders exactly the ChatML the model was trained on.
+//! Ollama export: a Modelfile whose TEMPLATE renders exactly what the model was trained on
+//! (the template comes from [`super::family`]).
 //!
-//! Two layouts: `FROM <fused dir>` (weights already merged), or `FROM <base dir>` plus
+//! Three layouts: `FROM ./<model>.gguf` (a GGUF file beside the Modelfile), `FROM <fused dir>`
+//! (safetensors, weights already merged), or `FROM <base dir>` plus
 //! `ADAPTER <dir>` holding a PEFT-layout copy of the LoRA adapter (see [`super::peft`]), whose
 //! `lora_alpha` is set so Ollama's converter applies the scale used in training.
 //!
@@ -15,11 +17,6 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-/// The chat markers of ChatML, the template every Qwen2 model here is trained with.
-pub const IM_START: &str = "<|im_start|>";
-pub const IM_END: &str = "<|im_end|>";
-pub const ENDOFTEXT: &str = "<|endoftext|>";
-
 /// What the Modelfile builds on.
 #[derive(Clone, Debug, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -28,34 +25,21 @@ pub enum Weights {
     Fused(PathBuf),
     /// The base model directory and a PEFT-layout adapter directory.
     BaseWithAdapter { base: PathBuf, adapter: PathBuf },
+    /// A GGUF file next to the Modelfile, written as `FROM ./<file name>` (Ollama resolves it
+    /// relative to the Modelfile, so the folder can be moved as a whole).
+    Gguf(PathBuf),
 }
 
 #[derive(Clone, Debug)]
 pub struct ModelfileSpec {
     pub weights: Weights,
+    /// The Go template ([`super::family::derive`]).
+    pub template: String,
     pub system_prompt: Option<String>,
     /// Sampling temperature written as a PARAMETER (omitted when none).
     pub temperature: Option<f32>,
-    /// Stop strings; empty = [`stop_tokens`]. [`super::template::stop_strings`] reads them from
-    /// the model's tokenizer config.
+    /// Stop strings ([`super::family::derive`]).
     pub stop: Vec<String>,
-}
-
-/// Ollama's Go template equivalent of ChatML with an optional system turn:
-/// `<|im_start|>role\ncontent<|im_end|>\n` per message, then the open assistant turn.
-pub fn chatml_template() -> String {
-    format!(
-        "{{{{- if .System }}}}{s}system\n{{{{ .System }}}}{e}\n{{{{ end }}}}\
-{{{{- range .Messages }}}}{{{{- if ne .Role \"system\" }}}}{s}{{{{ .Role }}}}\n{{{{ .Content }}}}{e}\n{{{{ end }}}}{{{{- end }}}}{s}assistant\n",
-        s = IM_START,
-        e = IM_END
-    )
-}
-
-/// The default stop strings: the end-of-turn token (what training taught the model to emit) and
-/// the end-of-text token.
-pub fn stop_tokens() -> [&'static str; 2] {
-    [IM_END, ENDOFTEXT]
 }
 
 fn quote(s: &str) -> String {
@@ -71,11 +55,14 @@ pub fn modelfile(spec: &ModelfileSpec) -> String {
             out.push_str(&format!("FROM {}\n", base.display()));
             out.push_str(&format!("ADAPTER {}\n", adapter.display()));
         }
+        Weights::Gguf(file) => {
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            out.push_str(&format!("FROM ./{name}\n"));
+        }
     }
-    out.push_str(&format!("TEMPLATE \"\"\"{}\"\"\"\n", chatml_template()));
-    let stops: Vec<String> = if spec.stop.is_empty() { stop_tokens().iter().map(|s| s.to_string()).collect() } else { spec.stop.clone() };
-    for stop in stops {
-        out.push_str(&format!("PARAMETER stop {}\n", quote(&stop)));
+    out.push_str(&format!("TEMPLATE \"\"\"{}\"\"\"\n", spec.template));
+    for stop in &spec.stop {
+        out.push_str(&format!("PARAMETER stop {}\n", quote(stop)));
     }
     if let Some(t) = spec.temperature {
         out.push_str(&format!("PARAMETER temperature {t}\n"));
@@ -145,25 +132,6 @@ pub fn parse_modelfile(text: &str) -> ParsedModelfile {
     p
 }
 
-/// What `export ollama` did.
-#[derive(Debug, serde::Serialize)]
-pub struct OllamaExport {
-    pub modelfile: PathBuf,
-    pub command: String,
-    /// True when `ollama create` ran and succeeded.
-    pub created: bool,
-}
-
-/// Writes `<dir>/Modelfile` and runs `ollama create NAME -f …` when `ollama` is on PATH;
-/// otherwise returns the exact command for the user to run.
-pub fn export(name: &str, spec: &ModelfileSpec, dir: &Path, run_ollama: bool) -> Result<OllamaExport> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join("Modelfile");
-    std::fs::write(&path, modelfile(spec)).with_context(|| format!("writing {}", path.display()))?;
-    let (command, created) = create(name, &path, None, run_ollama)?;
-    Ok(OllamaExport { modelfile: path, command, created })
-}
-
 /// The `ollama create` command line for a Modelfile (quoted for a POSIX shell).
 pub fn create_command(name: &str, modelfile: &Path, quantize: Option<&str>) -> String {
     let q = quantize.map(|q| format!(" --quantize {q}")).unwrap_or_default();
@@ -201,6 +169,7 @@ pub fn ollama_available() -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::family::chatml_template;
     use super::*;
 
     fn conv(v: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -210,7 +179,7 @@ mod tests {
     /// Renders the template as Ollama's chat endpoint would and compares with ChatML.
     #[test]
     fn template_matches_chatml_turns() {
-        let t = chatml_template();
+        let t = chatml_template("");
         let out = super::super::gotmpl::render_chat(&t, None, &conv(&[("system", "Be brief."), ("user", "hi")])).unwrap();
         assert_eq!(out, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
         // The Modelfile's SYSTEM is used when the conversation has none, once.
@@ -229,19 +198,20 @@ mod tests {
         let spec = ModelfileSpec {
             weights: Weights::BaseWithAdapter { base: "/m/base".into(), adapter: "/m/peft".into() },
             system_prompt: Some("You are SAM.\nBe \"brief\".".into()),
+            template: chatml_template(""),
             temperature: Some(0.7),
-            stop: vec![],
+            stop: vec!["<|im_end|>".into(), "<|endoftext|>".into()],
         };
         let text = modelfile(&spec);
         assert!(text.starts_with("FROM /m/base\nADAPTER /m/peft\n"));
         assert!(text.contains("PARAMETER stop \"<|im_end|>\"\n"));
         assert!(text.contains("PARAMETER stop \"<|endoftext|>\"\n"));
         assert!(text.contains("SYSTEM \"\"\"You are SAM.\nBe \"brief\".\"\"\"\n"));
-        assert!(text.contains(&format!("TEMPLATE \"\"\"{}\"\"\"", chatml_template())));
+        assert!(text.contains(&format!("TEMPLATE \"\"\"{}\"\"\"", chatml_template(""))));
         let p = parse_modelfile(&text);
         assert_eq!(p.from.as_deref(), Some("/m/base"));
         assert_eq!(p.adapter.as_deref(), Some("/m/peft"));
-        assert_eq!(p.template.as_deref(), Some(chatml_template().as_str()));
+        assert_eq!(p.template.as_deref(), Some(chatml_template("").as_str()));
         assert_eq!(p.system.as_deref(), Some("You are SAM.\nBe \"brief\"."));
         assert_eq!(p.stop, ["<|im_end|>", "<|endoftext|>"]);
     }
@@ -250,5 +220,19 @@ mod tests {
     fn create_command_quotes() {
         assert_eq!(create_command("sam", Path::new("/o/Modelfile"), None), "ollama create sam -f /o/Modelfile");
         assert_eq!(create_command("sam", Path::new("/my dir/Modelfile"), Some("q4_K_M")), "ollama create sam --quantize q4_K_M -f '/my dir/Modelfile'");
+    }
+
+    #[test]
+    fn gguf_weights_are_named_relative_to_the_modelfile() {
+        let spec = ModelfileSpec {
+            weights: Weights::Gguf("/out/sam/ggml-model-f16.gguf".into()),
+            template: chatml_template(""),
+            system_prompt: None,
+            temperature: None,
+            stop: vec![],
+        };
+        let text = modelfile(&spec);
+        assert!(text.starts_with("FROM ./ggml-model-f16.gguf\nTEMPLATE"), "{text}");
+        assert_eq!(parse_modelfile(&text).from.as_deref(), Some("./ggml-model-f16.gguf"));
     }
 }

@@ -6,7 +6,8 @@
 //! - the model's own `chat_template` (tokenizer_config.json or chat_template.jinja), rendered
 //!   as transformers does (brain-train's renderer, with the generation prompt);
 //! - the Modelfile's TEMPLATE, rendered by [`super::gotmpl`] the way Ollama's chat endpoint does
-//!   (its SYSTEM put in front of conversations without one).
+//!   (its SYSTEM put in front of conversations without one), after the bos Ollama's tokenizer
+//!   adds when the model's tokenizer adds one.
 //!
 //! Training's rendering is the reference: a TEMPLATE or SYSTEM that differs from it is an error
 //! of the export; a chat_template that differs from it is only reported (training did not use it).
@@ -17,7 +18,6 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::gotmpl;
-use super::ollama::{ENDOFTEXT, IM_END};
 
 /// A conversation as (role, content) pairs.
 pub type Conversation = Vec<(String, String)>;
@@ -32,6 +32,7 @@ pub fn probe_conversations() -> Vec<Conversation> {
     vec![
         conv(&[("system", "You answer in one line."), ("user", "What is 2 + 2?")]),
         conv(&[("user", "Hello!")]),
+        conv(&[("system", "Be terse."), ("user", "Hi."), ("assistant", "Hello."), ("user", "Name a prime.")]),
         conv(&[
             ("user", "Write a function.\nIt adds two numbers."),
             ("assistant", "```rust\nfn add(a: i32, b: i32) -> i32 { a + b }\n```"),
@@ -69,21 +70,12 @@ pub fn render_training(tokenizer: &brain_train::tokenizer::Tokenizer, messages: 
     Ok(tokenizer.render_chat(&msgs, true)?)
 }
 
-/// The stop strings of a model: the end-of-turn token, the tokenizer's eos token, and
-/// `<|endoftext|>` when the vocabulary has it — each once.
-pub fn stop_strings(model_dir: &Path) -> Vec<String> {
-    let mut stops = vec![IM_END.to_string()];
-    let cfg = std::fs::read_to_string(model_dir.join("tokenizer_config.json")).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-    if let Some(eos) = cfg.as_ref().and_then(|c| token_string(c, "eos_token")) {
-        if !stops.contains(&eos) {
-            stops.push(eos);
-        }
-    }
-    let has_eot = std::fs::read_to_string(model_dir.join("tokenizer.json")).map(|t| t.contains(&format!("\"{ENDOFTEXT}\""))).unwrap_or(false);
-    if has_eot && !stops.iter().any(|s| s == ENDOFTEXT) {
-        stops.push(ENDOFTEXT.to_string());
-    }
-    stops
+/// What the model reads through Ollama for a conversation: the bos Ollama's tokenizer adds (when
+/// the model's tokenizer adds one), then the Modelfile's TEMPLATE rendered as Ollama's chat
+/// endpoint does.
+pub fn render_ollama(tokenizer: &brain_train::tokenizer::Tokenizer, template: &str, system: Option<&str>, messages: &[(String, String)]) -> Result<String> {
+    let body = gotmpl::render_chat(template, system, messages).context("rendering the Modelfile's TEMPLATE")?;
+    Ok(format!("{}{body}", super::family::auto_bos(tokenizer).unwrap_or_default()))
 }
 
 /// One conversation rendered differently.
@@ -138,7 +130,7 @@ pub fn check(model_dir: &Path, modelfile_text: &str) -> Result<TemplateCheck> {
     let mut hf_ok: Option<bool> = hf.as_ref().map(|_| true);
     let probes = probe_conversations();
     for (i, c) in probes.iter().enumerate() {
-        let ollama = gotmpl::render_chat(&template, parsed.system.as_deref(), c).context("rendering the Modelfile's TEMPLATE")?;
+        let ollama = render_ollama(&tokenizer, &template, parsed.system.as_deref(), c)?;
         // What the model sees through Ollama is the conversation with SYSTEM in front when it has
         // no system message; training renders that same conversation.
         let mut effective = c.clone();
@@ -165,7 +157,8 @@ pub fn check(model_dir: &Path, modelfile_text: &str) -> Result<TemplateCheck> {
             }
         }
     }
-    let expected_stop = stop_strings(model_dir);
+    // The derived stops when the layout is one we write, else the tokenizer's own.
+    let expected_stop = super::family::derive(&tokenizer).map(|d| d.stop).unwrap_or_else(|_| super::family::stop_strings(&tokenizer));
     let missing_stop = expected_stop.iter().filter(|s| !parsed.stop.contains(s)).cloned().collect();
     Ok(TemplateCheck {
         conversations: probes.len(),
