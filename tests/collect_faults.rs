@@ -46,6 +46,13 @@ fn run_measured(cmd: &mut std::process::Command) -> Measured {
     Measured { run, peak_rss_bytes: usage.ru_maxrss as u64 * 1024, wall: started.elapsed() }
 }
 
+/// Compiles every plugin the config names into the shared cache first (`brain plugins list`
+/// loads each), so a measured collect's peak memory is the run's, not Cranelift's: a cold cache
+/// compiles several components in parallel, which alone can take hundreds of MiB.
+fn warm_plugin_cache(env: &Env) {
+    let _ = env.run(["plugins", "list"]);
+}
+
 /// The bound on a collect's peak memory in these tests: several plugin instances at their 64 MiB
 /// cap plus the host (debug build); far below what an unbounded plugin would take.
 const PEAK_RSS_LIMIT: u64 = 512 << 20;
@@ -94,6 +101,7 @@ fn every_fault_is_reported_by_name_and_the_healthy_source_is_stored() {
     config.push_str(&format!("cache_dir = {}\n", toml_str(plugin_cache())));
     env.write_config(&config);
 
+    warm_plugin_cache(&env);
     let measured = run_measured(&mut env.command(["collect", "--json"]));
     let run = measured.run;
     run.assert_failed();
@@ -265,6 +273,7 @@ fn a_filter_that_hangs_lets_nothing_through_to_auto_approval() {
 
     let env = Env::new();
     env.write_config(&format!("{source}{}{review}{plugins}", filters(true)));
+    warm_plugin_cache(&env);
     let measured = run_measured(&mut env.command(["collect", "--json"]));
     let run = measured.run;
     run.assert_ok();
@@ -327,6 +336,7 @@ fn a_flood_of_discard_reasons_and_log_lines_is_bounded() {
     let mut config = wasm_source("flood", "flood", "config = { batches = 20, lines = 1000 }");
     config.push_str(&wasm_source("healthy", "healthy-source", "config = { count = 50 }"));
     env.write_config(&config);
+    warm_plugin_cache(&env);
     let measured = run_measured(env.command(["collect", "--json"]).env("BRAIN_LOG", "info"));
     let run = measured.run;
     run.assert_ok();
@@ -389,6 +399,7 @@ fn hostile_git_and_sqlite_calls_fail_alone_in_bounded_time_and_memory() {
     config.push_str(&format!("[plugins]\nmemory_mb = 64\ntimeout_s = 2\ncache_dir = {}\n", toml_str(plugin_cache())));
     env.write_config(&config);
 
+    warm_plugin_cache(&env);
     let measured = run_measured(&mut env.command(["collect", "--json"]));
     let run = measured.run;
     run.assert_failed();

@@ -220,11 +220,43 @@ fn bounded_json(v: &Value, max: usize) -> String {
     excerpt(&v.to_string(), max)
 }
 
-/// At most `max` characters of `s`, with `…` when cut.
+/// At most `max` characters of `s`, with `…` when cut. The cut never splits a word or an open
+/// key block: the host scrubs secrets after this, and half a token (or a key block without its
+/// END line) may no longer look like the secret it is, so what would be cut in two is left out.
 pub fn excerpt(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        None => s.to_string(),
-        Some((i, _)) => format!("{}…", &s[..i]),
+    let Some((i, _)) = s.char_indices().nth(max) else {
+        return s.to_string();
+    };
+    // Back off to the last whitespace unless the cut already falls on one.
+    let cut = if s[i..].starts_with(char::is_whitespace) { i } else { s[..i].rfind(char::is_whitespace).unwrap_or(0) };
+    let mut kept = &s[..cut];
+    if let Some(b) = kept.rfind("-----BEGIN") {
+        if !kept[b..].contains("-----END") {
+            kept = &kept[..b];
+        }
+    }
+    format!("{}…", kept.trim_end())
+}
+
+#[cfg(test)]
+mod excerpt_tests {
+    use super::excerpt;
+
+    #[test]
+    fn cuts_never_split_a_token_or_a_key_block() {
+        let token = "ghp_0123456789abcdefghijABCDEFGHIJ0123456789";
+        let s = format!("result: token={token} done");
+        for max in 10..s.chars().count() {
+            let e = excerpt(&s, max);
+            assert!(e.contains(token) || !e.contains("ghp_"), "{max}: {e}");
+            assert!(e.chars().count() <= max + 1, "{max}: {e}");
+        }
+        assert_eq!(excerpt("short", 10), "short");
+        assert_eq!(excerpt("one two three", 9), "one two…");
+        let pem = "key:\n-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\nabc\n-----END RSA PRIVATE KEY-----\nafter";
+        let e = excerpt(pem, 50);
+        assert!(!e.contains("BEGIN"), "{e}");
+        assert!(excerpt(pem, 90).contains("-----END RSA PRIVATE KEY-----"), "{}", excerpt(pem, 90));
     }
 }
 
