@@ -60,7 +60,8 @@ fn indent(text: &str) -> String {
     text.lines().map(|l| format!("  {l}\n")).collect::<String>()
 }
 
-/// The detail as text. `clip_at` bounds each message's length.
+/// The detail as text, control characters and bidi overrides stripped. `clip_at` bounds each
+/// message's length.
 pub fn render(d: &Detail, clip_at: Option<usize>) -> String {
     let s = &d.summary;
     let ex = &d.example.example;
@@ -127,5 +128,7 @@ pub fn render(d: &Detail, clip_at: Option<usize>) -> String {
             let _ = writeln!(o, "  {}  {:<8} {:<5} {reason}", h.decided_at, h.decision.status.as_str(), h.decision.decided_by.as_str());
         }
     }
-    o
+    // Everything here came from plugins (examples, verdicts) or the reviewer: no escape sequence
+    // or bidi override in it reaches the terminal.
+    crate::plugin::text::strip_controls(&o).into_owned()
 }
