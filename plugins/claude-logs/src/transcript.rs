@@ -227,8 +227,14 @@ pub fn excerpt(s: &str, max: usize) -> String {
     let Some((i, _)) = s.char_indices().nth(max) else {
         return s.to_string();
     };
-    // Back off to the last whitespace unless the cut already falls on one.
-    let cut = if s[i..].starts_with(char::is_whitespace) { i } else { s[..i].rfind(char::is_whitespace).unwrap_or(0) };
+    // A "word" is what a token can be made of (letters, digits, `-_./+=~%`); back off to the end
+    // of the last separator unless the cut already falls between words.
+    let separator = |c: char| !(c.is_alphanumeric() || "-_./+=~%".contains(c));
+    let cut = if s[i..].starts_with(separator) || s[..i].ends_with(separator) {
+        i
+    } else {
+        s[..i].rfind(separator).map_or(0, |j| j + s[j..].chars().next().map_or(1, char::len_utf8))
+    };
     let mut kept = &s[..cut];
     if let Some(b) = kept.rfind("-----BEGIN") {
         if !kept[b..].contains("-----END") {
@@ -253,6 +259,7 @@ mod excerpt_tests {
         }
         assert_eq!(excerpt("short", 10), "short");
         assert_eq!(excerpt("one two three", 9), "one two…");
+        assert_eq!(excerpt(r#"{"path":"a","token":"abcdef"}"#, 25), r#"{"path":"a","token":"…"#);
         let pem = "key:\n-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\nabc\n-----END RSA PRIVATE KEY-----\nafter";
         let e = excerpt(pem, 50);
         assert!(!e.contains("BEGIN"), "{e}");
@@ -306,7 +313,7 @@ mod tests {
             tool.body,
             Body::ToolResults(vec![ToolResult {
                 tool_use_id: "t1".into(),
-                excerpt: "0123456789…".into(),
+                excerpt: "…".into(),
                 total_chars: 16,
                 is_error: false
             }])
@@ -320,7 +327,7 @@ mod tests {
             Body::Assistant { message_id, blocks, .. } => {
                 assert_eq!(message_id, "msg_1");
                 assert_eq!(blocks[0], Block::Thinking("hmm".into()));
-                assert_eq!(blocks[1], Block::ToolUse { id: "t1".into(), name: "Read".into(), input: "{\"file_pat…".into() });
+                assert_eq!(blocks[1], Block::ToolUse { id: "t1".into(), name: "Read".into(), input: "{\"…".into() });
                 assert_eq!(blocks.len(), 2);
             }
             other => panic!("{other:?}"),
