@@ -254,6 +254,10 @@ impl<'a> Stages<'a> {
             self.report.step("eval", "would-run", format!("would evaluate the new adapter on {what} and register it"), json!(null));
             let promote = if self.config.pipeline.auto_promote { "would promote it if it beats the active version ([eval] policy)" } else { "would keep it as a candidate ([pipeline] auto_promote = false)" };
             self.report.step("promote", if self.config.pipeline.auto_promote { "would-run" } else { "skipped" }, promote, json!(null));
+            if let (true, Some(name)) = (self.config.pipeline.auto_promote, &self.config.pipeline.ollama_model) {
+                let detail = format!("would ship it to Ollama as {name} if promoted (fused, f16 GGUF, checked TEMPLATE)");
+                self.report.step("ollama", "would-run", detail, json!(null));
+            }
             return Ok(());
         }
         let base = self.base_model()?;
