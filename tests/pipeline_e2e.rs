@@ -40,6 +40,16 @@ fn set(env_dir: &Path, key: &str, value: &str) {
     std::fs::write(&path, out.join("\n") + "\n").unwrap();
 }
 
+/// A quick tiny-model demo (4 SFT updates, no pretraining) of a small repository: its folder.
+fn tiny_demo(env: &Env) -> std::path::PathBuf {
+    let repo = env.path().join("repo");
+    make_repo(&repo);
+    let demo = env.path().join("demo");
+    env.run(["demo".as_ref(), demo.as_os_str(), "--repo".as_ref(), repo.as_os_str(), "--tiny".as_ref(), "--iters".as_ref(), "4".as_ref(), "--pretrain-iters".as_ref(), "0".as_ref()])
+        .assert_ok();
+    demo
+}
+
 fn step<'a>(report: &'a serde_json::Value, stage: &str) -> &'a serde_json::Value {
     report["steps"].as_array().unwrap().iter().find(|s| s["stage"] == stage).unwrap_or_else(|| panic!("no {stage} step in {report:#}"))
 }
@@ -108,11 +118,7 @@ fn demo_then_incremental_pipeline_threshold_force_and_rollback() {
 #[test]
 fn killed_training_is_marked_interrupted_and_resumed_by_the_pipeline() {
     let env = Env::new();
-    let repo = env.path().join("repo");
-    make_repo(&repo);
-    let demo = env.path().join("demo");
-    env.run(["demo".as_ref(), demo.as_os_str(), "--repo".as_ref(), repo.as_os_str(), "--tiny".as_ref(), "--iters".as_ref(), "4".as_ref(), "--pretrain-iters".as_ref(), "0".as_ref()])
-        .assert_ok();
+    let demo = tiny_demo(&env);
     let cfg = demo.join("brain.toml");
 
     // A long run that saves often; kill it once a checkpoint exists.
@@ -169,11 +175,7 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn a_promoted_version_is_shipped_to_ollama() {
     let env = Env::new();
-    let repo = env.path().join("repo");
-    make_repo(&repo);
-    let demo = env.path().join("demo");
-    env.run(["demo".as_ref(), demo.as_os_str(), "--repo".as_ref(), repo.as_os_str(), "--tiny".as_ref(), "--iters".as_ref(), "4".as_ref(), "--pretrain-iters".as_ref(), "0".as_ref()])
-        .assert_ok();
+    let demo = tiny_demo(&env);
     let cfg = demo.join("brain.toml");
     // [pipeline] is the demo config's last table.
     let mut text = std::fs::read_to_string(&cfg).unwrap();

@@ -5,18 +5,5 @@
 # Prints the path of its python on the last line.
 set -euo pipefail
 root="${BRAIN_REFERENCE_ENV:-${XDG_CACHE_HOME:-$HOME/.cache}/sam-brain/reference-py}"
-pins=("mlx[cpu]==0.32.4" "mlx-lm==0.32.2" "transformers==5.24.0" "gguf==0.19.0")
-stamp="$root/.pins"
-want="${pins[*]}"
-mkdir -p "$(dirname "$root")"
-exec 9>"$root.lock"
-flock 9
-if [ ! -x "$root/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "reference-env: creating $root (${pins[*]})" >&2
-    rm -rf "$root"
-    python3 -m venv "$root" >&2
-    "$root/bin/pip" install -q --disable-pip-version-check "${pins[@]}" >&2
-    "$root/bin/python" -c "import mlx_lm, transformers, gguf" >&2
-    echo "$want" > "$stamp"
-fi
-echo "$root/bin/python"
+exec bash "$(dirname "$0")/pinned-venv.sh" "$root" "mlx_lm, transformers, gguf" \
+    "mlx[cpu]==0.32.4" "mlx-lm==0.32.2" "transformers==5.24.0" "gguf==0.19.0"

@@ -38,12 +38,10 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
-    let (model, adapter, label) = if a.model.is_some() && (a.adapter_path.is_some() || a.no_adapter) && !ctx.config_path.exists() {
-        (a.model.clone().expect("checked"), a.adapter_path.clone(), None)
-    } else if !ctx.config_path.exists() && a.model_version.is_none() {
-        // No project: the model as given, without an adapter.
+    let (model, adapter, label) = if !ctx.config_path.exists() && a.model_version.is_none() {
+        // No project: the model (and adapter) as given.
         let model = a.model.clone().context("no model: pass --model (no brain.toml here to find a model version in)")?;
-        (model, None, None)
+        (model, a.adapter_path.clone(), None)
     } else {
         let config = ctx.config()?;
         let store = ctx.open_store(&config)?;

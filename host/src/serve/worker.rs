@@ -72,7 +72,6 @@ fn answer(g: &mut Generator, job: Job) {
         Ok(gen) => {
             if client_left {
                 tracing::warn!("{}: the client went away; generation stopped after {} tokens", job.id, gen.generation_tokens);
-                eprintln!("brain serve: {}: the client went away; generation stopped after {} tokens", job.id, gen.generation_tokens);
                 return;
             }
             if !stops.hit {

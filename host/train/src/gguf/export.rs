@@ -255,7 +255,9 @@ fn tokenizer_metadata(w: &mut GgufWriter, tok: &Tokenizer, rows: usize, model: &
     const USER_DEFINED: i32 = 4;
     const UNUSED: i32 = 5;
     let tk = tok.inner();
-    let pre = pre_name(tk).ok_or_else(|| {
+    let json: serde_json::Value = serde_json::from_str(&tk.to_string(false).map_err(|e| model_err(model, e.to_string()))?)
+        .map_err(|e| model_err(model, e))?;
+    let pre = pre_name(&json).ok_or_else(|| {
         model_err(
             model,
             "the tokenizer's pre-tokenizer is none of the families llama.cpp knows by name (GPT-2, SmolLM, Llama 3, Qwen2), \
@@ -282,8 +284,6 @@ fn tokenizer_metadata(w: &mut GgufWriter, tok: &Tokenizer, rows: usize, model: &
         .collect();
     let tokens: Vec<String> = tokens.into_iter().enumerate().map(|(i, t)| t.unwrap_or_else(|| format!("[PAD{i}]"))).collect();
 
-    let json: serde_json::Value = serde_json::from_str(&tk.to_string(false).map_err(|e| model_err(model, e.to_string()))?)
-        .map_err(|e| model_err(model, e))?;
     let merges: Vec<String> = json
         .pointer("/model/merges")
         .and_then(|m| m.as_array())

@@ -208,12 +208,11 @@ pub fn tokenizer_parts(file: &GgufFile) -> Result<(tokenizers::Tokenizer, Tokeni
 }
 
 /// The `tokenizer.ggml.pre` name of a Hugging Face tokenizer's pre-tokenizer, for writing GGUF
-/// files: the inverse of the table above, read off the tokenizer's own JSON (the pre-tokenizer and
-/// its split regex), so llama.cpp splits text as transformers does. None for a pre-tokenizer
-/// llama.cpp knows under no name this module understands.
-pub fn pre_name(tk: &tokenizers::Tokenizer) -> Option<&'static str> {
-    let json: serde_json::Value = serde_json::from_str(&tk.to_string(false).ok()?).ok()?;
-    let pre = json.get("pre_tokenizer")?;
+/// files: the inverse of the table above, read off the tokenizer's own JSON (`tokenizer_json`: the
+/// pre-tokenizer and its split regex), so llama.cpp splits text as transformers does. None for a
+/// pre-tokenizer llama.cpp knows under no name this module understands.
+pub fn pre_name(tokenizer_json: &serde_json::Value) -> Option<&'static str> {
+    let pre = tokenizer_json.get("pre_tokenizer")?;
     let kind = |v: &serde_json::Value| v.get("type").and_then(|t| t.as_str()).unwrap_or("").to_string();
     let steps: Vec<&serde_json::Value> = match kind(pre).as_str() {
         "Sequence" => pre.get("pretokenizers")?.as_array()?.iter().collect(),
