@@ -8,42 +8,58 @@ mod common;
 #[path = "support/fault_plugins.rs"]
 mod fault_plugins;
 
-use std::io::Read;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A finished `brain` run with the child's own peak resident memory (`wait4`'s `ru_maxrss`,
-/// not the test process's other children such as cargo) and its wall time.
+/// A finished `brain` run with the child's own peak resident memory and its wall time.
 struct Measured {
     run: Run,
     peak_rss_bytes: u64,
     wall: Duration,
 }
 
+/// `brain` run under tests/support/peak_rss.py, which reports the run's own `ru_maxrss` (see
+/// there why the test process cannot measure it directly).
+struct MeasuredCommand {
+    wrapped: std::process::Command,
+    report: tempfile::NamedTempFile,
+}
+
+impl MeasuredCommand {
+    fn new(cmd: &std::process::Command) -> MeasuredCommand {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/support/peak_rss.py");
+        let report = tempfile::NamedTempFile::new().unwrap();
+        let mut wrapped = std::process::Command::new("python3");
+        wrapped.arg(&script).arg(report.path()).arg(cmd.get_program()).args(cmd.get_args()).stdin(Stdio::null());
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => wrapped.env(k, v),
+                None => wrapped.env_remove(k),
+            };
+        }
+        if let Some(dir) = cmd.get_current_dir() {
+            wrapped.current_dir(dir);
+        }
+        MeasuredCommand { wrapped, report }
+    }
+
+    fn run(mut self) -> Measured {
+        let started = Instant::now();
+        let out = self.wrapped.output().expect("running python3 tests/support/peak_rss.py");
+        let wall = started.elapsed();
+        let run = Run { code: out.status.code(), stdout: String::from_utf8_lossy(&out.stdout).into_owned(), stderr: String::from_utf8_lossy(&out.stderr).into_owned() };
+        let kib: u64 = std::fs::read_to_string(self.report.path())
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| panic!("peak_rss.py reported nothing: {}", run.stderr));
+        Measured { run, peak_rss_bytes: kib * 1024, wall }
+    }
+}
+
 fn run_measured(cmd: &mut std::process::Command) -> Measured {
-    let started = Instant::now();
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("running brain");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        out.read_to_end(&mut s).unwrap();
-        s
-    });
-    let mut stderr = Vec::new();
-    err.read_to_end(&mut stderr).unwrap();
-    let stdout = reader.join().unwrap();
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is a valid value to be overwritten; the pid is our own child,
-    // reaped once here (the `Child` is never waited on afterwards).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
-    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-    let run = Run { code, stdout: String::from_utf8_lossy(&stdout).into_owned(), stderr: String::from_utf8_lossy(&stderr).into_owned() };
-    Measured { run, peak_rss_bytes: usage.ru_maxrss as u64 * 1024, wall: started.elapsed() }
+    MeasuredCommand::new(cmd).run()
 }
 
 /// Compiles every plugin the config names into the shared cache first (`brain plugins list`
@@ -454,10 +470,11 @@ fn a_full_disk_fails_the_collect_clearly_and_keeps_what_was_committed() {
     // A disk that is full: no file of this process may grow past 512 KiB beyond the store's
     // size now (RLIMIT_FSIZE; SIGXFSZ ignored, so writes fail with EFBIG instead of killing it).
     let limit = std::fs::metadata(env.db_path()).unwrap().len() + (512 << 10);
-    let mut cmd = env.command(["collect", "--json"]);
-    // SAFETY: only async-signal-safe calls between fork and exec.
+    let mut cmd = MeasuredCommand::new(&env.command(["collect", "--json"]));
+    // SAFETY: only async-signal-safe calls between fork and exec; the limits pass from the
+    // measuring python3 to brain.
     unsafe {
-        cmd.pre_exec(move || {
+        cmd.wrapped.pre_exec(move || {
             let rl = libc::rlimit { rlim_cur: limit, rlim_max: limit };
             if libc::setrlimit(libc::RLIMIT_FSIZE, &rl) != 0 {
                 return Err(std::io::Error::last_os_error());
@@ -466,7 +483,7 @@ fn a_full_disk_fails_the_collect_clearly_and_keeps_what_was_committed() {
             Ok(())
         });
     }
-    let measured = run_measured(&mut cmd);
+    let measured = cmd.run();
     let run = measured.run;
     run.assert_failed();
     assert!(measured.wall < Duration::from_secs(120), "collect took {:?}", measured.wall);
