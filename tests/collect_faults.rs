@@ -5,6 +5,8 @@
 //! wait in review), and secrets a plugin hands over outside its examples.
 
 mod common;
+#[path = "support/core_instances.rs"]
+mod core_instances;
 #[path = "support/fault_plugins.rs"]
 mod fault_plugins;
 
@@ -12,6 +14,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
+use core_instances::{core_module, with_core_instances};
 
 /// A finished `brain` run with the child's own peak resident memory and its wall time.
 struct Measured {
@@ -495,4 +498,47 @@ fn a_full_disk_fails_the_collect_clearly_and_keeps_what_was_committed() {
     let check: String = env.db().query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(check, "ok");
     assert!(env.count("SELECT count(*) FROM examples WHERE source = 'small'") == 50);
+}
+
+#[test]
+fn a_component_that_brings_more_memories_tables_or_instances_fails_alone() {
+    let env = Env::new();
+    let healthy = std::fs::read(fault_plugins::wasm("healthy-source")).unwrap();
+    // (source name, extra core instances, words the error must contain)
+    let attacks: Vec<(&str, Vec<u8>, &[&str])> = vec![
+        // Eight more memories of 48 MiB: each under the 64 MiB cap, 384 MiB together.
+        ("memories", with_core_instances(&healthy, &core_module(Some(768), None), 8), &["more than one linear memory"]),
+        // Forty tables of 900,000 function references: 36 million elements.
+        ("tables", with_core_instances(&healthy, &core_module(None, Some(900_000)), 40), &["more than 1000000 elements"]),
+        // A hundred empty instances.
+        ("instances", with_core_instances(&healthy, &core_module(None, None), 100), &["more than 64 core instances"]),
+    ];
+    let mut config = wasm_source("healthy", "healthy-source", "config = { count = 50 }");
+    for (name, bytes, _) in &attacks {
+        let path = env.path().join(format!("{name}.wasm"));
+        std::fs::write(&path, bytes).unwrap();
+        config.push_str(&format!("[[source]]\nname = \"{name}\"\nplugin = {}\nconfig = {{ count = 50 }}\n", toml_str(&path)));
+    }
+    config.push_str(&format!("[plugins]\nmemory_mb = 64\ntimeout_s = 2\ncache_dir = {}\n", toml_str(plugin_cache())));
+    env.write_config(&config);
+
+    warm_plugin_cache(&env);
+    let measured = run_measured(&mut env.command(["collect", "--json"]));
+    let run = measured.run;
+    run.assert_failed();
+    assert!(measured.peak_rss_bytes < PEAK_RSS_LIMIT, "peak RSS {} MiB", measured.peak_rss_bytes >> 20);
+    let report = run.json();
+    let by_name = |n: &str| report["sources"].as_array().unwrap().iter().find(|s| s["name"] == n).unwrap().clone();
+    assert_eq!(by_name("healthy")["stored"], 50, "{report:#}");
+    for (name, _, words) in &attacks {
+        let s = by_name(name);
+        let error = s["error"].as_str().unwrap_or_else(|| panic!("{name} did not fail: {s:#}")).to_lowercase();
+        eprintln!("{name}: {error}");
+        assert!(error.contains(&format!("`{name}`")), "{name}: the error names the plugin: {error}");
+        for w in *words {
+            assert!(error.contains(w), "{name}: {error:?} should say {w:?}");
+        }
+        assert_eq!(s["stored"], 0, "{name}: {s:#}");
+    }
+    assert_eq!(env.status()["by_source"], serde_json::json!({"healthy": 50}));
 }

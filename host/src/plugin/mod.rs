@@ -147,6 +147,10 @@ pub enum PluginError {
     Timeout { plugin: String, seconds: f64 },
     #[error("plugin `{plugin}` ran out of memory: it tried to grow past its limit of {} MiB ([plugins] memory_mb)", limit_bytes >> 20)]
     OutOfMemory { plugin: String, limit_bytes: usize },
+    /// A cap on what one plugin instance may create other than memory bytes: linear memories,
+    /// tables, table elements, core instances.
+    #[error("plugin `{plugin}` exceeds what a plugin may create: {what}")]
+    OverLimit { plugin: String, what: String },
     #[error("plugin `{plugin}` panicked: {stderr}")]
     Panic { plugin: String, stderr: String },
     #[error("plugin `{plugin}` returned malformed data: {what}")]
@@ -170,6 +174,7 @@ impl PluginError {
             | PluginError::Trap { plugin, .. }
             | PluginError::Timeout { plugin, .. }
             | PluginError::OutOfMemory { plugin, .. }
+            | PluginError::OverLimit { plugin, .. }
             | PluginError::Panic { plugin, .. }
             | PluginError::Malformed { plugin, .. }
             | PluginError::Plugin { plugin, .. }
@@ -201,6 +206,7 @@ impl PluginError {
             PluginError::Trap { .. } => "trap",
             PluginError::Timeout { .. } => "timeout",
             PluginError::OutOfMemory { .. } => "out-of-memory",
+            PluginError::OverLimit { .. } => "over-limit",
             PluginError::Panic { .. } => "panic",
             PluginError::Malformed { .. } => "malformed",
             PluginError::Plugin { .. } => "plugin-error",

@@ -10,7 +10,7 @@ use wasmtime::Store;
 
 use super::bindings::filter::Filter;
 use super::bindings::source::Source;
-use super::state::HostState;
+use super::state::{HostState, LimitHit, MAX_INSTANCES, MAX_TABLES, MAX_TABLE_ELEMENTS};
 use super::{validate, PluginError, MAX_IDLE_BATCHES, MAX_WASM_STACK};
 use crate::example::{Example, Verdict};
 
@@ -122,8 +122,30 @@ impl Instance {
     pub(super) fn classify(&mut self, e: wasmtime::Error) -> PluginError {
         let plugin = self.plugin.to_string();
         let data = self.store.data_mut();
-        if data.limiter.hit {
-            return PluginError::OutOfMemory { plugin, limit_bytes: self.memory_bytes };
+        match data.limiter.hit {
+            Some(LimitHit::Memory) => return PluginError::OutOfMemory { plugin, limit_bytes: self.memory_bytes },
+            Some(LimitHit::TableElements) => {
+                let what = format!("its tables would hold more than {MAX_TABLE_ELEMENTS} elements together");
+                return PluginError::OverLimit { plugin, what };
+            }
+            None => {}
+        }
+        // wasmtime's own refusal when a store's count of memories, tables or instances (set by
+        // the limiter) would be passed: "resource limit exceeded: memory count too high at 2".
+        let chain = format!("{e:#}");
+        let counts = [
+            ("one linear memory".to_string(), "memory count too high"),
+            (format!("{MAX_TABLES} tables"), "table count too high"),
+            (format!("{MAX_INSTANCES} core instances"), "instance count too high"),
+        ];
+        for (what, marker) in counts {
+            if chain.contains(marker) {
+                let what = format!(
+                    "it creates more than {what} (a plugin gets one linear memory of at most [plugins] memory_mb, \
+                     {MAX_TABLES} tables and {MAX_INSTANCES} core instances)"
+                );
+                return PluginError::OverLimit { plugin, what };
+            }
         }
         let stderr = data.stderr.contents();
         let backtrace = e.downcast_ref::<wasmtime::WasmBacktrace>().map(|b| b.to_string()).unwrap_or_default();

@@ -88,11 +88,11 @@ impl WasiView for HostState {
 
 /// Caps the memory of one store — every linear memory and table its component creates counts
 /// toward one budget, so a module with many memories, each under the cap, cannot multiply it —
-/// and remembers that the cap was hit so the error can say "out of memory" rather than a bare
-/// trap. wasmtime reports a memory's creation as a growth from 0, so the sums cover every one.
+/// and remembers which cap was hit so the error can say so rather than a bare trap. wasmtime
+/// reports a memory's creation as a growth from 0, so the sums cover every one.
 pub(crate) struct MemLimiter {
     pub max_bytes: usize,
-    pub hit: bool,
+    pub hit: Option<LimitHit>,
     /// Bytes of all linear memories of the store.
     memory_bytes: usize,
     /// Elements of all tables of the store.
@@ -102,18 +102,27 @@ pub(crate) struct MemLimiter {
     last_table_grow: usize,
 }
 
+/// Which of a store's caps a plugin ran into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LimitHit {
+    /// Bytes of linear memory, over all memories.
+    Memory,
+    /// Elements of all tables together.
+    TableElements,
+}
+
 /// Elements all tables of one store may hold together (function references: 8–16 bytes each).
 pub(crate) const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 /// Linear memories one store may create: a component gets one (a Rust wasm32-wasip2 component
 /// has one), of at most the byte cap. Bytes are summed over memories all the same.
 pub(crate) const MAX_MEMORIES: usize = 1;
 /// Tables and core instances one store may create.
-const MAX_TABLES: usize = 64;
-const MAX_INSTANCES: usize = 64;
+pub(crate) const MAX_TABLES: usize = 64;
+pub(crate) const MAX_INSTANCES: usize = 64;
 
 impl MemLimiter {
     pub fn new(max_bytes: usize) -> MemLimiter {
-        MemLimiter { max_bytes, hit: false, memory_bytes: 0, table_elements: 0, last_memory_grow: 0, last_table_grow: 0 }
+        MemLimiter { max_bytes, hit: None, memory_bytes: 0, table_elements: 0, last_memory_grow: 0, last_table_grow: 0 }
     }
 
     /// Bytes of linear memory the store holds now, over all its memories.
@@ -128,7 +137,7 @@ impl wasmtime::ResourceLimiter for MemLimiter {
         let grow = desired.saturating_sub(current);
         let total = self.memory_bytes.saturating_add(grow);
         if total > self.max_bytes {
-            self.hit = true;
+            self.hit = Some(LimitHit::Memory);
             wasmtime::bail!(
                 "plugin memory would grow to {total} bytes over all its memories, over its limit of {} bytes",
                 self.max_bytes
@@ -148,7 +157,7 @@ impl wasmtime::ResourceLimiter for MemLimiter {
         let grow = desired.saturating_sub(current);
         let total = self.table_elements.saturating_add(grow);
         if total > MAX_TABLE_ELEMENTS {
-            self.hit = true;
+            self.hit = Some(LimitHit::TableElements);
             wasmtime::bail!("plugin tables would grow to {total} elements, over the limit of {MAX_TABLE_ELEMENTS}");
         }
         self.table_elements = total;
@@ -342,7 +351,7 @@ mod tests {
         assert!(l.memory_growing(0, mib, None).unwrap());
         assert_eq!(l.memory_bytes(), 2 * mib);
         assert!(l.memory_growing(0, mib, None).is_err());
-        assert!(l.hit);
+        assert_eq!(l.hit, Some(LimitHit::Memory));
         // Growth wasmtime then fails for another reason is taken back.
         let mut l = MemLimiter::new(2 * mib);
         assert!(l.memory_growing(0, mib, None).unwrap());
@@ -357,7 +366,7 @@ mod tests {
         assert!(r.is_ok(), "{r:?}");
         assert_eq!(l.memory_bytes(), 1 << 20, "its creation is counted");
         let (r, l) = instantiate(&memories(1, 48), 2 << 20);
-        assert!(r.is_err() && l.hit, "a 3 MiB memory passed a 2 MiB cap");
+        assert!(r.is_err() && l.hit == Some(LimitHit::Memory), "a 3 MiB memory passed a 2 MiB cap");
         // A second memory is refused, however small.
         let (r, _) = instantiate(&memories(2, 0), 64 << 20);
         assert!(r.is_err(), "two memories were created");
