@@ -153,3 +153,61 @@ fn tokenize_prints_ids_and_the_loss_mask_of_each_line() {
     r.assert_failed();
     assert!(r.stderr.contains("chat.jsonl:2") && r.stderr.contains("role"), "{}", r.stderr);
 }
+
+#[test]
+fn version_verbosity_and_quiet_are_global_flags() {
+    let env = Env::new();
+    let v = env.run(["--version"]);
+    v.assert_ok();
+    assert_eq!(v.stdout.trim(), format!("brain {}", env!("CARGO_PKG_VERSION")));
+    // A cache folder others can write to is not used (a warning), so every run compiles the
+    // bundled plugins (a debug line per plugin).
+    let shared = env.path().join("shared-cache");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    env.write_config("[plugins]\ncache_dir = \"shared-cache\"\n");
+    let stderr = |flags: &[&str]| {
+        let mut args = flags.to_vec();
+        args.extend(["plugins", "list"]);
+        let r = env.run(&args);
+        r.assert_ok();
+        assert!(!r.stderr.contains('\x1b'), "no colour codes when stderr is not a terminal: {:?}", r.stderr);
+        r.stderr
+    };
+    let warned = |s: &str| s.contains("WARN") && s.contains("not used");
+    let compiled = |s: &str| s.matches("compiled plugin component").count();
+    let plain = stderr(&[]);
+    assert!(warned(&plain) && compiled(&plain) == 0, "{plain}");
+    for flag in ["-q", "--quiet"] {
+        let quiet = stderr(&[flag]);
+        assert!(!warned(&quiet), "{flag}: only errors: {quiet}");
+    }
+    let info = stderr(&["-v"]);
+    assert!(warned(&info) && compiled(&info) == 0, "-v is info, not debug: {info}");
+    for flags in [&["-vv"][..], &["--verbose", "--verbose"]] {
+        let debug = stderr(flags);
+        assert!(compiled(&debug) >= 3, "{flags:?} shows debug lines: {debug}");
+    }
+}
+
+#[test]
+fn init_tiny_trains_its_tokenizer_on_a_given_corpus_and_sizes_the_embedding() {
+    let env = Env::new();
+    let words = ["kernelization", "matrixology", "tensorcraft", "gradientwise"];
+    let corpus: String = (0..400).map(|i| format!("{} {} {}\n", words[i % 4], words[(i / 4) % 4], words[(i / 16) % 4])).collect();
+    std::fs::write(env.path().join("corpus.txt"), corpus).unwrap();
+    let r = env.run(["model", "init-tiny", "t", "--corpus", "corpus.txt", "--tokenizer-vocab", "300", "--vocab", "384"]);
+    r.assert_ok();
+    let info = env.run(["--json", "model", "info", "t"]).json();
+    assert_eq!((info["tokenizer_size"].as_u64(), info["vocab_size"].as_u64()), (Some(300), Some(384)), "{info}");
+    // The corpus's words became whole tokens; the built-in corpus does not make them.
+    let vocab = |dir: &str| std::fs::read_to_string(env.path().join(dir).join("tokenizer.json")).unwrap();
+    env.run(["model", "init-tiny", "d", "--tokenizer-vocab", "300"]).assert_ok();
+    for w in words {
+        assert!(vocab("t").contains(&format!("\"Ġ{w}\"")) || vocab("t").contains(&format!("\"{w}\"")), "{w} is a token");
+        assert!(!vocab("d").contains(&format!("\"Ġ{w}\"")), "{w} is not a token of the default corpus");
+    }
+    let r = env.run(["model", "init-tiny", "x", "--corpus", "missing.txt"]);
+    r.assert_failed();
+    assert!(r.stderr.contains("missing.txt"), "{}", r.stderr);
+}

@@ -112,3 +112,45 @@ fn readme_usage_block_and_help_agree() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     assert!(readme.contains("Every command takes `--config PATH` (default `brain.toml`), `--json`, `-v`/`-q`."), "README names the global flags");
 }
+
+/// The long flags a help text lists (`--model`, `--dry-run`, …), without `--help`.
+fn long_flags(help: &str) -> BTreeSet<String> {
+    help.lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with('-'))
+        // The option column ends where its description starts (two spaces).
+        .flat_map(|l| l.split("  ").next().unwrap_or("").split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')))
+        .filter(|w| w.starts_with("--") && *w != "--help")
+        .map(String::from)
+        .collect()
+}
+
+/// Every flag of every `--help` page is passed to the binary by some end-to-end test: a new
+/// flag without a test that uses it fails here, naming the command.
+#[test]
+fn every_flag_of_every_help_page_is_used_by_a_test() {
+    let env = Env::new();
+    let mut sources = String::new();
+    let tests_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests");
+    for entry in std::fs::read_dir(&tests_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") && path.file_name().unwrap() != "cli_help.rs" {
+            sources.push_str(&std::fs::read_to_string(&path).unwrap());
+        }
+    }
+    let mut commands = BTreeSet::new();
+    command_paths(&env, Vec::new(), &mut commands);
+    commands.insert(Vec::new());
+    let mut flags_seen = 0;
+    let mut missing = Vec::new();
+    for path in &commands {
+        for flag in long_flags(&help(&env, path)) {
+            flags_seen += 1;
+            if !sources.contains(&format!("\"{flag}\"")) && !sources.contains(&format!("\"{flag}=")) {
+                missing.push(["brain", &path.join(" "), &flag].iter().filter(|w| !w.is_empty()).copied().collect::<Vec<_>>().join(" "));
+            }
+        }
+    }
+    assert!(flags_seen > 100, "the help pages were read: {flags_seen} flags");
+    assert!(missing.is_empty(), "flags no test in tests/ passes to the binary: {missing:#?}");
+}

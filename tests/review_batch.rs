@@ -82,8 +82,10 @@ fn batch_approve_and_reject_by_score_source_and_kind() {
 
     // By id (prefix), whatever the status: reject an approved one.
     let top = scored.iter().find(|s| s.2 > 0.99).unwrap();
-    env.run(["review", "reject", &top.0[..10], "--reason", "actually wrong"]).assert_ok();
+    env.run(["review", "reject", &top.0[..10], "--reason", "actually wrong", "--note", "checked the numbers"]).assert_ok();
     assert_eq!(status_of(&env, &top.0).0, "rejected");
+    let shown = env.run(["review", "show", &top.0, "--json"]).json();
+    assert!(shown.to_string().contains("checked the numbers"), "the --note is kept with the decision: {shown:#}");
 
     // Nothing selected is an error, not "everything".
     let run = env.run(["review", "approve"]);

@@ -205,3 +205,37 @@ fn api_keys_guard_every_request_and_other_hosts_need_one() {
         assert_eq!(status, 200, "{raw}");
     }
 }
+
+#[test]
+fn a_full_queue_answers_503_and_the_queued_request_is_served() {
+    let env = Env::new();
+    let model = env.path().join("tiny");
+    env.run(["model", "init-tiny", model.to_str().unwrap()]).assert_ok();
+    let server = start(&env, &model, &["--queue", "1"]);
+    let port = server.port;
+
+    // A long sampled stream holds the one generation slot until its client leaves.
+    let mut busy = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let body = json!({"messages": [{"role": "user", "content": "Tell me everything."}], "max_tokens": 4000, "temperature": 1.0, "seed": 3,
+                      "stream": true, "logit_bias": {"0": -100, "1": -100, "2": -100}})
+    .to_string();
+    write!(busy, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut first = [0u8; 256];
+    let n = busy.read(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).contains("200"), "the stream started");
+
+    // Two more: one waits in the queue of one, the other is turned away at once.
+    let waiting: Vec<_> = (0..2).map(|_| std::thread::spawn(move || http(port, "POST", "/v1/chat/completions", &request(3, false), &[]))).collect();
+    let t0 = Instant::now();
+    while !waiting.iter().any(|h| h.is_finished()) {
+        assert!(t0.elapsed() < Duration::from_secs(60), "neither extra request was turned away: {}", server.stderr.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(busy);
+    let mut statuses: Vec<(u16, String)> = waiting.into_iter().map(|h| h.join().unwrap()).collect();
+    statuses.sort();
+    assert_eq!(statuses[0].0, 200, "the queued request is answered once the slot frees: {}", statuses[0].1);
+    check_completion(&json_body(&statuses[0].1));
+    assert_eq!(statuses[1].0, 503, "{}", statuses[1].1);
+    assert!(json_body(&statuses[1].1)["error"]["message"].is_string(), "{}", statuses[1].1);
+}

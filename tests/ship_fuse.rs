@@ -4,6 +4,8 @@
 mod common;
 mod ship_support;
 
+use std::path::Path;
+
 use common::Env;
 use ship_support::{logits, max_abs_diff, random_adapter, tiny_base};
 
@@ -57,6 +59,28 @@ fn fused_logits_equal_base_plus_adapter() {
     let r = env.run(["fuse", "--adapter", adapter.to_str().unwrap(), "--model", base.to_str().unwrap(), "--out", out.to_str().unwrap(), "--overwrite"]);
     r.assert_ok();
     assert!(r.stdout.contains("fused") && r.stdout.contains("10 layers"), "{}", r.stdout);
+
+    // --dtype: the fused weights are stored in the dtype asked for; an unknown one is refused.
+    let bf = env.path().join("fused-bf16");
+    let r = env.run(["fuse", "--adapter", adapter.to_str().unwrap(), "--model", base.to_str().unwrap(), "--out", bf.to_str().unwrap(), "--dtype", "bfloat16", "--json"]);
+    r.assert_ok();
+    assert_eq!(r.json()["dtype"], "bfloat16");
+    let header = safetensors_header(&bf.join("model.safetensors"));
+    let fused: Vec<_> = header.as_object().unwrap().iter().filter(|(k, _)| k.ends_with("q_proj.weight")).collect();
+    assert!(!fused.is_empty());
+    for (k, v) in fused {
+        assert_eq!(v["dtype"], "BF16", "{k}");
+    }
+    let r = env.run(["fuse", "--adapter", adapter.to_str().unwrap(), "--model", base.to_str().unwrap(), "--out", env.path().join("f8").to_str().unwrap(), "--dtype", "float8"]);
+    r.assert_failed();
+    assert!(r.stderr.contains("float8") && r.stderr.contains("float16"), "{}", r.stderr);
+}
+
+/// The JSON header of a .safetensors file.
+fn safetensors_header(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    serde_json::from_slice(&bytes[8..8 + n]).unwrap()
 }
 
 #[test]

@@ -115,12 +115,13 @@ fn fused_export_of_the_active_version() {
     assert_modelfile_matches_training(&modelfile, &base, &CHATML, false);
 
     // Text output prints the exact command when Ollama is absent.
-    let r = common::Run::from(env.command(["export", "ollama", "sam-two", "--system", "You are SAM."]).env("PATH", "/usr/bin:/bin").output().unwrap());
+    let r = common::Run::from(env.command(["export", "ollama", "sam-two", "--system", "You are SAM.", "--temperature", "0.3"]).env("PATH", "/usr/bin:/bin").output().unwrap());
     r.assert_ok();
     let mf2 = env.path().join("ollama/sam-two/Modelfile");
     assert!(r.stdout.contains(&format!("ollama create sam-two -f {}", mf2.display())), "{}", r.stdout);
     let text = std::fs::read_to_string(&mf2).unwrap();
     assert!(text.contains("SYSTEM \"\"\"You are SAM.\"\"\""), "{text}");
+    assert!(text.lines().any(|l| l == "PARAMETER temperature 0.3"), "{text}");
     assert_modelfile_matches_training(&mf2, &base, &CHATML, false);
 }
 
