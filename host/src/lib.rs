@@ -13,6 +13,7 @@ pub mod curation;
 pub mod demo;
 pub mod example;
 pub mod export;
+pub mod llm;
 pub mod pipeline;
 pub mod plugin;
 pub mod registry;
