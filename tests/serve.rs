@@ -5,72 +5,22 @@
 //! key rules.
 
 mod common;
+#[path = "support/serve_client.rs"]
+mod serve_client;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::Env;
 use serde_json::{json, Value};
-
-struct Server {
-    child: Child,
-    port: u16,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use serve_client::{http, json_body, sse_data, start_with, Server};
 
 fn start(env: &Env, model: &Path, extra: &[&str]) -> Server {
-    let mut args = vec!["serve", "--model", model.to_str().unwrap(), "--no-adapter", "--port", "0"];
+    let mut args = vec!["--model", model.to_str().unwrap(), "--no-adapter"];
     args.extend_from_slice(extra);
-    let mut child = env.command(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("brain serve");
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut lines = BufReader::new(child.stderr.take().unwrap());
-    let log = stderr.clone();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        while lines.read_line(&mut line).unwrap_or(0) > 0 {
-            if let Some(port) = line.split("http://127.0.0.1:").nth(1).and_then(|r| r.split('/').next()).and_then(|p| p.parse::<u16>().ok()) {
-                let _ = tx.send(port);
-            }
-            log.lock().unwrap().push_str(&line);
-            line.clear();
-        }
-    });
-    let port = rx.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| panic!("brain serve did not start: {}", stderr.lock().unwrap()));
-    Server { child, port, stderr }
-}
-
-/// One HTTP/1.1 request; (status, headers + body as text).
-fn http(port: u16, method: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n", body.len());
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, out)
-}
-
-fn json_body(raw: &str) -> Value {
-    let body = raw.split("\r\n\r\n").nth(1).expect("a body");
-    serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{e}: {raw}"))
+    start_with(env, &args, &[])
 }
 
 /// OpenAI's `ChatCompletion` object: the fields a client library requires, with their types.
@@ -83,10 +33,6 @@ fn check_completion(v: &Value) {
     let u = &v["usage"];
     let (p, n, t) = (u["prompt_tokens"].as_u64().unwrap(), u["completion_tokens"].as_u64().unwrap(), u["total_tokens"].as_u64().unwrap());
     assert!(p > 0 && n > 0 && t == p + n, "{u}");
-}
-
-fn sse_data(raw: &str) -> Vec<String> {
-    raw.lines().filter_map(|l| l.strip_prefix("data: ")).map(str::to_string).collect()
 }
 
 fn request(max_tokens: u32, stream: bool) -> String {

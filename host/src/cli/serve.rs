@@ -7,7 +7,9 @@ use anyhow::Context as _;
 use brain_train::generate::Generator;
 
 use super::Ctx;
-use crate::serve::{serve, ServeOptions};
+use crate::config::{Config, EscalateWhen, ServeSection};
+use crate::serve::escalate::{Recorder, Teacher};
+use crate::serve::{serve, Escalation, ServeOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -35,6 +37,24 @@ pub struct Args {
     /// Requests that may wait while one is answered; more get HTTP 503.
     #[arg(long, default_value_t = 32)]
     pub queue: usize,
+    /// A teacher for hard questions: an OpenAI-compatible base URL (`http://127.0.0.1:11434/v1`)
+    /// or Anthropic's (`https://api.anthropic.com`); overrides [serve] escalate. Its answers are
+    /// stored as preference pairs and corrections for review (needs a project).
+    #[arg(long, value_name = "URL")]
+    pub escalate: Option<String>,
+    /// The teacher model's name ([serve] escalate_model).
+    #[arg(long, value_name = "NAME")]
+    pub escalate_model: Option<String>,
+    /// When to ask the teacher ([serve] escalate_when): always, routing (empty, repetitive,
+    /// unsure or rambling local answers) or never.
+    #[arg(long, value_enum)]
+    pub escalate_when: Option<EscalateWhen>,
+    /// The teacher's wire format: openai, anthropic or auto ([serve] escalate_api).
+    #[arg(long, value_name = "API")]
+    pub escalate_api: Option<String>,
+    /// The environment variable holding the teacher's API key ([serve] escalate_key_env).
+    #[arg(long, value_name = "VAR")]
+    pub escalate_key_env: Option<String>,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
@@ -59,12 +79,42 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
         let adapter = if a.no_adapter { None } else { a.adapter_path.clone().or_else(|| record.as_ref().and_then(|m| m.adapter.clone()).map(PathBuf::from)) };
         (model, adapter, record.map(|m| m.version))
     };
+    let label_for_records = label.clone();
     let model_id = label.unwrap_or_else(|| model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "brain".into()));
     let adapters: Vec<PathBuf> = adapter.into_iter().collect();
     if !ctx.quiet {
         eprintln!("brain serve: loading {}{}", model.display(), adapters.first().map(|a| format!(" with adapter {}", a.display())).unwrap_or_default());
     }
+    let escalation = escalation(ctx, &a, label_for_records)?;
+    if let (Some(e), false) = (&escalation, ctx.quiet) {
+        eprintln!(
+            "brain serve: escalating to {} ({}, {}) when {:?}; exchanges are stored for review",
+            e.teacher.endpoint.chat_url(),
+            e.teacher.endpoint.model,
+            e.teacher.endpoint.api.as_str(),
+            e.teacher.when
+        );
+    }
     let load = move || -> anyhow::Result<Generator> { Ok(Generator::load(&model, &adapters, None)?) };
-    serve(load, ServeOptions { host: a.host, port: a.port, api_key: a.api_key, model_id, queue: a.queue.max(1) })?;
+    serve(load, ServeOptions { host: a.host, port: a.port, api_key: a.api_key, model_id, queue: a.queue.max(1), escalation })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The teacher of `[serve]` with the flags applied, and the project's store to record into.
+fn escalation(ctx: &Ctx, a: &Args, model_version: Option<String>) -> anyhow::Result<Option<Escalation>> {
+    let config = if ctx.config_path.exists() { Some(ctx.config()?) } else { None };
+    let mut section = config.as_ref().map(|c| c.serve.clone()).unwrap_or_default();
+    section.escalate = a.escalate.clone().or(section.escalate);
+    section.escalate_model = a.escalate_model.clone().or(section.escalate_model);
+    section.escalate_when = a.escalate_when.unwrap_or(section.escalate_when);
+    section.escalate_api = a.escalate_api.clone().unwrap_or(section.escalate_api);
+    section.escalate_key_env = a.escalate_key_env.clone().or(section.escalate_key_env);
+    let Some(teacher) = Teacher::from_config(&section)? else { return Ok(None) };
+    let config: Config = config.context(
+        "--escalate records what the teacher teaches into a project's store: run it in a project folder (`brain init`) or pass --config",
+    )?;
+    let store = ctx.open_store(&config)?;
+    let scrubber = crate::curation::clean::scrubber(&config.scrub).with_context(|| format!("{}: [scrub]", config.path.display()))?;
+    let ServeSection { keep_interactions_days, .. } = section;
+    Ok(Some(Escalation { teacher, recorder: Recorder::new(store, scrubber, model_version, keep_interactions_days) }))
 }

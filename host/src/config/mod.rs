@@ -82,6 +82,7 @@ pub struct Config {
     pub eval: EvalSection,
     pub pipeline: PipelineSection,
     pub plugins: PluginsSection,
+    pub serve: ServeSection,
     /// The compile cache directory (resolved from `[plugins] cache_dir` or the default).
     pub cache_dir: PathBuf,
 }
@@ -137,6 +138,8 @@ struct RawConfig {
     pipeline: PipelineSection,
     #[serde(default)]
     plugins: PluginsSection,
+    #[serde(default)]
+    serve: ServeSection,
 }
 
 impl Config {
@@ -222,6 +225,7 @@ impl Config {
             eval,
             pipeline: raw.pipeline,
             plugins: raw.plugins,
+            serve: raw.serve,
             cache_dir,
             dir,
         })

@@ -389,3 +389,56 @@ pub struct BudgetSection {
     pub mb: Option<u64>,
     pub seconds: Option<u64>,
 }
+
+/// When `brain serve` asks the teacher.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EscalateWhen {
+    /// Every request.
+    Always,
+    /// When the local answer looks unreliable (empty, repetitive, unsure, rambling).
+    #[default]
+    Routing,
+    /// Never (the teacher settings are kept, unused).
+    Never,
+}
+
+/// `[serve]`: `brain serve`'s teacher. With `escalate` set, hard questions go to the teacher, the
+/// client gets its answer, and the exchange is stored as a preference pair and a correction for
+/// review (provenance `serve`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeSection {
+    /// The teacher's URL: an OpenAI-compatible base (`http://127.0.0.1:11434/v1`) or Anthropic's
+    /// (`https://api.anthropic.com`).
+    pub escalate: Option<String>,
+    /// The teacher model's name as its endpoint knows it.
+    pub escalate_model: Option<String>,
+    /// `openai`, `anthropic` or `auto` (from the URL).
+    pub escalate_api: String,
+    pub escalate_when: EscalateWhen,
+    /// The environment variable holding the teacher's API key (the key itself is never written
+    /// to the config or the store).
+    pub escalate_key_env: Option<String>,
+    /// Seconds one teacher request may take.
+    pub escalate_timeout_s: u64,
+    /// The most tokens the teacher may answer with.
+    pub escalate_max_tokens: u32,
+    /// Days answered requests are kept in the store's interaction log; 0 keeps none.
+    pub keep_interactions_days: u32,
+}
+
+impl Default for ServeSection {
+    fn default() -> Self {
+        ServeSection {
+            escalate: None,
+            escalate_model: None,
+            escalate_api: "auto".into(),
+            escalate_when: EscalateWhen::Routing,
+            escalate_key_env: None,
+            escalate_timeout_s: 120,
+            escalate_max_tokens: 1024,
+            keep_interactions_days: 30,
+        }
+    }
+}

@@ -23,6 +23,7 @@ fn the_init_template_parses_and_matches_the_defaults() {
     assert_eq!(format!("{:?}", c.dedup), format!("{:?}", d.dedup));
     assert_eq!(format!("{:?}", c.pipeline), format!("{:?}", d.pipeline));
     assert_eq!(format!("{:?}", c.plugins), format!("{:?}", d.plugins));
+    assert_eq!(format!("{:?}", c.serve), format!("{:?}", d.serve));
 }
 
 #[test]
@@ -41,6 +42,7 @@ fn the_template_commented_examples_parse_when_uncommented() {
     assert_eq!(c.filters.len(), 2);
     assert_eq!(c.scrub.rules.len(), 1);
     assert!(c.train.base_model.is_some());
+    assert_eq!(c.serve.escalate_key_env.as_deref(), Some("ANTHROPIC_API_KEY"));
 }
 
 #[test]

@@ -9,6 +9,7 @@
 //! at the next token. Every request is checked against the API key when one is set; binding
 //! anywhere but loopback requires one.
 
+pub mod escalate;
 pub mod openai;
 pub mod worker;
 
@@ -39,6 +40,14 @@ pub struct ServeOptions {
     pub model_id: String,
     /// Requests that may wait for the worker before new ones get 503.
     pub queue: usize,
+    /// A teacher to escalate to, and where the exchanges are recorded.
+    pub escalation: Option<Escalation>,
+}
+
+/// `brain serve --escalate`: the teacher and the recorder of what it teaches.
+pub struct Escalation {
+    pub teacher: escalate::Teacher,
+    pub recorder: escalate::Recorder,
 }
 
 struct AppState {
@@ -47,6 +56,7 @@ struct AppState {
     api_key: Option<String>,
     created: u64,
     next_id: AtomicU64,
+    escalation: Option<Arc<Escalation>>,
 }
 
 fn unix_now() -> u64 {
@@ -79,7 +89,14 @@ pub fn serve(load: impl FnOnce() -> anyhow::Result<Generator> + Send + 'static, 
         .context("starting the generation thread")?;
     ready_rx.recv().context("the generation thread ended while loading the model")??;
 
-    let state = Arc::new(AppState { jobs, model_id: opts.model_id.clone(), api_key: opts.api_key.clone(), created: unix_now(), next_id: AtomicU64::new(1) });
+    let state = Arc::new(AppState {
+        jobs,
+        model_id: opts.model_id.clone(),
+        api_key: opts.api_key.clone(),
+        created: unix_now(),
+        next_id: AtomicU64::new(1),
+        escalation: opts.escalation.map(Arc::new),
+    });
     let app = Router::new()
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(chat))
@@ -127,6 +144,7 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
     let id = format!("chatcmpl-{}-{}", state.created, state.next_id.fetch_add(1, Ordering::Relaxed));
     let stream = request.stream;
     let include_usage = request.include_usage;
+    let asked = (request.messages.clone(), request.temperature, request.max_tokens);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     match state.jobs.try_send(Job { id: id.clone(), request, events: tx }) {
         Ok(()) => {}
@@ -134,11 +152,116 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
         Err(mpsc::TrySendError::Disconnected(_)) => return error(StatusCode::INTERNAL_SERVER_ERROR, "the generation thread has stopped", "server_error"),
     }
     let model = state.model_id.clone();
+    if let Some(esc) = state.escalation.clone() {
+        let (messages, temperature, max_tokens) = asked;
+        let reply = Reply { id, model, created: state.created, stream, include_usage };
+        return with_teacher(esc, reply, messages, temperature, max_tokens, rx).await;
+    }
     if stream {
         streamed(id, model, state.created, include_usage, rx)
     } else {
         whole(id, model, state.created, rx).await
     }
+}
+
+/// How a finished answer goes back to the client.
+struct Reply {
+    id: String,
+    model: String,
+    created: u64,
+    stream: bool,
+    include_usage: bool,
+}
+
+impl Reply {
+    /// The whole `text` as one completion, or as server-sent events, with extra headers.
+    fn send(self, text: String, finish: &'static str, usage: openai::Usage, headers: &[(&'static str, String)]) -> Response {
+        let mut resp = if self.stream {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let _ = tx.send(Event::Text(text));
+            let _ = tx.send(Event::Done { finish, usage });
+            streamed(self.id, self.model, self.created, self.include_usage, rx)
+        } else {
+            Json(openai::completion(&self.id, self.created, &self.model, &text, finish, usage)).into_response()
+        };
+        for (name, value) in headers {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&header_text(value)) {
+                resp.headers_mut().insert(*name, v);
+            }
+        }
+        resp
+    }
+}
+
+/// Printable ASCII only, bounded: header values cannot carry anything else.
+fn header_text(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).take(300).collect()
+}
+
+/// The escalation path: the whole local answer first, then the router (or `always`), then the
+/// teacher on a blocking thread; what is learned is recorded. A failed escalation answers with
+/// the local text and says so in the `x-brain-escalation` and `warning` headers.
+async fn with_teacher(
+    esc: Arc<Escalation>,
+    reply: Reply,
+    messages: Vec<(String, String)>,
+    temperature: f32,
+    max_tokens: usize,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Event>,
+) -> Response {
+    let mut text = String::new();
+    let (finish, usage) = loop {
+        match rx.recv().await {
+            Some(Event::Text(t)) => text.push_str(&t),
+            Some(Event::Done { finish, usage }) => break (finish, usage),
+            Some(Event::Failed { client: true, message }) => return error(StatusCode::BAD_REQUEST, &message, "invalid_request_error"),
+            Some(Event::Failed { client: false, message }) => return error(StatusCode::INTERNAL_SERVER_ERROR, &message, "server_error"),
+            None => return error(StatusCode::INTERNAL_SERVER_ERROR, "the generation thread dropped the request", "server_error"),
+        }
+    };
+    let local = escalate::LocalAnswer { text, finish, usage, max_tokens };
+    let reason = match esc.teacher.when {
+        crate::config::EscalateWhen::Always => Some("always"),
+        crate::config::EscalateWhen::Routing => escalate::route(&local),
+        crate::config::EscalateWhen::Never => None,
+    };
+    let Some(reason) = reason else {
+        let (e, m, l) = (esc.clone(), messages, local.clone());
+        match tokio::task::spawn_blocking(move || e.recorder.record_local(&m, &l)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("{}: could not log the interaction: {e:#}", reply.id),
+            Err(e) => tracing::warn!("{}: could not log the interaction: {e}", reply.id),
+        }
+        return reply.send(local.text, local.finish, local.usage, &[("x-brain-escalation", "none".into())]);
+    };
+    let (e, m) = (esc.clone(), messages.clone());
+    let asked = tokio::task::spawn_blocking(move || e.teacher.ask(&m, temperature)).await;
+    let answer = match asked {
+        Ok(Ok(answer)) if !answer.text.trim().is_empty() => answer,
+        failed => {
+            let why = match failed {
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => format!("the teacher request stopped: {e}"),
+                Ok(Ok(a)) => format!("the teacher ({}) answered with nothing", a.model),
+            };
+            tracing::warn!("{}: escalation ({reason}) failed, answering with the local model: {why}", reply.id);
+            let headers = [("x-brain-escalation", format!("failed ({reason})")), ("warning", format!("199 brain \"escalation failed: {why}\""))];
+            return reply.send(local.text, local.finish, local.usage, &headers);
+        }
+    };
+    let (e, id, m, l, a) = (esc.clone(), reply.id.clone(), messages, local.clone(), answer.clone());
+    let recorded = tokio::task::spawn_blocking(move || e.recorder.record_escalation(&id, &m, &l, reason, &e.teacher.endpoint, &a)).await;
+    let mut headers = vec![("x-brain-escalation", format!("teacher {} ({reason})", answer.model))];
+    match recorded {
+        Ok(Ok(example)) => tracing::info!("{}: escalated ({reason}); stored preference example {example} for review", reply.id),
+        Ok(Err(e)) => {
+            tracing::warn!("{}: the teacher answered but the exchange could not be stored: {e:#}", reply.id);
+            headers.push(("warning", format!("199 brain \"not recorded: {e}\"")));
+        }
+        Err(e) => tracing::warn!("{}: recording stopped: {e}", reply.id),
+    }
+    let usage = openai::Usage { prompt: local.usage.prompt, completion: answer.completion_tokens as usize };
+    reply.send(answer.text, "stop", usage, &headers)
 }
 
 async fn whole(id: String, model: String, created: u64, mut rx: tokio::sync::mpsc::UnboundedReceiver<Event>) -> Response {

@@ -10,6 +10,7 @@
 pub mod dedup;
 mod examples;
 mod id;
+pub mod interactions;
 pub mod models;
 pub mod review_state;
 mod reviews;

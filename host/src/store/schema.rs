@@ -227,4 +227,21 @@ CREATE TABLE IF NOT EXISTS example_splits (
     assigned_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 ) STRICT, WITHOUT ROWID;
 "#,
+    // 4: what `brain serve` answered, escalated or not (routing data and evaluation), kept for
+    // `[serve] keep_interactions_days`.
+    r#"
+CREATE TABLE interactions (
+    id            INTEGER PRIMARY KEY,
+    at            TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    model_version TEXT,                    -- the registered version that answered, if any
+    messages      TEXT NOT NULL,           -- JSON [{role, content}] as asked, scrubbed
+    answer        TEXT NOT NULL,           -- the local model's answer, scrubbed
+    finish        TEXT NOT NULL,           -- stop / length
+    escalated     INTEGER NOT NULL CHECK (escalated IN (0, 1)),
+    route         TEXT,                    -- why it was escalated (always, empty, repetitive, ...)
+    teacher       TEXT,                    -- the teacher model that answered instead
+    example_id    TEXT                     -- the preference example an escalation stored
+) STRICT;
+CREATE INDEX interactions_at ON interactions(at);
+"#,
 ];

@@ -24,6 +24,8 @@ pub struct Status {
     pub checkpoints: BTreeMap<String, String>,
     /// Time of the newest example, if any.
     pub last_collected: Option<String>,
+    /// What `brain serve` answered and how much of it went to a teacher.
+    pub interactions: super::interactions::InteractionCounts,
     pub store: StoreInfo,
 }
 
@@ -67,6 +69,7 @@ impl Store {
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?,
             last_collected: self.conn.query_row("SELECT max(created_at) FROM examples", [], |r| r.get(0))?,
+            interactions: self.interaction_counts()?,
             store: StoreInfo { path: self.path.display().to_string(), schema_version: self.schema_version()?, bytes },
         })
     }
