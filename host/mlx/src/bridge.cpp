@@ -32,13 +32,15 @@
 #include <vector>
 
 #include "mlx/backend/cpu/encoder.h"
+#include "mlx/distributed/distributed.h"
+#include "mlx/distributed/ops.h"
 #include "mlx/mlx.h"
 #include "mlx/primitives.h"
 
 namespace mx = mlx::core;
 
 // Bumped whenever a signature below changes; the Rust side refuses a bridge of another ABI.
-#define MLXB_ABI 1
+#define MLXB_ABI 2
 
 using arr = mx::array*;
 
@@ -1314,5 +1316,42 @@ int mlxb_fused_cross_entropy(const arr hidden, const arr weight, const arr targe
 
 // 1 when cblas_sgemm resolves to a BLAS library (else the fused kernel uses plain loops).
 int mlxb_has_sgemm() { return find_sgemm() ? 1 : 0; }
+
+// ---------------------------------------------------------------------------------------------
+// Distributed: one process-wide group (MLX's own backends: ring over TCP, MPI, JACCL, NCCL),
+// chosen by MLX's environment conventions (MLX_RANK + MLX_HOSTFILE for the ring).
+// ---------------------------------------------------------------------------------------------
+
+static std::optional<mx::distributed::Group> g_group;
+
+int mlxb_dist_is_available(const char* backend) {
+  try {
+    return mx::distributed::is_available(backend) ? 1 : 0;
+  } catch (...) {
+    return 0;
+  }
+}
+
+int mlxb_dist_init(int strict, const char* backend, int* rank, int* size) {
+  return guard([&] {
+    g_group = mx::distributed::init(strict != 0, backend);
+    *rank = g_group->rank();
+    *size = g_group->size();
+  });
+}
+
+int mlxb_dist_all_sum(const arr a, arr* out) {
+  return guard([&] {
+    if (!g_group) throw std::runtime_error("the distributed group is not initialized");
+    set_out(out, mx::distributed::all_sum(*a, *g_group));
+  });
+}
+
+int mlxb_dist_all_gather(const arr a, arr* out) {
+  return guard([&] {
+    if (!g_group) throw std::runtime_error("the distributed group is not initialized");
+    set_out(out, mx::distributed::all_gather(*a, *g_group));
+  });
+}
 
 }  // extern "C"

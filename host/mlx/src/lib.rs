@@ -12,6 +12,7 @@
 
 mod array;
 pub mod device;
+pub mod distributed;
 mod error;
 pub mod fast;
 pub mod io;

@@ -64,7 +64,9 @@ pub fn run(ctx: &Ctx, f: Args) -> anyhow::Result<ExitCode> {
             );
         }
     };
-    let (id, report, registered) = if f.run.no_register {
+    // In a group of ranks (`brain launch`), rank 0 records the run; the others only train.
+    let main = brain_train::distributed::world()?.is_main();
+    let (id, report, registered) = if f.run.no_register || !main {
         let report = brain_train::dpo::dpo(&args, &mut progress).with_context(|| format!("DPO on {}", args.train.data.display()))?;
         (String::new(), report, None)
     } else {

@@ -25,6 +25,7 @@ mod pipeline;
 mod demo;
 mod tokenize;
 mod serve;
+mod launch;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -82,6 +83,9 @@ pub enum Command {
     Train(train::Args),
     /// Preference-tune (DPO, IPO, hinge, robust) on chosen/rejected pairs.
     Dpo(dpo::Args),
+    /// Run `train` or `dpo` data-parallel as ranks of one MLX distributed group: `launch -n 2 --
+    /// train …` on this machine, `launch --hostfile hosts.json -- train …` across machines.
+    Launch(launch::Args),
     /// Evaluate a model version on the held-out test split; `--compare A B`.
     Eval(eval::Args),
     /// Generate one reply (flags as mlx-lm's generate).
@@ -165,6 +169,7 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
         Command::Runs(args) => runs::run(ctx, args),
         Command::Models(args) => models::run(ctx, args),
         Command::Fuse(args) => fuse::run(ctx, args),
+        Command::Launch(args) => launch::run(ctx, args),
     }
 }
 

@@ -177,7 +177,9 @@ pub fn run(ctx: &Ctx, flags: Args) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let (registered, report) = if flags.run.no_register {
+    // In a group of ranks (`brain launch`), rank 0 records the run; the others only train.
+    let main = brain_train::distributed::world()?.is_main();
+    let (registered, report) = if flags.run.no_register || !main {
         (None, train_with_progress(ctx, &mut args, None)?.1)
     } else {
         let config = match config {

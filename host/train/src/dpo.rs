@@ -174,8 +174,11 @@ pub fn dpo(args: &DpoArgs, progress: &mut dyn FnMut(&DpoProgress)) -> Result<Dpo
             "sft_weight": args.sft_weight, "reference": reference, "reference_description": reference.describe(),
         }),
     );
+    let world = crate::distributed::world()?;
+    world.check_batch_size(targs.batch_size)?;
     let mut obj = objective::Preference {
         args,
+        world,
         cfg,
         path,
         pad,

@@ -26,6 +26,7 @@ pub mod cache;
 pub mod config;
 pub mod convert;
 pub mod data;
+pub mod distributed;
 pub mod dpo;
 pub mod error;
 pub mod eval;

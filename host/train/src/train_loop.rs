@@ -79,7 +79,9 @@ struct Trainer<'a, O: Objective> {
     schedule: Schedule,
     state: State,
     config: &'a AdapterConfig,
-    metrics: std::fs::File,
+    /// metrics.jsonl (rank 0 only: the other ranks write nothing).
+    metrics: Option<std::fs::File>,
+    world: crate::distributed::World,
     last_checkpoint: Option<PathBuf>,
     final_adapter: PathBuf,
     start: Instant,
@@ -100,10 +102,15 @@ pub(crate) fn run<O: Objective>(
     let dir = &args.adapter_path;
     let iters = total_iters(args, &batcher);
     let schedule = Schedule { kind: args.lr_schedule, base_lr: args.learning_rate, warmup: args.warmup, total: iters, min_lr: args.min_learning_rate };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    config.write(dir)?;
-    let mp = dir.join("metrics.jsonl");
-    let metrics = std::fs::OpenOptions::new().create(true).append(true).open(&mp).map_err(io(&mp))?;
+    let world = crate::distributed::world()?;
+    let metrics = if world.is_main() {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        config.write(dir)?;
+        let mp = dir.join("metrics.jsonl");
+        Some(std::fs::OpenOptions::new().create(true).append(true).open(&mp).map_err(io(&mp))?)
+    } else {
+        None
+    };
     let batcher_len = batcher.batches_per_epoch();
     let mut t = Trainer {
         args,
@@ -115,6 +122,7 @@ pub(crate) fn run<O: Objective>(
         state: State::new(iters, Settings::of(args, batcher_len)),
         config,
         metrics,
+        world,
         last_checkpoint: None,
         final_adapter: dir.join(ADAPTER_FILE),
         start: Instant::now(),
@@ -180,7 +188,7 @@ impl<O: Objective> Trainer<'_, O> {
                 break;
             }
         }
-        if !self.obj.has_validation() || !self.final_adapter.exists() {
+        if self.world.is_main() && (!self.obj.has_validation() || !self.final_adapter.exists()) {
             adapters::save_weights(self.model, &self.final_adapter)?;
         }
         let outcome = RunSummary {
@@ -232,7 +240,15 @@ impl<O: Objective> Trainer<'_, O> {
             outputs.push(vals);
         }
         let mut grads = grads.expect("at least one batch");
-        let loss_arr = loss_sum.expect("at least one batch");
+        let mut loss_arr = loss_sum.expect("at least one batch");
+        let mut tokens = tokens;
+        if self.world.size > 1 {
+            // Each rank's shares of the global loss: their sums are the one-process gradients.
+            grads.push(loss_arr);
+            grads = self.world.all_sum(grads)?;
+            loss_arr = grads.pop().expect("the loss was pushed");
+            tokens = self.world.sum_count(tokens)?;
+        }
         let norm = match (args.max_grad_norm, self.obj.wants_grad_norm()) {
             (None, false) => None,
             (max, _) => Some(clip_grad_norm(&mut grads, max.unwrap_or(f32::INFINITY))?),
@@ -260,7 +276,9 @@ impl<O: Objective> Trainer<'_, O> {
             self.state.best_val_loss = Some(loss);
             self.state.best_step = Some(self.state.step);
             self.state.bad_evals = 0;
-            adapters::save_weights(self.model, &self.final_adapter)?;
+            if self.world.is_main() {
+                adapters::save_weights(self.model, &self.final_adapter)?;
+            }
         } else {
             self.state.bad_evals += 1;
         }
@@ -280,15 +298,21 @@ impl<O: Objective> Trainer<'_, O> {
             elapsed_s: self.start.elapsed().as_secs_f32(),
         };
         let p = self.obj.progress(&at, record);
-        if let Ok(line) = serde_json::to_string(&p) {
+        if let (Some(metrics), Ok(line)) = (&mut self.metrics, serde_json::to_string(&p)) {
             // A full disk must not stop training; the callback still gets the event.
-            let _ = writeln!(self.metrics, "{line}");
+            let _ = writeln!(metrics, "{line}");
         }
         (self.progress)(&p);
     }
 
     /// A checkpoint of the current state (see [`checkpoint`]).
     fn save_checkpoint(&mut self) -> Result<PathBuf> {
+        if !self.world.is_main() {
+            // Rank 0 writes it; the path is where it is (a shared folder, for resume on every rank).
+            let dir = checkpoint::path(&self.args.adapter_path, self.state.step);
+            self.last_checkpoint = Some(dir.clone());
+            return Ok(dir);
+        }
         let dir = checkpoint::save(&self.args.adapter_path, &self.state, self.model, &self.opt, self.config)?;
         self.last_checkpoint = Some(dir.clone());
         Ok(dir)

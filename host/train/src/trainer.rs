@@ -99,7 +99,9 @@ pub fn train(args: &TrainArgs, progress: &mut dyn FnMut(&Progress)) -> Result<Tr
     let total_parameters = model.parameter_count();
 
     let batcher = Batcher::new(&train_set, args.batch_size, args.seed);
-    let mut sft = Sft { args, train: &train_set, valid: valid.as_ref(), pad: tok.pad_id, path };
+    let world = crate::distributed::world()?;
+    world.check_batch_size(args.batch_size)?;
+    let mut sft = Sft { args, world, train: &train_set, valid: valid.as_ref(), pad: tok.pad_id, path };
     let run = train_loop::run(args, &mut model, batcher, &adapter_config(args), &mut sft, progress)?;
     Ok(TrainReport { run, total_parameters, truncated_examples: train_set.truncated })
 }
@@ -107,6 +109,7 @@ pub fn train(args: &TrainArgs, progress: &mut dyn FnMut(&Progress)) -> Result<Tr
 /// SFT's part of the loop: the next-token loss on `train`'s trained tokens, validated on `valid`.
 struct Sft<'a> {
     args: &'a TrainArgs,
+    world: crate::distributed::World,
     train: &'a Dataset,
     valid: Option<&'a Dataset>,
     pad: u32,
@@ -125,10 +128,18 @@ impl Objective for Sft<'_> {
     type Batch = SftBatch;
     type Progress = Progress;
 
+    /// The update's global batches; this rank keeps its rows of each, and every rank divides by
+    /// the trained tokens of the whole update (see [`crate::distributed`]).
     fn draw(&mut self, batcher: &mut Batcher, n: usize) -> Result<Vec<SftBatch>> {
-        let batches: Vec<data::Batch> = (0..n).map(|_| batcher.next_batch(self.train, self.pad)).collect();
-        let update_tokens = batches.iter().map(|b| b.tokens).sum::<usize>().max(1) as f32;
-        batches.iter().map(|b| Ok(SftBatch { batch: DeviceBatch::new(b)?, update_tokens })).collect()
+        let global: Vec<Vec<usize>> = (0..n).map(|_| batcher.next_indices()).collect();
+        let update_tokens = global.iter().flatten().map(|&i| self.train.examples[i].trained()).sum::<usize>().max(1) as f32;
+        global
+            .iter()
+            .map(|g| {
+                let rows: Vec<&crate::tokenizer::Tokenized> = self.world.shard(g).iter().map(|&i| &self.train.examples[i]).collect();
+                Ok(SftBatch { batch: DeviceBatch::new(&data::collate(&rows, self.pad))?, update_tokens })
+            })
+            .collect()
     }
 
     fn tokens(&self, b: &SftBatch) -> usize {

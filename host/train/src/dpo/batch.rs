@@ -23,6 +23,9 @@ pub struct PairBatch {
     /// Response tokens per row (2B,), f32 (for length-normalized losses).
     pub lengths: Array,
     pub chosen_tokens: usize,
+    /// This batch's pairs ÷ the pairs of the global batch it is this rank's part of (1 in a
+    /// world of one): its mean loss is weighted by it.
+    pub share: f32,
 }
 
 impl PairBatch {
@@ -43,6 +46,7 @@ impl PairBatch {
             ref_rejected: Array::from_slice(&rr, &[n])?,
             lengths: Array::from_slice(&lengths, &[2 * n])?,
             chosen_tokens,
+            share: 1.0,
         })
     }
 }

@@ -24,6 +24,7 @@ use super::{DpoArgs, DpoProgress};
 pub(super) struct Preference<'a> {
     /// The run's arguments (`quick` applied).
     pub args: &'a DpoArgs,
+    pub world: crate::distributed::World,
     pub cfg: DpoLoss,
     pub path: CePath,
     pub pad: u32,
@@ -42,8 +43,18 @@ impl Objective for Preference<'_> {
     type Batch = PairBatch;
     type Progress = DpoProgress;
 
+    /// This rank's pairs of each global batch, each batch's loss weighted by its share of the
+    /// global batch's pairs (see [`crate::distributed`]).
     fn draw(&mut self, batcher: &mut Batcher, n: usize) -> Result<Vec<PairBatch>> {
-        (0..n).map(|_| PairBatch::new(self.train, &batcher.next_indices(), self.train_ref, self.pad)).collect()
+        (0..n)
+            .map(|_| {
+                let global = batcher.next_indices();
+                let mine = self.world.shard(&global);
+                let mut b = PairBatch::new(self.train, &mine, self.train_ref, self.pad)?;
+                b.share = mine.len() as f32 / global.len().max(1) as f32;
+                Ok(b)
+            })
+            .collect()
     }
 
     fn tokens(&self, b: &PairBatch) -> usize {
@@ -54,8 +65,8 @@ impl Objective for Preference<'_> {
     fn loss(&self, model: &Model, p: &[Array], b: &PairBatch, mode: Mode) -> mlx::Result<Vec<Array>> {
         let mut o = pair_forward(model, p, b, mode, self.path, &self.cfg, self.args.sft_weight)?;
         let accum = self.args.train.grad_accumulation_steps;
-        if accum > 1 {
-            o[0] = o[0].div(accum as f32)?;
+        if accum > 1 || b.share != 1.0 {
+            o[0] = o[0].mul(b.share / accum as f32)?;
         }
         Ok(o)
     }

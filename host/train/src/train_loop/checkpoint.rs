@@ -133,9 +133,14 @@ fn trainable_names(model: &Model) -> Vec<String> {
     model.trainable_params().iter().map(|(n, _)| n.to_string()).collect()
 }
 
+/// The directory of the checkpoint of update `step` of `run`.
+pub(super) fn path(run: &Path, step: usize) -> PathBuf {
+    run.join("checkpoints").join(format!("{step:07}"))
+}
+
 /// Write the checkpoint of `state.step` under `run` and drop all but the newest two.
 pub(super) fn save(run: &Path, state: &State, model: &Model, opt: &AdamW, config: &AdapterConfig) -> Result<PathBuf> {
-    let dir = run.join("checkpoints").join(format!("{:07}", state.step));
+    let dir = path(run, state.step);
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     adapters::save_weights(model, &dir.join(ADAPTER_FILE))?;
     let names = trainable_names(model);
