@@ -115,6 +115,8 @@ fn a_student_escalates_to_a_brain_teacher_and_stores_what_it_learned() {
     assert_eq!(status["by_kind"], json!({"correction": 2, "preference": 2}));
     assert_eq!(status["by_status"]["pending"], 4);
     assert_eq!(status["interactions"], json!({"total": 2, "escalated": 2}));
+    let text = env.run(["status"]);
+    assert!(text.stdout.contains("served 2 requests, 2 escalated to the teacher"), "{}", text.stdout);
     let examples = stored(&env);
     let pair = examples.iter().find(|e| e["kind"] == "preference" && e["messages"].to_string().contains("run the tests")).unwrap();
     let ex = pair;

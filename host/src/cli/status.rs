@@ -38,6 +38,9 @@ pub fn run(ctx: &Ctx, _args: Args) -> anyhow::Result<ExitCode> {
     if status.near_duplicates > 0 || status.scored > 0 {
         println!("\nscored by filters {}, near duplicates {}", status.scored, status.near_duplicates);
     }
+    if status.interactions.total > 0 {
+        println!("\nserved {} requests, {} escalated to the teacher", status.interactions.total, status.interactions.escalated);
+    }
     let unseen: Vec<&str> = config
         .sources
         .iter()
