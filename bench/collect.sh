@@ -6,8 +6,13 @@
 # source that costs nothing, and the store's share alone (host/examples/store_bench.rs:
 # store_batch, wall and CPU time).
 #
+# With REPO set, also a real repository (e.g. a mirror of ripgrep): the CPU of `brain collect`
+# over its history against `git log --no-merges -p --numstat` over the same commits (the floor
+# for reading the same diffs), as a ratio (the target is at most 1.5).
+#
 #   bench/collect.sh            # 10,000 commits
 #   COMMITS=50000 bench/collect.sh
+#   REPO=~/src/ripgrep bench/collect.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COMMITS=${COMMITS:-10000}
@@ -123,3 +128,45 @@ PY
 echo
 echo "the store alone (Store::store_batch, batches of 256, 20,000 git-like examples):"
 target/release/examples/store_bench 20000
+
+if [ -n "${REPO:-}" ]; then
+    real=$(cd "$REPO" && pwd)
+    cat > "$OUT/real.toml" <<TOML
+[store]
+path = "real.db"
+
+[[source]]
+name = "real"
+plugin = "git"
+grants = { git = ["$real"] }
+config = { repos = ["$real"] }
+
+[plugins]
+cache_dir = "cache"
+TOML
+    echo
+    python3 - "$BRAIN" "$OUT/real.toml" "$real" "$OUT" <<'PY'
+import json, os, resource, subprocess, sys
+brain, cfg, repo, out = sys.argv[1:5]
+
+def cpu_of(cmd, **kw):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, check=True, **kw)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+def collect():
+    for f in ("real.db", "real.db-wal", "real.db-shm"):
+        if os.path.exists(os.path.join(out, f)):
+            os.remove(os.path.join(out, f))
+    with open(os.path.join(out, "real.json"), "w") as f:
+        return cpu_of([brain, "--config", cfg, "-q", "collect", "--json"], stdout=f)
+
+ours = min(collect() for _ in range(3))
+stored = json.load(open(os.path.join(out, "real.json")))["sources"][0]["stored"]
+commits = int(subprocess.run(["git", "-C", repo, "rev-list", "--no-merges", "--count", "HEAD"], capture_output=True, text=True, check=True).stdout)
+git = min(cpu_of(["git", "-C", repo, "log", "--no-merges", "-p", "--numstat", "HEAD"], stdout=subprocess.DEVNULL) for _ in range(3))
+print(f"real repository {repo}: {commits} commits (no merges), {stored} examples stored")
+print(f"  brain collect: {ours:.2f} s CPU; git log -p --numstat: {git:.2f} s CPU; ratio {ours / git:.2f} (best of 3 each)")
+PY
+fi
