@@ -325,4 +325,11 @@ fn a_plugin_built_against_0_1_runs_beside_0_2_plugins() {
     assert_eq!((legacy.version.as_str(), teacher_info.version.as_str()), ("0.1.0", "0.2.0"));
     assert!(teacher_info.imports.iter().any(|i| i == "sam:plugin/llm@0.2.0"), "{:?}", teacher_info.imports);
     assert!(!legacy.imports.iter().any(|i| i.contains("llm")), "{:?}", legacy.imports);
+
+    // `brain plugins info` says so too, and warns about a teacher source granted no endpoint.
+    env.write_config("[[source]]\nname = \"ungranted\"\nplugin = \"teacher\"\n");
+    let r = env.run(["plugins", "info", "teacher"]);
+    r.assert_ok();
+    assert!(r.stdout.contains("version  0.2.0") && r.stdout.contains("sam:plugin/llm@0.2.0"), "{}", r.stdout);
+    assert!(r.stdout.contains("imports sqlite, llm but is granted none"), "{}", r.stdout);
 }
