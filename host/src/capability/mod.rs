@@ -113,7 +113,8 @@ pub(crate) fn deadline_trap<T>(deadline: Option<Instant>, result: Result<T, Stri
 impl Capabilities {
     /// `git`/`sqlite` are the granted paths as configured; ones that do not exist are kept
     /// lexically (they can never match an existing path, so they deny nothing extra).
-    pub fn new(plugin: Arc<str>, git: &[PathBuf], sqlite: &[PathBuf], llm: llm::LlmGrant) -> Self {
+    /// No `llm` grant: set [`Capabilities::llm`] for one.
+    pub fn new(plugin: Arc<str>, git: &[PathBuf], sqlite: &[PathBuf]) -> Self {
         Capabilities {
             plugin,
             git_roots: git.iter().map(|p| canonical_or_lexical(p)).collect(),
@@ -121,7 +122,7 @@ impl Capabilities {
             denial: None,
             deadline: None,
             handles: Handles::default(),
-            llm,
+            llm: llm::LlmGrant::default(),
         }
     }
 

@@ -562,7 +562,11 @@ impl PluginHost {
             },
             limiter: MemLimiter::new(self.inner.limits.memory_bytes),
             stderr,
-            caps: Capabilities::new(plugin.clone(), &grants.git, &grants.sqlite, grants.llm.clone()),
+            caps: {
+                let mut caps = Capabilities::new(plugin.clone(), &grants.git, &grants.sqlite);
+                caps.llm = grants.llm.clone();
+                caps
+            },
             text: self.text(),
             log: LogBudget::default(),
         };
