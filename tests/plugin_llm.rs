@@ -333,3 +333,31 @@ fn a_plugin_built_against_0_1_runs_beside_0_2_plugins() {
     assert!(r.stdout.contains("version  0.2.0") && r.stdout.contains("sam:plugin/llm@0.2.0"), "{}", r.stdout);
     assert!(r.stdout.contains("imports sqlite, llm but is granted none"), "{}", r.stdout);
 }
+
+#[test]
+fn a_teacher_that_never_answers_is_cut_off_at_the_plugin_call_deadline() {
+    // Accepts connections and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_secs(120));
+                drop(stream);
+            });
+        }
+    });
+    let env = Env::new();
+    let mut config = teacher_source("stuck", &url, &url, "count = 2");
+    config.push_str(&wasm_source("healthy", "healthy-source", "config = { count = 3 }"));
+    config.push_str(&format!("[plugins]\ntimeout_s = 2\ncache_dir = {}\n", toml_str(plugin_cache())));
+    env.write_config(&config);
+    let run = collect(&env, &[]);
+    run.assert_failed();
+    let report = run.json();
+    let s = source(&report, "stuck");
+    let err = s["error"].as_str().unwrap_or_else(|| panic!("stuck did not fail: {report:#}"));
+    assert!(err.contains("`stuck`") && err.to_lowercase().contains("timed out"), "{err}");
+    assert_eq!((s["stored"].as_u64(), s["llm"]["calls"].as_u64()), (Some(0), Some(1)), "{s:#}");
+    assert_eq!(env.status()["by_source"], json!({"healthy": 3}));
+}
