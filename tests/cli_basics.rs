@@ -98,7 +98,7 @@ fn plugins_list_and_info_describe_the_bundled_plugins() {
 
     let r = env.run(["plugins", "info", "git"]);
     r.assert_ok();
-    assert!(r.stdout.contains("world    source") && r.stdout.contains("0.1"), "{}", r.stdout);
+    assert!(r.stdout.contains("world    source") && r.stdout.contains("0.2"), "{}", r.stdout);
     // `mine` imports git but was granted none: the info says so.
     assert!(r.stdout.contains("granted none"), "{}", r.stdout);
     let by_entry = env.run(["plugins", "info", "mine", "--json"]);

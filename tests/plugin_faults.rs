@@ -281,14 +281,18 @@ fn load_errors_are_clear() {
     // An incompatible interface version.
     let err = host().open_filter("future", &plugin("future-version"), &Grants::default(), "{}").err().unwrap();
     assert!(matches!(err, PluginError::Load { .. }), "{err}");
-    assert!(err.to_string().contains("sam:plugin@0.2.0") && err.to_string().contains("0.1.x"), "{err}");
+    assert!(err.to_string().contains("sam:plugin@0.3.0") && err.to_string().contains("0.1.x to 0.2.x"), "{err}");
 }
 
 #[test]
 fn info_describes_plugins() {
     let i = host().info(&plugin("healthy-source")).unwrap();
     assert_eq!(i.world, World::Source);
-    assert_eq!(i.version, "0.1.0");
+    assert_eq!(i.version, "0.2.0");
+    // A plugin built against the previous version still loads, and says which it is.
+    let i = host().info(&plugin("legacy-source")).unwrap();
+    assert_eq!((i.world, i.version.as_str()), (World::Source, "0.1.0"));
+    assert!(i.imports.iter().all(|n| !n.starts_with("sam:plugin/") || n.ends_with("@0.1.0")), "{:?}", i.imports);
     assert!(!i.bundled);
     assert!(i.size_bytes > 0);
     assert!(i.imports.iter().any(|n| n.starts_with("sam:plugin/")), "{:?}", i.imports);
@@ -299,7 +303,7 @@ fn info_describes_plugins() {
     // Every embedded plugin loads and targets this host's interface.
     for name in &names {
         let i = host().info(&PluginRef::Bundled(name.to_string())).unwrap_or_else(|e| panic!("{e}"));
-        assert!(i.bundled && i.version.starts_with("0.1."), "{name}: {i:?}");
+        assert!(i.bundled && i.version.starts_with("0.2."), "{name}: {i:?}");
     }
     let git = host().info(&PluginRef::Bundled("git".into())).unwrap();
     assert!(git.bundled && git.world == World::Source);

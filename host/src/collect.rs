@@ -7,7 +7,8 @@
 //! `GROUP_EXAMPLES`). A source that fails — its plugin traps, times
 //! out, returns garbage, or cannot be loaded — is stopped and reported with its name and cause;
 //! the others go on, and every batch stored before the failure stays stored. So does a source
-//! that reaches its [`Budget`] (examples, output bytes, wall time per collect).
+//! that reaches its [`Budget`] (examples, output bytes, wall time, model calls and tokens per
+//! collect).
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -18,6 +19,7 @@ use std::time::Instant;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
+use crate::capability::llm::{LlmBudget, LlmMeter, LlmUsage};
 use crate::config::{Config, PluginEntry};
 use crate::plugin::{PluginHost, PluginRef, SourceBatch};
 use crate::store::{Record, Store, StoreError};
@@ -59,8 +61,9 @@ impl Curate for NoCuration {
     }
 }
 
-/// What one collect may take from one source: `[plugins]` `max_examples`, `max_mb` and
-/// `max_seconds`, each overridden by the source's own `budget = { … }`. A source that would go
+/// What one collect may take from one source: `[plugins]` `max_examples`, `max_mb`,
+/// `max_seconds`, `max_llm_calls` and `max_llm_tokens`, each overridden by the source's own
+/// `budget = { … }`. The llm budget is enforced by the `llm` capability as calls are made. A source that would go
 /// over stops with an error saying which; what it stored before stays, and its checkpoint lets
 /// the next collect go on from there.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -68,6 +71,7 @@ pub struct Budget {
     pub examples: u64,
     pub bytes: u64,
     pub time: std::time::Duration,
+    pub llm: LlmBudget,
 }
 
 impl Budget {
@@ -77,6 +81,7 @@ impl Budget {
             examples: b.examples.unwrap_or(p.max_examples),
             bytes: b.mb.unwrap_or(p.max_mb).saturating_mul(1 << 20),
             time: std::time::Duration::from_secs(b.seconds.unwrap_or(p.max_seconds)),
+            llm: LlmBudget { calls: b.llm_calls.unwrap_or(p.max_llm_calls), tokens: b.llm_tokens.unwrap_or(p.max_llm_tokens) },
         }
     }
 }
@@ -150,6 +155,8 @@ pub struct SourceCounters {
     /// Counters the curation stage keeps (secrets redacted, filtered, near duplicates, …).
     pub curation: BTreeMap<String, u64>,
     pub batches: u64,
+    /// Model calls and tokens the source spent through the `llm` capability.
+    pub llm: LlmUsage,
     pub errors: u64,
     /// Why the source stopped early.
     pub error: Option<String>,
@@ -193,8 +200,9 @@ pub enum CollectError {
 enum Msg {
     Estimate(usize, u64),
     Batch(usize, SourceBatch),
-    /// The source finished (or failed) after this many seconds.
-    Done(usize, Result<(), String>, f64),
+    /// The source finished (or failed) after this many seconds, having used this much of the
+    /// `llm` capability.
+    Done(usize, Result<(), String>, f64, LlmUsage),
 }
 
 /// Runs the selected sources and stores what they emit.
@@ -236,11 +244,12 @@ pub fn collect(
                 while let Some(&i) = runnable.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let t = Instant::now();
                     let budget = Budget::for_source(config, sources[i]);
+                    let meter = std::sync::Arc::new(LlmMeter::default());
                     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        run_source(host, sources[i], &budget, checkpoints[i].as_deref(), i, &tx, &cancel[i])
+                        run_source(host, sources[i], &budget, &meter, checkpoints[i].as_deref(), i, &tx, &cancel[i])
                     }))
                     .unwrap_or_else(|_| Err("the host panicked while running this source (a bug: please report it)".into()));
-                    if tx.send(Msg::Done(i, result, t.elapsed().as_secs_f64())).is_err() {
+                    if tx.send(Msg::Done(i, result, t.elapsed().as_secs_f64(), meter.usage())).is_err() {
                         return; // the store side stopped
                     }
                 }
@@ -286,9 +295,10 @@ pub fn collect(
                     bars[i].set_position(c.received);
                     bars[i].set_message(format!("{} new, {} known", c.stored, c.duplicate));
                 }
-                Msg::Done(i, result, seconds) => {
+                Msg::Done(i, result, seconds, llm) => {
                     let c = &mut counters[i];
                     c.seconds = seconds;
+                    c.llm = llm;
                     if let Err(e) = result {
                         if !c.failed() {
                             fail(c, e);
@@ -364,11 +374,15 @@ pub fn check_plugin(entry: &PluginEntry) -> Result<(), String> {
     }
 }
 
-/// A worker: opens the source's session and sends its batches until it is done.
+/// A worker: opens the source's session and sends its batches until it is done. `meter` counts
+/// the source's model calls; once the `llm` capability refuses one for the budget, the source
+/// stops with that message (after storing the batch it returned, if any).
+#[allow(clippy::too_many_arguments)]
 fn run_source(
     host: &PluginHost,
     entry: &PluginEntry,
     budget: &Budget,
+    meter: &std::sync::Arc<LlmMeter>,
     checkpoint: Option<&str>,
     i: usize,
     tx: &mpsc::SyncSender<Msg>,
@@ -376,15 +390,18 @@ fn run_source(
 ) -> Result<(), String> {
     let _span = tracing::info_span!("source", name = %entry.name).entered();
     let mut spent = Spent { examples: 0, bytes: 0, started: Instant::now() };
-    let mut session = host
-        .open_source(&entry.name, &entry.plugin, &entry.grants, &entry.config_json, checkpoint)
-        .map_err(|e| e.to_string())?;
+    let mut grants = entry.grants.clone();
+    grants.llm.budget = budget.llm;
+    grants.llm.meter = meter.clone();
+    // A refusal for the llm budget explains the stop better than what the plugin made of it.
+    let why = |e: crate::plugin::PluginError| meter.stopped().unwrap_or_else(|| e.to_string());
+    let mut session = host.open_source(&entry.name, &entry.plugin, &grants, &entry.config_json, checkpoint).map_err(why)?;
     if let Some(n) = session.estimate() {
         tx.send(Msg::Estimate(i, n)).ok();
     }
     while !cancel.load(Ordering::Relaxed) {
         spent.check_time(budget)?;
-        match session.next(spent.ask(budget)).map_err(|e| e.to_string())? {
+        match session.next(spent.ask(budget)).map_err(why)? {
             Some(batch) => {
                 spent.charge(budget, &batch)?;
                 if tx.send(Msg::Batch(i, batch)).is_err() {
@@ -392,6 +409,9 @@ fn run_source(
                 }
             }
             None => break,
+        }
+        if let Some(stop) = meter.stopped() {
+            return Err(stop);
         }
     }
     Ok(())
@@ -507,7 +527,7 @@ mod tests {
     }
 
     fn budget(examples: u64, bytes: u64, secs: u64) -> Budget {
-        Budget { examples, bytes, time: std::time::Duration::from_secs(secs) }
+        Budget { examples, bytes, time: std::time::Duration::from_secs(secs), llm: LlmBudget { calls: 1000, tokens: 2_000_000 } }
     }
 
     #[test]
@@ -553,12 +573,12 @@ mod tests {
         let path = dir.path().join("brain.toml");
         std::fs::write(
             &path,
-            "[[source]]\nname = \"a\"\nplugin = \"git\"\nbudget = { examples = 5, seconds = 9 }\n\n[[source]]\nname = \"b\"\nplugin = \"git\"\n\n[plugins]\nmax_examples = 7\nmax_mb = 3\n",
+            "[[source]]\nname = \"a\"\nplugin = \"git\"\nbudget = { examples = 5, seconds = 9, llm_calls = 4 }\n\n[[source]]\nname = \"b\"\nplugin = \"git\"\n\n[plugins]\nmax_examples = 7\nmax_mb = 3\n",
         )
         .unwrap();
         let config = Config::load(&path).unwrap();
         let a = Budget::for_source(&config, &config.sources[0]);
-        assert_eq!(a, budget(5, 3 << 20, 9));
+        assert_eq!(a, Budget { llm: LlmBudget { calls: 4, tokens: 2_000_000 }, ..budget(5, 3 << 20, 9) });
         let b = Budget::for_source(&config, &config.sources[1]);
         assert_eq!(b, budget(7, 3 << 20, 4 * 3600));
     }

@@ -4,11 +4,14 @@
 //! - `git`: read-only history of repositories under granted directories, read natively with gix
 //!   ([`git`]).
 //! - `sqlite`: read-only queries on granted database files ([`sqlite`]).
+//! - `llm`: chat requests to granted model endpoints, made by the host under the call's deadline
+//!   and the source's call and token budget ([`llm`]; `sam:plugin@0.2.0` sources only).
 //!
 //! WASI filesystem access (granted `read` directories, preopened read-only) is set up by the
 //! plugin runtime, not here.
 
 pub mod git;
+pub mod llm;
 pub mod sqlite;
 
 use std::path::{Component, Path, PathBuf};
@@ -38,6 +41,8 @@ pub struct Capabilities {
     pub deadline: Option<Instant>,
     /// Git repositories, walks and SQLite connections open now.
     pub handles: Handles,
+    /// The granted model endpoints, with the source's llm budget and meter.
+    pub llm: llm::LlmGrant,
 }
 
 /// A kind of host handle a plugin holds open.
@@ -108,6 +113,7 @@ pub(crate) fn deadline_trap<T>(deadline: Option<Instant>, result: Result<T, Stri
 impl Capabilities {
     /// `git`/`sqlite` are the granted paths as configured; ones that do not exist are kept
     /// lexically (they can never match an existing path, so they deny nothing extra).
+    /// No `llm` grant: set [`Capabilities::llm`] for one.
     pub fn new(plugin: Arc<str>, git: &[PathBuf], sqlite: &[PathBuf]) -> Self {
         Capabilities {
             plugin,
@@ -116,6 +122,7 @@ impl Capabilities {
             denial: None,
             deadline: None,
             handles: Handles::default(),
+            llm: llm::LlmGrant::default(),
         }
     }
 

@@ -71,6 +71,10 @@ fn print_table(report: &CollectReport) {
                 println!("{:<width$}    {what}: {}", "", parts.join(", "));
             }
         }
+        if c.llm.calls > 0 {
+            let l = &c.llm;
+            println!("{:<width$}    llm: {} calls, {} tokens ({} prompt, {} completion)", "", l.calls, l.tokens(), l.prompt_tokens, l.completion_tokens);
+        }
     }
     println!("{} new examples in {:.2} s", report.stored, report.seconds);
 }

@@ -146,7 +146,7 @@ fn info(ctx: &Ctx, host: &PluginHost, config: Option<&Config>, name: &str) -> an
     // Capabilities the plugin imports but a configured user did not grant.
     let missing = |e: &PluginEntry| -> Vec<&str> {
         let g = &e.grants;
-        [("git", g.git.is_empty()), ("sqlite", g.sqlite.is_empty())]
+        [("git", g.git.is_empty()), ("sqlite", g.sqlite.is_empty()), ("llm", g.llm.endpoints.is_empty())]
             .into_iter()
             .filter(|(cap, empty)| *empty && info.imports.iter().any(|i| i.contains(&format!("/{cap}"))))
             .map(|(cap, _)| cap)
@@ -157,7 +157,7 @@ fn info(ctx: &Ctx, host: &PluginHost, config: Option<&Config>, name: &str) -> an
             .iter()
             .map(|(what, e)| {
                 json!({ "kind": what, "name": e.name, "at": e.at.to_string(),
-                        "grants": { "git": e.grants.git, "sqlite": e.grants.sqlite, "read": e.grants.read },
+                        "grants": { "git": e.grants.git, "sqlite": e.grants.sqlite, "read": e.grants.read, "llm": e.grants.llm.endpoints },
                         "ungranted_imports": missing(e) })
             })
             .collect();
@@ -178,6 +178,9 @@ fn info(ctx: &Ctx, host: &PluginHost, config: Option<&Config>, name: &str) -> an
     for (what, e) in &users {
         let g = &e.grants;
         println!("used by  {what} {:?} ({}) grants git {:?} sqlite {:?} read {:?}", e.name, e.at, g.git, g.sqlite, g.read);
+        if !g.llm.endpoints.is_empty() {
+            println!("         llm {:?}", g.llm.endpoints);
+        }
         let m = missing(e);
         if !m.is_empty() {
             println!("         warning: imports {} but is granted none; add grants.{} in [[{what}]]", m.join(", "), m[0]);

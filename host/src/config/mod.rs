@@ -296,7 +296,18 @@ impl Doc<'_> {
             PluginRef::Bundled(text.clone())
         };
         let paths = |v: &[String]| v.iter().map(|p| resolve_path(Path::new(p), dir)).collect::<Vec<_>>();
-        let grants = Grants { git: paths(&s.grants.git), sqlite: paths(&s.grants.sqlite), read: paths(&s.grants.read) };
+        for url in &s.grants.llm {
+            if let Err(why) = crate::capability::llm::check_endpoint(url) {
+                let hint = "grant model endpoints by their base URL, e.g. `grants = { llm = [\"http://127.0.0.1:8080/v1\"] }`";
+                return Err(self.invalid(s.name.span(), format!("{what} {name:?}: llm grant {why}"), hint));
+            }
+        }
+        let llm = crate::capability::llm::LlmGrant {
+            endpoints: s.grants.llm.clone(),
+            key_env: s.grants.llm_key_env.clone(),
+            ..Default::default()
+        };
+        let grants = Grants { git: paths(&s.grants.git), sqlite: paths(&s.grants.sqlite), read: paths(&s.grants.read), llm };
         Ok(PluginEntry {
             name: name.clone(),
             plugin,

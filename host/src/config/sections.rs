@@ -33,6 +33,11 @@ pub struct GrantsSection {
     pub sqlite: Vec<String>,
     /// Directories preopened read-only in the plugin's WASI filesystem.
     pub read: Vec<String>,
+    /// Model endpoints (base URLs) the `llm` capability may call.
+    pub llm: Vec<String>,
+    /// The environment variable holding the API key sent to the `llm` endpoints (the key itself
+    /// is never written in the config).
+    pub llm_key_env: Option<String>,
 }
 
 /// One `[[source]]` or `[[filter]]`.
@@ -372,22 +377,38 @@ pub struct PluginsSection {
     pub max_examples: u64,
     pub max_mb: u64,
     pub max_seconds: u64,
+    /// Model calls and tokens (prompt + completion) one collect may spend per source through
+    /// the `llm` capability.
+    pub max_llm_calls: u64,
+    pub max_llm_tokens: u64,
 }
 
 impl Default for PluginsSection {
     fn default() -> Self {
-        PluginsSection { memory_mb: 256, timeout_s: 30, cache_dir: None, max_examples: 1_000_000, max_mb: 4096, max_seconds: 4 * 3600 }
+        PluginsSection {
+            memory_mb: 256,
+            timeout_s: 30,
+            cache_dir: None,
+            max_examples: 1_000_000,
+            max_mb: 4096,
+            max_seconds: 4 * 3600,
+            max_llm_calls: 1000,
+            max_llm_tokens: 2_000_000,
+        }
     }
 }
 
-/// `budget = { examples = …, mb = …, seconds = … }` of a `[[source]]`: its own limits for one
-/// collect; keys left out take `[plugins]` `max_examples`, `max_mb`, `max_seconds`.
+/// `budget = { examples = …, mb = …, seconds = …, llm_calls = …, llm_tokens = … }` of a
+/// `[[source]]`: its own limits for one collect; keys left out take `[plugins]` `max_examples`,
+/// `max_mb`, `max_seconds`, `max_llm_calls`, `max_llm_tokens`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BudgetSection {
     pub examples: Option<u64>,
     pub mb: Option<u64>,
     pub seconds: Option<u64>,
+    pub llm_calls: Option<u64>,
+    pub llm_tokens: Option<u64>,
 }
 
 /// When `brain serve` asks the teacher.

@@ -38,8 +38,12 @@ fn the_template_commented_examples_parse_when_uncommented() {
         .collect::<Vec<_>>()
         .join("\n");
     let c = parse(&uncommented).unwrap();
-    assert_eq!(c.sources.len(), 2);
+    assert_eq!(c.sources.len(), 4);
     assert_eq!(c.filters.len(), 2);
+    let teacher = &c.sources[2];
+    assert_eq!(teacher.grants.llm.endpoints, ["http://127.0.0.1:8080/v1"]);
+    assert_eq!(c.sources[3].grants.llm.key_env.as_deref(), Some("ANTHROPIC_API_KEY"));
+    assert_eq!(teacher.budget.llm_calls, Some(250));
     assert_eq!(c.scrub.rules.len(), 1);
     assert!(c.train.base_model.is_some());
     assert_eq!(c.serve.escalate_key_env.as_deref(), Some("ANTHROPIC_API_KEY"));

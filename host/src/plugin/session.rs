@@ -9,7 +9,9 @@ use wasmtime::component::ResourceAny;
 use wasmtime::Store;
 
 use super::bindings::filter::Filter;
+use super::bindings::source::exports::sam::plugin::collector::Batch;
 use super::bindings::source::Source;
+use super::bindings::{filter_v01, source_v01};
 use super::state::{HostState, LimitHit, MAX_INSTANCES, MAX_TABLES, MAX_TABLE_ELEMENTS};
 use super::{validate, PluginError, MAX_IDLE_BATCHES, MAX_WASM_STACK};
 use crate::example::{Example, Verdict};
@@ -32,6 +34,23 @@ pub(super) type Driven<T> = Result<T, Overdue>;
 pub(super) fn drive<F: Future>(timeout: Duration, call: F) -> Driven<F::Output> {
     // The timer must be made inside the runtime (`in_tokio` enters wasmtime-wasi's own).
     wasmtime_wasi::runtime::in_tokio(async move { tokio::time::timeout(timeout + GRACE, call).await }).map_err(|_| Overdue)
+}
+
+/// A source instance's exports, by the interface version it was built against.
+pub(super) enum SourceApi {
+    V02(Source),
+    V01(source_v01::Source),
+}
+
+/// A filter instance's exports, by interface version.
+pub(super) enum FilterApi {
+    V02(Filter),
+    V01(filter_v01::Filter),
+}
+
+/// A 0.1.0 batch as the current type (the record is the same).
+fn batch_v01(b: source_v01::exports::sam::plugin::collector::Batch) -> Batch {
+    Batch { examples: b.examples, discarded: b.discarded, checkpoint: b.checkpoint }
 }
 
 /// One plugin instance: its store and the bookkeeping of calls into it.
@@ -231,7 +250,7 @@ impl SourceBatch {
 /// An open source plugin. `Send`; not shared between threads.
 pub struct SourceSession {
     pub(super) inst: Instance,
-    pub(super) bindings: Source,
+    pub(super) bindings: SourceApi,
     pub(super) session: ResourceAny,
     pub(super) done: bool,
 }
@@ -249,8 +268,12 @@ impl SourceSession {
         }
         let max = max.max(1);
         self.inst.arm()?;
-        let api = self.bindings.sam_plugin_collector().session();
-        let out = drive(self.inst.timeout, api.call_next(&mut self.inst.store, self.session, max));
+        let (store, timeout) = (&mut self.inst.store, self.inst.timeout);
+        let out = match &self.bindings {
+            SourceApi::V02(b) => drive(timeout, b.sam_plugin_collector().session().call_next(store, self.session, max)),
+            SourceApi::V01(b) => drive(timeout, b.sam_plugin_collector().session().call_next(store, self.session, max))
+                .map(|r| r.map(|r| r.map(|b| b.map(batch_v01)))),
+        };
         let batch = self.inst.finish(out)?;
         let Some(batch) = batch else {
             self.done = true;
@@ -287,8 +310,11 @@ impl SourceSession {
     /// "unknown" (a trap still kills the session).
     pub fn estimate(&mut self) -> Option<u64> {
         self.inst.arm().ok()?;
-        let api = self.bindings.sam_plugin_collector().session();
-        let out = drive(self.inst.timeout, api.call_estimate(&mut self.inst.store, self.session));
+        let (store, timeout) = (&mut self.inst.store, self.inst.timeout);
+        let out = match &self.bindings {
+            SourceApi::V02(b) => drive(timeout, b.sam_plugin_collector().session().call_estimate(store, self.session)),
+            SourceApi::V01(b) => drive(timeout, b.sam_plugin_collector().session().call_estimate(store, self.session)),
+        };
         self.inst.finish_trap(out).ok().flatten()
     }
 
@@ -301,7 +327,7 @@ impl SourceSession {
 /// An open filter plugin. `Send`; not shared between threads.
 pub struct FilterInstance {
     pub(super) inst: Instance,
-    pub(super) bindings: Filter,
+    pub(super) bindings: FilterApi,
     pub(super) filter: ResourceAny,
 }
 
@@ -318,8 +344,11 @@ impl FilterInstance {
         }
         let wit: Vec<_> = examples.iter().map(validate::to_wit).collect();
         self.inst.arm()?;
-        let api = self.bindings.sam_plugin_judge().filter();
-        let out = drive(self.inst.timeout, api.call_evaluate(&mut self.inst.store, self.filter, &wit));
+        let (store, timeout) = (&mut self.inst.store, self.inst.timeout);
+        let out = match &self.bindings {
+            FilterApi::V02(b) => drive(timeout, b.sam_plugin_judge().filter().call_evaluate(store, self.filter, &wit)),
+            FilterApi::V01(b) => drive(timeout, b.sam_plugin_judge().filter().call_evaluate(store, self.filter, &wit)),
+        };
         let verdicts = self.inst.finish(out)?;
         let mut verdicts = validate::verdicts(verdicts, examples.len()).map_err(|what| self.inst.malformed(what))?;
         let text = &self.inst.store.data().text;

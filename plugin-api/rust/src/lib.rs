@@ -34,7 +34,7 @@ pub mod source {
 
     pub use self::exports::sam::plugin::collector::{Batch, Guest, GuestSession, Session};
     pub use self::sam::plugin::types::{Discard, Example, Kind, Message, Role};
-    pub use self::sam::plugin::{git, log, sqlite};
+    pub use self::sam::plugin::{git, llm, log, sqlite};
 
     /// A user turn.
     pub fn user(content: impl Into<String>) -> Message {

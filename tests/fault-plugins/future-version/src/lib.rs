@@ -1,4 +1,4 @@
-//! A filter built against a future, incompatible interface version (`sam:plugin@0.2.0`, a copy
+//! A filter built against a future, incompatible interface version (`sam:plugin@0.3.0`, a copy
 //! of the WIT with only the version changed): the host must refuse to load it.
 wit_bindgen::generate!({ world: "filter", path: "wit" });
 
