@@ -12,6 +12,13 @@
 #
 #   bench/train_vs_mlxlm.sh                 # both vocabularies
 #   ITERS=30 VOCABS="151936" bench/train_vs_mlxlm.sh
+#   SMOLLM2=1 bench/train_vs_mlxlm.sh       # the real SmolLM2-135M-Instruct (its Q4_1 GGUF made a
+#                                           # Hugging Face directory first: mlx-lm reads no GGUF),
+#                                           # q/k/v/o of the top 16 layers, sequences up to 512
+#
+# Both tools get OpenBLAS with the same kernels: brain chooses them by the CPU's instruction
+# sets (OPENBLAS_CORETYPE, see host/mlx/src/sys.rs) and mlx-lm is given the same choice, since
+# OpenBLAS on its own takes its oldest kernels on a CPU it does not recognize.
 #
 # Prints a table: tokens/s (trained tokens per second of training time, the first SKIP steps
 # left out; best of REPEAT runs per tool, the tools alternating, since other work on the machine
@@ -23,10 +30,14 @@ cd "$(dirname "$0")/.."
 OUT=bench/out/train
 mkdir -p "$OUT"
 VOCABS=${VOCABS:-"151936 1024"}
+[ -n "${SMOLLM2:-}" ] && VOCABS=smollm2
 SKIP=${SKIP:-2}
 REPEAT=${REPEAT:-3}
 OPENBLAS=${OPENBLAS:-/usr/lib/x86_64-linux-gnu/libopenblas.so.0}
-python3 -c "import mlx_lm" 2>/dev/null || { echo "needs python3 with mlx-lm (pip install 'mlx[cpu]==0.32.4' 'mlx-lm==0.32.2')"; exit 1; }
+PY=${PY:-$(bash tests/reference-env.sh | tail -1)}
+"$PY" -c "import mlx_lm" 2>/dev/null || { echo "needs python3 with mlx-lm (pip install 'mlx[cpu]==0.32.4' 'mlx-lm==0.32.2')"; exit 1; }
+if grep -qw avx512bw /proc/cpuinfo; then CORE=SkylakeX; elif grep -qw avx2 /proc/cpuinfo; then CORE=Haswell; else CORE=; fi
+export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-$CORE}
 
 cargo build --release -q -p brain-train --example train --example init_tiny
 BIN=$PWD/target/release/examples
@@ -56,17 +67,28 @@ YAML
 
 printf "\n%-8s %-10s %10s %8s %11s %8s %10s %9s %11s %11s\n" vocab tool "tokens/s" ratio "tok/CPU-s" ratio "MLX peak" "peak RSS" "first loss" "val before"
 for V in $VOCABS; do
-    ITERS=${ITERS:-$([ "$V" -gt 50000 ] && echo 20 || echo 50)}
+    IT=${ITERS:-$(case "$V" in smollm2) echo 10 ;; 151936) echo 20 ;; *) echo 50 ;; esac)}
     M=$OUT/model-$V
-    [ -f "$M/model.safetensors" ] || "$BIN/init_tiny" "$M" --hidden 256 --layers 4 --heads 4 --kv-heads 2 \
-        --intermediate 1024 --tokenizer-vocab 1024 --vocab "$V" > /dev/null
-    COMMON=(--model "$M" --data "$DATA" --iters "$ITERS" --batch-size 4 --learning-rate 1e-5 --num-layers -1
-            --max-seq-length 92 --steps-per-report 1 --steps-per-eval 100000 --save-every 100000)
+    LAYERS=-1 MAXLEN=92
+    if [ "$V" = smollm2 ]; then
+        M=$OUT/model-smollm2 LAYERS=16 MAXLEN=512
+        if [ ! -f "$M/model.safetensors" ]; then
+            gguf="${XDG_CACHE_HOME:-$HOME/.cache}/sam-brain/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+            [ -f "$gguf" ] || cargo test -q -p brain-train --test gguf real_smollm2 > /dev/null
+            cargo build -q --release -p brain
+            "$BIN/train" --model "$gguf" --data "$DATA" --iters 1 --batch-size 1 --num-layers 1 --adapter-path "$OUT/seed-adapter" > /dev/null
+            target/release/brain fuse --model "$gguf" --adapter "$OUT/seed-adapter" --out "$M" --dequantize --dtype float32 -q
+        fi
+    elif [ ! -f "$M/model.safetensors" ]; then
+        "$BIN/init_tiny" "$M" --hidden 256 --layers 4 --heads 4 --kv-heads 2 --intermediate 1024 --tokenizer-vocab 1024 --vocab "$V" > /dev/null
+    fi
+    COMMON=(--model "$M" --data "$DATA" --iters "$IT" --batch-size 4 --learning-rate 1e-5 --num-layers "$LAYERS"
+            --max-seq-length "$MAXLEN" --steps-per-report 1 --steps-per-eval 100000 --save-every 100000)
     for i in $(seq "$REPEAT"); do
         rm -rf "$OUT/ours-$V" "$OUT/mlxlm-$V"
         /usr/bin/time -v "$BIN/train" "${COMMON[@]}" --val-batches 0 --adapter-path "$OUT/ours-$V" \
             --bench-skip "$SKIP" 2> "$OUT/ours-$V-$i.log" | tail -1 > "$OUT/ours-$V-$i.json" || { cat "$OUT/ours-$V-$i.log"; exit 1; }
-        LD_PRELOAD=$OPENBLAS /usr/bin/time -v python3 bench/train_mlxlm_driver.py "$SKIP" --train "${COMMON[@]}" \
+        LD_PRELOAD=$OPENBLAS /usr/bin/time -v "$PY" bench/train_mlxlm_driver.py "$SKIP" --train "${COMMON[@]}" \
             --val-batches -1 -c "$OUT/lora.yaml" --adapter-path "$OUT/mlxlm-$V" 2> "$OUT/mlxlm-$V-$i.log" \
             | tail -1 > "$OUT/mlxlm-$V-$i.json" || { cat "$OUT/mlxlm-$V-$i.log"; exit 1; }
     done

@@ -239,6 +239,7 @@ fn preload_openblas() -> bool {
     if std::env::var("BRAIN_MLX_NO_OPENBLAS").is_ok_and(|v| v == "1") {
         return false; // for benchmarks and debugging: keep the wheel's reference BLAS
     }
+    choose_openblas_core();
     for name in ["libopenblas.so.0", "libopenblas.so"] {
         // SAFETY: loading a system BLAS library; its initializers are benign.
         if let Ok(lib) = unsafe { Library::open(Some(name), RTLD_NOW | RTLD_GLOBAL) } {
@@ -252,6 +253,33 @@ fn preload_openblas() -> bool {
     );
     false
 }
+
+/// The OpenBLAS kernels for this CPU, by its instruction sets, unless `OPENBLAS_CORETYPE` is
+/// set. OpenBLAS picks its kernels from the CPUID family and model when it loads; a CPU it does
+/// not know — a newer one, or a VM that reports a generic "Intel Xeon Processor" — gets its
+/// oldest x86-64 kernels (Prescott, SSE3), ~3.5× slower here (bench/mlx_ops.sh: 1024³ f32
+/// matmul 42 → 146 GFLOP/s on an AVX-512 VM). The kernels chosen need only the features checked.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn choose_openblas_core() {
+    if std::env::var_os("OPENBLAS_CORETYPE").is_some() {
+        return;
+    }
+    use std::arch::is_x86_feature_detected as has;
+    let avx512 = has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512dq") && has!("avx512cd");
+    let core = if avx512 {
+        "SkylakeX"
+    } else if has!("avx2") && has!("fma") {
+        "Haswell"
+    } else {
+        return;
+    };
+    // Set before OpenBLAS is loaded, the only time it reads it. The bridge loads once, under
+    // the OnceLock of `bridge()`, before MLX starts any thread.
+    std::env::set_var("OPENBLAS_CORETYPE", core);
+}
+
+#[cfg(all(target_os = "linux", not(target_arch = "x86_64")))]
+fn choose_openblas_core() {}
 
 #[cfg(not(target_os = "linux"))]
 fn preload_openblas() -> bool {
