@@ -9,7 +9,7 @@
 //! Every rank gets `MLX_RANK` and `MLX_HOSTFILE` (the ring's addresses), which
 //! brain-train's `distributed::world` reads. Each line a rank prints is prefixed with its rank.
 //! When a rank fails, the others are stopped (a peer waiting in an all-reduce would wait
-//! forever), and the exit code is the first failing rank's.
+//! forever), and the exit code is the worst of the ranks that ended on their own.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -176,51 +176,63 @@ fn relay(stream: impl std::io::Read + Send + 'static, rank: usize, to_stderr: bo
     })
 }
 
-/// Waits for every rank; when one fails, stops the others. Returns the exit code: the first
-/// failing rank's, else success.
+/// Waits for every rank; when one fails, stops the others. Returns the worst exit code of the
+/// ranks that ended on their own (a signal counts as 128 + its number), success when all did.
 fn supervise(children: &mut [Child]) -> anyhow::Result<ExitCode> {
-    let mut done: Vec<Option<std::process::ExitStatus>> = vec![None; children.len()];
-    let mut failed: Option<(usize, std::process::ExitStatus)> = None;
+    let n = children.len();
+    let mut done: Vec<Option<std::process::ExitStatus>> = vec![None; n];
+    let mut stopped = vec![false; n];
+    let mut failed = false;
     while done.iter().any(Option::is_none) {
-        for (i, c) in children.iter_mut().enumerate() {
+        for i in 0..n {
             if done[i].is_some() {
                 continue;
             }
-            if let Some(status) = c.try_wait().with_context(|| format!("waiting for rank {i}"))? {
-                done[i] = Some(status);
-                if !status.success() && failed.is_none() {
-                    failed = Some((i, status));
-                    // A rank that died takes its peers' connections down with it: report every
-                    // rank that has already ended badly (the cause is among them), then stop the rest.
-                    for (j, other) in children_except(children, i) {
-                        if let Ok(Some(s)) = other.try_wait() {
-                            done[j] = Some(s);
-                            if !s.success() {
-                                eprintln!("brain launch: rank {j} {}", describe(s));
-                            }
-                        }
-                    }
-                    eprintln!("brain launch: rank {i} {}; stopping the other ranks", describe(status));
-                    for (j, other) in children_except(children, i) {
-                        if done[j].is_none() {
-                            let _ = other.kill();
-                            tracing::info!("stopped rank {j}");
-                        }
-                    }
-                    break;
+            let Some(status) = children[i].try_wait().with_context(|| format!("waiting for rank {i}"))? else { continue };
+            done[i] = Some(status);
+            if status.success() || failed {
+                continue;
+            }
+            failed = true;
+            // A rank that died takes its peers' connections down with it: report every rank
+            // that has already ended badly (the cause is among them), then stop the rest.
+            for j in 0..n {
+                if j == i || done[j].is_some() {
+                    continue;
                 }
+                if let Ok(Some(s)) = children[j].try_wait() {
+                    done[j] = Some(s);
+                    if !s.success() {
+                        eprintln!("brain launch: rank {j} {}", describe(s));
+                    }
+                }
+            }
+            eprintln!("brain launch: rank {i} {}; stopping the other ranks", describe(status));
+            for j in 0..n {
+                if done[j].is_some() {
+                    continue;
+                }
+                let _ = children[j].kill();
+                stopped[j] = true;
+                tracing::info!("stopped rank {j}");
             }
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    match failed {
-        None => Ok(ExitCode::SUCCESS),
-        Some((_, status)) => Ok(ExitCode::from(status.code().and_then(|c| u8::try_from(c).ok()).filter(|c| *c != 0).unwrap_or(1))),
-    }
+    let worst = done.iter().zip(&stopped).filter(|(_, s)| !**s).filter_map(|(d, _)| d.map(code_of)).max().unwrap_or(0);
+    Ok(ExitCode::from(u8::try_from(worst.clamp(0, 255)).unwrap_or(1)))
 }
 
-fn children_except(children: &mut [Child], skip: usize) -> impl Iterator<Item = (usize, &mut Child)> {
-    children.iter_mut().enumerate().filter(move |(j, _)| *j != skip)
+/// A process's exit code, or 128 + the signal that ended it (as a shell reports it).
+fn code_of(status: std::process::ExitStatus) -> i32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            return 128 + sig;
+        }
+    }
+    status.code().unwrap_or(1)
 }
 
 fn describe(status: std::process::ExitStatus) -> String {
