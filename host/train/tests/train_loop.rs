@@ -35,7 +35,7 @@ fn overfits_sixteen_examples() {
         model: dir,
         data,
         adapter_path: td.path().join("run"),
-        iters: 150,
+        iters: 250,
         batch_size: 16,
         learning_rate: 3e-3,
         num_layers: -1,
@@ -54,7 +54,8 @@ fn overfits_sixteen_examples() {
     // Below 0.2 (it was 0.1 when `<|im_end|>` ended the trained span): the tied random embedding
     // makes each position predict its own input token, and the `\n` the template writes after
     // `<|im_end|>` — trained now that the mask follows the template — is the one target LoRA alone
-    // learns slowly (measured: 0.18 at 150 updates; 0.036 with that target left out).
+    // learns slowly (measured: 0.18–0.20 at 150 updates, by the BLAS kernels' rounding; 0.036
+    // with that target left out). 250 updates leave it well below the bound.
     assert!(last < 0.2, "final train loss {last} (first {})", losses[0].1);
     assert_eq!(r.run.stop, StopReason::Completed);
     assert!(r.run.adapter_file.exists());

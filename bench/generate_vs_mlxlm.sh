@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Generation speed on the real SmolLM2-135M-Instruct, side by side in one run: `brain generate`
+# and `mlx_lm generate` (0.32.2, same MLX 0.32.4 CPU build, OpenBLAS with the same kernels) on the
+# same float32 Hugging Face directory (its Q4_1 GGUF made one, as bench/train_vs_mlxlm.sh does),
+# greedy, one prompt of a few hundred tokens, 128 new tokens: prompt tokens/s (prefill) and
+# decoding tokens/s, best of REPEAT runs each; and the decoding bound: the bytes of weights one
+# token reads ÷ the memory bandwidth measured here (one large copy).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPEAT=${REPEAT:-3}
+PY=${PY:-$(bash tests/reference-env.sh | tail -1)}
+OPENBLAS=${OPENBLAS:-/usr/lib/x86_64-linux-gnu/libopenblas.so.0}
+if grep -qw avx512bw /proc/cpuinfo; then CORE=SkylakeX; elif grep -qw avx2 /proc/cpuinfo; then CORE=Haswell; else CORE=; fi
+export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-$CORE}
+M=bench/out/train/model-smollm2
+if [ ! -f "$M/model.safetensors" ]; then
+    SMOLLM2=1 REPEAT=1 ITERS=3 SKIP=1 bash bench/train_vs_mlxlm.sh > /dev/null
+fi
+cargo build -q --release -p brain
+prompt="$(python3 -c "print(' '.join(['Explain how a version control system records each change, who made it, and why, and how a reviewer reads a diff.'] * 12))")"
+for i in $(seq "$REPEAT"); do
+    target/release/brain --json generate --model "$M" --no-adapter -p "$prompt" --max-tokens 128 --temp 0 \
+        | python3 -c "import json,sys; r=json.load(sys.stdin); print(f\"brain   prompt {r['prompt_tokens']} tok at {r['prompt_tps']:.1f} tok/s, decode {r['generation_tokens']} tok at {r['generation_tps']:.1f} tok/s, peak {r['peak_memory']:.2f} GB\")"
+    LD_PRELOAD=$OPENBLAS "$PY" -m mlx_lm generate --model "$M" --prompt "$prompt" --max-tokens 128 --temp 0 --verbose True 2>/dev/null \
+        | python3 -c "
+import re, sys
+t = sys.stdin.read()
+p = re.search(r'Prompt: (\d+) tokens, ([\d.]+) tokens-per-sec', t); g = re.search(r'Generation: (\d+) tokens, ([\d.]+) tokens-per-sec', t); m = re.search(r'Peak memory: ([\d.]+) GB', t)
+print(f'mlx-lm  prompt {p.group(1)} tok at {float(p.group(2)):.1f} tok/s, decode {g.group(1)} tok at {float(g.group(2)):.1f} tok/s, peak {float(m.group(1)):.2f} GB')"
+done
+python3 - "$M" <<'PY'
+import json, os, sys, time
+m = sys.argv[1]
+weights = os.path.getsize(os.path.join(m, "model.safetensors"))
+buf = bytearray(1 << 30)
+best = 0
+for _ in range(3):
+    t = time.perf_counter(); c = bytes(buf); dt = time.perf_counter() - t
+    best = max(best, 2 * len(buf) / dt)  # read + write
+print(f"decoding bound: {weights / 1e6:.0f} MB of weights per token at {best / 1e9:.1f} GB/s (one-thread copy) = {best / weights:.0f} tokens/s")
+PY
