@@ -8,8 +8,10 @@
 mod common;
 #[path = "support/fault_plugins.rs"]
 mod fault_plugins;
+#[path = "support/serve_client.rs"]
+mod serve_client;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -73,24 +75,7 @@ fn words(n: u64) -> String {
 }
 
 fn answer(stream: TcpStream, requests: &Mutex<Vec<(String, Value)>>, counter: &AtomicU64) {
-    let mut r = BufReader::new(stream.try_clone().unwrap());
-    let mut head = String::new();
-    let mut len = 0usize;
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap();
-        }
-        if line == "\r\n" {
-            break;
-        }
-        head.push_str(&line);
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).unwrap();
+    let Some((head, body)) = serve_client::read_request(&stream) else { return };
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let n = counter.fetch_add(1, Ordering::SeqCst);
     let prompt = body["messages"].to_string();

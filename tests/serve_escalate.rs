@@ -9,7 +9,7 @@ mod common;
 #[path = "support/serve_client.rs"]
 mod serve_client;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
@@ -148,20 +148,7 @@ fn anthropic_teacher(reply: Value) -> (String, Arc<Mutex<Vec<(String, String)>>>
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut s) = conn else { continue };
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            let (mut head, mut len) = (String::new(), 0);
-            loop {
-                let mut line = String::new();
-                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap();
-                }
-                head.push_str(&line);
-            }
-            let mut body = vec![0; len];
-            r.read_exact(&mut body).unwrap();
+            let Some((head, body)) = serve_client::read_request(&s) else { continue };
             log.lock().unwrap().push((head, String::from_utf8(body).unwrap()));
             let text = reply.to_string();
             let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}", text.len());

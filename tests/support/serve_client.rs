@@ -77,6 +77,29 @@ pub fn json_body(raw: &str) -> Value {
     serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{e}: {raw}"))
 }
 
+/// Reads one HTTP/1.1 request (as fake servers in tests receive it): the request line and
+/// headers, and the body of `content-length` bytes; None when the connection closes first.
+pub fn read_request(stream: &TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut r = BufReader::new(stream.try_clone().ok()?);
+    let (mut head, mut len) = (String::new(), 0usize);
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().ok()?;
+        }
+        head.push_str(&line);
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).ok()?;
+    Some((head, body))
+}
+
 /// A response header's value (case-insensitive name).
 pub fn header(raw: &str, name: &str) -> Option<String> {
     let head = raw.split("\r\n\r\n").next()?;
