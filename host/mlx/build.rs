@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const MLX_VERSION: &str = "0.32.4";
+/// The bridge's translation units (one shared library).
+const BRIDGE_SOURCES: [&str; 2] = ["src/bridge.cpp", "src/bridge_qmatmul.cpp"];
 const BRIDGE_NAME: &str = if cfg!(target_os = "macos") {
     "libbrain_mlx_bridge.dylib"
 } else {
@@ -25,7 +27,9 @@ const BRIDGE_NAME: &str = if cfg!(target_os = "macos") {
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=src/bridge.cpp");
+    for f in BRIDGE_SOURCES.iter().chain(["src/bridge_util.h"].iter()) {
+        println!("cargo:rerun-if-changed={f}");
+    }
     for var in ["MLX_DIR", "MLX_CUDA", "CXX", "PYTHON", "BRAIN_MLX_CACHE", "BRAIN_MLX_OPTIONAL"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -90,7 +94,7 @@ fn build(out_dir: &Path, bridge: &Path) -> Result<PathBuf, String> {
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
     let mut cmd = Command::new(&cxx);
     cmd.args(["-std=c++20", "-O3", "-fPIC", "-shared"])
-        .arg("src/bridge.cpp")
+        .args(BRIDGE_SOURCES)
         .arg(format!("-I{}", include.display()))
         .arg(format!("-L{}", lib.display()))
         .arg("-lmlx")
@@ -117,7 +121,7 @@ fn build(out_dir: &Path, bridge: &Path) -> Result<PathBuf, String> {
         let _ = std::fs::write(&tmp, stderr.as_bytes());
         let head: String = stderr.lines().take(20).collect::<Vec<_>>().join(" | ");
         return Err(format!(
-            "compiling src/bridge.cpp failed (full log: {}): {head}",
+            "compiling the bridge (src/bridge*.cpp) failed (full log: {}): {head}",
             tmp.display()
         ));
     }

@@ -1,7 +1,10 @@
 //! Benchmarks of the MLX binding (run by bench/mlx_ops.sh):
 //! matmul GFLOP/s, and the fused vs composed cross-entropy forward + backward.
 //!
-//! Usage: mlx_bench [matmul|ce|all] [--n N --h H --v V --reps R]
+//! Usage: mlx_bench [matmul|ce|qmm|all] [--n N --h H --v V --reps R]
+//!
+//! `qmm`: a 4-bit (group 64) 1536 x 8960 matrix (a Qwen2.5-1.5B MLP projection) times 1 and
+//! 512 rows: f32 BLAS on the dense copy, MLX's quantized_matmul, the bridge's CPU kernel.
 
 use std::time::Instant;
 
@@ -114,6 +117,30 @@ fn ce(n: i32, h: i32, v: i32, reps: i32) -> mlx::Result<()> {
     Ok(())
 }
 
+fn qmm(reps: i32) -> mlx::Result<()> {
+    use mlx::quantized::{quantize, quantized_matmul, quantized_matmul_cpu};
+    let (k, n) = (1536, 8960);
+    let w = mlx::random::normal(&[n, k], Dtype::Float32, 0.0, 0.02, None)?;
+    let q = quantize(&w, 64, 4)?;
+    let dense = q.dequantize()?;
+    mlx::eval([&dense, &q.weight, &q.scales, &q.biases])?;
+    let dense_t = dense.swapaxes(0, 1)?;
+    for m in [1, 512] {
+        let x = mlx::random::normal(&[m, k], Dtype::Float32, 0.0, 1.0, None)?;
+        x.eval()?;
+        let gf = 2.0 * m as f64 * k as f64 * n as f64 / 1e9;
+        let r = if m == 1 { reps * 10 } else { reps };
+        let mut row = |name: &str, s: f64| println!("qmm {m:>3}x{k} @ ({n}x{k})^T {name}: {:8.2} ms, {:6.1} GFLOP/s (CPU {:.2} ms)", s * 1e3, gf / s, last_cpu_ms());
+        let s = time(r, || x.matmul(&dense_t)?.eval())?;
+        row("f32 dense BLAS     ", s);
+        let s = time(if m == 1 { r } else { 1 }, || quantized_matmul(&x, &q.weight, &q.scales, Some(&q.biases), true, 64, 4)?.eval())?;
+        row("MLX quantized_matmul", s);
+        let s = time(r, || quantized_matmul_cpu(&x, &q.weight, &q.scales, &q.biases, true, 64, 4)?.eval())?;
+        row("bridge CPU kernel  ", s);
+    }
+    Ok(())
+}
+
 fn main() -> mlx::Result<()> {
     let info = mlx::init()?;
     println!(
@@ -130,6 +157,9 @@ fn main() -> mlx::Result<()> {
     }
     if what == "ce" || what == "all" {
         ce(arg("--n", 368), arg("--h", 256), arg("--v", 151936), reps)?;
+    }
+    if what == "qmm" || what == "all" {
+        qmm(reps)?;
     }
     Ok(())
 }

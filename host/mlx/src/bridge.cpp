@@ -37,12 +37,13 @@
 #include "mlx/mlx.h"
 #include "mlx/primitives.h"
 
-namespace mx = mlx::core;
+#include "bridge_util.h"
+
+using namespace mlxb;
 
 // Bumped whenever a signature below changes; the Rust side refuses a bridge of another ABI.
-#define MLXB_ABI 2
+#define MLXB_ABI 3
 
-using arr = mx::array*;
 
 struct mlxb_vec {
   std::vector<mx::array> v;
@@ -58,13 +59,6 @@ struct mlxb_st {
 typedef int (*mlxb_closure_fn)(void* ctx, const mlxb_vec* inputs, mlxb_vec* outputs);
 
 namespace {
-
-thread_local std::string g_last_error;
-
-// Thrown when a Rust callback reported failure; its own message is kept on the Rust side.
-struct CallbackError : std::runtime_error {
-  CallbackError() : std::runtime_error("callback into Rust failed") {}
-};
 
 const mx::Dtype kDtypes[] = {
     mx::bool_,   mx::uint8,   mx::uint16,  mx::uint32,  mx::uint64,
@@ -97,27 +91,6 @@ std::optional<mx::array> opt(const arr a) {
 
 mx::Device to_device(int type, int index) {
   return mx::Device(type == 1 ? mx::Device::gpu : mx::Device::cpu, index);
-}
-
-void set_out(arr* out, mx::array a) {
-  *out = new mx::array(std::move(a));
-}
-
-template <typename F>
-int guard(F&& f) {
-  try {
-    f();
-    return 0;
-  } catch (const CallbackError& e) {
-    g_last_error = e.what();
-    return 2;
-  } catch (const std::exception& e) {
-    g_last_error = e.what();
-    return 1;
-  } catch (...) {
-    g_last_error = "unknown C++ exception";
-    return 1;
-  }
 }
 
 std::function<std::vector<mx::array>(const std::vector<mx::array>&)> wrap_closure(
@@ -853,11 +826,14 @@ int mlxb_synchronize() {
 // std::threads over rows.
 // =============================================================================================
 
-namespace {
+namespace mlxb {
 
-using sgemm_fn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*,
-                          int, float, float*, int);
+thread_local std::string g_last_error;
+
+namespace {
 constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
+
+}  // namespace
 
 sgemm_fn find_sgemm() {
   static sgemm_fn fn = []() -> sgemm_fn {
@@ -874,7 +850,6 @@ sgemm_fn find_sgemm() {
   return fn;
 }
 
-// C[M,N] = alpha * op(A) op(B) + beta * C, row-major; falls back to plain loops without BLAS.
 void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
            const float* B, int ldb, float beta, float* C, int ldc) {
   if (M == 0 || N == 0) return;
@@ -896,6 +871,22 @@ void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, i
     }
   }
 }
+
+int num_threads() {
+  static int n = [] {
+    if (const char* e = std::getenv("BRAIN_MLX_THREADS")) {
+      int v = std::atoi(e);
+      if (v > 0) return v;
+    }
+    unsigned h = std::thread::hardware_concurrency();
+    return (int)std::max(1u, std::min(h, 64u));
+  }();
+  return n;
+}
+
+}  // namespace mlxb
+
+namespace {
 
 // Row kernels of the fused cross-entropy: max, sum of exp(x - ref), and in-place
 // scale * exp(x - ref). AVX2+FMA versions (8 lanes, a degree-7 polynomial exp with ~2 ulp error
@@ -998,36 +989,6 @@ float row_sum_exp(const float* x, int n, float ref) {
 void row_scaled_exp(float* x, int n, float ref, float scale) {
   MLXB_AVX2(row_scaled_exp_avx2(x, n, ref, scale));
   for (int i = 0; i < n; i++) x[i] = scale * std::exp(x[i] - ref);
-}
-
-int num_threads() {
-  static int n = [] {
-    if (const char* e = std::getenv("BRAIN_MLX_THREADS")) {
-      int v = std::atoi(e);
-      if (v > 0) return v;
-    }
-    unsigned h = std::thread::hardware_concurrency();
-    return (int)std::max(1u, std::min(h, 64u));
-  }();
-  return n;
-}
-
-// Runs fn(begin, end) over [0, n) split in contiguous blocks across threads.
-template <typename F>
-void parallel_rows(int n, F&& fn) {
-  int t = std::min(num_threads(), std::max(1, n / 4));
-  if (t <= 1) {
-    fn(0, n);
-    return;
-  }
-  std::vector<std::thread> pool;
-  int per = (n + t - 1) / t;
-  for (int i = 1; i < t; i++) {
-    int b = i * per, e = std::min(n, b + per);
-    if (b < e) pool.emplace_back([&fn, b, e] { fn(b, e); });
-  }
-  fn(0, std::min(n, per));
-  for (auto& th : pool) th.join();
 }
 
 int env_chunk() {

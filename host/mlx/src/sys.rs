@@ -18,7 +18,7 @@ pub(crate) type ClosureFn =
     unsafe extern "C" fn(ctx: *mut c_void, inputs: *const c_void, outputs: *mut c_void) -> c_int;
 
 /// The bridge ABI this crate was written against (bridge.cpp's MLXB_ABI).
-const ABI: c_int = 2;
+const ABI: c_int = 3;
 
 macro_rules! bridge_fns {
     ($( fn $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)? ; )*) => {
@@ -163,6 +163,7 @@ bridge_fns! {
 
     fn fused_cross_entropy(hidden: Arr, weight: Arr, targets: Arr, chunk: c_int, nll: *mut Arr, lse: *mut Arr) -> c_int;
     fn has_sgemm() -> c_int;
+    fn quantized_matmul_cpu(x: Arr, w: Arr, scales: Arr, biases: Arr, transpose: c_int, group: c_int, bits: c_int, out: *mut Arr) -> c_int;
 
     fn dist_is_available(backend: *const c_char) -> c_int;
     fn dist_init(strict: c_int, backend: *const c_char, rank: *mut c_int, size: *mut c_int) -> c_int;

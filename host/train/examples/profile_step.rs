@@ -1,5 +1,6 @@
 //! Time the parts of one LoRA step (forward, forward+backward, optimizer) on a model and a
-//! synthetic (4, 91) batch: `cargo run --release -p brain-train --example profile_step -- MODEL [REPS]`.
+//! synthetic (4, 91) batch: `cargo run --release -p brain-train --example profile_step -- MODEL [REPS] [auto|composed]`
+//! (both cross-entropy paths unless one is named).
 
 mod common;
 
@@ -30,7 +31,12 @@ fn main() -> anyhow::Result<()> {
     };
     let db = DeviceBatch::new(&b)?;
     let mut opt = AdamW::new(0.0);
-    for path in [CePath::Auto, CePath::Composed] {
+    let paths = match args.get(3).map(String::as_str) {
+        Some("auto") => vec![CePath::Auto],
+        Some("composed") => vec![CePath::Composed],
+        _ => vec![CePath::Auto, CePath::Composed],
+    };
+    for path in paths {
         let (mut tf, mut tb, mut to) = (0.0, 0.0, 0.0);
         let (mut cf, mut cb) = (0.0, 0.0);
         for r in 0..reps + 1 {

@@ -1,6 +1,6 @@
 //! Quantized models against MLX's own `mx.dequantize` (Python, the pinned reference
-//! environment) of the same packed weights: the dense weights `Model::load` makes on the CPU
-//! equal it, and the QLoRA model (weights kept packed) computes the logits of a dense model
+//! environment) of the same packed weights: the dense weights `Model::load` makes with `BRAIN_DEQUANTIZE=1`
+//! equal it, and the QLoRA model (weights kept packed, the bridge's CPU kernel) computes the logits of a dense model
 //! built from it. 4-bit groups of 32 and 8-bit groups of 64.
 
 mod common;
@@ -49,10 +49,11 @@ fn dequantized_and_qlora_weights_equal_mlx_dequantize() {
         assert_eq!(packed, 1 + 2 * 7, "embedding and every linear layer are packed");
         let reference: BTreeMap<String, Array> = mlx::io::load_safetensors(&reference_file).unwrap().tensors.into_iter().collect();
 
-        // Dense at load (the CPU path): every weight equals MLX's dequantize.
-        std::env::remove_var("BRAIN_KEEP_QUANTIZED");
+        // Dense at load (asked for on the CPU): every weight equals MLX's dequantize.
+        std::env::set_var("BRAIN_DEQUANTIZE", "1");
         let mut dense = Model::load(&qdir, Some(Dtype::Float32)).unwrap();
-        assert!(!dense.is_quantized(), "on the CPU a small quantized model is dequantized at load");
+        std::env::remove_var("BRAIN_DEQUANTIZE");
+        assert!(!dense.is_quantized(), "BRAIN_DEQUANTIZE=1 dequantizes at load");
         dense.full_fine_tune(-1).unwrap();
         let mut compared = 0;
         for (name, w) in dense.trainable_params() {
@@ -68,11 +69,10 @@ fn dequantized_and_qlora_weights_equal_mlx_dequantize() {
         }
         assert_eq!(compared, 2 * 7, "{bits}-bit: every linear weight compared");
 
-        // QLoRA (kept packed) computes what a dense model over MLX's dequantized weights does.
-        std::env::set_var("BRAIN_KEEP_QUANTIZED", "1");
+        // Kept packed (the CPU default for 4 and 8 bits: the bridge's kernel) computes what a
+        // dense model over MLX's dequantized weights does.
         let q = Model::load(&qdir, Some(Dtype::Float32)).unwrap();
-        std::env::remove_var("BRAIN_KEEP_QUANTIZED");
-        assert!(q.is_quantized());
+        assert!(q.is_quantized(), "4- and 8-bit weights stay packed on the CPU");
         let from_reference = Model::from_weights(&dense_dir, ModelConfig::load(&dense_dir).unwrap(), reference, Dtype::Float32).unwrap();
         let (lq, lr) = (q.logits(&ids).unwrap().to_vec::<f32>().unwrap(), from_reference.logits(&ids).unwrap().to_vec::<f32>().unwrap());
         let e = rel_err(&lq, &lr);

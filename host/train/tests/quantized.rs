@@ -23,10 +23,7 @@ fn four_bit_model_loads_matches_and_trains() {
     let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(qdir.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["quantization"], serde_json::json!({"group_size": 32, "bits": 4}));
 
-    // Training below loads through `Model::load`, which on the CPU would dequantize (see
-    // models/dense.rs); this test is about QLoRA, so keep the weights quantized (this binary
-    // holds only this test, so the variable reaches nothing else).
-    std::env::set_var("BRAIN_KEEP_QUANTIZED", "1");
+    // On the CPU 4-bit weights stay packed (the bridge's kernel; models/dense.rs).
     let q = Model::load(&qdir, Some(Dtype::Float32)).unwrap();
     assert!(q.is_quantized());
     let dense = mlx::io::load_safetensors(dense_dir.join("model.safetensors")).unwrap().tensors;
@@ -95,4 +92,77 @@ fn four_bit_model_loads_matches_and_trains() {
     assert_eq!(r.run.steps, 30);
     assert!(vals.iter().all(|v| v.is_finite()));
     assert!(vals.last().unwrap() < &(vals[0] - 0.5), "validation loss did not drop: {vals:?}");
+}
+
+/// LoRA gradients through the packed weights (the bridge's CPU kernel, backward included), with
+/// and without per-block checkpointing, equal those of the dense model over the same
+/// dequantized weights.
+#[test]
+fn lora_gradients_through_packed_weights_equal_the_dense_model() {
+    use brain_train::loss::{nll_sum, DeviceBatch};
+    use brain_train::models::Mode;
+    use mlx::loss::CePath;
+
+    let spec = TinySpec { hidden: 64, layers: 2, heads: 4, kv_heads: 2, intermediate: 128, tokenizer_vocab: 320, seed: 6, ..Default::default() };
+    let (td, dense_dir) = tiny(spec);
+    let qdir = td.path().join("q4");
+    quantize_model(&dense_dir, &qdir, 64, 4).unwrap();
+    let keys: Vec<String> = ["self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj"].map(String::from).to_vec();
+    let mut packed = Model::load_quantized(&qdir, Some(Dtype::Float32)).unwrap();
+    // The dense model over MLX's dequantization of the same packed weights.
+    let qst = mlx::io::load_safetensors(qdir.join("model.safetensors")).unwrap().tensors;
+    let mut deq: BTreeMap<String, Array> = BTreeMap::new();
+    for (name, w) in &qst {
+        let prefix = name.trim_end_matches(".weight");
+        if name.ends_with(".scales") || name.ends_with(".biases") {
+            continue;
+        }
+        let d = match qst.get(&format!("{prefix}.scales")) {
+            Some(s) => mlx::quantized::dequantize(w, s, Some(&qst[&format!("{prefix}.biases")]), 64, 4).unwrap(),
+            None => w.clone(),
+        };
+        deq.insert(name.clone(), d);
+    }
+    let cfg = brain_train::config::ModelConfig::load(&dense_dir).unwrap();
+    let mut dense = Model::from_weights(&dense_dir, cfg, deq, Dtype::Float32).unwrap();
+    assert!(packed.is_quantized() && !dense.is_quantized());
+    let ids: Vec<i32> = (0..2 * 24).map(|i| (i * 37 + 5) % 300).collect();
+    let batch = brain_train::data::Batch {
+        batch: 2,
+        len: 23,
+        inputs: (0..2).flat_map(|r| ids[r * 24..r * 24 + 23].to_vec()).collect(),
+        targets: (0..2).flat_map(|r| ids[r * 24 + 1..r * 24 + 24].to_vec()).collect(),
+        weights: vec![1.0; 2 * 23],
+        tokens: 2 * 23,
+    };
+    let db = DeviceBatch::new(&batch).unwrap();
+    let grads = |model: &mut Model| {
+        model.apply_lora(-1, &keys, 4, 20.0, 0.0, 3).unwrap();
+        // Nonzero B so that gradients reach A and the layers below.
+        let vals: Vec<Array> = model
+            .trainable_params()
+            .iter()
+            .enumerate()
+            .map(|(i, (_, a))| mlx::random::normal(&a.shape(), Dtype::Float32, 0.0, 0.1, Some(&mlx::random::key(i as u64).unwrap())).unwrap())
+            .collect();
+        model.set_trainable(vals);
+        let base: Vec<Array> = model.trainable_params().iter().map(|(_, a)| (*a).clone()).collect();
+        let refs: Vec<&Array> = base.iter().collect();
+        let argnums: Vec<i32> = (0..refs.len() as i32).collect();
+        let m: &Model = model;
+        let (v, g) = mlx::value_and_grad(|xs: &[Array]| Ok(vec![nll_sum(m, &m.with_trainable(xs), &db, Mode::default(), CePath::Auto)?]), &refs, &argnums).unwrap();
+        (v[0].item::<f32>().unwrap(), g.iter().flat_map(|g| g.to_vec::<f32>().unwrap()).collect::<Vec<f32>>())
+    };
+    let (ld, gd) = grads(&mut dense);
+    let (lq, gq) = grads(&mut packed);
+    assert!((ld - lq).abs() <= 1e-4 * ld.abs(), "loss: dense {ld} vs packed {lq}");
+    let e = rel_err(&gq, &gd);
+    assert!(e < 1e-4, "LoRA gradients, packed vs dense: rel err {e}");
+    assert!(gq.iter().map(|x| x.abs()).sum::<f32>() > 0.0);
+    let mut fresh = Model::load_quantized(&qdir, Some(Dtype::Float32)).unwrap();
+    fresh.grad_checkpoint = true;
+    let (lc, gc) = grads(&mut fresh);
+    assert!((lc - lq).abs() <= 1e-6 * lq.abs(), "checkpointed loss {lc} vs {lq}");
+    let e = rel_err(&gc, &gq);
+    assert!(e < 1e-5, "checkpointed gradients: rel err {e}");
 }

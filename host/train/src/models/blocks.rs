@@ -8,7 +8,7 @@
 //! `mlx::checkpoint` with its parameters as inputs.
 
 use mlx::fast::{self, SdpaMask};
-use mlx::quantized::quantized_matmul;
+use mlx::quantized::{quantized_matmul, quantized_matmul_cpu};
 use mlx::Array;
 
 use crate::config::ModelConfig;
@@ -22,6 +22,9 @@ pub(crate) struct QSpec {
     pub biases: usize,
     pub group: i32,
     pub bits: i32,
+    /// Multiply with the bridge's CPU kernel (a CPU device, 2/4/8 bits) instead of MLX's
+    /// `quantized_matmul`, whose CPU version is a scalar loop (see `mlx::quantized_matmul_cpu`).
+    pub cpu_kernel: bool,
 }
 
 /// LoRA beside a linear layer: `y += scale * dropout(x) @ a @ b`, `a` (in, r), `b` (r, out).
@@ -54,7 +57,11 @@ impl LinearSpec {
     pub(crate) fn forward(&self, p: &[Array], x: &Array, mode: Mode) -> mlx::Result<Array> {
         let mut y = match (self.q, self.bias) {
             (Some(q), bias) => {
-                let y = quantized_matmul(x, &p[self.w], &p[q.scales], Some(&p[q.biases]), true, q.group, q.bits)?;
+                let y = if q.cpu_kernel {
+                    quantized_matmul_cpu(x, &p[self.w], &p[q.scales], &p[q.biases], true, q.group, q.bits)?
+                } else {
+                    quantized_matmul(x, &p[self.w], &p[q.scales], Some(&p[q.biases]), true, q.group, q.bits)?
+                };
                 match bias {
                     Some(b) => y.add(&p[b])?,
                     None => y,

@@ -61,6 +61,8 @@ struct Loader<'a> {
     dir: &'a Path,
     dtype: Dtype,
     quant: Option<&'a crate::config::Quantization>,
+    /// The default device is the CPU (quantized layers use the bridge's CPU kernel).
+    cpu: bool,
 }
 
 impl Loader<'_> {
@@ -78,7 +80,7 @@ impl Loader<'_> {
             let (group, bits) = q.for_layer(prefix);
             let scales = self.take(&format!("{prefix}.scales"), params)?;
             let biases = self.take(&format!("{prefix}.biases"), params)?;
-            Some(QSpec { scales, biases, group, bits })
+            Some(QSpec { scales, biases, group, bits, cpu_kernel: self.cpu && matches!(bits, 2 | 4 | 8) })
         } else {
             None
         };
@@ -141,8 +143,8 @@ impl Model {
     /// file or `ollama:NAME[:TAG]` (see [`crate::source`]). `dtype`: compute dtype (None:
     /// [`default_dtype`] of the stored weights).
     ///
-    /// Quantized weights stay quantized (QLoRA) on a GPU; on the CPU they are dequantized once
-    /// when the dense copy fits (see `dense.rs` for why).
+    /// Quantized weights stay quantized (QLoRA); on the CPU only widths the bridge's kernel
+    /// lacks (3, 5, 6 bits) are dequantized once when the dense copy fits (see `dense.rs`).
     pub fn load(model: &Path, dtype: Option<Dtype>) -> Result<Self> {
         Self::load_with(model, dtype, true)
     }
@@ -184,7 +186,8 @@ impl Model {
         let layout = layout(&config, rope_factors.as_deref()).map_err(|m| model_err(origin, m))?;
         let mut params = Params::default();
         let quant = config.quantization.clone();
-        let mut ld = Loader { raw: &mut raw, dir: origin, dtype, quant: quant.as_ref() };
+        let cpu = !mlx::device::default_device()?.is_gpu();
+        let mut ld = Loader { raw: &mut raw, dir: origin, dtype, quant: quant.as_ref(), cpu };
         let e = ld.linear("model.embed_tokens", false, &mut params)?;
         let mut blocks = Vec::new();
         for l in 0..config.num_hidden_layers {

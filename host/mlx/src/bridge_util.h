@@ -1,0 +1,80 @@
+// What the bridge's translation units share: error reporting across the C boundary, output
+// handles, and the CPU helpers the custom primitives use (BLAS sgemm, a row-parallel loop).
+#pragma once
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mlx/mlx.h"
+
+namespace mx = mlx::core;
+
+using arr = mx::array*;
+
+namespace mlxb {
+
+// The message of the last error on this thread (read by `mlxb_last_error`).
+extern thread_local std::string g_last_error;
+
+// Thrown when a Rust callback reported failure; its own message is kept on the Rust side.
+struct CallbackError : std::runtime_error {
+  CallbackError() : std::runtime_error("callback into Rust failed") {}
+};
+
+inline void set_out(arr* out, mx::array a) {
+  *out = new mx::array(std::move(a));
+}
+
+// Runs `f`, turning every exception into a status: 0 ok, 1 error, 2 a Rust callback failed.
+template <typename F>
+int guard(F&& f) {
+  try {
+    f();
+    return 0;
+  } catch (const CallbackError& e) {
+    g_last_error = e.what();
+    return 2;
+  } catch (const std::exception& e) {
+    g_last_error = e.what();
+    return 1;
+  } catch (...) {
+    g_last_error = "unknown C++ exception";
+    return 1;
+  }
+}
+
+using sgemm_fn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*,
+                          int, float, float*, int);
+
+// cblas_sgemm as MLX resolved it (OpenBLAS when preloaded), or null.
+sgemm_fn find_sgemm();
+
+// C[M,N] = alpha * op(A) op(B) + beta * C, row-major; falls back to plain loops without BLAS.
+void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+           const float* B, int ldb, float beta, float* C, int ldc);
+
+// Threads for the bridge's own loops: BRAIN_MLX_THREADS, else the hardware's (at most 64).
+int num_threads();
+
+// Runs fn(begin, end) over [0, n) split in contiguous blocks across threads.
+template <typename F>
+void parallel_rows(int n, F&& fn) {
+  int t = std::min(num_threads(), std::max(1, n / 4));
+  if (t <= 1) {
+    fn(0, n);
+    return;
+  }
+  std::vector<std::thread> pool;
+  int per = (n + t - 1) / t;
+  for (int i = 1; i < t; i++) {
+    int b = i * per, e = std::min(n, b + per);
+    if (b < e) pool.emplace_back([&fn, b, e] { fn(b, e); });
+  }
+  fn(0, std::min(n, per));
+  for (auto& th : pool) th.join();
+}
+
+}  // namespace mlxb
