@@ -872,6 +872,16 @@ void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, i
   }
 }
 
+bool use_avx2() {
+#if defined(__x86_64__)
+  static bool on = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                   std::getenv("BRAIN_MLX_NO_AVX2") == nullptr;
+  return on;
+#else
+  return false;
+#endif
+}
+
 int num_threads() {
   static int n = [] {
     if (const char* e = std::getenv("BRAIN_MLX_THREADS")) {
@@ -893,25 +903,6 @@ namespace {
 // on [-87, 88]) are picked at run time; the scalar versions use std::exp.
 
 #if defined(__x86_64__)
-__attribute__((target("avx2,fma"))) inline __m256 exp8(__m256 x) {
-  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-  x = _mm256_min_ps(x, _mm256_set1_ps(88.0f));
-  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187045e-06f), r);
-  __m256 p = _mm256_set1_ps(1.0f / 5040);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
 __attribute__((target("avx2,fma"))) float hsum8(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -961,11 +952,6 @@ __attribute__((target("avx2,fma"))) void row_scaled_exp_avx2(float* x, int n, fl
   for (; i < n; i++) x[i] = scale * std::exp(x[i] - ref);
 }
 
-bool use_avx2() {
-  static bool on = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                   std::getenv("BRAIN_MLX_NO_AVX2") == nullptr;
-  return on;
-}
 #define MLXB_AVX2(call) \
   if (use_avx2()) return call
 #else

@@ -168,23 +168,18 @@ __attribute__((target("avx2,fma"))) void direct_avx2(const Packed& p, const floa
   if (M <= 4 && p.bits == 8) return direct_avx2_bits<8>(p, x, xs, M, y, n0, n1);
   MLXB_DISPATCH_BITS(p.bits, direct_rows<B>(p, x, xs, M, y, n0, n1));
 }
-bool has_avx2() {
-  static bool on = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                   std::getenv("BRAIN_MLX_NO_AVX2") == nullptr;
-  return on;
-}
 #endif
 
 void unpack(const Packed& p, int n0, int n1, float* out) {
 #if defined(__x86_64__)
-  if (has_avx2()) return unpack_avx2(p, n0, n1, out);
+  if (use_avx2()) return unpack_avx2(p, n0, n1, out);
 #endif
   MLXB_DISPATCH_BITS(p.bits, unpack_rows<B>(p, n0, n1, out));
 }
 
 void direct(const Packed& p, const float* x, const float* xs, int M, float* y, int n0, int n1) {
 #if defined(__x86_64__)
-  if (has_avx2()) return direct_avx2(p, x, xs, M, y, n0, n1);
+  if (use_avx2()) return direct_avx2(p, x, xs, M, y, n0, n1);
 #endif
   MLXB_DISPATCH_BITS(p.bits, direct_rows<B>(p, x, xs, M, y, n0, n1));
 }

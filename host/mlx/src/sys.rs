@@ -163,6 +163,7 @@ bridge_fns! {
 
     fn fused_cross_entropy(hidden: Arr, weight: Arr, targets: Arr, chunk: c_int, nll: *mut Arr, lse: *mut Arr) -> c_int;
     fn has_sgemm() -> c_int;
+    fn swiglu(g: Arr, u: Arr, out: *mut Arr) -> c_int;
     fn quantized_matmul_cpu(x: Arr, w: Arr, scales: Arr, biases: Arr, transpose: c_int, group: c_int, bits: c_int, out: *mut Arr) -> c_int;
 
     fn dist_is_available(backend: *const c_char) -> c_int;

@@ -379,3 +379,28 @@ fn memory_and_devices() {
     mlx::device::synchronize().unwrap();
     assert_eq!(mlx::bridge_version().unwrap(), mlx::VERSION);
 }
+
+#[test]
+fn fused_swiglu_matches_composed_ops_and_their_gradients() {
+    // 70,003 elements: several threads' ranges and a scalar tail; values over a wide range.
+    let (g, _) = rand_arr(&[7, 10_001], 41);
+    let g = g.mul(8.0f32).unwrap();
+    let (u, _) = rand_arr(&[7, 10_001], 42);
+    let (c, _) = rand_arr(&[7, 10_001], 43);
+    let fused = |a: &[Array]| Ok(vec![mlx::fast::swiglu(&a[0], &a[1])?.mul(&c)?.sum_all()?]);
+    let composed = |a: &[Array]| Ok(vec![a[0].silu()?.mul(&a[1])?.mul(&c)?.sum_all()?]);
+    let y = mlx::fast::swiglu(&g, &u).unwrap();
+    assert_close(&vals(&y), &vals(&g.silu().unwrap().mul(&u).unwrap()), 1e-6, "forward");
+    let (v1, g1) = mlx::value_and_grad(fused, &[&g, &u], &[0, 1]).unwrap();
+    let (v2, g2) = mlx::value_and_grad(composed, &[&g, &u], &[0, 1]).unwrap();
+    assert_close(&vals(&v1[0]), &vals(&v2[0]), 1e-5, "value");
+    assert_close(&vals(&g1[0]), &vals(&g2[0]), 1e-5, "d gate");
+    assert_close(&vals(&g1[1]), &vals(&g2[1]), 1e-6, "d up");
+    // Only d up wanted; a bfloat16 gate comes back in bfloat16.
+    let (_, gu) = mlx::value_and_grad(fused, &[&g, &u], &[1]).unwrap();
+    assert_close(&vals(&gu[0]), &vals(&g2[1]), 1e-6, "d up alone");
+    let y16 = mlx::fast::swiglu(&g.as_type(mlx::Dtype::Bfloat16).unwrap(), &u).unwrap();
+    assert_eq!(y16.dtype(), mlx::Dtype::Bfloat16);
+    let e = mlx::fast::swiglu(&g, &c.reshape(&[10_001, 7]).unwrap()).unwrap_err().to_string();
+    assert!(e.contains("differ in shape"), "{e}");
+}

@@ -251,7 +251,7 @@ fn attention(s: &BlockSpec, d: &Dims, x: &Array, p: &[Array], mode: Mode, cache:
 fn mlp(s: &BlockSpec, x: &Array, p: &[Array], mode: Mode) -> mlx::Result<Array> {
     let g = s.lin[4].forward(p, x, mode)?;
     let u = s.lin[5].forward(p, x, mode)?;
-    s.lin[6].forward(p, &g.silu()?.mul(&u)?, mode)
+    s.lin[6].forward(p, &fast::swiglu(&g, &u)?, mode)
 }
 
 /// Pre-norm block: `h + attn(norm(h))`, then `h + mlp(norm(h))`. With `cache` (incremental
