@@ -8,9 +8,10 @@
 #                                 # per-block gradient checkpointing (MLX peak, peak RSS), mlx-lm's
 #                                 # own trainer at MLXLM_LENS (default 512; each of its steps takes
 #                                 # many minutes on a CPU: MLX's CPU quantized matmul is a scalar loop)
-#   bench/real_shapes.sh speed    # LoRA updates on the 0.6B shape, batch 1 x SPEED_LEN (256) tokens:
+#   bench/real_shapes.sh speed    # LoRA updates on the 0.6B shape, batch 1 x SPEED_LEN (128) tokens:
 #                                 # seconds per update of both tools (bench/train_mlxlm_driver.py for
-#                                 # mlx-lm), the first SKIP updates left out
+#                                 # mlx-lm, no validation pass: each costs it minutes), the first SKIP
+#                                 # updates left out
 #
 # Both tools run MLX 0.32.4's CPU build with OpenBLAS and the same kernels (see train_vs_mlxlm.sh).
 set -euo pipefail
@@ -67,7 +68,7 @@ if [ "$WHAT" = memory ]; then
     done
 elif [ "$WHAT" = speed ]; then
     M=$OUT/qwen3-0.6b-4bit
-    L=${SPEED_LEN:-256}
+    L=${SPEED_LEN:-128}
     SKIP=${SKIP:-1}
     cat > "$OUT/lora.yaml" <<'YAML'
 lora_parameters:
@@ -81,7 +82,7 @@ YAML
     /usr/bin/time -v "$BIN/train" "${COMMON[@]}" --iters "${ITERS:-6}" --val-batches 1 --adapter-path "$OUT/speed-ours" \
         --bench-skip "$SKIP" > "$OUT/speed-ours.json" 2> "$OUT/speed-ours.log" || { tail "$OUT/speed-ours.log"; exit 1; }
     LD_PRELOAD=$OPENBLAS /usr/bin/time -v "$PY" bench/train_mlxlm_driver.py "$SKIP" --train "${COMMON[@]}" \
-        --iters "${MLXLM_ITERS:-3}" --val-batches 1 -c "$OUT/lora.yaml" --adapter-path "$OUT/speed-mlxlm" \
+        --iters "${MLXLM_ITERS:-3}" --val-batches 0 -c "$OUT/lora.yaml" --adapter-path "$OUT/speed-mlxlm" \
         > "$OUT/speed-mlxlm.json" 2> "$OUT/speed-mlxlm.log" || { tail "$OUT/speed-mlxlm.log"; exit 1; }
     python3 - "$OUT" "$L" <<'PY'
 import json, sys
@@ -90,7 +91,7 @@ a = json.loads(open(f"{out}/speed-ours.json").read().strip().splitlines()[-1])
 b = json.loads(open(f"{out}/speed-mlxlm.json").read().strip().splitlines()[-1])
 for name, r in (("sam-brain", a), ("mlx-lm 0.32.2", b)):
     print(f"{name:<14} {r['tokens_per_second']:8.2f} tokens/s = {(L - 1) / r['tokens_per_second']:7.1f} s/update, "
-          f"MLX peak {r['peak_memory_gb']:.2f} GB, first loss {r['first_loss']:.4f}, validation {r['val_loss_before']:.4f}")
+          f"MLX peak {r['peak_memory_gb']:.2f} GB, first loss {r['first_loss']:.4f}")
 print(f"per update: sam-brain {a['tokens_per_second'] / b['tokens_per_second']:.1f}x mlx-lm")
 PY
 fi

@@ -281,8 +281,7 @@ impl Generator {
     fn last_logits(&self, h: &Array) -> Result<Array> {
         let l = h.dim(1);
         let last = h.slice_axis(1, l - 1, l)?.reshape(&[1, -1])?;
-        let w = self.model.head_weight(&self.model.params.values);
-        Ok(last.matmul(&w.swapaxes(0, 1)?)?.reshape(&[-1])?.as_type(Dtype::Float32)?)
+        Ok(self.model.head_logits(&last)?.reshape(&[-1])?.as_type(Dtype::Float32)?)
     }
 
     /// Generate from prompt ids. `on_text` receives the text as it grows (pieces that do not end

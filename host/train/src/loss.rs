@@ -31,7 +31,7 @@ impl DeviceBatch {
 /// Sum of the NLL of the trained tokens (f32 scalar) with parameter values `p`.
 pub fn nll_sum(model: &Model, p: &[Array], batch: &DeviceBatch, mode: Mode, path: CePath) -> mlx::Result<Array> {
     let h = model.hidden(p, &batch.inputs, mode)?;
-    let w = model.head_weight(p);
+    let w = model.head_weight(p)?;
     let opts = CeOptions { weights: Some(&batch.weights), path, ..Default::default() };
     mlx::loss::cross_entropy(&h, &w, &batch.targets, opts)?.sum_all()
 }

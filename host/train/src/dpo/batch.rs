@@ -54,7 +54,7 @@ impl PairBatch {
 /// Per-token masked NLL (2B, L) and the summed log-prob of each row's response (2B,).
 pub fn sequence_logps(model: &Model, p: &[Array], batch: &DeviceBatch, mode: Mode, path: CePath) -> mlx::Result<(Array, Array)> {
     let h = model.hidden(p, &batch.inputs, mode)?;
-    let w = model.head_weight(p);
+    let w = model.head_weight(p)?;
     let nll = mlx::loss::cross_entropy(&h, &w, &batch.targets, CeOptions { weights: Some(&batch.weights), path, ..Default::default() })?;
     let logps = nll.sum(&[1], false)?.neg()?;
     Ok((nll, logps))

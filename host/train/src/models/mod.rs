@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use mlx::fast;
-use mlx::quantized::dequantize;
+use mlx::quantized::{dequantize, quantized_matmul_cpu};
 use mlx::{Array, Dtype};
 
 use crate::cache::KvCache;
@@ -110,8 +110,9 @@ pub struct Model {
     blocks: Vec<Block>,
     norm: usize,
     head: Option<LinearSpec>,
-    /// Dense output projection (V, H) when the stored one is quantized (dequantized once).
-    head_dense: Option<Array>,
+    /// Dense output projection (V, H) when the stored one is quantized: made (once) the first
+    /// time the loss needs it, so generation, which multiplies the packed matrix, never holds it.
+    head_dense: std::cell::OnceCell<Array>,
     dims: Dims,
 }
 
@@ -231,7 +232,7 @@ impl Model {
             eps: config.rms_norm_eps,
             rope: layout.rope,
         };
-        let mut m = Model {
+        let m = Model {
             config,
             params,
             dtype,
@@ -242,18 +243,10 @@ impl Model {
             blocks,
             norm,
             head,
-            head_dense: None,
+            head_dense: std::cell::OnceCell::new(),
             dims,
         };
-        let hq = match &m.head {
-            Some(h) => h.q.map(|q| (h.w, q)),
-            None => m.embed_q.map(|q| (m.embed, q)),
-        };
-        if let Some((w, q)) = hq {
-            let p = &m.params.values;
-            m.head_dense = Some(dequantize(&p[w], &p[q.scales], Some(&p[q.biases]), q.group, q.bits)?.as_type(dtype)?);
-        }
-        mlx::eval(m.params.values.iter().chain(m.head_dense.iter()))?;
+        mlx::eval(m.params.values.iter())?;
         Ok(m)
     }
 
@@ -318,22 +311,43 @@ impl Model {
         fast::rms_norm(&h, Some(&p[self.norm]), self.dims.eps)
     }
 
-    /// The output projection (V, H) as a dense matrix (tied embedding or lm_head).
-    pub fn head_weight(&self, p: &[Array]) -> Array {
-        if let Some(d) = &self.head_dense {
-            return d.clone();
-        }
+    /// The output projection's parameter index and quantization (tied embedding or lm_head).
+    fn head_matrix(&self) -> (usize, Option<QSpec>) {
         match &self.head {
-            Some(h) => p[h.w].clone(),
-            None => p[self.embed].clone(),
+            Some(h) => (h.w, h.q),
+            None => (self.embed, self.embed_q),
+        }
+    }
+
+    /// The output projection (V, H) as a dense matrix (tied embedding or lm_head); a quantized
+    /// one is dequantized the first time and kept.
+    pub fn head_weight(&self, p: &[Array]) -> mlx::Result<Array> {
+        let (w, q) = self.head_matrix();
+        let Some(q) = q else { return Ok(p[w].clone()) };
+        if let Some(d) = self.head_dense.get() {
+            return Ok(d.clone());
+        }
+        let v = &self.params.values;
+        let d = dequantize(&v[w], &v[q.scales], Some(&v[q.biases]), q.group, q.bits)?.as_type(self.dtype)?;
+        d.eval()?;
+        Ok(self.head_dense.get_or_init(|| d).clone())
+    }
+
+    /// Logits (..., V) of final hidden states (..., H) with the current parameters: a packed
+    /// output matrix is multiplied as it is (the bridge's kernel on the CPU), which for decoding
+    /// reads an eighth of the bytes of its dense copy.
+    pub fn head_logits(&self, h: &Array) -> mlx::Result<Array> {
+        let p = &self.params.values;
+        match self.head_matrix() {
+            (w, Some(q)) if q.cpu_kernel => quantized_matmul_cpu(h, &p[w], &p[q.scales], &p[q.biases], true, q.group, q.bits),
+            _ => h.matmul(&self.head_weight(p)?.swapaxes(-1, -2)?),
         }
     }
 
     /// Logits (B, L, V) for int32 ids (B, L), with the current parameters.
     pub fn logits(&self, ids: &Array) -> Result<Array> {
-        let p = &self.params.values;
-        let h = self.hidden(p, ids, Mode::default())?;
-        Ok(h.matmul(&self.head_weight(p).swapaxes(-1, -2)?)?)
+        let h = self.hidden(&self.params.values, ids, Mode::default())?;
+        Ok(self.head_logits(&h)?)
     }
 
     /// Add LoRA (rank `rank`, absolute `scale`, `dropout`) to the linear layers named by `keys`
