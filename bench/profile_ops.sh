@@ -21,7 +21,7 @@ cargo build --release -q -p brain-train --example profile_step
 OUT=bench/out/profile
 mkdir -p "$OUT"
 perf record -q -F 999 -o "$OUT/perf.data" target/release/examples/profile_step "$M" "$REPS" auto 2>&1 | grep Auto
-perf report -i "$OUT/perf.data" --no-children --sort tid,dso,sym --stdio 2> /dev/null > "$OUT/report.txt"
+perf report -i "$OUT/perf.data" --no-children --sort pid,dso,sym --stdio 2> /dev/null > "$OUT/report.txt"
 python3 - "$OUT/report.txt" <<'PY'
 import re, sys
 from collections import defaultdict
