@@ -171,7 +171,10 @@ pub fn fuse(args: &FuseArgs) -> Result<FuseReport> {
         let q = quant.as_ref().expect("checked above");
         let (group, bits) = q.for_layer(prefix);
         let get = |s: &str| tensors.get(&format!("{prefix}.{s}")).ok_or_else(|| model_err(base, format!("{prefix}.{s} is missing")));
-        Ok(mlx::quantized::dequantize(get("weight")?, get("scales")?, Some(get("biases")?), group, bits)?)
+        // In f32 (then cast to the output dtype): with f16/bf16 scales MLX would return the
+        // weights rounded to that dtype, while llama.cpp and the CPU kernel compute in f32.
+        let (s, b) = (get("scales")?.as_type(Dtype::Float32)?, get("biases")?.as_type(Dtype::Float32)?);
+        Ok(mlx::quantized::dequantize(get("weight")?, &s, Some(&b), group, bits)?)
     };
 
     let adapter_file = args.adapter_path.join(ADAPTER_FILE);
