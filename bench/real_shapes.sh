@@ -8,10 +8,10 @@
 #                                 # per-block gradient checkpointing (MLX peak, peak RSS), mlx-lm's
 #                                 # own trainer at MLXLM_LENS (default 512; each of its steps takes
 #                                 # many minutes on a CPU: MLX's CPU quantized matmul is a scalar loop)
-#   bench/real_shapes.sh speed    # LoRA updates on the 0.6B shape, batch 1 x SPEED_LEN (128) tokens:
-#                                 # seconds per update of both tools (bench/train_mlxlm_driver.py for
-#                                 # mlx-lm, no validation pass: each costs it minutes), the first SKIP
-#                                 # updates left out
+#   bench/real_shapes.sh speed    # LoRA updates on the 0.6B shape, batch SPEED_BATCH (4) x SPEED_LEN
+#                                 # (128) tokens, ITERS (6) updates, the first SKIP (1) left out:
+#                                 # brain on the 4-bit model, mlx-lm on its f32 copy (and on the 4-bit
+#                                 # model with MLXLM_4BIT=1), REPEAT (2) alternating runs
 #
 # Both tools run MLX 0.32.4's CPU build with OpenBLAS and the same kernels (see train_vs_mlxlm.sh).
 set -euo pipefail
@@ -31,7 +31,7 @@ if [ ! -f "$TOK/tokenizer.json" ]; then
     mkdir -p "$(dirname "$(dirname "$TOK")")" && mv "$tmp" "$(dirname "$(dirname "$TOK")")"
 fi
 "$PY" bench/make_shapes.py "$OUT" "$TOK" qwen2.5-1.5b qwen3-0.6b
-if [ ! -f "$OUT/data/train.jsonl" ]; then
+if [ "$(wc -l < "$OUT/data/valid.jsonl" 2>/dev/null || echo 0)" -lt 8 ]; then
     python3 - "$OUT/data" <<'PY'
 import json, os, random, sys
 d = sys.argv[1]; os.makedirs(d, exist_ok=True)
@@ -41,8 +41,8 @@ words = ("the a model token loss train data value function return error test mem
          "we you it is was will can should code file line commit branch merge review quality").split()
 para = lambda n: " ".join(random.choice(words) for _ in range(n)).capitalize() + "."
 open(f"{d}/train.jsonl", "w").writelines(json.dumps({"text": para(2600)}) + "\n" for _ in range(8))
-for n in ("valid", "test"):
-    open(f"{d}/{n}.jsonl", "w").writelines(json.dumps({"text": para(2600)}) + "\n" for _ in range(2))
+for n in ("valid", "test"):  # mlx-lm wants at least a batch of each
+    open(f"{d}/{n}.jsonl", "w").writelines(json.dumps({"text": para(2600)}) + "\n" for _ in range(8))
 PY
 fi
 cargo build --release -q -p brain-train --example train
@@ -67,7 +67,12 @@ if [ "$WHAT" = memory ]; then
             "$OUT/mlxlm-$L.json" "$L" "$(rss "$OUT/mlxlm-$L.log")"
     done
 elif [ "$WHAT" = speed ]; then
+    # brain on the 4-bit model (packed, the bridge's kernel); mlx-lm on its float32 copy (its
+    # fastest CPU path: the same OpenBLAS) and, with MLXLM_4BIT=1, on the 4-bit model itself
+    # (MLX's CPU quantized matmul: many minutes per update).
     M=$OUT/qwen3-0.6b-4bit
+    F=$OUT/qwen3-0.6b-f32
+    [ -f "$F/model.safetensors" ] || "$PY" -m mlx_lm convert --hf-path "$M" --mlx-path "$F" -d --dtype float32 > /dev/null
     L=${SPEED_LEN:-128}
     SKIP=${SKIP:-1}
     cat > "$OUT/lora.yaml" <<'YAML'
@@ -77,21 +82,30 @@ lora_parameters:
   dropout: 0.0
   keys: ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"]
 YAML
-    COMMON=(--model "$M" --data "$OUT/data" --batch-size 1 --learning-rate 1e-5 --num-layers 16
+    COMMON=(--data "$OUT/data" --batch-size "${SPEED_BATCH:-4}" --learning-rate 1e-5 --num-layers 16
             --max-seq-length "$L" --steps-per-report 1 --steps-per-eval 100000 --save-every 100000)
-    /usr/bin/time -v "$BIN/train" "${COMMON[@]}" --iters "${ITERS:-6}" --val-batches 1 --adapter-path "$OUT/speed-ours" \
-        --bench-skip "$SKIP" > "$OUT/speed-ours.json" 2> "$OUT/speed-ours.log" || { tail "$OUT/speed-ours.log"; exit 1; }
-    LD_PRELOAD=$OPENBLAS /usr/bin/time -v "$PY" bench/train_mlxlm_driver.py "$SKIP" --train "${COMMON[@]}" \
-        --iters "${MLXLM_ITERS:-3}" --val-batches 0 -c "$OUT/lora.yaml" --adapter-path "$OUT/speed-mlxlm" \
-        > "$OUT/speed-mlxlm.json" 2> "$OUT/speed-mlxlm.log" || { tail "$OUT/speed-mlxlm.log"; exit 1; }
-    python3 - "$OUT" "$L" <<'PY'
-import json, sys
-out, L = sys.argv[1], int(sys.argv[2])
-a = json.loads(open(f"{out}/speed-ours.json").read().strip().splitlines()[-1])
-b = json.loads(open(f"{out}/speed-mlxlm.json").read().strip().splitlines()[-1])
-for name, r in (("sam-brain", a), ("mlx-lm 0.32.2", b)):
-    print(f"{name:<14} {r['tokens_per_second']:8.2f} tokens/s = {(L - 1) / r['tokens_per_second']:7.1f} s/update, "
-          f"MLX peak {r['peak_memory_gb']:.2f} GB, first loss {r['first_loss']:.4f}")
-print(f"per update: sam-brain {a['tokens_per_second'] / b['tokens_per_second']:.1f}x mlx-lm")
+    runs=("sam-brain 4-bit:ours:$M" "mlx-lm f32 copy:mlxlm:$F")
+    [ -n "${MLXLM_4BIT:-}" ] && runs+=("mlx-lm 4-bit:mlxlm:$M")
+    for i in $(seq "${REPEAT:-2}"); do
+        for r in "${runs[@]}"; do
+            IFS=: read -r name tool model <<< "$r"
+            log="$OUT/speed-$tool-$(basename "$model")-$i"
+            if [ "$tool" = ours ]; then
+                /usr/bin/time -v "$BIN/train" --model "$model" "${COMMON[@]}" --iters "${ITERS:-6}" --val-batches 1 \
+                    --adapter-path "$OUT/speed-adapters" --bench-skip "$SKIP" > "$log.json" 2> "$log.log" || { tail "$log.log"; exit 1; }
+            else
+                LD_PRELOAD=$OPENBLAS /usr/bin/time -v "$PY" bench/train_mlxlm_driver.py "$SKIP" --train --model "$model" "${COMMON[@]}" \
+                    --iters "${ITERS:-6}" --val-batches 1 -c "$OUT/lora.yaml" --adapter-path "$OUT/speed-adapters" \
+                    > "$log.json" 2> "$log.log" || { tail "$log.log"; exit 1; }
+            fi
+            python3 - "$log" "$name" "$i" <<'PY'
+import json, re, sys
+log, name, i = sys.argv[1:]
+r = json.loads(open(log + ".json").read().strip().splitlines()[-1])
+rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", open(log + ".log").read()).group(1)) / 1048576
+print(f"run {i}  {name:<16} {r['tokens_per_second']:8.1f} tokens/s  {r['tokens_per_cpu_second']:7.1f} tokens/CPU-s  "
+      f"MLX peak {r['peak_memory_gb']:.2f} GB  RSS {rss:.2f} GB  first loss {r['first_loss']:.4f}  validation {r['val_loss_before']:.4f}")
 PY
+        done
+    done
 fi

@@ -130,7 +130,7 @@ fn qmm(reps: i32) -> mlx::Result<()> {
         x.eval()?;
         let gf = 2.0 * m as f64 * k as f64 * n as f64 / 1e9;
         let r = if m == 1 { reps * 10 } else { reps };
-        let mut row = |name: &str, s: f64| println!("qmm {m:>3}x{k} @ ({n}x{k})^T {name}: {:8.2} ms, {:6.1} GFLOP/s (CPU {:.2} ms)", s * 1e3, gf / s, last_cpu_ms());
+        let row = |name: &str, s: f64| println!("qmm {m:>3}x{k} @ ({n}x{k})^T {name}: {:8.2} ms, {:6.1} GFLOP/s (CPU {:.2} ms)", s * 1e3, gf / s, last_cpu_ms());
         let s = time(r, || x.matmul(&dense_t)?.eval())?;
         row("f32 dense BLAS     ", s);
         let s = time(if m == 1 { r } else { 1 }, || quantized_matmul(&x, &q.weight, &q.scales, Some(&q.biases), true, 64, 4)?.eval())?;
