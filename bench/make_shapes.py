@@ -14,7 +14,7 @@ from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx.utils import tree_flatten, tree_map_with_path, tree_unflatten
+from mlx.utils import tree_flatten, tree_map_with_path
 from mlx_lm.models import qwen2, qwen3
 
 SHAPES = {
@@ -53,5 +53,4 @@ for name in sys.argv[3:]:
     (d / "config.json").write_text(json.dumps(config, indent=2))
     for f in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(tok / f, d / f)
-    n = sum(v.size for k, v in weights.items() if not k.endswith((".scales", ".biases")))
     print(f"{d}: {len(weights)} tensors, {(d / 'model.safetensors').stat().st_size / 1e9:.2f} GB")

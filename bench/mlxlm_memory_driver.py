@@ -8,7 +8,7 @@ import json, sys, time, types
 
 import mlx.core as mx
 import mlx.optimizers as optim
-from mlx_lm.tuner.datasets import load_dataset
+from mlx_lm.tuner.datasets import CacheDataset, load_dataset
 from mlx_lm.tuner.trainer import TrainingArgs, train
 from mlx_lm.tuner.utils import linear_to_lora_layers
 from mlx_lm.utils import load
@@ -20,7 +20,6 @@ keys = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o
 linear_to_lora_layers(model, layers, {"rank": 8, "scale": 20.0, "dropout": 0.0, "keys": keys})
 args = types.SimpleNamespace(data=data, train=True, test=False, hf_dataset=None, mask_prompt=False)
 train_set, _, _ = load_dataset(args, tok)
-from mlx_lm.tuner.datasets import CacheDataset
 mx.reset_peak_memory()
 t0 = time.time()
 train(model, optim.Adam(learning_rate=1e-5), CacheDataset(train_set), None,

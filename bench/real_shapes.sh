@@ -32,18 +32,7 @@ if [ ! -f "$TOK/tokenizer.json" ]; then
 fi
 "$PY" bench/make_shapes.py "$OUT" "$TOK" qwen2.5-1.5b qwen3-0.6b
 if [ "$(wc -l < "$OUT/data/valid.jsonl" 2>/dev/null || echo 0)" -lt 8 ]; then
-    python3 - "$OUT/data" <<'PY'
-import json, os, random, sys
-d = sys.argv[1]; os.makedirs(d, exist_ok=True)
-random.seed(1)
-words = ("the a model token loss train data value function return error test memory batch layer "
-         "weight gradient step rate cosine warmup adapter rank scale matrix vector sum mean log exp "
-         "we you it is was will can should code file line commit branch merge review quality").split()
-para = lambda n: " ".join(random.choice(words) for _ in range(n)).capitalize() + "."
-open(f"{d}/train.jsonl", "w").writelines(json.dumps({"text": para(2600)}) + "\n" for _ in range(8))
-for n in ("valid", "test"):  # mlx-lm wants at least a batch of each
-    open(f"{d}/{n}.jsonl", "w").writelines(json.dumps({"text": para(2600)}) + "\n" for _ in range(8))
-PY
+    python3 bench/text_data.py "$OUT/data" 1 2600 8 distinct
 fi
 cargo build --release -q -p brain-train --example train
 BIN=$PWD/target/release/examples
@@ -57,7 +46,7 @@ if [ "$WHAT" = memory ]; then
             --max-seq-length "$L" --grad-checkpoint --val-batches 1 --steps-per-report 1 --steps-per-eval 100000 \
             --save-every 100000 --bench-skip 1 --adapter-path "$OUT/brain-adapters-$L" \
             > "$OUT/brain-$L.json" 2> "$OUT/brain-$L.log" || { tail "$OUT/brain-$L.log"; exit 1; }
-        python3 -c "import json,sys; r=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1]); print(f\"{sys.argv[2]:<8} {'sam-brain (grad checkpoint)':<28} {r['peak_memory_gb']:8.2f}GB {sys.argv[3]:>7}GB {r['seconds_per_step'] if 'seconds_per_step' in r else 1 / max(r['tokens_per_second'], 1e-9) * (int(sys.argv[2]) - 1):12.1f}\")" \
+        python3 -c "import json,sys; r=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1]); print(f\"{sys.argv[2]:<8} {'sam-brain (grad checkpoint)':<28} {r['peak_memory_gb']:8.2f}GB {sys.argv[3]:>7}GB {(int(sys.argv[2]) - 1) / r['tokens_per_second']:12.1f}\")" \
             "$OUT/brain-$L.json" "$L" "$(rss "$OUT/brain-$L.log")"
     done
     for L in ${MLXLM_LENS:-512}; do

@@ -44,19 +44,7 @@ BIN=$PWD/target/release/examples
 
 # Data: one training text (repeated), eight validation texts; all longer than 92 tokens.
 DATA=$OUT/data
-python3 - "$DATA" <<'PY'
-import json, os, random, sys
-d = sys.argv[1]; os.makedirs(d, exist_ok=True)
-random.seed(0)
-words = ("the a model token loss train data value function return error test memory batch layer "
-         "weight gradient step rate cosine warmup adapter rank scale matrix vector sum mean log exp "
-         "we you it is was will can should code file line commit branch merge review quality").split()
-para = lambda: " ".join(random.choice(words) for _ in range(160)).capitalize() + "."
-t = para()
-open(f"{d}/train.jsonl", "w").writelines(json.dumps({"text": t}) + "\n" for _ in range(64))
-for n in ("valid", "test"):
-    open(f"{d}/{n}.jsonl", "w").writelines(json.dumps({"text": para()}) + "\n" for _ in range(8))
-PY
+python3 bench/text_data.py "$DATA" 0 160 64 same
 cat > "$OUT/lora.yaml" <<'YAML'
 lora_parameters:
   rank: 8

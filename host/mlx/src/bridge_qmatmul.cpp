@@ -153,12 +153,7 @@ __attribute__((target("avx2,fma"))) void direct_avx2_bits(const Packed& p, const
         bias_part[m] += br[g] * xsum[(size_t)m * groups + g];
       }
     }
-    for (int m = 0; m < M; m++) {
-      __m128 h = _mm_add_ps(_mm256_castps256_ps128(tot[m]), _mm256_extractf128_ps(tot[m], 1));
-      h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-      h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
-      y[(size_t)m * p.N + n] = _mm_cvtss_f32(h) + bias_part[m];
-    }
+    for (int m = 0; m < M; m++) y[(size_t)m * p.N + n] = hsum8(tot[m]) + bias_part[m];
   }
 }
 
@@ -186,10 +181,7 @@ __attribute__((target("avx2,fma"))) void direct_avx2_q4_one_row(const Packed& p,
       tot = _mm256_fmadd_ps(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])), _mm256_set1_ps(sr[g]), tot);
       bias_part += br[g] * xsum[g];
     }
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(tot), _mm256_extractf128_ps(tot, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
-    y[n] = _mm_cvtss_f32(h) + bias_part;
+    y[n] = hsum8(tot) + bias_part;
   }
 }
 

@@ -65,7 +65,9 @@ pub fn scaled_dot_product_attention(q: &Array, k: &Array, v: &Array, scale: f32,
 /// threads; MLX's composed ops take ~20% of a small model's LoRA step there, mostly a scalar
 /// sigmoid), elsewhere MLX's ops. Differentiable w.r.t. both.
 pub fn swiglu(g: &Array, u: &Array) -> Result<Array> {
-    if crate::device::default_device()?.is_gpu() || std::env::var_os("BRAIN_MLX_COMPOSED_SWIGLU").is_some() {
+    static COMPOSED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let composed = *COMPOSED.get_or_init(|| std::env::var_os("BRAIN_MLX_COMPOSED_SWIGLU").is_some());
+    if composed || crate::device::default_device()?.is_gpu() {
         return g.silu()?.mul(u);
     }
     out(|b, o| unsafe { (b.swiglu)(g.raw(), u.raw(), o) })

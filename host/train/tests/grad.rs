@@ -96,13 +96,7 @@ fn gradient_checkpointing_gives_the_same_loss_and_gradients() {
     let mut model = Model::load(&dir, Some(Dtype::Float32)).unwrap();
     let keys: Vec<String> = ["self_attn.q_proj", "self_attn.k_proj", "mlp.up_proj"].map(String::from).to_vec();
     model.apply_lora(-1, &keys, 4, 20.0, 0.1, 1).unwrap();
-    let vals: Vec<Array> = model
-        .trainable_params()
-        .iter()
-        .enumerate()
-        .map(|(i, (_, a))| mlx::random::normal(&a.shape(), Dtype::Float32, 0.0, 0.1, Some(&mlx::random::key(i as u64).unwrap())).unwrap())
-        .collect();
-    model.set_trainable(vals);
+    common::randomize_trainable(&mut model);
     let ex = tok.encode_chat(&[Message::new("user", "hi there"), Message::new("assistant", "hello, friend")]).unwrap();
     let batch = collate(&[&ex, &ex], tok.pad_id);
     let db = DeviceBatch::new(&batch).unwrap();

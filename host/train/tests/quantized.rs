@@ -138,14 +138,7 @@ fn lora_gradients_through_packed_weights_equal_the_dense_model() {
     let db = DeviceBatch::new(&batch).unwrap();
     let grads = |model: &mut Model| {
         model.apply_lora(-1, &keys, 4, 20.0, 0.0, 3).unwrap();
-        // Nonzero B so that gradients reach A and the layers below.
-        let vals: Vec<Array> = model
-            .trainable_params()
-            .iter()
-            .enumerate()
-            .map(|(i, (_, a))| mlx::random::normal(&a.shape(), Dtype::Float32, 0.0, 0.1, Some(&mlx::random::key(i as u64).unwrap())).unwrap())
-            .collect();
-        model.set_trainable(vals);
+        common::randomize_trainable(model);
         let base: Vec<Array> = model.trainable_params().iter().map(|(_, a)| (*a).clone()).collect();
         let refs: Vec<&Array> = base.iter().collect();
         let argnums: Vec<i32> = (0..refs.len() as i32).collect();

@@ -15,6 +15,18 @@ pub fn tiny(spec: TinySpec) -> (tempfile::TempDir, PathBuf) {
     (td, dir)
 }
 
+/// Give every trainable (LoRA) parameter values ~ N(0, 0.1), seeded by its index: a nonzero
+/// B, so gradients reach A and the layers below.
+pub fn randomize_trainable(model: &mut brain_train::models::Model) {
+    let vals: Vec<mlx::Array> = model
+        .trainable_params()
+        .iter()
+        .enumerate()
+        .map(|(i, (_, a))| mlx::random::normal(&a.shape(), mlx::Dtype::Float32, 0.0, 0.1, Some(&mlx::random::key(i as u64).unwrap())).unwrap())
+        .collect();
+    model.set_trainable(vals);
+}
+
 pub fn small_spec() -> TinySpec {
     TinySpec { hidden: 32, layers: 2, heads: 4, kv_heads: 2, intermediate: 64, tokenizer_vocab: 320, init_std: 0.05, seed: 7, ..Default::default() }
 }
