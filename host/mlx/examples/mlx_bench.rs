@@ -1,7 +1,7 @@
 //! Benchmarks of the MLX binding (run by bench/mlx_ops.sh):
 //! matmul GFLOP/s, and the fused vs composed cross-entropy forward + backward.
 //!
-//! Usage: mlx_bench [matmul|ce|qmm|all] [--n N --h H --v V --reps R]
+//! Usage: mlx_bench [matmul|ce|qmm|attn|all] [--n N --h H --v V --reps R]
 //!
 //! `qmm`: a 4-bit (group 64) 1536 x 8960 matrix (a Qwen2.5-1.5B MLP projection) times 1 and
 //! 512 rows: f32 BLAS on the dense copy, MLX's quantized_matmul, the bridge's CPU kernel.
@@ -141,6 +141,41 @@ fn qmm(reps: i32) -> mlx::Result<()> {
     Ok(())
 }
 
+/// Causal grouped-query attention forward, and forward + backward (vjp w.r.t. q, k, v): MLX's
+/// composed `scaled_dot_product_attention` vs the bridge's fused kernel, at a SmolLM2 training
+/// shape (4 rows of 167 tokens, 9 heads over 3 KV heads of 64), a Qwen2.5-1.5B one at 2,048
+/// tokens (12 over 2 of 128) and one decoding step against 2,048 cached positions.
+fn attn(reps: i32) -> mlx::Result<()> {
+    use mlx::fast::{attention_cpu, mlx_sdpa, SdpaMask};
+    for (b, h, kv, l, s, d) in [(4, 9, 3, 167, 167, 64), (1, 12, 2, 2048, 2048, 128), (1, 12, 2, 1, 2048, 128)] {
+        let q = mlx::random::normal(&[b, h, l, d], Dtype::Float32, 0.0, 1.0, None)?;
+        let k = mlx::random::normal(&[b, kv, s, d], Dtype::Float32, 0.0, 1.0, None)?;
+        let v = mlx::random::normal(&[b, kv, s, d], Dtype::Float32, 0.0, 1.0, None)?;
+        mlx::eval([&q, &k, &v])?;
+        let scale = 1.0 / (d as f32).sqrt();
+        let shape = format!("B{b} H{h}/{kv} L{l} S{s} D{d}");
+        for fused in [false, true] {
+            let name = if fused { "bridge fused" } else { "MLX composed" };
+            let f = |a: &[Array]| -> mlx::Result<Vec<Array>> {
+                let o = if fused { attention_cpu(&a[0], &a[1], &a[2], scale, true)? } else { mlx_sdpa(&a[0], &a[1], &a[2], scale, SdpaMask::Causal)? };
+                Ok(vec![o.sum_all()?])
+            };
+            let fwd = time(reps, || f(&[q.clone(), k.clone(), v.clone()])?[0].eval())?;
+            let fwd_cpu = last_cpu_ms();
+            let both = if l > 1 {
+                time(reps, || {
+                    let (_, g) = mlx::value_and_grad(f, &[&q, &k, &v], &[0, 1, 2])?;
+                    mlx::eval(g.iter())
+                })?
+            } else {
+                f64::NAN
+            };
+            println!("attn {shape:<28} {name}: forward {:8.2} ms (CPU {fwd_cpu:.2} ms), forward + backward {:8.2} ms", fwd * 1e3, both * 1e3);
+        }
+    }
+    Ok(())
+}
+
 fn main() -> mlx::Result<()> {
     let info = mlx::init()?;
     println!(
@@ -160,6 +195,9 @@ fn main() -> mlx::Result<()> {
     }
     if what == "qmm" || what == "all" {
         qmm(reps)?;
+    }
+    if what == "attn" || what == "all" {
+        attn(reps)?;
     }
     Ok(())
 }

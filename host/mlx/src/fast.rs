@@ -50,8 +50,23 @@ pub enum SdpaMask<'a> {
 }
 
 /// `softmax(q k^T * scale + mask) v` over (B, heads, L, D) inputs; `k`/`v` may have fewer
-/// heads than `q` (grouped-query attention).
+/// heads than `q` (grouped-query attention). On the CPU, without an array mask, this is the
+/// bridge's fused kernel ([`attention_cpu`]); `BRAIN_MLX_COMPOSED_ATTENTION` asks for MLX's own.
 pub fn scaled_dot_product_attention(q: &Array, k: &Array, v: &Array, scale: f32, mask: SdpaMask<'_>) -> Result<Array> {
+    static COMPOSED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let composed = *COMPOSED.get_or_init(|| std::env::var_os("BRAIN_MLX_COMPOSED_ATTENTION").is_some());
+    if !composed && q.ndim() == 4 && !crate::device::default_device()?.is_gpu() {
+        match mask {
+            SdpaMask::None => return attention_cpu(q, k, v, scale, false),
+            SdpaMask::Causal => return attention_cpu(q, k, v, scale, true),
+            SdpaMask::Array(_) => {}
+        }
+    }
+    mlx_sdpa(q, k, v, scale, mask)
+}
+
+/// MLX's own `scaled_dot_product_attention` (on the CPU: composed from generic ops).
+pub fn mlx_sdpa(q: &Array, k: &Array, v: &Array, scale: f32, mask: SdpaMask<'_>) -> Result<Array> {
     let (mode, arr) = match mask {
         SdpaMask::None => ("", None),
         SdpaMask::Causal => ("causal", None),
@@ -59,6 +74,16 @@ pub fn scaled_dot_product_attention(q: &Array, k: &Array, v: &Array, scale: f32,
     };
     let mode = CString::new(mode).unwrap();
     out(|b, o| unsafe { (b.sdpa)(q.raw(), k.raw(), v.raw(), scale, mode.as_ptr(), opt(arr), o) })
+}
+
+/// Grouped-query attention on the CPU as one primitive each way (the bridge's kernel): q (B, H,
+/// L, D), k and v (B, KV, S, D) with H a multiple of KV, optionally causal (aligned to the end
+/// when L < S). The matmuls go to BLAS once per KV head, the softmax is one vectorized pass, and
+/// only each row's log-sum-exp is kept for the backward pass, which recomputes the
+/// probabilities. MLX's composed CPU attention runs its exp as a scalar loop and keeps the whole
+/// (B, H, L, S) probability tensor for autodiff. Differentiable w.r.t. q, k and v.
+pub fn attention_cpu(q: &Array, k: &Array, v: &Array, scale: f32, causal: bool) -> Result<Array> {
+    out(|b, o| unsafe { (b.attention_cpu)(q.raw(), k.raw(), v.raw(), scale, causal as c_int, o) })
 }
 
 /// SwiGLU's gate `silu(g) * u`: on the CPU the bridge's fused kernel (one pass each way, AVX2,

@@ -18,7 +18,7 @@ pub(crate) type ClosureFn =
     unsafe extern "C" fn(ctx: *mut c_void, inputs: *const c_void, outputs: *mut c_void) -> c_int;
 
 /// The bridge ABI this crate was written against (bridge.cpp's MLXB_ABI).
-const ABI: c_int = 3;
+const ABI: c_int = 4;
 
 macro_rules! bridge_fns {
     ($( fn $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)? ; )*) => {
@@ -164,6 +164,7 @@ bridge_fns! {
     fn fused_cross_entropy(hidden: Arr, weight: Arr, targets: Arr, chunk: c_int, nll: *mut Arr, lse: *mut Arr) -> c_int;
     fn has_sgemm() -> c_int;
     fn swiglu(g: Arr, u: Arr, out: *mut Arr) -> c_int;
+    fn attention_cpu(q: Arr, k: Arr, v: Arr, scale: f32, causal: c_int, out: *mut Arr) -> c_int;
     fn quantized_matmul_cpu(x: Arr, w: Arr, scales: Arr, biases: Arr, transpose: c_int, group: c_int, bits: c_int, out: *mut Arr) -> c_int;
 
     fn dist_is_available(backend: *const c_char) -> c_int;
