@@ -57,7 +57,10 @@ pub(super) fn dequantize_all(config: &mut ModelConfig, raw: &mut BTreeMap<String
         let s = raw.remove(&format!("{prefix}.scales"));
         let b = raw.remove(&format!("{prefix}.biases"));
         if let (Some(w), Some(s)) = (w, s) {
-            let dense = dequantize(&w, &s, b.as_ref(), group, bits)?.as_type(dtype)?;
+            // In f32 (as the packed kernel computes), whatever the scales' precision.
+            let f32 = |a: &Array| a.as_type(Dtype::Float32);
+            let b = b.as_ref().map(f32).transpose()?;
+            let dense = dequantize(&w, &f32(&s)?, b.as_ref(), group, bits)?.as_type(dtype)?;
             mlx::eval([&dense])?;
             raw.insert(format!("{prefix}.weight"), dense);
         }
