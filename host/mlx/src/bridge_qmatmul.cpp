@@ -316,6 +316,57 @@ class QuantizedMatmulCpu : public mx::UnaryPrimitive {
   bool transpose_;
 };
 
+// The whole f32 matrix (N, K), written once: MLX's CPU `dequantize` is a chain of elementwise
+// ops whose intermediates (unpacked integers, then products) each take as much memory as the
+// result, which for a 151,936-row output projection adds ~1 GB to the peak.
+class DequantizeCpu : public mx::UnaryPrimitive {
+ public:
+  DequantizeCpu(mx::Stream st, int group, int bits) : mx::UnaryPrimitive(st), group_(group), bits_(bits) {}
+
+  // inputs: w (N, K * bits / 32) uint32, scales, biases (N, K / group) f32.
+  void eval_cpu(const std::vector<mx::array>& in, mx::array& out) override {
+    out.set_data(mx::allocator::malloc(std::max<size_t>(out.nbytes(), 1)));
+    auto& enc = mx::cpu::get_command_encoder(stream());
+    for (auto& a : in) enc.set_input_array(a);
+    enc.set_output_array(out);
+    Packed p{in[0].data<uint32_t>(), in[1].data<float>(), in[2].data<float>(), (int)in[0].shape(0),
+             (int)in[0].shape(1) * (32 / bits_), group_, bits_};
+    enc.dispatch([p, y = out.data<float>()]() {
+      parallel_rows(p.N, [&](int n0, int n1) { unpack(p, n0, n1, y + (size_t)n0 * p.K); });
+    });
+  }
+  void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
+    throw std::runtime_error("[dequantize_cpu] CPU only; use dequantize on a GPU");
+  }
+  const char* name() const override { return "DequantizeCpu"; }
+  bool is_equivalent(const mx::Primitive& other) const override {
+    auto o = dynamic_cast<const DequantizeCpu*>(&other);
+    return o && o->group_ == group_ && o->bits_ == bits_;
+  }
+
+ private:
+  int group_, bits_;
+};
+
+// The packing checks both entry points share.
+void check_packed(const char* op, const arr w, const arr scales, const arr biases, int group, int bits) {
+  const std::string tag = std::string("[") + op + "] ";
+  if (bits != 2 && bits != 4 && bits != 8) {
+    throw std::invalid_argument(tag + "bits must be 2, 4 or 8, not " + std::to_string(bits));
+  }
+  if (w->dtype() != mx::uint32 || w->ndim() != 2 || scales->ndim() != 2 || biases == nullptr) {
+    throw std::invalid_argument(tag + "expected packed uint32 w (N, K*bits/32), scales and biases (N, K/group)");
+  }
+  const int K = w->shape(1) * (32 / bits);
+  if (group <= 0 || group % (32 / bits) != 0 || K % group != 0 || scales->shape(1) != K / group ||
+      scales->shape(0) != w->shape(0) || biases->shape() != scales->shape()) {
+    std::ostringstream os;
+    os << tag << "group " << group << " does not fit w " << w->shape() << ", scales " << scales->shape()
+       << ", biases " << biases->shape();
+    throw std::invalid_argument(os.str());
+  }
+}
+
 mx::array make_qmm(const mx::array& x, const mx::array& w, const mx::array& s, const mx::array& b,
                    int group, int bits, bool transpose) {
   auto st = mx::default_stream(mx::Device::cpu);
@@ -339,25 +390,25 @@ mx::array make_qmm(const mx::array& x, const mx::array& w, const mx::array& s, c
 
 extern "C" {
 
+// dequantize(w) as f32 (N, K) on the CPU for MLX's affine layout with bits 2, 4 or 8 and biases,
+// computed in f32 whatever the scales' dtype. Not differentiable (frozen weights).
+int mlxb_dequantize_cpu(const arr w, const arr scales, const arr biases, int group, int bits, arr* out) {
+  return guard([&] {
+    check_packed("dequantize_cpu", w, scales, biases, group, bits);
+    auto st = mx::default_stream(mx::Device::cpu);
+    auto f32 = [&](const mx::array& a) { return mx::contiguous(mx::astype(a, mx::float32, st), false, st); };
+    mx::Shape shape = {w->shape(0), w->shape(1) * (32 / bits)};
+    set_out(out, mx::array(shape, mx::float32, std::make_shared<DequantizeCpu>(st, group, bits),
+                           {mx::contiguous(*w, false, st), f32(*scales), f32(*biases)}));
+  });
+}
+
 // x (..., K) @ dequantize(w)^T (transpose = 1) or x (..., N) @ dequantize(w) (transpose = 0) on
 // the CPU, for MLX's affine layout with bits 2, 4 or 8 and biases. Differentiable w.r.t. x.
 int mlxb_quantized_matmul_cpu(const arr x, const arr w, const arr scales, const arr biases,
                               int transpose, int group, int bits, arr* out) {
   return guard([&] {
-    if (bits != 2 && bits != 4 && bits != 8) {
-      throw std::invalid_argument("[quantized_matmul_cpu] bits must be 2, 4 or 8, not " + std::to_string(bits));
-    }
-    if (w->dtype() != mx::uint32 || w->ndim() != 2 || scales->ndim() != 2 || biases == nullptr) {
-      throw std::invalid_argument("[quantized_matmul_cpu] expected packed uint32 w (N, K*bits/32), scales and biases (N, K/group)");
-    }
-    const int K = w->shape(1) * (32 / bits);
-    if (group <= 0 || group % (32 / bits) != 0 || K % group != 0 || scales->shape(1) != K / group ||
-        scales->shape(0) != w->shape(0) || biases->shape() != scales->shape()) {
-      std::ostringstream os;
-      os << "[quantized_matmul_cpu] group " << group << " does not fit w " << w->shape() << ", scales "
-         << scales->shape() << ", biases " << biases->shape();
-      throw std::invalid_argument(os.str());
-    }
+    check_packed("quantized_matmul_cpu", w, scales, biases, group, bits);
     set_out(out, make_qmm(*x, *w, *scales, *biases, group, bits, transpose != 0));
   });
 }

@@ -46,6 +46,13 @@ pub fn quantized_matmul(x: &Array, w: &Array, scales: &Array, biases: Option<&Ar
     })
 }
 
+/// The f32 matrix of packed `w` by the bridge's CPU kernel (bits 2, 4, 8; biases required), in
+/// f32 whatever the scales' dtype, written once: MLX's CPU `dequantize` is a chain of elementwise
+/// ops whose intermediates each take as much memory as the result. Not differentiable.
+pub fn dequantize_cpu(w: &Array, scales: &Array, biases: &Array, group_size: i32, bits: i32) -> Result<Array> {
+    out(|b, o| unsafe { (b.dequantize_cpu)(w.raw(), scales.raw(), biases.raw(), group_size, bits, o) })
+}
+
 /// [`quantized_matmul`] by the bridge's own CPU kernel (bits 2, 4, 8; biases required):
 /// tiles of W dequantized into a small buffer and multiplied by BLAS for many rows of `x`,
 /// straight from the packed words for a few (decoding). MLX's own CPU quantized matmul is a

@@ -166,6 +166,7 @@ bridge_fns! {
     fn swiglu(g: Arr, u: Arr, out: *mut Arr) -> c_int;
     fn attention_cpu(q: Arr, k: Arr, v: Arr, scale: f32, causal: c_int, out: *mut Arr) -> c_int;
     fn quantized_matmul_cpu(x: Arr, w: Arr, scales: Arr, biases: Arr, transpose: c_int, group: c_int, bits: c_int, out: *mut Arr) -> c_int;
+    fn dequantize_cpu(w: Arr, scales: Arr, biases: Arr, group: c_int, bits: c_int, out: *mut Arr) -> c_int;
 
     fn dist_is_available(backend: *const c_char) -> c_int;
     fn dist_init(strict: c_int, backend: *const c_char, rank: *mut c_int, size: *mut c_int) -> c_int;

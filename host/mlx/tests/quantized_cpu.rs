@@ -1,11 +1,11 @@
 //! The bridge's CPU quantized matmul against a plain f64 implementation in the test (unpacking
 //! MLX's affine layout by hand) and MLX's own `dequantize` + matmul, for both of its paths (a few
 //! rows: straight from the packed words; many rows: dequantized tiles + BLAS), and its gradient
-//! w.r.t. x against MLX's autodiff of the dense product.
+//! w.r.t. x against MLX's autodiff of the dense product; and its whole-matrix `dequantize_cpu`.
 
 mod common;
 use common::*;
-use mlx::quantized::{dequantize, quantize, quantized_matmul_cpu};
+use mlx::quantized::{dequantize, dequantize_cpu, quantize, quantized_matmul_cpu};
 use mlx::{Array, Dtype};
 
 /// Row-major (N, K) floats of a quantized matrix, unpacked here (no MLX dequantize).
@@ -49,6 +49,10 @@ fn matches_a_plain_unpack_and_mlx_dequantize_for_every_path_and_width() {
         let dense = unpack_plain(&q);
         let mlx_dense = vals(&dequantize(&q.weight, &q.scales, Some(&q.biases), group, bits).unwrap());
         assert_close(&dense, &mlx_dense, 1e-6, "plain unpack vs mlx dequantize");
+        // The bridge's whole-matrix dequantization writes the same floats.
+        let ours = dequantize_cpu(&q.weight, &q.scales, &q.biases, group, bits).unwrap();
+        assert_eq!(ours.shape(), vec![n as i32, k as i32]);
+        assert_close(&vals(&ours), &dense, 1e-6, &format!("dequantize_cpu, bits {bits}, group {group}"));
         let dense_t = transpose(&dense, n, k);
         for m in [1usize, 3, 9, 70] {
             let (x, xv) = rand_arr(&[m as i32, k as i32], 100 + m as u64);
@@ -74,6 +78,9 @@ fn leading_dimensions_other_dtypes_and_the_gradient_match_the_dense_product() {
     // The kernel computes in f32 from the bf16 scales (MLX's dequantize would round to bf16).
     let (s32, b32) = (s16.as_type(Dtype::Float32).unwrap(), b16.as_type(Dtype::Float32).unwrap());
     let dense = dequantize(&q.weight, &s32, Some(&b32), 64, 4).unwrap();
+    let ours = dequantize_cpu(&q.weight, &s16, &b16, 64, 4).unwrap();
+    assert_eq!(ours.dtype(), Dtype::Float32);
+    assert_close(&vals(&ours), &vals(&dense), 1e-7, "dequantize_cpu from bf16 scales, in f32");
     let (x, _) = rand_arr(&[2, 5, 128], 6);
     let (c, _) = rand_arr(&[2, 5, 96], 7);
     let f_ours = |a: &[Array]| Ok(vec![quantized_matmul_cpu(&a[0], &q.weight, &s16, &b16, true, 64, 4)?.mul(&c)?.sum_all()?]);
@@ -100,4 +107,8 @@ fn shapes_that_do_not_fit_are_errors_not_crashes() {
     assert!(e.contains("group 32 does not fit"), "{e}");
     let e = quantized_matmul_cpu(&x, &q.weight, &q.scales, &q.biases, true, 64, 3).unwrap_err().to_string();
     assert!(e.contains("bits must be 2, 4 or 8"), "{e}");
+    let e = dequantize_cpu(&q.weight, &q.scales, &q.biases, 32, 4).unwrap_err().to_string();
+    assert!(e.contains("[dequantize_cpu] group 32 does not fit"), "{e}");
+    let e = dequantize_cpu(&x, &q.scales, &q.biases, 64, 4).unwrap_err().to_string();
+    assert!(e.contains("expected packed uint32"), "{e}");
 }

@@ -1,6 +1,7 @@
 //! Time the parts of one LoRA step (forward, forward+backward, optimizer) on a model and a
 //! synthetic (4, 91) batch: `cargo run --release -p brain-train --example profile_step -- MODEL [REPS] [auto|composed]`
-//! (both cross-entropy paths unless one is named).
+//! (both cross-entropy paths unless one is named). Also prints MLX's active memory after loading
+//! and its peak in each part of the first step.
 
 mod common;
 
@@ -30,6 +31,8 @@ fn main() -> anyhow::Result<()> {
         tokens: 4 * 91,
     };
     let db = DeviceBatch::new(&b)?;
+    let gb = |b: usize| b as f64 / 1e9;
+    println!("memory: after load {:.3} GB active", gb(mlx::memory::active_memory()?));
     let mut opt = AdamW::new(0.0);
     let paths = match args.get(3).map(String::as_str) {
         Some("auto") => vec![CePath::Auto],
@@ -45,6 +48,10 @@ fn main() -> anyhow::Result<()> {
             let l = nll_sum(&model, &model.params.values, &db, Mode::default(), path)?;
             l.eval()?;
             let f = t.elapsed().as_secs_f64();
+            if r == 0 {
+                println!("memory: forward peak {:.3} GB, active after {:.3} GB", gb(mlx::memory::peak_memory()?), gb(mlx::memory::active_memory()?));
+                mlx::memory::reset_peak_memory()?;
+            }
             let c1 = common::cpu_seconds();
             let t = Instant::now();
             let base: Vec<Array> = model.trainable_params().iter().map(|(_, a)| (*a).clone()).collect();
@@ -54,6 +61,9 @@ fn main() -> anyhow::Result<()> {
             let (vals, grads) = mlx::value_and_grad(|xs: &[Array]| Ok(vec![nll_sum(m, &m.with_trainable(xs), &db, Mode::default(), path)?.div(364.0f32)?]), &refs, &argnums)?;
             mlx::eval(vals.iter().chain(grads.iter()))?;
             let fb = t.elapsed().as_secs_f64();
+            if r == 0 {
+                println!("memory: forward+backward peak {:.3} GB, active after {:.3} GB", gb(mlx::memory::peak_memory()?), gb(mlx::memory::active_memory()?));
+            }
             let c2 = common::cpu_seconds();
             if r > 0 {
                 cf += c1 - c0;

@@ -57,10 +57,7 @@ pub(super) fn dequantize_all(config: &mut ModelConfig, raw: &mut BTreeMap<String
         let s = raw.remove(&format!("{prefix}.scales"));
         let b = raw.remove(&format!("{prefix}.biases"));
         if let (Some(w), Some(s)) = (w, s) {
-            // In f32 (as the packed kernel computes), whatever the scales' precision.
-            let f32 = |a: &Array| a.as_type(Dtype::Float32);
-            let b = b.as_ref().map(f32).transpose()?;
-            let dense = dequantize(&w, &f32(&s)?, b.as_ref(), group, bits)?.as_type(dtype)?;
+            let dense = dequantize_f32(&w, &s, b.as_ref(), group, bits)?.as_type(dtype)?;
             mlx::eval([&dense])?;
             raw.insert(format!("{prefix}.weight"), dense);
         }
@@ -70,4 +67,19 @@ pub(super) fn dequantize_all(config: &mut ModelConfig, raw: &mut BTreeMap<String
     }
     config.quantization = None;
     Ok(())
+}
+
+/// The f32 matrix of a packed one, computed in f32 whatever the scales' precision (as the packed
+/// kernel and llama.cpp compute). On the CPU for 2/4/8 bits the bridge writes it in one pass; MLX's
+/// `dequantize` there holds intermediates as large as the result (~1 GB more at the peak for a
+/// 151,936-row output projection).
+pub(super) fn dequantize_f32(w: &Array, scales: &Array, biases: Option<&Array>, group: i32, bits: i32) -> mlx::Result<Array> {
+    if let (Some(b), true) = (biases, matches!(bits, 2 | 4 | 8)) {
+        if !mlx::device::default_device()?.is_gpu() {
+            return mlx::quantized::dequantize_cpu(w, scales, b, group, bits);
+        }
+    }
+    let f32 = |a: &Array| a.as_type(Dtype::Float32);
+    let b = biases.map(f32).transpose()?;
+    dequantize(w, &f32(scales)?, b.as_ref(), group, bits)
 }

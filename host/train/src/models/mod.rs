@@ -328,10 +328,7 @@ impl Model {
             return Ok(d.clone());
         }
         let v = &self.params.values;
-        // In f32, as the packed kernel and llama.cpp compute: with half-precision scales MLX would
-        // round the matrix to half precision and hold both copies while casting it.
-        let f32 = |a: &Array| a.as_type(Dtype::Float32);
-        let d = dequantize(&v[w], &f32(&v[q.scales])?, Some(&f32(&v[q.biases])?), q.group, q.bits)?.as_type(self.dtype)?;
+        let d = dense::dequantize_f32(&v[w], &v[q.scales], Some(&v[q.biases]), q.group, q.bits)?.as_type(self.dtype)?;
         d.eval()?;
         Ok(self.head_dense.get_or_init(|| d).clone())
     }
