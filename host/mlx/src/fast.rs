@@ -5,9 +5,27 @@ use std::ffi::{c_int, CString};
 use crate::array::{opt, out, Array};
 use crate::error::Result;
 
-/// RMS normalization over the last axis, times `weight` when given.
+/// RMS normalization over the last axis, times `weight` when given. On the CPU the bridge's
+/// kernel ([`rms_norm_cpu`]; `BRAIN_MLX_COMPOSED_RMSNORM` asks for MLX's), elsewhere MLX's.
 pub fn rms_norm(x: &Array, weight: Option<&Array>, eps: f32) -> Result<Array> {
+    static COMPOSED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let composed = *COMPOSED.get_or_init(|| std::env::var_os("BRAIN_MLX_COMPOSED_RMSNORM").is_some());
+    if !composed && !crate::device::default_device()?.is_gpu() {
+        return rms_norm_cpu(x, weight, eps);
+    }
+    mlx_rms_norm(x, weight, eps)
+}
+
+/// MLX's own `fast::rms_norm` (MLX 0.32 has no CPU kernel for it: there, composed ops, and their
+/// autodiff for the gradient).
+pub fn mlx_rms_norm(x: &Array, weight: Option<&Array>, eps: f32) -> Result<Array> {
     out(|b, o| unsafe { (b.rms_norm)(x.raw(), opt(weight), eps, o) })
+}
+
+/// RMSNorm as one CPU primitive each way (the bridge's kernel: one pass over the rows, AVX2,
+/// threads for large inputs). Differentiable w.r.t. `x` and `weight`.
+pub fn rms_norm_cpu(x: &Array, weight: Option<&Array>, eps: f32) -> Result<Array> {
+    out(|b, o| unsafe { (b.rms_norm_cpu)(x.raw(), opt(weight), eps, o) })
 }
 
 /// Layer normalization over the last axis with optional affine `weight` and `bias`.

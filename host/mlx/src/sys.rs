@@ -165,6 +165,7 @@ bridge_fns! {
     fn has_sgemm() -> c_int;
     fn swiglu(g: Arr, u: Arr, out: *mut Arr) -> c_int;
     fn attention_cpu(q: Arr, k: Arr, v: Arr, scale: f32, causal: c_int, out: *mut Arr) -> c_int;
+    fn rms_norm_cpu(x: Arr, w: Arr, eps: f32, out: *mut Arr) -> c_int;
     fn quantized_matmul_cpu(x: Arr, w: Arr, scales: Arr, biases: Arr, transpose: c_int, group: c_int, bits: c_int, out: *mut Arr) -> c_int;
     fn dequantize_cpu(w: Arr, scales: Arr, biases: Arr, group: c_int, bits: c_int, out: *mut Arr) -> c_int;
 
