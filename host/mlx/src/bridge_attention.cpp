@@ -20,7 +20,6 @@
 #include <sstream>
 
 #include "bridge_util.h"
-#include "mlx/backend/cpu/encoder.h"
 #include "mlx/primitives.h"
 
 using namespace mlxb;
@@ -303,20 +302,13 @@ Dims dims_of(const mx::array& q, const mx::array& k, float scale, bool causal) {
           scale, causal};
 }
 
-void alloc(std::vector<mx::array>& out) {
-  for (auto& o : out) o.set_data(mx::allocator::malloc(std::max<size_t>(o.nbytes(), 1)));
-}
-
 class AttentionGrad : public mx::Primitive {
  public:
   AttentionGrad(mx::Stream s, float scale, bool causal) : mx::Primitive(s), scale_(scale), causal_(causal) {}
 
   // inputs: q, k, v, o, lse, cotangent of o; outputs: dq, dk, dv.
   void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) override {
-    alloc(out);
-    auto& enc = mx::cpu::get_command_encoder(stream());
-    for (auto& a : in) enc.set_input_array(a);
-    for (auto& o : out) enc.set_output_array(o);
+    auto& enc = mlxb::prepare(stream(), in, out);
     enc.dispatch([in, d = dims_of(in[0], in[1], scale_, causal_), dq = out[0].data<float>(),
                   dk = out[1].data<float>(), dv = out[2].data<float>()]() {
       if (d.L == 0 || d.S == 0) {
@@ -349,10 +341,7 @@ class Attention : public mx::Primitive {
 
   // inputs: q (contiguous), k, v; outputs: o, lse.
   void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) override {
-    alloc(out);
-    auto& enc = mx::cpu::get_command_encoder(stream());
-    for (auto& a : in) enc.set_input_array(a);
-    for (auto& o : out) enc.set_output_array(o);
+    auto& enc = mlxb::prepare(stream(), in, out);
     enc.dispatch([in, d = dims_of(in[0], in[1], scale_, causal_), o = out[0].data<float>(),
                   lse = out[1].data<float>()]() {
       if (d.L == 0) return;

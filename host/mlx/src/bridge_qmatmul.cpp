@@ -20,7 +20,6 @@
 #include <sstream>
 
 #include "bridge_util.h"
-#include "mlx/backend/cpu/encoder.h"
 #include "mlx/primitives.h"
 
 using namespace mlxb;
@@ -272,10 +271,7 @@ class QuantizedMatmulCpu : public mx::UnaryPrimitive {
 
   // inputs: x (M, Kx) f32, w (N, K * bits / 32) uint32, scales, biases (N, K / group) f32.
   void eval_cpu(const std::vector<mx::array>& in, mx::array& out) override {
-    out.set_data(mx::allocator::malloc(std::max<size_t>(out.nbytes(), 1)));
-    auto& enc = mx::cpu::get_command_encoder(stream());
-    for (auto& a : in) enc.set_input_array(a);
-    enc.set_output_array(out);
+    auto& enc = mlxb::prepare(stream(), in, out);
     Packed p{in[1].data<uint32_t>(), in[2].data<float>(), in[3].data<float>(), (int)in[1].shape(0),
              (int)in[1].shape(1) * (32 / bits_), group_, bits_};
     int M = (int)(in[0].size() / in[0].shape(-1));
@@ -325,10 +321,7 @@ class DequantizeCpu : public mx::UnaryPrimitive {
 
   // inputs: w (N, K * bits / 32) uint32, scales, biases (N, K / group) f32.
   void eval_cpu(const std::vector<mx::array>& in, mx::array& out) override {
-    out.set_data(mx::allocator::malloc(std::max<size_t>(out.nbytes(), 1)));
-    auto& enc = mx::cpu::get_command_encoder(stream());
-    for (auto& a : in) enc.set_input_array(a);
-    enc.set_output_array(out);
+    auto& enc = mlxb::prepare(stream(), in, out);
     Packed p{in[0].data<uint32_t>(), in[1].data<float>(), in[2].data<float>(), (int)in[0].shape(0),
              (int)in[0].shape(1) * (32 / bits_), group_, bits_};
     enc.dispatch([p, y = out.data<float>()]() {

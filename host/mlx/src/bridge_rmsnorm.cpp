@@ -12,7 +12,6 @@
 #include <sstream>
 
 #include "bridge_util.h"
-#include "mlx/backend/cpu/encoder.h"
 #include "mlx/primitives.h"
 
 using namespace mlxb;
@@ -121,10 +120,7 @@ class RmsNormGrad : public mx::Primitive {
 
   // inputs: x, w (or a 1-element placeholder), cotangent; outputs: gx, and gw when asked for.
   void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) override {
-    for (auto& o : out) o.set_data(mx::allocator::malloc(std::max<size_t>(o.nbytes(), 1)));
-    auto& enc = mx::cpu::get_command_encoder(stream());
-    for (auto& a : in) enc.set_input_array(a);
-    for (auto& o : out) enc.set_output_array(o);
+    auto& enc = mlxb::prepare(stream(), in, out);
     const int n = in[0].shape(-1), rows = n ? (int)(in[0].size() / n) : 0;
     enc.dispatch([x = in[0].data<float>(), w = weighted_ ? in[1].data<float>() : nullptr, g = in[2].data<float>(),
                   gx = out[0].data<float>(), gw = want_gw_ ? out[1].data<float>() : nullptr, eps = eps_, n, rows]() {
@@ -163,10 +159,7 @@ class RmsNorm : public mx::UnaryPrimitive {
 
   // inputs: x (contiguous), w (or a placeholder).
   void eval_cpu(const std::vector<mx::array>& in, mx::array& out) override {
-    out.set_data(mx::allocator::malloc(std::max<size_t>(out.nbytes(), 1)));
-    auto& enc = mx::cpu::get_command_encoder(stream());
-    for (auto& a : in) enc.set_input_array(a);
-    enc.set_output_array(out);
+    auto& enc = mlxb::prepare(stream(), in, out);
     const int n = in[0].shape(-1), rows = n ? (int)(in[0].size() / n) : 0;
     enc.dispatch([x = in[0].data<float>(), w = weighted_ ? in[1].data<float>() : nullptr, y = out.data<float>(),
                   eps = eps_, n, rows]() {

@@ -11,7 +11,6 @@
 #include <memory>
 
 #include "bridge_util.h"
-#include "mlx/backend/cpu/encoder.h"
 #include "mlx/primitives.h"
 
 using namespace mlxb;
@@ -101,10 +100,7 @@ class SwigluGrad : public mx::Primitive {
 
   // inputs: g, u, cotangent (same shape, f32, contiguous); outputs: dg, du.
   void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) override {
-    for (auto& o : out) o.set_data(mx::allocator::malloc(std::max<size_t>(o.nbytes(), 1)));
-    auto& enc = mx::cpu::get_command_encoder(stream());
-    for (auto& a : in) enc.set_input_array(a);
-    for (auto& o : out) enc.set_output_array(o);
+    auto& enc = mlxb::prepare(stream(), in, out);
     enc.dispatch([g = in[0].data<float>(), u = in[1].data<float>(), c = in[2].data<float>(),
                   dg = out[0].data<float>(), du = out[1].data<float>(), n = in[0].size()]() {
       parallel_elems(n, [&](size_t b, size_t e) { backward_range(g, u, c, dg, du, b, e); });
@@ -124,10 +120,7 @@ class Swiglu : public mx::UnaryPrimitive {
   explicit Swiglu(mx::Stream s) : mx::UnaryPrimitive(s) {}
 
   void eval_cpu(const std::vector<mx::array>& in, mx::array& out) override {
-    out.set_data(mx::allocator::malloc(std::max<size_t>(out.nbytes(), 1)));
-    auto& enc = mx::cpu::get_command_encoder(stream());
-    for (auto& a : in) enc.set_input_array(a);
-    enc.set_output_array(out);
+    auto& enc = mlxb::prepare(stream(), in, out);
     enc.dispatch([g = in[0].data<float>(), u = in[1].data<float>(), y = out.data<float>(), n = out.size()]() {
       parallel_elems(n, [&](size_t b, size_t e) { forward_range(g, u, y, b, e); });
     });

@@ -12,6 +12,7 @@
 #include <immintrin.h>
 #endif
 
+#include "mlx/backend/cpu/encoder.h"
 #include "mlx/mlx.h"
 
 namespace mx = mlx::core;
@@ -48,6 +49,26 @@ int guard(F&& f) {
     g_last_error = "unknown C++ exception";
     return 1;
   }
+}
+
+// What every custom primitive's eval_cpu does first: allocate its outputs and register its arrays
+// with the stream's CPU command encoder (which keeps them alive until the dispatched task has run).
+// Returns the encoder to dispatch the task on.
+inline mx::cpu::CommandEncoder& prepare(mx::Stream s, const std::vector<mx::array>& in,
+                                        std::vector<mx::array>& out) {
+  for (auto& o : out) o.set_data(mx::allocator::malloc(std::max<size_t>(o.nbytes(), 1)));
+  auto& enc = mx::cpu::get_command_encoder(s);
+  for (auto& a : in) enc.set_input_array(a);
+  for (auto& o : out) enc.set_output_array(o);
+  return enc;
+}
+
+inline mx::cpu::CommandEncoder& prepare(mx::Stream s, const std::vector<mx::array>& in, mx::array& out) {
+  out.set_data(mx::allocator::malloc(std::max<size_t>(out.nbytes(), 1)));
+  auto& enc = mx::cpu::get_command_encoder(s);
+  for (auto& a : in) enc.set_input_array(a);
+  enc.set_output_array(out);
+  return enc;
 }
 
 using sgemm_fn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*,
