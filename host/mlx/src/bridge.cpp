@@ -42,7 +42,7 @@
 using namespace mlxb;
 
 // Bumped whenever a signature below changes; the Rust side refuses a bridge of another ABI.
-#define MLXB_ABI 4
+#define MLXB_ABI 5
 
 
 struct mlxb_vec {

@@ -103,16 +103,6 @@ void backward_row(const float* x, const float* w, const float* g, float eps, flo
   for (; j < n; j++) gx[j] = r * g[j] * (w ? w[j] : 1.f) - c * x[j];
 }
 
-// Rows in parallel when there are enough floats to pay for the threads (decoding has one row).
-template <typename F>
-void for_rows(int rows, int n, F&& fn) {
-  if ((size_t)rows * n < (1u << 15)) {
-    fn(0, rows);
-  } else {
-    parallel_rows(rows, fn);
-  }
-}
-
 class RmsNormGrad : public mx::Primitive {
  public:
   RmsNormGrad(mx::Stream s, float eps, bool weighted, bool want_gw)

@@ -135,4 +135,15 @@ void parallel_rows(int n, F&& fn) {
   for (auto& th : pool) th.join();
 }
 
+// parallel_rows when the rows hold enough floats (n each) to pay for starting threads, else one
+// call on this thread (decoding has one row).
+template <typename F>
+void for_rows(int rows, int n, F&& fn) {
+  if ((size_t)rows * n < (1u << 15)) {
+    fn(0, rows);
+  } else {
+    parallel_rows(rows, fn);
+  }
+}
+
 }  // namespace mlxb

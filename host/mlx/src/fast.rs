@@ -35,25 +35,58 @@ pub fn layer_norm(x: &Array, weight: Option<&Array>, bias: Option<&Array>, eps: 
 
 /// Rotary position embedding of the first `dims` features of the last axis, positions along
 /// the second-to-last axis starting at `offset`. `traditional = false` is the Llama/Qwen
-/// (rotate-half) layout. `base` is the frequency base (Qwen2: 1e6).
+/// (rotate-half) layout. `base` is the frequency base (Qwen2: 1e6). On the CPU the rotate-half
+/// layout is the bridge's kernel ([`rope_cpu`]; `BRAIN_MLX_COMPOSED_ROPE` asks for MLX's).
 pub fn rope(x: &Array, dims: i32, traditional: bool, base: f32, scale: f32, offset: i32) -> Result<Array> {
+    if use_rope_cpu(traditional)? {
+        return rope_cpu(x, dims, base, scale, offset, None);
+    }
+    mlx_rope(x, dims, traditional, base, scale, offset)
+}
+
+fn use_rope_cpu(traditional: bool) -> Result<bool> {
+    static COMPOSED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let composed = *COMPOSED.get_or_init(|| std::env::var_os("BRAIN_MLX_COMPOSED_ROPE").is_some());
+    Ok(!traditional && !composed && !crate::device::default_device()?.is_gpu())
+}
+
+/// MLX's own `fast::rope` (MLX 0.32 has no CPU kernel for it: there, composed ops, and their
+/// autodiff for the gradient).
+pub fn mlx_rope(x: &Array, dims: i32, traditional: bool, base: f32, scale: f32, offset: i32) -> Result<Array> {
     out(|b, o| unsafe {
         (b.rope)(x.raw(), dims, traditional as c_int, 1, base, scale, offset, std::ptr::null_mut(), std::ptr::null_mut(), o)
     })
 }
 
-/// [`rope`] with the offset as an (int32 scalar) array, e.g. per-batch cache positions.
+/// [`rope`] with the offset as an (int32 scalar) array, e.g. per-batch cache positions (MLX's).
 pub fn rope_with_offset_array(x: &Array, dims: i32, traditional: bool, base: f32, scale: f32, offset: &Array) -> Result<Array> {
     out(|b, o| unsafe {
         (b.rope)(x.raw(), dims, traditional as c_int, 1, base, scale, 0, offset.raw(), std::ptr::null_mut(), o)
     })
 }
 
-/// [`rope`] with explicit inverse frequencies (`dims / 2` of them) instead of a base.
+/// [`rope`] with explicit periods (`dims / 2` of them; MLX calls them `freqs` and rotates by
+/// position / period) instead of a base.
 pub fn rope_with_freqs(x: &Array, dims: i32, traditional: bool, scale: f32, offset: i32, freqs: &Array) -> Result<Array> {
+    if use_rope_cpu(traditional)? {
+        return rope_cpu(x, dims, 0.0, scale, offset, Some(freqs));
+    }
+    mlx_rope_with_freqs(x, dims, traditional, scale, offset, freqs)
+}
+
+/// MLX's own [`rope_with_freqs`].
+pub fn mlx_rope_with_freqs(x: &Array, dims: i32, traditional: bool, scale: f32, offset: i32, freqs: &Array) -> Result<Array> {
     out(|b, o| unsafe {
         (b.rope)(x.raw(), dims, traditional as c_int, 0, 0.0, scale, offset, std::ptr::null_mut(), freqs.raw(), o)
     })
+}
+
+/// Rotate-half RoPE as one CPU primitive each way (the bridge's kernel): periods `base^(2i/dims)`,
+/// or `periods` when given, positions `(offset + row) * scale` along the second-to-last axis. It
+/// reads a strided input (the usual (B, L, H, D) -> (B, H, L, D) transposed view) in place and
+/// writes contiguous rows. Differentiable w.r.t. `x` (the rotation back by the same angles).
+pub fn rope_cpu(x: &Array, dims: i32, base: f32, scale: f32, offset: i32, periods: Option<&Array>) -> Result<Array> {
+    out(|b, o| unsafe { (b.rope_cpu)(x.raw(), dims, base, scale, offset, opt(periods), o) })
 }
 
 /// The attention mask of [`scaled_dot_product_attention`].

@@ -18,7 +18,7 @@ pub(crate) type ClosureFn =
     unsafe extern "C" fn(ctx: *mut c_void, inputs: *const c_void, outputs: *mut c_void) -> c_int;
 
 /// The bridge ABI this crate was written against (bridge.cpp's MLXB_ABI).
-const ABI: c_int = 4;
+const ABI: c_int = 5;
 
 macro_rules! bridge_fns {
     ($( fn $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)? ; )*) => {
@@ -166,6 +166,7 @@ bridge_fns! {
     fn swiglu(g: Arr, u: Arr, out: *mut Arr) -> c_int;
     fn attention_cpu(q: Arr, k: Arr, v: Arr, scale: f32, causal: c_int, out: *mut Arr) -> c_int;
     fn rms_norm_cpu(x: Arr, w: Arr, eps: f32, out: *mut Arr) -> c_int;
+    fn rope_cpu(x: Arr, dims: c_int, base: f32, scale: f32, offset: c_int, periods: Arr, out: *mut Arr) -> c_int;
     fn quantized_matmul_cpu(x: Arr, w: Arr, scales: Arr, biases: Arr, transpose: c_int, group: c_int, bits: c_int, out: *mut Arr) -> c_int;
     fn dequantize_cpu(w: Arr, scales: Arr, biases: Arr, group: c_int, bits: c_int, out: *mut Arr) -> c_int;
 
