@@ -835,19 +835,56 @@ constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
 
 }  // namespace
 
+namespace {
+// A symbol of the BLAS MLX resolved, or null. libmlx.so is loaded RTLD_LOCAL with its BLAS, so
+// after the global scope its dependency tree is searched.
+void* find_blas_symbol(const char* name) {
+  if (void* p = dlsym(RTLD_DEFAULT, name)) return p;
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&mx::version), &info) && info.dli_fname) {
+    if (void* h = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD)) return dlsym(h, name);
+  }
+  return nullptr;
+}
+}  // namespace
+
 sgemm_fn find_sgemm() {
-  static sgemm_fn fn = []() -> sgemm_fn {
-    if (void* p = dlsym(RTLD_DEFAULT, "cblas_sgemm")) return reinterpret_cast<sgemm_fn>(p);
-    // libmlx.so is loaded RTLD_LOCAL with its BLAS: search its dependency tree.
-    Dl_info info;
-    if (dladdr(reinterpret_cast<void*>(&mx::version), &info) && info.dli_fname) {
-      if (void* h = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD)) {
-        if (void* p = dlsym(h, "cblas_sgemm")) return reinterpret_cast<sgemm_fn>(p);
-      }
-    }
-    return nullptr;
-  }();
+  static sgemm_fn fn = reinterpret_cast<sgemm_fn>(find_blas_symbol("cblas_sgemm"));
   return fn;
+}
+
+namespace {
+using set_threads_fn = void (*)(int);
+using get_threads_fn = int (*)();
+
+struct OpenBlasThreads {
+  set_threads_fn set = nullptr;
+  get_threads_fn get = nullptr;
+};
+
+const OpenBlasThreads& openblas_threads() {
+  static OpenBlasThreads t = [] {
+    OpenBlasThreads o;
+    if (std::getenv("BRAIN_MLX_NO_SIDE_BY_SIDE_BLAS")) return o;
+    o.set = reinterpret_cast<set_threads_fn>(find_blas_symbol("openblas_set_num_threads"));
+    o.get = reinterpret_cast<get_threads_fn>(find_blas_symbol("openblas_get_num_threads"));
+    if (!o.set || !o.get) o = {};
+    return o;
+  }();
+  return t;
+}
+}  // namespace
+
+bool SingleThreadedBlas::available() { return openblas_threads().set != nullptr && find_sgemm() != nullptr; }
+
+SingleThreadedBlas::SingleThreadedBlas() {
+  if (!available()) return;
+  saved_ = openblas_threads().get();
+  if (saved_ != 1) openblas_threads().set(1);
+}
+
+SingleThreadedBlas::~SingleThreadedBlas() {
+  if (saved_ > 1) openblas_threads().set(saved_);
 }
 
 void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,

@@ -207,39 +207,66 @@ std::vector<RowBlock> row_blocks(const Dims& d) {
   return blocks;
 }
 
+// Runs unit(i, rows_in_parallel) for the units i in [0, n) of a chunk. With a unit for every
+// thread, the threads take contiguous runs of units, each unit's GEMMs on its own thread (BLAS
+// single-threaded meanwhile): a unit's products are small (a few hundred rows by 64 to 256),
+// and split across threads their hand-offs cost more than side-by-side runs, which also keep a
+// unit's scores in its core's cache from one GEMM to the next. Otherwise the units run one after
+// another, BLAS and the row loops using every thread.
+template <typename F>
+void for_units(int n, F&& unit) {
+  const int t = std::min(num_threads(), n);
+  // Whole runs of units per thread, or enough units that an uneven split costs little.
+  if (t > 1 && (n % t == 0 || n >= 4 * t) && SingleThreadedBlas::available()) {
+    SingleThreadedBlas one;
+    parallel_rows(n, [&](int b, int e) {
+      for (int i = b; i < e; i++) unit(i, false);
+    }, 1);
+    return;
+  }
+  for (int i = 0; i < n; i++) unit(i, true);
+}
+
+template <typename F>
+void over_rows(int rows, bool in_parallel, F&& fn) {
+  if (in_parallel) {
+    parallel_rows(rows, fn);
+  } else {
+    fn(0, rows);
+  }
+}
+
 // Forward: o (B, H, L, D) and the log-sum-exp of each query row, lse (B, H, L).
 void attention_forward(const Dims& d, const float* q, Strided k, Strided v, float* o, float* lse) {
   const int M = d.rows(), S = d.S, D = d.D;
   const auto blocks = row_blocks(d);
   for_chunks(d, 1, [&](int u0, int n) {
-    float* scores = t_scratch.get(t_scratch.a, (size_t)n * M * S);
-    for (int i = 0; i < n; i++) {
-      const int b = (u0 + i) / d.KV, g = (u0 + i) % d.KV;
-      const float* qg = q + (size_t)(u0 + i) * M * D;
+    float* scores_all = t_scratch.get(t_scratch.a, (size_t)n * M * S);
+    for_units(n, [&](int i, bool rows_in_parallel) {
+      const int u = u0 + i, b = u / d.KV, g = u % d.KV;
+      const float* qg = q + (size_t)u * M * D;
+      float* scores = scores_all + (size_t)i * M * S;
       for (auto& bl : blocks) {
         sgemm(false, true, bl.n, bl.keys, D, d.scale, qg + (size_t)bl.r0 * D, D, k.at(b, g), (int)k.sl, 0.f,
-              scores + ((size_t)i * M + bl.r0) * S, S);
+              scores + (size_t)bl.r0 * S, S);
       }
-    }
-    parallel_rows(n * M, [&](int r0, int r1) {
-      for (int r = r0; r < r1; r++) {
-        float* x = scores + (size_t)r * S;
-        const int lim = d.limit(r % M);
-        const float m = row_max(x, lim);
-        const float sum = exp_shift(x, lim, m);
-        scale_row(x, lim, 1.f / sum);
-        std::memset(x + lim, 0, sizeof(float) * (S - lim));
-        lse[(size_t)u0 * M + r] = m + std::log(sum);
+      over_rows(M, rows_in_parallel, [&](int r0, int r1) {
+        for (int r = r0; r < r1; r++) {
+          float* x = scores + (size_t)r * S;
+          const int lim = d.limit(r);
+          const float m = row_max(x, lim);
+          const float sum = exp_shift(x, lim, m);
+          scale_row(x, lim, 1.f / sum);
+          std::memset(x + lim, 0, sizeof(float) * (S - lim));
+          lse[(size_t)u * M + r] = m + std::log(sum);
+        }
+      });
+      float* og = o + (size_t)u * M * D;
+      for (auto& bl : blocks) {
+        sgemm(false, false, bl.n, D, bl.keys, 1.f, scores + (size_t)bl.r0 * S, S, v.at(b, g), (int)v.sl, 0.f,
+              og + (size_t)bl.r0 * D, D);
       }
     });
-    for (int i = 0; i < n; i++) {
-      const int b = (u0 + i) / d.KV, g = (u0 + i) % d.KV;
-      float* og = o + (size_t)(u0 + i) * M * D;
-      for (auto& bl : blocks) {
-        sgemm(false, false, bl.n, D, bl.keys, 1.f, scores + ((size_t)i * M + bl.r0) * S, S, v.at(b, g), (int)v.sl,
-              0.f, og + (size_t)bl.r0 * D, D);
-      }
-    }
   });
   trim_scratch();
 }
@@ -256,43 +283,41 @@ void attention_backward(const Dims& d, const float* q, Strided k, Strided v, con
     std::fill(dv, dv + (size_t)d.B * d.KV * S * D, 0.f);
   }
   for_chunks(d, 2, [&](int u0, int n) {
-    float* probs = t_scratch.get(t_scratch.a, (size_t)n * M * S);
-    float* dscores = t_scratch.get(t_scratch.b, (size_t)n * M * S);
-    for (int i = 0; i < n; i++) {
-      const int b = (u0 + i) / d.KV, g = (u0 + i) % d.KV;
-      const size_t qo = (size_t)(u0 + i) * M * D;
+    float* probs_all = t_scratch.get(t_scratch.a, (size_t)n * M * S);
+    float* dscores_all = t_scratch.get(t_scratch.b, (size_t)n * M * S);
+    for_units(n, [&](int i, bool rows_in_parallel) {
+      const int u = u0 + i, b = u / d.KV, g = u % d.KV;
+      const size_t qo = (size_t)u * M * D, kvo = (size_t)u * S * D;
+      float* probs = probs_all + (size_t)i * M * S;
+      float* dscores = dscores_all + (size_t)i * M * S;
       for (auto& bl : blocks) {
-        const size_t so = ((size_t)i * M + bl.r0) * S, ro = qo + (size_t)bl.r0 * D;
+        const size_t so = (size_t)bl.r0 * S, ro = qo + (size_t)bl.r0 * D;
         sgemm(false, true, bl.n, bl.keys, D, d.scale, q + ro, D, k.at(b, g), (int)k.sl, 0.f, probs + so, S);
         sgemm(false, true, bl.n, bl.keys, D, 1.f, dout + ro, D, v.at(b, g), (int)v.sl, 0.f, dscores + so, S);
       }
-    }
-    // The probabilities again from the saved log-sum-exp; then the score gradient in place of dP.
-    parallel_rows(n * M, [&](int r0, int r1) {
-      for (int r = r0; r < r1; r++) {
-        float* p = probs + (size_t)r * S;
-        float* ds = dscores + (size_t)r * S;
-        const int lim = d.limit(r % M);
-        const size_t row = (size_t)u0 * M + r;
-        exp_shift(p, lim, lse[row]);
-        const float delta = dot(dout + row * D, o + row * D, D);
-        dscore_row(p, ds, lim, delta, d.scale);
-        std::memset(p + lim, 0, sizeof(float) * (S - lim));
-        std::memset(ds + lim, 0, sizeof(float) * (S - lim));
-      }
-    });
-    for (int i = 0; i < n; i++) {
-      const int b = (u0 + i) / d.KV, g = (u0 + i) % d.KV;
-      const size_t qo = (size_t)(u0 + i) * M * D, kvo = (size_t)(u0 + i) * S * D;
+      // The probabilities again from the saved log-sum-exp; then the score gradient in place of dP.
+      over_rows(M, rows_in_parallel, [&](int r0, int r1) {
+        for (int r = r0; r < r1; r++) {
+          float* p = probs + (size_t)r * S;
+          float* ds = dscores + (size_t)r * S;
+          const int lim = d.limit(r);
+          const size_t row = (size_t)u * M + r;
+          exp_shift(p, lim, lse[row]);
+          const float delta = dot(dout + row * D, o + row * D, D);
+          dscore_row(p, ds, lim, delta, d.scale);
+          std::memset(p + lim, 0, sizeof(float) * (S - lim));
+          std::memset(ds + lim, 0, sizeof(float) * (S - lim));
+        }
+      });
       for (auto& bl : blocks) {
-        const float* p = probs + ((size_t)i * M + bl.r0) * S;
-        const float* ds = dscores + ((size_t)i * M + bl.r0) * S;
+        const float* p = probs + (size_t)bl.r0 * S;
+        const float* ds = dscores + (size_t)bl.r0 * S;
         const size_t ro = qo + (size_t)bl.r0 * D;
         sgemm(true, false, bl.keys, D, bl.n, 1.f, p, S, dout + ro, D, beta, dv + kvo, D);
         sgemm(false, false, bl.n, D, bl.keys, 1.f, ds, S, k.at(b, g), (int)k.sl, 0.f, dq + ro, D);
         sgemm(true, false, bl.keys, D, bl.n, 1.f, ds, S, q + ro, D, beta, dk + kvo, D);
       }
-    }
+    });
   });
   trim_scratch();
 }

@@ -81,6 +81,23 @@ sgemm_fn find_sgemm();
 void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
            const float* B, int ldb, float beta, float* C, int ldc);
 
+// While alive, BLAS calls run on the calling thread alone (OpenBLAS: openblas_set_num_threads(1),
+// restored after), so several of the bridge's threads can each run their own small GEMMs side by
+// side: on these shapes that beats each GEMM split across all threads, whose hand-offs cost more
+// than the work. Only from MLX's CPU stream thread, inside one primitive (no other BLAS call runs
+// meanwhile). Without OpenBLAS (or with BRAIN_MLX_NO_SIDE_BY_SIDE_BLAS set) `available()` is false.
+class SingleThreadedBlas {
+ public:
+  static bool available();
+  SingleThreadedBlas();
+  ~SingleThreadedBlas();
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+
+ private:
+  int saved_ = 0;
+};
+
 // Whether the AVX2 + FMA kernels may run (the CPU has them and BRAIN_MLX_NO_AVX2 is unset).
 bool use_avx2();
 
@@ -117,10 +134,11 @@ __attribute__((target("avx2,fma"))) inline float hsum8(__m256 v) {
 // Threads for the bridge's own loops: BRAIN_MLX_THREADS, else the hardware's (at most 64).
 int num_threads();
 
-// Runs fn(begin, end) over [0, n) split in contiguous blocks across threads.
+// Runs fn(begin, end) over [0, n) split in contiguous blocks across threads, each block at least
+// `min_per_thread` long.
 template <typename F>
-void parallel_rows(int n, F&& fn) {
-  int t = std::min(num_threads(), std::max(1, n / 4));
+void parallel_rows(int n, F&& fn, int min_per_thread = 4) {
+  int t = std::min(num_threads(), std::max(1, n / min_per_thread));
   if (t <= 1) {
     fn(0, n);
     return;
