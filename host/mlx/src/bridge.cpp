@@ -16,6 +16,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cstdio>
 #include <cmath>
 #include <cstdint>
@@ -917,6 +919,90 @@ bool use_avx2() {
 #else
   return false;
 #endif
+}
+
+namespace {
+// The workers behind run_tasks: num_threads() - 1 threads, started on first use and kept (never
+// joined: they sleep on a condition variable until the process ends).
+class Workers {
+ public:
+  explicit Workers(int n) {
+    for (int i = 0; i < n; i++) std::thread([this] { loop(); }).detach();
+  }
+
+  // false when another run is in progress (the caller then runs its tasks itself).
+  bool run(int n, const std::function<void(int)>& task) {
+    if (t_is_worker) return false;
+    std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
+    if (!busy.owns_lock()) return false;
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      task_ = &task;
+      n_ = n;
+      next_.store(0);
+      pending_ = n;
+      generation_++;
+    }
+    cv_.notify_all();
+    const int ran = claim(task, n);
+    std::unique_lock<std::mutex> lk(m_);
+    pending_ -= ran;
+    // Every task done and every worker that took this run's task back out of it, so none can
+    // claim a later run's indices with this task.
+    done_.wait(lk, [&] { return pending_ == 0 && active_ == 0; });
+    task_ = nullptr;
+    return true;
+  }
+
+ private:
+  // Claims and runs tasks until none are left; returns how many this thread ran.
+  int claim(const std::function<void(int)>& task, int n) {
+    int ran = 0;
+    for (int i = next_.fetch_add(1); i < n; i = next_.fetch_add(1)) {
+      task(i);
+      ran++;
+    }
+    return ran;
+  }
+
+  void loop() {
+    t_is_worker = true;
+    uint64_t seen = 0;
+    for (;;) {
+      const std::function<void(int)>* task;
+      int n;
+      {
+        std::unique_lock<std::mutex> lk(m_);
+        cv_.wait(lk, [&] { return generation_ != seen; });
+        seen = generation_;
+        task = task_;
+        n = n_;
+        if (!task) continue;
+        active_++;
+      }
+      const int ran = claim(*task, n);
+      std::lock_guard<std::mutex> lk(m_);
+      pending_ -= ran;
+      active_--;
+      if (pending_ == 0 && active_ == 0) done_.notify_all();
+    }
+  }
+
+  static thread_local bool t_is_worker;
+  std::mutex busy_, m_;
+  std::condition_variable cv_, done_;
+  const std::function<void(int)>* task_ = nullptr;
+  int n_ = 0, pending_ = 0, active_ = 0;
+  std::atomic<int> next_{0};
+  uint64_t generation_ = 0;
+};
+thread_local bool Workers::t_is_worker = false;
+}  // namespace
+
+void run_tasks(int n, const std::function<void(int)>& task) {
+  static Workers* workers = num_threads() > 1 ? new Workers(num_threads() - 1) : nullptr;
+  if (n > 1 && workers && workers->run(n, task)) return;
+  for (int i = 0; i < n; i++) task(i);
 }
 
 int num_threads() {

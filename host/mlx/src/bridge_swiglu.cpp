@@ -85,13 +85,10 @@ void parallel_elems(size_t n, F&& fn) {
     return;
   }
   const size_t per = ((n + parts - 1) / parts + 7) / 8 * 8;
-  std::vector<std::thread> pool;
-  for (int i = 1; i < parts; i++) {
-    size_t b = i * per, e = std::min(n, b + per);
-    if (b < e) pool.emplace_back([&fn, b, e] { fn(b, e); });
-  }
-  fn(0, std::min(n, per));
-  for (auto& t : pool) t.join();
+  run_tasks(parts, [&](int i) {
+    const size_t b = i * per, e = std::min(n, b + per);
+    if (b < e) fn(b, e);
+  });
 }
 
 class SwigluGrad : public mx::Primitive {
