@@ -138,6 +138,19 @@ fn qmm(reps: i32) -> mlx::Result<()> {
         let s = time(r, || quantized_matmul_cpu(&x, &q.weight, &q.scales, &q.biases, true, 64, 4)?.eval())?;
         row("bridge CPU kernel  ", s);
     }
+    // Decoding reads every matrix once per token, from memory rather than a cache: one row
+    // through 48 different matrices (~410 MB with their f32 scales and biases, more than the
+    // caches), as bytes read per second.
+    let mats: Vec<_> = (0..48).map(|_| quantize(&w.add(&mlx::random::normal(&[n, k], Dtype::Float32, 0.0, 0.001, None)?)?, 64, 4)).collect::<mlx::Result<_>>()?;
+    mlx::eval(mats.iter().flat_map(|q| [&q.weight, &q.scales, &q.biases]))?;
+    let bytes: usize = mats.iter().map(|q| q.weight.nbytes() + q.scales.nbytes() + q.biases.nbytes()).sum();
+    let x = mlx::random::normal(&[1, k], Dtype::Float32, 0.0, 1.0, None)?;
+    x.eval()?;
+    let s = time(reps, || {
+        let ys: Vec<Array> = mats.iter().map(|q| quantized_matmul_cpu(&x, &q.weight, &q.scales, &q.biases, true, 64, 4)).collect::<mlx::Result<_>>()?;
+        mlx::eval(ys.iter())
+    })?;
+    println!("qmm   1x{k} through 48 matrices of ({n}x{k}), {:.0} MB: {:8.2} ms, {:5.1} GB/s read (CPU {:.2} ms)", bytes as f64 / 1e6, s * 1e3, bytes as f64 / s / 1e9, last_cpu_ms());
     Ok(())
 }
 

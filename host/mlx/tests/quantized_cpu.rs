@@ -44,7 +44,7 @@ fn matches_a_plain_unpack_and_mlx_dequantize_for_every_path_and_width() {
     // N = 300 is not a multiple of any tile; M = 1 and 3 take the direct path, 9 and 70 tiles.
     let (n, k) = (300usize, 256usize);
     let (w, _) = rand_arr(&[n as i32, k as i32], 11);
-    for (bits, group) in [(4, 64), (8, 32), (2, 128), (4, 32)] {
+    for (bits, group) in [(4, 64), (8, 32), (2, 128), (4, 32), (4, 128), (8, 64)] {
         let q = quantize(&w, group, bits).unwrap();
         let dense = unpack_plain(&q);
         let mlx_dense = vals(&dequantize(&q.weight, &q.scales, Some(&q.biases), group, bits).unwrap());
