@@ -7,7 +7,8 @@
 // probabilities for the backward pass. On a SmolLM2 LoRA step with rows of ~170 tokens this was
 // ~24 ms per layer forward, a fifth of the step. Here the matmuls go to BLAS once per KV head
 // (the query heads sharing it are stacked, so the backward's sums over them happen inside the
-// GEMM), the softmax is one AVX2 pass split across threads, and only the row log-sum-exp is kept:
+// GEMM; the KV heads run side by side on the threads, see for_units), the softmax is one AVX2
+// pass, and only the row log-sum-exp is kept:
 // the backward recomputes the probabilities from it (as flash attention does), so a 2,048-token
 // sequence no longer keeps heads x 2,048^2 floats per layer alive.
 
