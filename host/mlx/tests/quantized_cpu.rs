@@ -72,27 +72,42 @@ fn matches_a_plain_unpack_and_mlx_dequantize_for_every_path_and_width() {
 #[test]
 fn leading_dimensions_other_dtypes_and_the_gradient_match_the_dense_product() {
     let (w, _) = rand_arr(&[96, 128], 5);
-    let q = quantize(&w, 64, 4).unwrap();
-    // Scales and biases in bfloat16, as mlx-community ships them.
-    let (s16, b16) = (q.scales.as_type(Dtype::Bfloat16).unwrap(), q.biases.as_type(Dtype::Bfloat16).unwrap());
-    // The kernel computes in f32 from the bf16 scales (MLX's dequantize would round to bf16).
-    let (s32, b32) = (s16.as_type(Dtype::Float32).unwrap(), b16.as_type(Dtype::Float32).unwrap());
-    let dense = dequantize(&q.weight, &s32, Some(&b32), 64, 4).unwrap();
-    let ours = dequantize_cpu(&q.weight, &s16, &b16, 64, 4).unwrap();
-    assert_eq!(ours.dtype(), Dtype::Float32);
-    assert_close(&vals(&ours), &vals(&dense), 1e-7, "dequantize_cpu from bf16 scales, in f32");
-    let (x, _) = rand_arr(&[2, 5, 128], 6);
-    let (c, _) = rand_arr(&[2, 5, 96], 7);
-    let f_ours = |a: &[Array]| Ok(vec![quantized_matmul_cpu(&a[0], &q.weight, &s16, &b16, true, 64, 4)?.mul(&c)?.sum_all()?]);
-    let f_dense = |a: &[Array]| Ok(vec![a[0].matmul(&dense.swapaxes(0, 1)?)?.mul(&c)?.sum_all()?]);
-    let (v1, g1) = mlx::value_and_grad(f_ours, &[&x], &[0]).unwrap();
-    let (v2, g2) = mlx::value_and_grad(f_dense, &[&x], &[0]).unwrap();
-    assert_eq!(g1[0].shape(), vec![2, 5, 128]);
-    assert_close(&vals(&v1[0]), &vals(&v2[0]), 1e-5, "value");
-    assert_close(&vals(&g1[0]), &vals(&g2[0]), 1e-5, "d x");
-    // A bfloat16 x comes back in bfloat16.
-    let y = quantized_matmul_cpu(&x.as_type(Dtype::Bfloat16).unwrap(), &q.weight, &s16, &b16, true, 64, 4).unwrap();
-    assert_eq!(y.dtype(), Dtype::Bfloat16);
+    // Scales and biases in bfloat16 (as mlx-community ships them) or float16 (as GGUF stores
+    // them), read by the kernel as they are; weights times 1e-5 make float16 scales subnormal.
+    for (dtype, w_scale) in [(Dtype::Bfloat16, 1.0f32), (Dtype::Float16, 1.0), (Dtype::Float16, 1e-5)] {
+        let what = format!("{dtype:?} scales, weights x {w_scale}");
+        let q = quantize(&w.mul(w_scale).unwrap(), 64, 4).unwrap();
+        let (s16, b16) = (q.scales.as_type(dtype).unwrap(), q.biases.as_type(dtype).unwrap());
+        // The kernel computes in f32 from the 16-bit scales (MLX's dequantize would round to 16 bits).
+        let (s32, b32) = (s16.as_type(Dtype::Float32).unwrap(), b16.as_type(Dtype::Float32).unwrap());
+        let dense = dequantize(&q.weight, &s32, Some(&b32), 64, 4).unwrap();
+        let ours = dequantize_cpu(&q.weight, &s16, &b16, 64, 4).unwrap();
+        assert_eq!(ours.dtype(), Dtype::Float32);
+        // Compared at the weights' own scale (assert_close's error is relative above 1 only).
+        let up = |a: &Array| vals(a).iter().map(|v| v / w_scale).collect::<Vec<f32>>();
+        assert_close(&up(&ours), &up(&dense), 1e-6, &format!("dequantize_cpu, {what}"));
+        // 10 rows (tiles), 3 (straight from the words), 1 (decoding's byte-wise kernel).
+        for shape in [vec![2, 5, 128], vec![3, 128], vec![1, 128]] {
+            let (x, _) = rand_arr(&shape, 6);
+            let mut cshape = shape.clone();
+            *cshape.last_mut().unwrap() = 96;
+            let (c, _) = rand_arr(&cshape, 7);
+            let f_ours = |a: &[Array]| Ok(vec![quantized_matmul_cpu(&a[0], &q.weight, &s16, &b16, true, 64, 4)?.mul(&c)?.sum_all()?]);
+            let f_dense = |a: &[Array]| Ok(vec![a[0].matmul(&dense.swapaxes(0, 1)?)?.mul(&c)?.sum_all()?]);
+            let (v1, g1) = mlx::value_and_grad(f_ours, &[&x], &[0]).unwrap();
+            let (v2, g2) = mlx::value_and_grad(f_dense, &[&x], &[0]).unwrap();
+            assert_eq!(g1[0].shape(), shape);
+            let y = quantized_matmul_cpu(&x, &q.weight, &s16, &b16, true, 64, 4).unwrap();
+            let y_dense = x.matmul(&dense.swapaxes(0, 1).unwrap()).unwrap();
+            assert_close(&up(&y), &up(&y_dense), 2e-5, &format!("x @ W^T, {what}, x {shape:?}"));
+            assert_close(&up(&v1[0]), &up(&v2[0]), 1e-5, &format!("value, {what}, x {shape:?}"));
+            assert_close(&up(&g1[0]), &up(&g2[0]), 1e-5, &format!("d x, {what}, x {shape:?}"));
+        }
+        // A bfloat16 x comes back in bfloat16.
+        let (x, _) = rand_arr(&[2, 128], 8);
+        let y = quantized_matmul_cpu(&x.as_type(Dtype::Bfloat16).unwrap(), &q.weight, &s16, &b16, true, 64, 4).unwrap();
+        assert_eq!(y.dtype(), Dtype::Bfloat16);
+    }
 }
 
 #[test]
