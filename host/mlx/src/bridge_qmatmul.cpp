@@ -68,6 +68,25 @@ float bf16_to_float(uint16_t h) {
   return f;
 }
 
+#if defined(__x86_64__)
+// f16 / bf16 -> f32 eight at a time; return where the scalar tail starts.
+__attribute__((target("avx2,f16c"))) int f16_to_f32_avx2(const uint16_t* h, float* out, int n) {
+  int j = 0;
+  for (; j + 8 <= n; j += 8)
+    _mm256_storeu_ps(out + j, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + j))));
+  return j;
+}
+
+__attribute__((target("avx2"))) int bf16_to_f32_avx2(const uint16_t* h, float* out, int n) {
+  int j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + j)));
+    _mm256_storeu_ps(out + j, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+  }
+  return j;
+}
+#endif
+
 // One row's scales and biases as f32: pointers into the matrix when it stores f32, else the row
 // converted into this object's buffers (one per kernel call, reused across its rows).
 class RowParams {
@@ -82,13 +101,9 @@ class RowParams {
       b = static_cast<const float*>(p_.biases) + at;
       return;
     }
-    const uint16_t* sh = static_cast<const uint16_t*>(p_.scales) + at;
-    const uint16_t* bh = static_cast<const uint16_t*>(p_.biases) + at;
-    auto cvt = p_.type == ParamType::F16 ? half_to_float : bf16_to_float;
-    for (int g = 0; g < groups_; g++) {
-      buf_[g] = cvt(sh[g]);
-      buf_[groups_ + g] = cvt(bh[g]);
-    }
+    const bool f16 = p_.type == ParamType::F16;
+    convert(static_cast<const uint16_t*>(p_.scales) + at, buf_.data(), f16);
+    convert(static_cast<const uint16_t*>(p_.biases) + at, buf_.data() + groups_, f16);
     s = buf_.data();
     b = buf_.data() + groups_;
   }
@@ -96,6 +111,16 @@ class RowParams {
   const float* b = nullptr;
 
  private:
+  // A row's worth per call, for every row a kernel reads: vectorized (a scalar conversion per
+  // group cost as much as the row's own multiply-adds), the scalar loops for the tails.
+  void convert(const uint16_t* h, float* out, bool f16) const {
+    int g = 0;
+#if defined(__x86_64__)
+    if (use_avx2()) g = f16 ? f16_to_f32_avx2(h, out, groups_) : bf16_to_f32_avx2(h, out, groups_);
+#endif
+    for (; g < groups_; g++) out[g] = f16 ? half_to_float(h[g]) : bf16_to_float(h[g]);
+  }
+
   const Packed& p_;
   int groups_;
   std::vector<float> buf_;
