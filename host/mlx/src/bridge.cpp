@@ -913,7 +913,7 @@ void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, i
 
 bool use_avx2() {
 #if defined(__x86_64__)
-  static bool on = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
+  static bool on = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                    std::getenv("BRAIN_MLX_NO_AVX2") == nullptr;
   return on;
 #else

@@ -18,7 +18,6 @@
 #include <cstring>
 #include <memory>
 #include <sstream>
-#include <utility>
 
 #include "bridge_util.h"
 #include "mlx/primitives.h"
@@ -27,103 +26,13 @@ using namespace mlxb;
 
 namespace {
 
-// How scales and biases are stored: f32, or the 16 bits a model came with (kept so, decoding
-// reads a tenth fewer bytes per token at 4 bits with groups of 64).
-enum class ParamType { F32, F16, BF16 };
-
 // The packed matrix: N rows of K values, `bits` each, `32 / bits` per uint32 word, lowest bits
 // first; value k of row n is q * scales[n, k / group] + biases[n, k / group].
 struct Packed {
   const uint32_t* w;
-  const void* scales;
-  const void* biases;
-  ParamType type;
+  const float* scales;
+  const float* biases;
   int N, K, group, bits;
-};
-
-float half_to_float(uint16_t h) {
-  const uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
-  uint32_t bits;
-  if (exp == 0) {
-    if (mant == 0) {
-      bits = sign;
-    } else {  // subnormal: mant * 2^-24
-      const float f = (float)mant * (1.0f / 16777216.0f);
-      return sign ? -f : f;
-    }
-  } else if (exp == 31) {
-    bits = sign | 0x7F800000u | (mant << 13);
-  } else {
-    bits = sign | ((exp + 112) << 23) | (mant << 13);
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-float bf16_to_float(uint16_t h) {
-  const uint32_t bits = (uint32_t)h << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-#if defined(__x86_64__)
-// f16 / bf16 -> f32 eight at a time; return where the scalar tail starts.
-__attribute__((target("avx2,f16c"))) int f16_to_f32_avx2(const uint16_t* h, float* out, int n) {
-  int j = 0;
-  for (; j + 8 <= n; j += 8)
-    _mm256_storeu_ps(out + j, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + j))));
-  return j;
-}
-
-__attribute__((target("avx2"))) int bf16_to_f32_avx2(const uint16_t* h, float* out, int n) {
-  int j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + j)));
-    _mm256_storeu_ps(out + j, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
-  }
-  return j;
-}
-#endif
-
-// One row's scales and biases as f32: pointers into the matrix when it stores f32, else the row
-// converted into this object's buffers (one per kernel call, reused across its rows).
-class RowParams {
- public:
-  explicit RowParams(const Packed& p) : p_(p), groups_(p.K / p.group) {
-    if (p.type != ParamType::F32) buf_.resize(2 * (size_t)groups_);
-  }
-  void load(int n) {
-    const size_t at = (size_t)n * groups_;
-    if (p_.type == ParamType::F32) {
-      s = static_cast<const float*>(p_.scales) + at;
-      b = static_cast<const float*>(p_.biases) + at;
-      return;
-    }
-    const bool f16 = p_.type == ParamType::F16;
-    convert(static_cast<const uint16_t*>(p_.scales) + at, buf_.data(), f16);
-    convert(static_cast<const uint16_t*>(p_.biases) + at, buf_.data() + groups_, f16);
-    s = buf_.data();
-    b = buf_.data() + groups_;
-  }
-  const float* s = nullptr;
-  const float* b = nullptr;
-
- private:
-  // A row's worth per call, for every row a kernel reads: vectorized (a scalar conversion per
-  // group cost as much as the row's own multiply-adds), the scalar loops for the tails.
-  void convert(const uint16_t* h, float* out, bool f16) const {
-    int g = 0;
-#if defined(__x86_64__)
-    if (use_avx2()) g = f16 ? f16_to_f32_avx2(h, out, groups_) : bf16_to_f32_avx2(h, out, groups_);
-#endif
-    for (; g < groups_; g++) out[g] = f16 ? half_to_float(h[g]) : bf16_to_float(h[g]);
-  }
-
-  const Packed& p_;
-  int groups_;
-  std::vector<float> buf_;
 };
 
 template <int BITS>
@@ -131,11 +40,10 @@ __attribute__((always_inline)) inline void unpack_rows(const Packed& p, int n0, 
   constexpr int per = 32 / BITS;
   constexpr uint32_t mask = (1u << BITS) - 1;
   const int words = p.K / per, groups = p.K / p.group, wpg = p.group / per;
-  RowParams rp(p);
   for (int n = n0; n < n1; n++) {
     const uint32_t* wr = p.w + (size_t)n * words;
-    rp.load(n);
-    const float *sr = rp.s, *br = rp.b;
+    const float* sr = p.scales + (size_t)n * groups;
+    const float* br = p.biases + (size_t)n * groups;
     float* o = out + (size_t)(n - n0) * p.K;
     for (int g = 0; g < groups; g++) {
       const float s = sr[g], b = br[g];
@@ -156,11 +64,10 @@ __attribute__((always_inline)) inline void direct_rows(const Packed& p, const fl
   constexpr int per = 32 / BITS;
   constexpr uint32_t mask = (1u << BITS) - 1;
   const int words = p.K / per, groups = p.K / p.group, wpg = p.group / per;
-  RowParams rp(p);
   for (int n = n0; n < n1; n++) {
     const uint32_t* wr = p.w + (size_t)n * words;
-    rp.load(n);
-    const float *sr = rp.s, *br = rp.b;
+    const float* sr = p.scales + (size_t)n * groups;
+    const float* br = p.biases + (size_t)n * groups;
     for (int m = 0; m < M; m++) {
       const float* xr = x + (size_t)m * p.K;
       float acc = 0.f;
@@ -193,14 +100,12 @@ __attribute__((target("avx2,fma"))) void unpack4_avx2(const Packed& p, int n0, i
   const int words = p.K / 8, groups = p.K / p.group, wpg = p.group / 8;
   const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
   const __m256i mask = _mm256_set1_epi32(15);
-  RowParams rp(p);
   for (int n = n0; n < n1; n++) {
     const uint32_t* wr = p.w + (size_t)n * words;
-    rp.load(n);
     float* o = out + (size_t)(n - n0) * p.K;
     for (int g = 0; g < groups; g++) {
-      const __m256 sc = _mm256_set1_ps(rp.s[g]);
-      const __m256 bi = _mm256_set1_ps(rp.b[g]);
+      const __m256 sc = _mm256_set1_ps(p.scales[(size_t)n * groups + g]);
+      const __m256 bi = _mm256_set1_ps(p.biases[(size_t)n * groups + g]);
       for (int i = g * wpg; i < (g + 1) * wpg; i++) {
         __m256i q = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)wr[i]), shifts), mask);
         _mm256_storeu_ps(o + (size_t)i * 8, _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), sc, bi));
@@ -225,11 +130,10 @@ __attribute__((target("avx2,fma"))) void direct_avx2_bits(const Packed& p, const
   const __m256i shifts = BITS == 4 ? _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)
                                    : _mm256_setr_epi32(0, 8, 16, 24, 0, 8, 16, 24);
   const __m256i mask = _mm256_set1_epi32((1 << BITS) - 1);
-  RowParams rp(p);
   for (int n = n0; n < n1; n++) {
     const uint32_t* wr = p.w + (size_t)n * words;
-    rp.load(n);
-    const float *sr = rp.s, *br = rp.b;
+    const float* sr = p.scales + (size_t)n * groups;
+    const float* br = p.biases + (size_t)n * groups;
     __m256 tot[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     float bias_part[4] = {0.f, 0.f, 0.f, 0.f};
     for (int g = 0; g < groups; g++) {
@@ -263,11 +167,10 @@ __attribute__((target("avx2,fma"))) void direct_avx2_q4_row_bytes(const Packed& 
                                                                   const float* xsum, float* y, int n0, int n1) {
   const int groups = p.K / p.group, blocks = p.group / 32;
   const __m128i m4 = _mm_set1_epi8(0x0F);
-  RowParams rp(p);
   for (int n = n0; n < n1; n++) {
     const uint8_t* wr = reinterpret_cast<const uint8_t*>(p.w + (size_t)n * (p.K / 8));
-    rp.load(n);
-    const float *sr = rp.s, *br = rp.b;
+    const float* sr = p.scales + (size_t)n * groups;
+    const float* br = p.biases + (size_t)n * groups;
     __m256 tot = _mm256_setzero_ps();
     float bias_part = 0.f;
     for (int g = 0; g < groups; g++) {
@@ -297,11 +200,10 @@ __attribute__((target("avx2,fma"))) void direct_avx2_q4_row_bytes(const Packed& 
 __attribute__((target("avx2,fma"))) void direct_avx2_q8_row_bytes(const Packed& p, const float* x,
                                                                   const float* xsum, float* y, int n0, int n1) {
   const int groups = p.K / p.group, steps = p.group / 8;
-  RowParams rp(p);
   for (int n = n0; n < n1; n++) {
     const uint8_t* wr = reinterpret_cast<const uint8_t*>(p.w + (size_t)n * (p.K / 4));
-    rp.load(n);
-    const float *sr = rp.s, *br = rp.b;
+    const float* sr = p.scales + (size_t)n * groups;
+    const float* br = p.biases + (size_t)n * groups;
     __m256 tot = _mm256_setzero_ps();
     float bias_part = 0.f;
     for (int g = 0; g < groups; g++) {
@@ -417,22 +319,6 @@ void qmm_n(const Packed& p, const float* x, float* y, int M) {
   }
 }
 
-ParamType param_type(const mx::array& a) {
-  if (a.dtype() == mx::float16) return ParamType::F16;
-  if (a.dtype() == mx::bfloat16) return ParamType::BF16;
-  return ParamType::F32;
-}
-
-// Scales and biases as the kernels take them: contiguous, both f16, both bf16, or else both f32.
-std::pair<mx::array, mx::array> kernel_params(const mx::array& s, const mx::array& b, mx::Stream st) {
-  const bool kept = s.dtype() == b.dtype() &&
-                    (s.dtype() == mx::float32 || s.dtype() == mx::float16 || s.dtype() == mx::bfloat16);
-  auto as = [&](const mx::array& a) {
-    return mx::contiguous(kept ? a : mx::astype(a, mx::float32, st), false, st);
-  };
-  return {as(s), as(b)};
-}
-
 mx::array make_qmm(const mx::array& x, const mx::array& w, const mx::array& s, const mx::array& b,
                    int group, int bits, bool transpose);
 
@@ -441,11 +327,10 @@ class QuantizedMatmulCpu : public mx::UnaryPrimitive {
   QuantizedMatmulCpu(mx::Stream st, int group, int bits, bool transpose)
       : mx::UnaryPrimitive(st), group_(group), bits_(bits), transpose_(transpose) {}
 
-  // inputs: x (M, Kx) f32, w (N, K * bits / 32) uint32, scales, biases (N, K / group) in f32,
-  // f16 or bf16 (both the same).
+  // inputs: x (M, Kx) f32, w (N, K * bits / 32) uint32, scales, biases (N, K / group) f32.
   void eval_cpu(const std::vector<mx::array>& in, mx::array& out) override {
     auto& enc = mlxb::prepare(stream(), in, out);
-    Packed p{in[1].data<uint32_t>(), in[2].data<void>(), in[3].data<void>(), param_type(in[2]), (int)in[1].shape(0),
+    Packed p{in[1].data<uint32_t>(), in[2].data<float>(), in[3].data<float>(), (int)in[1].shape(0),
              (int)in[1].shape(1) * (32 / bits_), group_, bits_};
     int M = (int)(in[0].size() / in[0].shape(-1));
     enc.dispatch([p, x = in[0].data<float>(), y = out.data<float>(), M, t = transpose_]() {
@@ -495,7 +380,7 @@ class DequantizeCpu : public mx::UnaryPrimitive {
   // inputs: w (N, K * bits / 32) uint32, scales, biases (N, K / group) f32.
   void eval_cpu(const std::vector<mx::array>& in, mx::array& out) override {
     auto& enc = mlxb::prepare(stream(), in, out);
-    Packed p{in[0].data<uint32_t>(), in[1].data<void>(), in[2].data<void>(), param_type(in[1]), (int)in[0].shape(0),
+    Packed p{in[0].data<uint32_t>(), in[1].data<float>(), in[2].data<float>(), (int)in[0].shape(0),
              (int)in[0].shape(1) * (32 / bits_), group_, bits_};
     enc.dispatch([p, y = out.data<float>()]() {
       parallel_rows(p.N, [&](int n0, int n1) { unpack(p, n0, n1, y + (size_t)n0 * p.K); });
@@ -547,9 +432,8 @@ mx::array make_qmm(const mx::array& x, const mx::array& w, const mx::array& s, c
   auto f32 = [&](const mx::array& a) { return mx::contiguous(mx::astype(a, mx::float32, st), false, st); };
   mx::Shape shape = x.shape();
   shape.back() = outer;
-  auto [sk, bk] = kernel_params(s, b, st);
   auto y = mx::array(shape, mx::float32, std::make_shared<QuantizedMatmulCpu>(st, group, bits, transpose),
-                     {f32(x), mx::contiguous(w, false, st), sk, bk});
+                     {f32(x), mx::contiguous(w, false, st), f32(s), f32(b)});
   return x.dtype() == mx::float32 ? y : mx::astype(y, x.dtype(), st);
 }
 
@@ -563,10 +447,10 @@ int mlxb_dequantize_cpu(const arr w, const arr scales, const arr biases, int gro
   return guard([&] {
     check_packed("dequantize_cpu", w, scales, biases, group, bits);
     auto st = mx::default_stream(mx::Device::cpu);
+    auto f32 = [&](const mx::array& a) { return mx::contiguous(mx::astype(a, mx::float32, st), false, st); };
     mx::Shape shape = {w->shape(0), w->shape(1) * (32 / bits)};
-    auto [sk, bk] = kernel_params(*scales, *biases, st);
     set_out(out, mx::array(shape, mx::float32, std::make_shared<DequantizeCpu>(st, group, bits),
-                           {mx::contiguous(*w, false, st), sk, bk}));
+                           {mx::contiguous(*w, false, st), f32(*scales), f32(*biases)}));
   });
 }
 

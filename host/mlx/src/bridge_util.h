@@ -99,7 +99,7 @@ class SingleThreadedBlas {
   int saved_ = 0;
 };
 
-// Whether the AVX2 + FMA (+ F16C) kernels may run (the CPU has them and BRAIN_MLX_NO_AVX2 is unset).
+// Whether the AVX2 + FMA kernels may run (the CPU has them and BRAIN_MLX_NO_AVX2 is unset).
 bool use_avx2();
 
 #if defined(__x86_64__)

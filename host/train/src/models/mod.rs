@@ -67,15 +67,8 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn take(&mut self, name: &str, params: &mut Params) -> Result<usize> {
-        self.take_as(name, params, false)
-    }
-
-    /// `keep_half`: f16/bf16 stay as stored (the CPU kernel reads them; decoding reads a tenth
-    /// fewer bytes than with f32 scales and biases); other floats become the compute dtype.
-    fn take_as(&mut self, name: &str, params: &mut Params, keep_half: bool) -> Result<usize> {
         let a = self.raw.remove(name).ok_or_else(|| model_err(self.dir, format!("weight {name} is missing")))?;
-        let half = matches!(a.dtype(), Dtype::Float16 | Dtype::Bfloat16);
-        let a = if a.dtype().is_float() && a.dtype() != self.dtype && !(keep_half && half) { a.as_type(self.dtype)? } else { a };
+        let a = if a.dtype().is_float() && a.dtype() != self.dtype { a.as_type(self.dtype)? } else { a };
         Ok(params.push(name.to_string(), a))
     }
 
@@ -85,11 +78,9 @@ impl Loader<'_> {
         let q = if self.raw.contains_key(&format!("{prefix}.scales")) {
             let q = self.quant.ok_or_else(|| model_err(self.dir, format!("{prefix} is quantized but config.json has no \"quantization\"")))?;
             let (group, bits) = q.for_layer(prefix);
-            let cpu_kernel = self.cpu && matches!(bits, 2 | 4 | 8);
-            let half_scales = cpu_kernel && self.raw.get(&format!("{prefix}.scales")).map(|a| a.dtype()) == self.raw.get(&format!("{prefix}.biases")).map(|a| a.dtype());
-            let scales = self.take_as(&format!("{prefix}.scales"), params, half_scales)?;
-            let biases = self.take_as(&format!("{prefix}.biases"), params, half_scales)?;
-            Some(QSpec { scales, biases, group, bits, cpu_kernel })
+            let scales = self.take(&format!("{prefix}.scales"), params)?;
+            let biases = self.take(&format!("{prefix}.biases"), params)?;
+            Some(QSpec { scales, biases, group, bits, cpu_kernel: self.cpu && matches!(bits, 2 | 4 | 8) })
         } else {
             None
         };
@@ -277,10 +268,8 @@ impl Model {
                 let sh = ids.shape();
                 let flat = ids.reshape(&[-1])?;
                 let rows = w.take(&flat, 0)?;
-                // The gathered rows' scales in f32 (they may be stored in 16 bits), so the
-                // embedding is computed in f32 as the kernel computes every other layer.
-                let s = p[q.scales].take(&flat, 0)?.as_type(Dtype::Float32)?;
-                let b = p[q.biases].take(&flat, 0)?.as_type(Dtype::Float32)?;
+                let s = p[q.scales].take(&flat, 0)?;
+                let b = p[q.biases].take(&flat, 0)?;
                 let h = dequantize(&rows, &s, Some(&b), q.group, q.bits)?.as_type(self.dtype)?;
                 h.reshape(&[sh[0], sh[1], -1])
             }
