@@ -192,10 +192,11 @@ fn attn(reps: i32) -> mlx::Result<()> {
 fn main() -> mlx::Result<()> {
     let info = mlx::init()?;
     println!(
-        "MLX {} (bridge {}), OpenBLAS preloaded: {}, fused CE uses BLAS: {}",
+        "MLX {} (bridge {}), OpenBLAS preloaded: {}, freed heap kept: {}, fused CE uses BLAS: {}",
         info.mlx_version,
         info.path.display(),
         info.openblas,
+        info.heap_kept,
         mlx::loss::fused_kernel_has_blas()?
     );
     let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());

@@ -15,6 +15,7 @@ pub mod device;
 pub mod distributed;
 mod error;
 pub mod fast;
+pub mod heap;
 pub mod io;
 pub mod loss;
 pub mod memory;

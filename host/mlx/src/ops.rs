@@ -59,8 +59,27 @@ pub fn stack(arrays: &[&Array], axis: i32) -> Result<Array> {
 }
 
 /// `alpha * (a @ b) + beta * c`.
+///
+/// With a batched `a` (leading axes) and one matrix `b`, MLX 0.32's AddMM runs one GEMM per
+/// leading index (for LoRA on a (4, 166, 576) batch: four 166-row products instead of one of
+/// 664); its `matmul` folds such axes into rows. So does this, when `c` is either a row
+/// broadcast over them (a bias) or of the output's shape.
 pub fn addmm(c: &Array, a: &Array, b_: &Array, alpha: f32, beta: f32) -> Result<Array> {
-    out(|b, o| unsafe { (b.addmm)(c.raw(), a.raw(), b_.raw(), alpha, beta, o) })
+    let raw = |c: &Array, a: &Array| out(|b, o| unsafe { (b.addmm)(c.raw(), a.raw(), b_.raw(), alpha, beta, o) });
+    if a.ndim() <= 2 || b_.ndim() != 2 {
+        return raw(c, a);
+    }
+    let mut shape = a.shape();
+    *shape.last_mut().unwrap() = b_.dim(-1);
+    let rows = a.flatten(0, -2)?;
+    let folded = if c.shape() == shape {
+        raw(&c.reshape(&[-1, b_.dim(-1)])?, &rows)?
+    } else if c.ndim() <= 1 || (c.ndim() == 2 && c.dim(0) == 1) {
+        raw(c, &rows)?
+    } else {
+        return raw(c, a);
+    };
+    folded.reshape(&shape)
 }
 
 /// Reads a bridge vector of arrays into owned arrays and frees it.

@@ -3,7 +3,8 @@
 //! The bridge (src/bridge.cpp) is a shared library built by build.rs. It is opened lazily, the
 //! first time anything in this crate needs MLX, and kept open for the life of the process (MLX
 //! runs worker threads inside it). On Linux, OpenBLAS is opened RTLD_GLOBAL first so that MLX's
-//! cblas/LAPACK calls resolve to it instead of the wheel's reference BLAS.
+//! cblas/LAPACK calls resolve to it instead of the wheel's reference BLAS, and the C heap is told
+//! to keep freed memory (`heap.rs`).
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::path::{Path, PathBuf};
@@ -185,6 +186,8 @@ pub struct BridgeInfo {
     pub mlx_version: String,
     /// Whether OpenBLAS was preloaded (Linux); false means MLX's matmuls use the reference BLAS.
     pub openblas: bool,
+    /// Whether freed C-heap memory is kept for reuse (see `heap.rs`); false: glibc's defaults.
+    pub heap_kept: bool,
 }
 
 struct Loaded {
@@ -311,6 +314,7 @@ fn load() -> std::result::Result<Loaded, String> {
         )
     })?;
     let openblas = preload_openblas();
+    let heap_kept = crate::heap::keep_freed_memory();
     // SAFETY: the bridge is our own library; its initializers only set up MLX.
     let lib = unsafe { libloading::Library::new(&path) }.map_err(|e| {
         format!(
@@ -341,7 +345,7 @@ fn load() -> std::result::Result<Loaded, String> {
             crate::VERSION
         );
     }
-    Ok(Loaded { bridge, info: BridgeInfo { path, mlx_version, openblas } })
+    Ok(Loaded { bridge, info: BridgeInfo { path, mlx_version, openblas, heap_kept } })
 }
 
 /// The bridge's last error message on this thread.

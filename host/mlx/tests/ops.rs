@@ -69,6 +69,42 @@ fn matmul_matches_reference() {
     assert_close(&vals(&two), &want, 1e-5, "addmm");
 }
 
+/// addmm with a batched `a` and one matrix `b` (folded into rows, see `mlx::addmm`): values
+/// for every form of `c` against a plain product in the test, gradients against MLX's autodiff
+/// of `alpha * a @ b + beta * c` written with matmul and add.
+#[test]
+fn batched_addmm_matches_reference_and_gradients() {
+    let (bsz, l, k, n) = (3, 5, 7, 4);
+    let (a, av) = rand_arr(&[bsz, l, k], 11);
+    let (b, bv) = rand_arr(&[k, n], 12);
+    let prod = matmul_ref(&av, &bv, (bsz * l) as usize, k as usize, n as usize);
+    for (cshape, seed) in [(vec![bsz, l, n], 13), (vec![n], 14), (vec![1, n], 15), (vec![bsz, 1, n], 16), (vec![l, n], 17)] {
+        let (c, cv) = rand_arr(&cshape, seed);
+        let got = mlx::addmm(&c, &a, &b, 2.0, 0.5).unwrap();
+        assert_eq!(got.shape(), vec![bsz, l, n], "c {cshape:?}");
+        let cat = |row: usize, j: usize| -> f32 {
+            let (bi, li) = (row / l as usize, row % l as usize);
+            match cshape.as_slice() {
+                [_, _, _] if cshape[1] == 1 => cv[bi * n as usize + j],
+                [_, _, _] => cv[row * n as usize + j],
+                [_] => cv[j],
+                [1, _] => cv[j],
+                _ => cv[li * n as usize + j],
+            }
+        };
+        let want: Vec<f32> = (0..prod.len()).map(|i| 2.0 * prod[i] + 0.5 * cat(i / n as usize, i % n as usize)).collect();
+        assert_close(&vals(&got), &want, 1e-5, &format!("batched addmm, c {cshape:?}"));
+        let folded = |p: &[Array]| Ok(vec![mlx::addmm(&p[2], &p[0], &p[1], 2.0, 0.5)?.square()?.sum_all()?]);
+        let composed = |p: &[Array]| Ok(vec![p[0].matmul(&p[1])?.mul(2.0)?.add(&p[2].mul(0.5)?)?.square()?.sum_all()?]);
+        let (_, g1) = mlx::transforms::value_and_grad(folded, &[&a, &b, &c], &[0, 1, 2]).unwrap();
+        let (_, g2) = mlx::transforms::value_and_grad(composed, &[&a, &b, &c], &[0, 1, 2]).unwrap();
+        for (i, (x, y)) in g1.iter().zip(&g2).enumerate() {
+            assert_eq!(x.shape(), y.shape(), "gradient {i} shape, c {cshape:?}");
+            assert_close(&vals(x), &vals(y), 1e-5, &format!("gradient {i}, c {cshape:?}"));
+        }
+    }
+}
+
 #[test]
 fn elementwise() {
     let x = arr(&[-2.0, -0.5, 0.0, 0.5, 3.0], &[5]);

@@ -76,6 +76,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    mlx::heap::keep_freed_memory(); // as `brain` does, before any thread starts
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
     let a = Args::parse();
     let args = TrainArgs {
