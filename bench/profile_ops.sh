@@ -43,7 +43,8 @@ KINDS = [
     ("SwiGLU (bridge)", lambda d, s: "bridge" in d and ("forward_" in s or "backward_" in s or "wiglu" in s)),
     ("exp / sigmoid (MLX, scalar)", lambda d, s: "exp<" in s or "Sigmoid" in s or "fmaf" in s or "Exp" in s),
     ("softmax / logsumexp (attention)", lambda d, s: "softmax" in s or "logsumexp" in s),
-    ("RMSNorm / RoPE (MLX fast)", lambda d, s: "rms" in s.lower() or "rope" in s.lower()),
+    # Not by "rms" alone: the kernel's clear_page_erms and libc's *_erms copies contain it.
+    ("RMSNorm / RoPE (bridge, MLX fast)", lambda d, s: ("bridge" in d or "mlx" in d) and ("rmsnorm" in s.lower() or "rms_norm" in s.lower() or "rope" in s.lower() or "sum_squares" in s or "rotate_row" in s)),
     ("copies (transpose, contiguous, casts)", lambda d, s: "copy" in s),
     ("elementwise add / multiply / select", lambda d, s: "binary" in s or "ternary" in s or "Select" in s),
     ("reductions", lambda d, s: "reduc" in s.lower()),

@@ -313,8 +313,9 @@ fn load() -> std::result::Result<Loaded, String> {
             candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
         )
     })?;
-    let openblas = preload_openblas();
+    // Before OpenBLAS starts its threads (see heap.rs: the arena limit).
     let heap_kept = crate::heap::keep_freed_memory();
+    let openblas = preload_openblas();
     // SAFETY: the bridge is our own library; its initializers only set up MLX.
     let lib = unsafe { libloading::Library::new(&path) }.map_err(|e| {
         format!(
