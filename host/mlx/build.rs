@@ -18,8 +18,9 @@ use std::process::Command;
 
 const MLX_VERSION: &str = "0.32.4";
 /// The bridge's translation units (one shared library).
-const BRIDGE_SOURCES: [&str; 6] = [
+const BRIDGE_SOURCES: [&str; 7] = [
     "src/bridge.cpp",
+    "src/bridge_adamw.cpp",
     "src/bridge_attention.cpp",
     "src/bridge_qmatmul.cpp",
     "src/bridge_rmsnorm.cpp",

@@ -44,12 +44,8 @@
 using namespace mlxb;
 
 // Bumped whenever a signature below changes; the Rust side refuses a bridge of another ABI.
-#define MLXB_ABI 5
+#define MLXB_ABI 6
 
-
-struct mlxb_vec {
-  std::vector<mx::array> v;
-};
 
 struct mlxb_st {
   std::vector<std::string> names;

@@ -20,6 +20,11 @@ namespace mx = mlx::core;
 
 using arr = mx::array*;
 
+// A vector of arrays across the C boundary (multi-output ops, callbacks, lists of parameters).
+struct mlxb_vec {
+  std::vector<mx::array> v;
+};
+
 namespace mlxb {
 
 // The message of the last error on this thread (read by `mlxb_last_error`).

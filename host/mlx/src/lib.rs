@@ -20,6 +20,7 @@ pub mod io;
 pub mod loss;
 pub mod memory;
 pub mod ops;
+pub mod optimizers;
 pub mod quantized;
 pub mod random;
 mod sys;

@@ -19,7 +19,7 @@ pub(crate) type ClosureFn =
     unsafe extern "C" fn(ctx: *mut c_void, inputs: *const c_void, outputs: *mut c_void) -> c_int;
 
 /// The bridge ABI this crate was written against (bridge.cpp's MLXB_ABI).
-const ABI: c_int = 5;
+const ABI: c_int = 6;
 
 macro_rules! bridge_fns {
     ($( fn $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)? ; )*) => {
@@ -168,6 +168,7 @@ bridge_fns! {
     fn attention_cpu(q: Arr, k: Arr, v: Arr, scale: f32, causal: c_int, out: *mut Arr) -> c_int;
     fn rms_norm_cpu(x: Arr, w: Arr, eps: f32, out: *mut Arr) -> c_int;
     fn rope_cpu(x: Arr, dims: c_int, base: f32, scale: f32, offset: c_int, periods: Arr, out: *mut Arr) -> c_int;
+    fn adamw_cpu(params: Vec_, grads: Vec_, m: Vec_, v: Vec_, lr_hat: f32, v_scale: f32, b1: f32, b2: f32, eps: f32, decay: f32, out: *mut Vec_) -> c_int;
     fn quantized_matmul_cpu(x: Arr, w: Arr, scales: Arr, biases: Arr, transpose: c_int, group: c_int, bits: c_int, out: *mut Arr) -> c_int;
     fn dequantize_cpu(w: Arr, scales: Arr, biases: Arr, group: c_int, bits: c_int, out: *mut Arr) -> c_int;
 

@@ -3,7 +3,8 @@
 //! `join_schedules([linear_schedule(0, lr, warmup), cosine_decay(lr, total - warmup, min_lr)],
 //! [warmup])` at MLX's step count, and the parameters after every update equal
 //! `mlx.optimizers.AdamW(..., bias_correction=True).apply_gradients` given the same gradients.
-//! Gradients are a fixed formula of the step, so both sides see the same numbers.
+//! Gradients are a fixed formula of the step, so both sides see the same numbers. AdamW runs both
+//! ways: the fused CPU primitive and the composed ops.
 
 mod common;
 
@@ -60,27 +61,31 @@ fn schedule_and_adamw_equal_mlx_optimizers_step_by_step() {
             assert!(close(ours, want, 1e-6), "{cfg}: lr at step count {k}: ours {ours}, MLX {want}");
         }
 
-        // AdamW updates, each with the rate the training loop gives it (`lr(step - 1)`).
-        let mut opt = AdamW::new(weight_decay);
-        let mut p = Array::from_slice(&p0, &[p0.len() as i32]).unwrap();
-        for (t, (want, used)) in r["steps"].as_array().unwrap().iter().zip(r["used"].as_array().unwrap()).enumerate() {
-            let step = t + 1;
-            let lr = schedule.lr(step - 1);
-            assert!(close(lr as f64, used.as_f64().unwrap(), 1e-6), "{cfg}: update {step} uses lr {lr}, MLX {used}");
-            let g = Array::from_slice(&grad(step, p0.len()), &[p0.len() as i32]).unwrap();
-            p = opt.update(&[p], &[g], lr).unwrap().remove(0);
-            mlx::eval([&p]).unwrap();
-            let ours = p.to_vec::<f32>().unwrap();
-            let want: Vec<f64> = want.as_array().unwrap().iter().map(|b| b.as_f64().unwrap()).collect();
-            // f32 rounding of the same formula in another order: relative to the vector's scale
-            // (a weight passing near zero cancels, so its own relative error means little).
-            let scale = want.iter().fold(0f64, |m, b| m.max(b.abs()));
-            for (i, (a, b)) in ours.iter().zip(&want).enumerate() {
-                assert!((*a as f64 - b).abs() <= 1e-5 * scale, "{cfg}: update {step}, w[{i}]: ours {a}, MLX {b}");
+        // AdamW updates, each with the rate the training loop gives it (`lr(step - 1)`), by the
+        // fused CPU primitive and by the composed ops.
+        for fused in [true, false] {
+            let mut opt = AdamW::new(weight_decay);
+            opt.fused = fused;
+            let mut p = Array::from_slice(&p0, &[p0.len() as i32]).unwrap();
+            for (t, (want, used)) in r["steps"].as_array().unwrap().iter().zip(r["used"].as_array().unwrap()).enumerate() {
+                let step = t + 1;
+                let lr = schedule.lr(step - 1);
+                assert!(close(lr as f64, used.as_f64().unwrap(), 1e-6), "{cfg}: update {step} uses lr {lr}, MLX {used}");
+                let g = Array::from_slice(&grad(step, p0.len()), &[p0.len() as i32]).unwrap();
+                p = opt.update(&[p], &[g], lr).unwrap().remove(0);
+                mlx::eval([&p]).unwrap();
+                let ours = p.to_vec::<f32>().unwrap();
+                let want: Vec<f64> = want.as_array().unwrap().iter().map(|b| b.as_f64().unwrap()).collect();
+                // f32 rounding of the same formula in another order: relative to the vector's scale
+                // (a weight passing near zero cancels, so its own relative error means little).
+                let scale = want.iter().fold(0f64, |m, b| m.max(b.abs()));
+                for (i, (a, b)) in ours.iter().zip(&want).enumerate() {
+                    assert!((*a as f64 - b).abs() <= 1e-5 * scale, "{cfg} fused {fused}: update {step}, w[{i}]: ours {a}, MLX {b}");
+                }
             }
+            // The parameters moved: the comparison was not of two idle optimizers.
+            let last = p.to_vec::<f32>().unwrap();
+            assert!(last.iter().zip(&p0).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max) > 10.0 * min_lr.max(1e-4), "{cfg}");
         }
-        // The parameters moved: the comparison was not of two idle optimizers.
-        let last = p.to_vec::<f32>().unwrap();
-        assert!(last.iter().zip(&p0).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max) > 10.0 * min_lr.max(1e-4), "{cfg}");
     }
 }
