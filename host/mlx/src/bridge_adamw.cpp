@@ -24,33 +24,23 @@ struct AdamWConfig {
   bool operator==(const AdamWConfig&) const = default;
 };
 
-// Inputs: params[n], grads[n], m[n], v[n] (float32, contiguous); outputs: params'[n], m'[n], v'[n]
-// (one parameter per primitive as used, n = 1).
+// One parameter's update. Inputs: p, g, m, v (float32, contiguous, one shape); outputs: p', m', v'.
 class AdamWCpu : public mx::Primitive {
  public:
   AdamWCpu(mx::Stream s, AdamWConfig c) : mx::Primitive(s), c_(c) {}
 
   void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) override {
     auto& enc = mlxb::prepare(stream(), in, out);
-    const size_t n = in.size() / 4;
-    std::vector<const float*> ins(in.size());
-    std::vector<float*> outs(out.size());
-    std::vector<size_t> sizes(n);
-    for (size_t i = 0; i < in.size(); i++) ins[i] = in[i].data<float>();
-    for (size_t i = 0; i < out.size(); i++) outs[i] = out[i].data<float>();
-    for (size_t i = 0; i < n; i++) sizes[i] = in[i].size();
-    enc.dispatch([ins = std::move(ins), outs = std::move(outs), sizes = std::move(sizes), c = c_, n]() {
-      for (size_t i = 0; i < n; i++) {
-        const float *p = ins[i], *g = ins[n + i], *m = ins[2 * n + i], *v = ins[3 * n + i];
-        float *po = outs[i], *mo = outs[n + i], *vo = outs[2 * n + i];
-        for (size_t j = 0; j < sizes[i]; j++) {
-          const float mj = m[j] * c.b1 + g[j] * (1.0f - c.b1);
-          const float vj = v[j] * c.b2 + (g[j] * g[j]) * (1.0f - c.b2);
-          const float denom = std::sqrt(vj) * c.v_scale + c.eps;
-          po[j] = p[j] * c.decay - (mj * c.lr_hat) / denom;
-          mo[j] = mj;
-          vo[j] = vj;
-        }
+    enc.dispatch([p = in[0].data<float>(), g = in[1].data<float>(), m = in[2].data<float>(),
+                  v = in[3].data<float>(), po = out[0].data<float>(), mo = out[1].data<float>(),
+                  vo = out[2].data<float>(), size = in[0].size(), c = c_]() {
+      for (size_t j = 0; j < size; j++) {
+        const float mj = m[j] * c.b1 + g[j] * (1.0f - c.b1);
+        const float vj = v[j] * c.b2 + (g[j] * g[j]) * (1.0f - c.b2);
+        const float denom = std::sqrt(vj) * c.v_scale + c.eps;
+        po[j] = p[j] * c.decay - (mj * c.lr_hat) / denom;
+        mo[j] = mj;
+        vo[j] = vj;
       }
     });
   }

@@ -5,10 +5,9 @@
 //! defaults then hand memory back to the kernel at every chance: a freed block above the dynamic
 //! mmap threshold is unmapped, and the top of a heap is trimmed once more than the trim threshold
 //! is free. A training step frees and allocates the same few hundred megabytes of activations in
-//! every step, so each step faults them in again, page by page, zeroed by the kernel: ~20-30
-//! thousand page faults per SmolLM2 step here, most of them inside OpenBLAS's first pass over a
-//! GEMM's fresh output buffer (its GEMMs ran at 173 GFLOP/s in training against ~240 once the
-//! memory was reused; BENCHMARKS.md, `bench/sgemm_shapes.sh`).
+//! every step, so each step faults them in again, page by page, zeroed by the kernel: 3-40
+//! thousand page faults per SmolLM2 update here (`bench/sgemm_shapes.sh`), most of them inside
+//! OpenBLAS's first pass over a GEMM's fresh output buffer, and system time with them.
 //!
 //! The policy: blocks up to 32 MiB (glibc's ceiling for the threshold) come from the heap, freed
 //! heap memory is kept for reuse instead of trimmed, and every thread allocates from the one main
