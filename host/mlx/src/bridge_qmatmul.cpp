@@ -196,6 +196,69 @@ __attribute__((target("avx2,fma"))) void direct_avx2_q4_row_bytes(const Packed& 
   }
 }
 
+// Eight floats 1 + q/16 from the nibbles `ctl` picks out of `word`: (selected & nibble) | one.
+__attribute__((target("avx2,fma,avx512vl,avx512vbmi"), always_inline)) inline __m256 vbmi_weights(
+    __m256i ctl, __m256i word, __m256i nibble, __m256i one) {
+  return _mm256_castsi256_ps(_mm256_ternarylogic_epi32(_mm256_multishift_epi64_epi8(ctl, word), nibble, one, 0xEA));
+}
+
+// One row of x at 4 bits with AVX-512 VBMI, for groups of a multiple of 64 values: no converting
+// integers at all. `vpmultishiftqb` copies, for each 32-bit lane, the byte that puts one nibble of
+// a broadcast 64-bit word (16 values) into bits 19-22, and one `vpternlogd` keeps those bits and
+// sets the exponent of 1.0 around them: the lane is the float 1 + q/16, exactly. So a group sums
+// (1 + q/16) x, and q x = 16 (that - x): y += 16 s (acc - xsum) + b xsum. Two vector ops per 8
+// weights besides the multiply-add, where the byte kernel takes three to four (split, shuffle,
+// zero-extend, convert), and none of them on the two shuffle pipes the byte kernel is bound by:
+// 1.2-1.4x its rate on one core in cache here (Zen 4). x is in natural order.
+__attribute__((target("avx2,fma,avx512vl,avx512vbmi"))) void direct_vbmi_q4_row(const Packed& p, const float* x,
+                                                                                 const float* xsum, float* y,
+                                                                                 int n0, int n1) {
+  const int groups = p.K / p.group, words = p.group / 16;  // 64-bit words per group
+  // Lane l takes bits [4 (i + l) - 3, 4 (i + l) + 5) of the word into its byte 2 (bits 16-23), so
+  // nibble i + l lands on bits 19-22; i = 0 for the word's first eight values, 8 for the rest.
+  alignas(32) uint8_t c0[32], c1[32];
+  for (int l = 0; l < 8; l++) {
+    for (int b = 0; b < 4; b++) {
+      c0[l * 4 + b] = (uint8_t)((4 * l - 3) & 63);
+      c1[l * 4 + b] = (uint8_t)((4 * (l + 8) - 3) & 63);
+    }
+  }
+  const __m256i lo8 = _mm256_load_si256(reinterpret_cast<const __m256i*>(c0));
+  const __m256i hi8 = _mm256_load_si256(reinterpret_cast<const __m256i*>(c1));
+  const __m256i nibble = _mm256_set1_epi32(0x00780000), one = _mm256_set1_epi32(0x3F800000);
+  for (int n = n0; n < n1; n++) {
+    const uint64_t* wr = reinterpret_cast<const uint64_t*>(p.w + (size_t)n * (p.K / 8));
+    const float* sr = p.scales + (size_t)n * groups;
+    const float* br = p.biases + (size_t)n * groups;
+    __m256 tot = _mm256_setzero_ps();
+    float bias_part = 0.f;
+    for (int g = 0; g < groups; g++) {
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+      for (int j = g * words; j < (g + 1) * words; j += 2) {
+        _mm_prefetch(reinterpret_cast<const char*>(wr + j) + 2048, _MM_HINT_T0);
+        const __m256i w0 = _mm256_set1_epi64x((long long)wr[j]), w1 = _mm256_set1_epi64x((long long)wr[j + 1]);
+        const float* xb = x + (size_t)j * 16;
+        a0 = _mm256_fmadd_ps(vbmi_weights(lo8, w0, nibble, one), _mm256_loadu_ps(xb), a0);
+        a1 = _mm256_fmadd_ps(vbmi_weights(hi8, w0, nibble, one), _mm256_loadu_ps(xb + 8), a1);
+        a2 = _mm256_fmadd_ps(vbmi_weights(lo8, w1, nibble, one), _mm256_loadu_ps(xb + 16), a2);
+        a3 = _mm256_fmadd_ps(vbmi_weights(hi8, w1, nibble, one), _mm256_loadu_ps(xb + 24), a3);
+      }
+      const float s16 = 16.f * sr[g];
+      tot = _mm256_fmadd_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)), _mm256_set1_ps(s16), tot);
+      bias_part += (br[g] - s16) * xsum[g];
+    }
+    y[n] = hsum8(tot) + bias_part;
+  }
+}
+
+// Whether direct_vbmi_q4_row may run: the CPU has AVX-512 VBMI and VL, and BRAIN_MLX_NO_VBMI is
+// unset (the byte kernel then decodes, as on CPUs without them).
+bool use_vbmi() {
+  static bool on = use_avx2() && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vl") &&
+                   std::getenv("BRAIN_MLX_NO_VBMI") == nullptr;
+  return on;
+}
+
 // One row of x at 8 bits: byte k is value k; eight bytes zero-extended and converted per step.
 __attribute__((target("avx2,fma"))) void direct_avx2_q8_row_bytes(const Packed& p, const float* x,
                                                                   const float* xsum, float* y, int n0, int n1) {
@@ -290,6 +353,10 @@ void qmm_t(const Packed& p, const float* x, float* y, int M) {
       }
     }
 #if defined(__x86_64__)
+    if (M == 1 && p.bits == 4 && p.group % 64 == 0 && use_vbmi()) {
+      parallel_rows(p.N, [&](int b, int e) { direct_vbmi_q4_row(p, x, xs.data(), y, b, e); });
+      return;
+    }
     if (M == 1 && p.bits == 4 && p.group % 32 == 0 && use_avx2()) {
       const auto xp = nibble_order(x, p.K);
       parallel_rows(p.N, [&](int b, int e) { direct_avx2_q4_row_bytes(p, xp.data(), xs.data(), y, b, e); });

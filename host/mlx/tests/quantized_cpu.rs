@@ -69,6 +69,20 @@ fn matches_a_plain_unpack_and_mlx_dequantize_for_every_path_and_width() {
     }
 }
 
+/// Decoding picks its one-row 4-bit kernel by the CPU (AVX-512 VBMI, else AVX2 bytes, else plain
+/// C++), once per process; the test above checks the one this CPU gets, and this reruns it in a
+/// child process with the VBMI kernel turned off, so a CPU with VBMI checks the byte kernel too.
+#[test]
+fn the_byte_kernel_matches_too_where_the_vbmi_kernel_would_run() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "matches_a_plain_unpack_and_mlx_dequantize_for_every_path_and_width", "--test-threads=1"])
+        .env("BRAIN_MLX_NO_VBMI", "1")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && log.contains("1 passed"), "{log}\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 fn leading_dimensions_other_dtypes_and_the_gradient_match_the_dense_product() {
     let (w, _) = rand_arr(&[96, 128], 5);
