@@ -205,11 +205,11 @@ __attribute__((target("avx2,fma,avx512vl,avx512vbmi"), always_inline)) inline __
 // One row of x at 4 bits with AVX-512 VBMI, for groups of a multiple of 64 values: no converting
 // integers at all. `vpmultishiftqb` copies, for each 32-bit lane, the byte that puts one nibble of
 // a broadcast 64-bit word (16 values) into bits 19-22, and one `vpternlogd` keeps those bits and
-// sets the exponent of 1.0 around them: the lane is the float 1 + q/16, exactly. So a group sums
-// (1 + q/16) x, and q x = 16 (that - x): y += 16 s (acc - xsum) + b xsum. Two vector ops per 8
-// weights besides the multiply-add, where the byte kernel takes three to four (split, shuffle,
-// zero-extend, convert), and none of them on the two shuffle pipes the byte kernel is bound by:
-// 1.2-1.4x its rate on one core in cache here (Zen 4). x is in natural order.
+// sets the exponent of 1.0 around them: the lane is the float 1 + q/16, exactly. A group sums
+// acc = sum (1 + q/16) x, so sum q x = 16 (acc - xsum) and y += 16 s (acc - xsum) + b xsum. Two
+// vector ops per 8 weights besides the multiply-add, where the byte kernel takes three to four
+// (split, shuffle, zero-extend, convert): 1.2-1.4x its rate on one core in cache on Zen 4, a few
+// per cent streaming from memory on two cores (BENCHMARKS.md). x is in natural order.
 __attribute__((target("avx2,fma,avx512vl,avx512vbmi"))) void direct_vbmi_q4_row(const Packed& p, const float* x,
                                                                                  const float* xsum, float* y,
                                                                                  int n0, int n1) {
