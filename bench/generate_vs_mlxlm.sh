@@ -10,6 +10,8 @@
 #                                                 # bench/real_shapes.sh)
 #   BRAIN_MODEL=x.gguf bench/generate_vs_mlxlm.sh # brain on another form of the same model (its GGUF)
 #   PROMPT_REPEAT=2 MAX_TOKENS=32                 # a shorter prompt, fewer tokens
+#   MLXLM=0                                       # brain and the bound only (mlx-lm decodes the 4-bit
+#                                                 # 1.5B shape at ~0.1 tokens/s on a CPU)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEAT=${REPEAT:-3}
@@ -28,6 +30,7 @@ prompt="$(python3 -c "print(' '.join(['Explain how a version control system reco
 for i in $(seq "$REPEAT"); do
     target/release/brain --json generate --model "$BM" --no-adapter -p "$prompt" --max-tokens "$N" --temp 0 \
         | python3 -c "import json,sys; r=json.load(sys.stdin); print(f\"brain   prompt {r['prompt_tokens']} tok at {r['prompt_tps']:.1f} tok/s, decode {r['generation_tokens']} tok at {r['generation_tps']:.1f} tok/s, peak {r['peak_memory']:.2f} GB\")"
+    [ "${MLXLM:-1}" = 0 ] && continue
     LD_PRELOAD=$OPENBLAS "$PY" -m mlx_lm generate --model "$M" --prompt "$prompt" --max-tokens "$N" --temp 0 --verbose True 2>/dev/null \
         | python3 -c "
 import re, sys
