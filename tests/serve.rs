@@ -166,9 +166,19 @@ fn a_full_queue_answers_503_and_the_queued_request_is_served() {
                       "stream": true, "logit_bias": {"0": -100, "1": -100, "2": -100}})
     .to_string();
     write!(busy, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-    let mut first = [0u8; 256];
-    let n = busy.read(&mut first).unwrap();
-    assert!(String::from_utf8_lossy(&first[..n]).contains("200"), "the stream started");
+    // The 200, the headers and the role chunk go out as soon as the job is queued; a second event
+    // (the first token) means the generation thread has taken the job out of the queue — before
+    // that, the queue of one is full and both requests below would be turned away.
+    let mut seen = String::new();
+    let t0 = Instant::now();
+    while seen.matches("data:").count() < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no token streamed: {seen}");
+        let mut chunk = [0u8; 256];
+        let n = busy.read(&mut chunk).unwrap();
+        assert!(n > 0, "the stream ended early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&chunk[..n]));
+    }
+    assert!(seen.contains("200"), "the stream started: {seen}");
 
     // Two more: one waits in the queue of one, the other is turned away at once.
     let waiting: Vec<_> = (0..2).map(|_| std::thread::spawn(move || http(port, "POST", "/v1/chat/completions", &request(3, false), &[]))).collect();
