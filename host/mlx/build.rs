@@ -18,11 +18,12 @@ use std::process::Command;
 
 const MLX_VERSION: &str = "0.32.4";
 /// The bridge's translation units (one shared library).
-const BRIDGE_SOURCES: [&str; 7] = [
+const BRIDGE_SOURCES: [&str; 8] = [
     "src/bridge.cpp",
     "src/bridge_adamw.cpp",
     "src/bridge_attention.cpp",
     "src/bridge_qmatmul.cpp",
+    "src/bridge_qrow.cpp",
     "src/bridge_rmsnorm.cpp",
     "src/bridge_rope.cpp",
     "src/bridge_swiglu.cpp",
@@ -35,7 +36,7 @@ const BRIDGE_NAME: &str = if cfg!(target_os = "macos") {
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    for f in BRIDGE_SOURCES.iter().chain(["src/bridge_util.h"].iter()) {
+    for f in BRIDGE_SOURCES.iter().chain(["src/bridge_util.h", "src/bridge_qmatmul.h"].iter()) {
         println!("cargo:rerun-if-changed={f}");
     }
     for var in ["MLX_DIR", "MLX_CUDA", "CXX", "PYTHON", "BRAIN_MLX_CACHE", "BRAIN_MLX_OPTIONAL"] {

@@ -44,7 +44,7 @@
 using namespace mlxb;
 
 // Bumped whenever a signature below changes; the Rust side refuses a bridge of another ABI.
-#define MLXB_ABI 6
+#define MLXB_ABI 7
 
 
 struct mlxb_st {

@@ -7,7 +7,8 @@
 // For many rows (training, prompt processing) this kernel dequantizes a tile of W rows at a time
 // into a small buffer and hands it to sgemm, so the cost is the BLAS matmul plus a fast unpack;
 // for a few rows (decoding) it multiplies straight from the packed words, reading 4-bit weights
-// instead of f32 ones. Gradients flow to x only: the base weights of LoRA are frozen.
+// instead of f32 ones (one row: the CPU-specific kernels of bridge_qrow.cpp). Gradients flow to x
+// only: the base weights of LoRA are frozen.
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -19,21 +20,13 @@
 #include <memory>
 #include <sstream>
 
+#include "bridge_qmatmul.h"
 #include "bridge_util.h"
 #include "mlx/primitives.h"
 
 using namespace mlxb;
 
 namespace {
-
-// The packed matrix: N rows of K values, `bits` each, `32 / bits` per uint32 word, lowest bits
-// first; value k of row n is q * scales[n, k / group] + biases[n, k / group].
-struct Packed {
-  const uint32_t* w;
-  const float* scales;
-  const float* biases;
-  int N, K, group, bits;
-};
 
 template <int BITS>
 __attribute__((always_inline)) inline void unpack_rows(const Packed& p, int n0, int n1, float* out) {
@@ -156,138 +149,8 @@ __attribute__((target("avx2,fma"))) void direct_avx2_bits(const Packed& p, const
   }
 }
 
-// One row of x at 4 bits from the bytes, for groups of a multiple of 32 values: byte b of a row
-// holds values 2b (low nibble) and 2b + 1 (high nibble), so 16 bytes split into their low and
-// high nibbles are 32 values that only need zero-extending and converting — no per-lane shifts
-// on the ports the multiplies use, about twice the values per cycle of shifting each word into
-// lanes (direct_avx2_bits); four independent accumulator chains keep the FMA unit busy.
-// `xp` is x with each block of 32 values reordered to match (evens 0-14, 16-30, odds 1-15,
-// 17-31; see `nibble_order`).
-__attribute__((target("avx2,fma"))) void direct_avx2_q4_row_bytes(const Packed& p, const float* xp,
-                                                                  const float* xsum, float* y, int n0, int n1) {
-  const int groups = p.K / p.group, blocks = p.group / 32;
-  const __m128i m4 = _mm_set1_epi8(0x0F);
-  for (int n = n0; n < n1; n++) {
-    const uint8_t* wr = reinterpret_cast<const uint8_t*>(p.w + (size_t)n * (p.K / 8));
-    const float* sr = p.scales + (size_t)n * groups;
-    const float* br = p.biases + (size_t)n * groups;
-    __m256 tot = _mm256_setzero_ps();
-    float bias_part = 0.f;
-    for (int g = 0; g < groups; g++) {
-      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-      for (int j = g * blocks; j < (g + 1) * blocks; j++) {
-        // Decoding streams the matrix from memory once: asking for the bytes 2 KB ahead keeps more
-        // reads in flight than the hardware prefetcher does (7.7-8.4 -> 11.5-12.5 GB/s measured).
-        _mm_prefetch(reinterpret_cast<const char*>(wr + (size_t)j * 16 + 2048), _MM_HINT_T0);
-        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wr + (size_t)j * 16));
-        const __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
-        const float* xb = xp + (size_t)j * 32;
-        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), _mm256_loadu_ps(xb), a0);
-        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(lo, lo))),
-                             _mm256_loadu_ps(xb + 8), a1);
-        a2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), _mm256_loadu_ps(xb + 16), a2);
-        a3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(hi, hi))),
-                             _mm256_loadu_ps(xb + 24), a3);
-      }
-      tot = _mm256_fmadd_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)), _mm256_set1_ps(sr[g]), tot);
-      bias_part += br[g] * xsum[g];
-    }
-    y[n] = hsum8(tot) + bias_part;
-  }
-}
-
-// Eight floats 1 + q/16 from the nibbles `ctl` picks out of `word`: (selected & nibble) | one.
-__attribute__((target("avx2,fma,avx512vl,avx512vbmi"), always_inline)) inline __m256 vbmi_weights(
-    __m256i ctl, __m256i word, __m256i nibble, __m256i one) {
-  return _mm256_castsi256_ps(_mm256_ternarylogic_epi32(_mm256_multishift_epi64_epi8(ctl, word), nibble, one, 0xEA));
-}
-
-// One row of x at 4 bits with AVX-512 VBMI, for groups of a multiple of 64 values: no converting
-// integers at all. `vpmultishiftqb` copies, for each 32-bit lane, the byte that puts one nibble of
-// a broadcast 64-bit word (16 values) into bits 19-22, and one `vpternlogd` keeps those bits and
-// sets the exponent of 1.0 around them: the lane is the float 1 + q/16, exactly. A group sums
-// acc = sum (1 + q/16) x, so sum q x = 16 (acc - xsum) and y += 16 s (acc - xsum) + b xsum. Two
-// vector ops per 8 weights besides the multiply-add, where the byte kernel takes three to four
-// (split, shuffle, zero-extend, convert): 1.2-1.4x its rate on one core in cache on Zen 4, a few
-// per cent streaming from memory on two cores (BENCHMARKS.md). x is in natural order.
-__attribute__((target("avx2,fma,avx512vl,avx512vbmi"))) void direct_vbmi_q4_row(const Packed& p, const float* x,
-                                                                                 const float* xsum, float* y,
-                                                                                 int n0, int n1) {
-  const int groups = p.K / p.group, words = p.group / 16;  // 64-bit words per group
-  // Lane l takes bits [4 (i + l) - 3, 4 (i + l) + 5) of the word into its byte 2 (bits 16-23), so
-  // nibble i + l lands on bits 19-22; i = 0 for the word's first eight values, 8 for the rest.
-  alignas(32) uint8_t c0[32], c1[32];
-  for (int l = 0; l < 8; l++) {
-    for (int b = 0; b < 4; b++) {
-      c0[l * 4 + b] = (uint8_t)((4 * l - 3) & 63);
-      c1[l * 4 + b] = (uint8_t)((4 * (l + 8) - 3) & 63);
-    }
-  }
-  const __m256i lo8 = _mm256_load_si256(reinterpret_cast<const __m256i*>(c0));
-  const __m256i hi8 = _mm256_load_si256(reinterpret_cast<const __m256i*>(c1));
-  const __m256i nibble = _mm256_set1_epi32(0x00780000), one = _mm256_set1_epi32(0x3F800000);
-  for (int n = n0; n < n1; n++) {
-    const uint64_t* wr = reinterpret_cast<const uint64_t*>(p.w + (size_t)n * (p.K / 8));
-    const float* sr = p.scales + (size_t)n * groups;
-    const float* br = p.biases + (size_t)n * groups;
-    __m256 tot = _mm256_setzero_ps();
-    float bias_part = 0.f;
-    for (int g = 0; g < groups; g++) {
-      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-      for (int j = g * words; j < (g + 1) * words; j += 2) {
-        _mm_prefetch(reinterpret_cast<const char*>(wr + j) + 2048, _MM_HINT_T0);
-        const __m256i w0 = _mm256_set1_epi64x((long long)wr[j]), w1 = _mm256_set1_epi64x((long long)wr[j + 1]);
-        const float* xb = x + (size_t)j * 16;
-        a0 = _mm256_fmadd_ps(vbmi_weights(lo8, w0, nibble, one), _mm256_loadu_ps(xb), a0);
-        a1 = _mm256_fmadd_ps(vbmi_weights(hi8, w0, nibble, one), _mm256_loadu_ps(xb + 8), a1);
-        a2 = _mm256_fmadd_ps(vbmi_weights(lo8, w1, nibble, one), _mm256_loadu_ps(xb + 16), a2);
-        a3 = _mm256_fmadd_ps(vbmi_weights(hi8, w1, nibble, one), _mm256_loadu_ps(xb + 24), a3);
-      }
-      const float s16 = 16.f * sr[g];
-      tot = _mm256_fmadd_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)), _mm256_set1_ps(s16), tot);
-      bias_part += (br[g] - s16) * xsum[g];
-    }
-    y[n] = hsum8(tot) + bias_part;
-  }
-}
-
-// Whether direct_vbmi_q4_row may run: the CPU has AVX-512 VBMI and VL, and BRAIN_MLX_NO_VBMI is
-// unset (the byte kernel then decodes, as on CPUs without them).
-bool use_vbmi() {
-  static bool on = use_avx2() && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vl") &&
-                   std::getenv("BRAIN_MLX_NO_VBMI") == nullptr;
-  return on;
-}
-
-// One row of x at 8 bits: byte k is value k; eight bytes zero-extended and converted per step.
-__attribute__((target("avx2,fma"))) void direct_avx2_q8_row_bytes(const Packed& p, const float* x,
-                                                                  const float* xsum, float* y, int n0, int n1) {
-  const int groups = p.K / p.group, steps = p.group / 8;
-  for (int n = n0; n < n1; n++) {
-    const uint8_t* wr = reinterpret_cast<const uint8_t*>(p.w + (size_t)n * (p.K / 4));
-    const float* sr = p.scales + (size_t)n * groups;
-    const float* br = p.biases + (size_t)n * groups;
-    __m256 tot = _mm256_setzero_ps();
-    float bias_part = 0.f;
-    for (int g = 0; g < groups; g++) {
-      __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-      const uint8_t* wg = wr + (size_t)g * p.group;
-      const float* xg = x + (size_t)g * p.group;
-      for (int i = 0; i < steps; i++) {
-        _mm_prefetch(reinterpret_cast<const char*>(wg + i * 8 + 2048), _MM_HINT_T0);
-        const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(wg + i * 8));
-        a[i & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)), _mm256_loadu_ps(xg + i * 8), a[i & 3]);
-      }
-      tot = _mm256_fmadd_ps(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])), _mm256_set1_ps(sr[g]), tot);
-      bias_part += br[g] * xsum[g];
-    }
-    y[n] = hsum8(tot) + bias_part;
-  }
-}
-
 __attribute__((target("avx2,fma"))) void direct_avx2(const Packed& p, const float* x, const float* xs, int M,
                                                      float* y, int n0, int n1) {
-  if (M == 1 && p.bits == 8) return direct_avx2_q8_row_bytes(p, x, xs, y, n0, n1);
   if (M <= 4 && p.bits == 4) return direct_avx2_bits<4>(p, x, xs, M, y, n0, n1);
   if (M <= 4 && p.bits == 8) return direct_avx2_bits<8>(p, x, xs, M, y, n0, n1);
   MLXB_DISPATCH_BITS(p.bits, direct_rows<B>(p, x, xs, M, y, n0, n1));
@@ -327,19 +190,6 @@ int tile_rows(int K, int N) {
   return std::min(N, std::max(64, bytes / (4 * K)));
 }
 
-// x reordered for direct_avx2_q4_row_bytes: in each block of 32 values, the values of the low
-// nibbles of its 16 bytes (0, 2, .., 30) and then of the high nibbles (1, 3, .., 31).
-std::vector<float> nibble_order(const float* x, int K) {
-  std::vector<float> xp(K);
-  for (int j = 0; j < K / 32; j++) {
-    for (int b = 0; b < 16; b++) {
-      xp[(size_t)j * 32 + b] = x[(size_t)j * 32 + 2 * b];
-      xp[(size_t)j * 32 + 16 + b] = x[(size_t)j * 32 + 2 * b + 1];
-    }
-  }
-  return xp;
-}
-
 // y (M, N) = x (M, K) @ W^T.
 void qmm_t(const Packed& p, const float* x, float* y, int M) {
   if (M <= direct_max_rows()) {
@@ -352,17 +202,7 @@ void qmm_t(const Packed& p, const float* x, float* y, int M) {
         xs[(size_t)m * groups + g] = s;
       }
     }
-#if defined(__x86_64__)
-    if (M == 1 && p.bits == 4 && p.group % 64 == 0 && use_vbmi()) {
-      parallel_rows(p.N, [&](int b, int e) { direct_vbmi_q4_row(p, x, xs.data(), y, b, e); });
-      return;
-    }
-    if (M == 1 && p.bits == 4 && p.group % 32 == 0 && use_avx2()) {
-      const auto xp = nibble_order(x, p.K);
-      parallel_rows(p.N, [&](int b, int e) { direct_avx2_q4_row_bytes(p, xp.data(), xs.data(), y, b, e); });
-      return;
-    }
-#endif
+    if (M == 1 && qmm_row(p, x, xs.data(), y)) return;
     parallel_rows(p.N, [&](int b, int e) { direct(p, x, xs.data(), M, y, b, e); });
     return;
   }
@@ -530,5 +370,8 @@ int mlxb_quantized_matmul_cpu(const arr x, const arr w, const arr scales, const 
     set_out(out, make_qmm(*x, *w, *scales, *biases, group, bits, transpose != 0));
   });
 }
+
+// The one-row kernel a decoding step takes for (bits, group) on this CPU, as a static string.
+const char* mlxb_qmm_row_kernel(int bits, int group) { return qmm_row_kernel(bits, group); }
 
 }  // extern "C"

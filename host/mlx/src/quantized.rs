@@ -62,6 +62,16 @@ pub fn quantized_matmul_cpu(x: &Array, w: &Array, scales: &Array, biases: &Array
     out(|b, o| unsafe { (b.quantized_matmul_cpu)(x.raw(), w.raw(), scales.raw(), biases.raw(), transpose as c_int, group_size, bits, o) })
 }
 
+/// The kernel the bridge's CPU quantized matmul takes for one row of `x` (a decoding step) at
+/// `bits` and `group_size` on this CPU: "vnni-int8" (x as 8-bit integers per group, like
+/// llama.cpp; `BRAIN_MLX_NO_VNNI=1` keeps x in f32), "vbmi", "avx2-bytes" or "general".
+pub fn row_kernel(bits: i32, group_size: i32) -> Result<&'static str> {
+    let b = crate::sys::bridge()?;
+    // SAFETY: the bridge returns a pointer to a static, NUL-terminated name.
+    let name = unsafe { std::ffi::CStr::from_ptr((b.qmm_row_kernel)(bits, group_size)) };
+    Ok(name.to_str().unwrap_or("general"))
+}
+
 impl Quantized {
     /// [`dequantize`] of this matrix.
     pub fn dequantize(&self) -> Result<Array> {

@@ -19,7 +19,7 @@ pub(crate) type ClosureFn =
     unsafe extern "C" fn(ctx: *mut c_void, inputs: *const c_void, outputs: *mut c_void) -> c_int;
 
 /// The bridge ABI this crate was written against (bridge.cpp's MLXB_ABI).
-const ABI: c_int = 6;
+const ABI: c_int = 7;
 
 macro_rules! bridge_fns {
     ($( fn $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)? ; )*) => {
@@ -171,6 +171,7 @@ bridge_fns! {
     fn adamw_cpu(params: Vec_, grads: Vec_, m: Vec_, v: Vec_, lr_hat: f32, v_scale: f32, b1: f32, b2: f32, eps: f32, decay: f32, out: *mut Vec_) -> c_int;
     fn quantized_matmul_cpu(x: Arr, w: Arr, scales: Arr, biases: Arr, transpose: c_int, group: c_int, bits: c_int, out: *mut Arr) -> c_int;
     fn dequantize_cpu(w: Arr, scales: Arr, biases: Arr, group: c_int, bits: c_int, out: *mut Arr) -> c_int;
+    fn qmm_row_kernel(bits: c_int, group: c_int) -> *const c_char;
 
     fn dist_is_available(backend: *const c_char) -> c_int;
     fn dist_init(strict: c_int, backend: *const c_char, rank: *mut c_int, size: *mut c_int) -> c_int;
