@@ -242,9 +242,10 @@ __attribute__((target("avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni"), always_i
 // product is exact in integers — `vpdpbusd` multiplies unsigned weight bytes by signed x bytes and
 // sums four products per 32-bit lane — then scaled once by s_g d_g:
 // y = sum_g s_g d_g sum_k q_k xq_k + b_g xsum_g. One step takes 32 bytes (64 weights) broadcast to
-// both halves of a 512-bit register, the upper half shifted down 4 bits, masked: about a third of
-// the instructions per weight of the f32 kernels, which were compute-bound on two cores. Groups of
-// a multiple of 64 (mlx-community's layout); x in chunks of 64.
+// both halves of a 512-bit register, the upper half shifted down 4 bits, masked: ~8 instructions
+// per 64 weights where the f32 kernels, compute-bound on two cores, take 20-30. Measured on Zen 4
+// streaming 48 matrices: 18-26 GB/s vs 13-16 for the f32 kernels (BENCHMARKS.md). Groups of a
+// multiple of 64 (mlx-community's layout); x in chunks of 64.
 __attribute__((target("avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni"))) void direct_vnni_q4_row(
     const Packed& p, const Int8Row& x, const float* xsum, float* y, int n0, int n1) {
   const int groups = p.K / p.group, steps = p.group / 64;
