@@ -34,8 +34,17 @@ fn user_cache() -> PathBuf {
 }
 
 fn brain(env: &Env, args: &[&str]) -> common::Run {
-    let out = env.command(args).env("XDG_CACHE_HOME", user_cache()).output().expect("running brain");
-    common::Run::from(out)
+    brain_with(env, args, &[])
+}
+
+/// `brain` with each of `vars` set to 1 (the bridge's kernel switches).
+fn brain_with(env: &Env, args: &[&str], vars: &[&str]) -> common::Run {
+    let mut cmd = env.command(args);
+    cmd.env("XDG_CACHE_HOME", user_cache());
+    for v in vars {
+        cmd.env(v, "1");
+    }
+    common::Run::from(cmd.output().expect("running brain"))
 }
 
 fn smollm2(env: &Env) -> PathBuf {
@@ -59,20 +68,24 @@ fn answer(env: &Env, model: &Path, adapter: Option<&Path>, question: &str) -> St
     answer_with(env, model, adapter, question, &[])
 }
 
-/// `answer` with environment variables set for `brain` (the bridge's kernel switches).
+/// `answer` with each of `vars` set to 1 for `brain`.
 fn answer_with(env: &Env, model: &Path, adapter: Option<&Path>, question: &str, vars: &[&str]) -> String {
     let mut args = vec!["--json", "generate", "--model", model.to_str().unwrap(), "--max-tokens", "24", "--prompt", question];
     if let Some(a) = adapter {
         args.extend(["--adapter-path", a.to_str().unwrap()]);
     }
-    let mut cmd = env.command(&args);
-    cmd.env("XDG_CACHE_HOME", user_cache());
-    for v in vars {
-        cmd.env(v, "1");
-    }
-    let r = common::Run::from(cmd.output().expect("running brain"));
+    let r = brain_with(env, &args, vars);
     r.assert_ok();
     r.json()["text"].as_str().expect("generate --json has text").to_string()
+}
+
+/// `brain train` of a LoRA adapter on the facts in `data`, 8 layers, `iters` updates; its report.
+fn train_facts(env: &Env, model: &Path, data: &Path, run: &Path, iters: &str) -> serde_json::Value {
+    let args = ["--json", "train", "--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--adapter-path", run.to_str().unwrap()];
+    let opts = ["--iters", iters, "--batch-size", "4", "--learning-rate", "1e-3", "--num-layers", "8", "--max-seq-length", "128"];
+    let r = brain(env, &[&args[..], &opts[..]].concat());
+    r.assert_ok();
+    r.json()
 }
 
 #[test]
@@ -89,15 +102,7 @@ fn smollm2_learns_a_dozen_facts_it_cannot_know() {
         assert!(!text.contains(key), "the base model already knows {key:?}: {text}");
     }
     let run = env.path().join("run");
-    let r = brain(
-        &env,
-        &["--json", "train", "--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--adapter-path", run.to_str().unwrap()]
-            .into_iter()
-            .chain(["--iters", "36", "--batch-size", "4", "--learning-rate", "1e-3", "--num-layers", "8", "--max-seq-length", "128"])
-            .collect::<Vec<_>>(),
-    );
-    r.assert_ok();
-    let report = r.json();
+    let report = train_facts(&env, &model, &data, &run, "36");
     assert!(report["final_train_loss"].as_f64().unwrap() < 0.5 * report["first_loss"].as_f64().unwrap(), "{report:#}");
     let mut known = 0;
     for (q, _, _, key) in FACTS {
@@ -117,14 +122,7 @@ fn smollm2_learns_a_dozen_facts_it_cannot_know() {
     let q64 = env.path().join("q64");
     brain_train::convert::quantize_model(&fused, &q64, 64, 4).expect("quantizing the fused model");
     let run64 = env.path().join("run64");
-    let r = brain(
-        &env,
-        &["--json", "train", "--model", q64.to_str().unwrap(), "--data", data.to_str().unwrap(), "--adapter-path", run64.to_str().unwrap()]
-            .into_iter()
-            .chain(["--iters", "24", "--batch-size", "4", "--learning-rate", "1e-3", "--num-layers", "8", "--max-seq-length", "128"])
-            .collect::<Vec<_>>(),
-    );
-    r.assert_ok();
+    train_facts(&env, &q64, &data, &run64, "24");
     for vars in [&[][..], &["BRAIN_MLX_NO_VNNI"], &["BRAIN_MLX_NO_VNNI", "BRAIN_MLX_NO_VBMI"]] {
         let mut known = 0;
         for (q, _, _, key) in &FACTS[..6] {

@@ -321,13 +321,11 @@ bool qmm_row(const Packed& p, const float* x, const float* xsum, float* y) {
 #if defined(__x86_64__)
   switch (pick(p.bits, p.group)) {
     case RowKernel::Vnni: {
-      if (p.group % 64 == 0) {
-        const auto xq = int8_row(x, p.K, p.group, 64);
-        parallel_rows(p.N, [&](int b, int e) { direct_vnni_q4_row(p, xq, xsum, y, b, e); });
-      } else {
-        const auto xq = int8_row(x, p.K, p.group, 32);
-        parallel_rows(p.N, [&](int b, int e) { direct_vnni_q4_row32(p, xq, xsum, y, b, e); });
-      }
+      const bool wide = p.group % 64 == 0;
+      const auto xq = int8_row(x, p.K, p.group, wide ? 64 : 32);
+      parallel_rows(p.N, [&](int b, int e) {
+        wide ? direct_vnni_q4_row(p, xq, xsum, y, b, e) : direct_vnni_q4_row32(p, xq, xsum, y, b, e);
+      });
       return true;
     }
     case RowKernel::Vbmi:

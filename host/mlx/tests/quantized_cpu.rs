@@ -13,23 +13,21 @@ use mlx::{Array, Dtype};
 
 /// Row-major (N, K) floats of a quantized matrix, unpacked here (no MLX dequantize).
 fn unpack_plain(q: &mlx::quantized::Quantized) -> Vec<f32> {
-    let words = q.weight.to_vec::<u32>().unwrap();
-    let scales = vals(&q.scales);
-    let biases = vals(&q.biases);
-    let (n, wpr) = (q.weight.dim(0) as usize, q.weight.dim(1) as usize);
-    let per = 32 / q.bits as usize;
-    let k = wpr * per;
+    let (scales, biases) = (vals(&q.scales), vals(&q.biases));
+    let codes = codes(q);
+    let k = codes.len() / q.weight.dim(0) as usize;
     let groups = k / q.group_size as usize;
+    let group_of = |i: usize| (i / k) * groups + (i % k) / q.group_size as usize;
+    codes.iter().enumerate().map(|(i, &v)| v as f32 * scales[group_of(i)] + biases[group_of(i)]).collect()
+}
+
+/// The integer codes of a quantized matrix, row-major (N, K): value c of word w is its bits
+/// [bits * c, bits * (c + 1)), lowest first.
+fn codes(q: &mlx::quantized::Quantized) -> Vec<u32> {
+    let words = q.weight.to_vec::<u32>().unwrap();
+    let per = 32 / q.bits as usize;
     let mask = (1u32 << q.bits) - 1;
-    let mut out = vec![0f32; n * k];
-    for r in 0..n {
-        for c in 0..k {
-            let v = (words[r * wpr + c / per] >> (q.bits as usize * (c % per))) & mask;
-            let g = r * groups + c / q.group_size as usize;
-            out[r * k + c] = v as f32 * scales[g] + biases[g];
-        }
-    }
-    out
+    (0..words.len() * per).map(|i| (words[i / per] >> (q.bits as usize * (i % per))) & mask).collect()
 }
 
 fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
@@ -40,14 +38,6 @@ fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     t
-}
-
-/// The integer codes of a quantized matrix, row-major (N, K).
-fn codes(q: &mlx::quantized::Quantized) -> Vec<u32> {
-    let words = q.weight.to_vec::<u32>().unwrap();
-    let per = 32 / q.bits as usize;
-    let mask = (1u32 << q.bits) - 1;
-    (0..words.len() * per).map(|i| (words[i / per] >> (q.bits as usize * (i % per))) & mask).collect()
 }
 
 /// What the "vnni-int8" kernel computes for one row `x` through the (N, K) matrix of `codes`,
