@@ -2,7 +2,8 @@
 //!
 //! MLX is found, in order, through:
 //! 1. `MLX_DIR`: a prefix holding `include/mlx/` and `lib/libmlx.*`;
-//! 2. an installed Python `mlx` of the pinned version (`python3 -m mlx --cmake-dir`);
+//! 2. an installed Python `mlx` of the pinned version (`python3 -m mlx --cmake-dir`; for the
+//!    CUDA build only pip's CUDA install, `mlx[cuda13]`);
 //! 3. the pinned wheel fetched with `pip download --no-deps` into
 //!    `~/.cache/sam-brain/mlx-<wheel>-<version>/` and unpacked with Python's zipfile.
 //!
@@ -165,12 +166,32 @@ fn find_mlx() -> Result<PathBuf, String> {
             Err(format!("MLX_DIR={dir} has no include/mlx/mlx.h and lib/libmlx.*"))
         };
     }
-    if !want_cuda() {
-        if let Some(p) = python_mlx() {
+    if let Some(p) = python_mlx() {
+        // Any installed MLX serves the CPU build; the CUDA build wants pip's CUDA install, whose
+        // libmlx finds the nvidia-* libraries beside it in site-packages.
+        if !want_cuda() || is_cuda_install(&p) {
             return Ok(p);
         }
     }
+    if want_cuda() {
+        println!(
+            "cargo:warning=building against the downloaded {} wheel: at run time its CUDA \
+             libraries (cuBLAS, cuDNN, NCCL, NVRTC...) must be on LD_LIBRARY_PATH; with \
+             `pip install 'mlx[cuda13]=={MLX_VERSION}'` the build uses that install instead",
+            wheel_name()
+        );
+    }
     download_wheel()
+}
+
+/// Whether an installed MLX (site-packages/mlx) is the CUDA build: pip puts the metadata of the
+/// `mlx-cuda-*` wheel that supplied its library beside it.
+fn is_cuda_install(prefix: &Path) -> bool {
+    let Some(entries) = prefix.parent().and_then(|site| std::fs::read_dir(site).ok()) else { return false };
+    entries.flatten().any(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        name.starts_with("mlx_cuda") && name.ends_with(".dist-info")
+    })
 }
 
 /// An installed Python `mlx` of the pinned version.
