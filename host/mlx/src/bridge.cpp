@@ -22,6 +22,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -36,6 +37,7 @@
 #include "mlx/backend/cpu/encoder.h"
 #include "mlx/distributed/distributed.h"
 #include "mlx/distributed/ops.h"
+#include "mlx/graph_utils.h"
 #include "mlx/mlx.h"
 #include "mlx/primitives.h"
 
@@ -44,7 +46,7 @@
 using namespace mlxb;
 
 // Bumped whenever a signature below changes; the Rust side refuses a bridge of another ABI.
-#define MLXB_ABI 7
+#define MLXB_ABI 8
 
 
 struct mlxb_st {
@@ -191,6 +193,23 @@ int mlxb_array_to_string(const arr a, char** out) {
     std::ostringstream os;
     os << *a;
     *out = strdup(os.str().c_str());
+  });
+}
+
+// Writes the graph that computes `arrays` (left unevaluated) to `path`: Graphviz DOT as Python's
+// mx.export_to_dot does (`dot` = 1), or MLX's print_graph text, one line per op with its inputs'
+// and output's shapes and dtypes (0). bench/step_graph.sh compares a step's ops with mlx-lm's.
+int mlxb_export_graph(const char* path, const arr* arrays, int n, int dot) {
+  return guard([&] {
+    std::ofstream f(path);
+    if (!f) throw std::runtime_error(std::string("cannot write ") + path);
+    std::vector<mx::array> v;
+    for (int i = 0; i < n; i++) v.push_back(*arrays[i]);
+    if (dot) {
+      mx::export_to_dot(f, v);
+    } else {
+      mx::print_graph(f, v);
+    }
   });
 }
 

@@ -19,7 +19,7 @@ pub(crate) type ClosureFn =
     unsafe extern "C" fn(ctx: *mut c_void, inputs: *const c_void, outputs: *mut c_void) -> c_int;
 
 /// The bridge ABI this crate was written against (bridge.cpp's MLXB_ABI).
-const ABI: c_int = 7;
+const ABI: c_int = 8;
 
 macro_rules! bridge_fns {
     ($( fn $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)? ; )*) => {
@@ -62,6 +62,7 @@ bridge_fns! {
     fn array_to_host(a: Arr, dst: *mut c_void, nbytes: usize) -> c_int;
     fn array_to_string(a: Arr, out: *mut *mut c_char) -> c_int;
     fn eval(arrays: *const Arr, n: c_int) -> c_int;
+    fn export_graph(path: *const c_char, arrays: *const Arr, n: c_int, dot: c_int) -> c_int;
     fn async_eval(arrays: *const Arr, n: c_int) -> c_int;
 
     fn vec_new() -> Vec_;

@@ -19,6 +19,25 @@ pub fn eval<'a>(arrays: impl IntoIterator<Item = &'a Array>) -> Result<()> {
     check(b, unsafe { (b.eval)(raws.as_ptr(), raws.len() as c_int) })
 }
 
+/// How [`export_graph`] writes a graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphFormat {
+    /// Graphviz DOT, as Python's `mx.export_to_dot`: one node per op, labelled with its name.
+    Dot,
+    /// MLX's `print_graph`: one line per op with its inputs' and output's shapes and dtypes.
+    Text,
+}
+
+/// Writes the graph that computes `arrays`, unevaluated, to `path`.
+pub fn export_graph<'a>(path: &std::path::Path, arrays: impl IntoIterator<Item = &'a Array>, format: GraphFormat) -> Result<()> {
+    let raws: Vec<sys::Arr> = arrays.into_iter().map(|a| a.raw()).collect();
+    let c = std::ffi::CString::new(path.to_string_lossy().as_bytes())
+        .map_err(|_| Error::InvalidArgument(format!("{}: a path with a NUL byte", path.display())))?;
+    let b = sys::bridge()?;
+    let dot = (format == GraphFormat::Dot) as c_int;
+    check(b, unsafe { (b.export_graph)(c.as_ptr(), raws.as_ptr(), raws.len() as c_int, dot) })
+}
+
 /// Starts computing `arrays` in the background.
 pub fn async_eval<'a>(arrays: impl IntoIterator<Item = &'a Array>) -> Result<()> {
     let raws: Vec<sys::Arr> = arrays.into_iter().map(|a| a.raw()).collect();

@@ -140,3 +140,29 @@ fn device_selection_errors_are_reported() {
     let s = mlx::device::new_stream(mlx::Device::Cpu).unwrap();
     assert_eq!(s.device, mlx::Device::Cpu);
 }
+
+#[test]
+fn export_graph_writes_the_unevaluated_ops_with_dtypes() {
+    // A bf16 x f32 product (MLX promotes with an AsType) and its gradient, left unevaluated.
+    let (x, _) = rand_arr(&[3, 4], 3);
+    let xb = x.as_type(mlx::Dtype::Bfloat16).unwrap();
+    let (w, _) = rand_arr(&[4, 2], 4);
+    let (vals, grads) = mlx::value_and_grad(|a: &[Array]| Ok(vec![xb.matmul(&a[0])?.sum_all()?]), &[&w], &[0]).unwrap();
+    let dir = std::env::temp_dir().join(format!("brain-graph-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (dot, txt) = (dir.join("g.dot"), dir.join("g.txt"));
+    mlx::export_graph(&dot, vals.iter().chain(grads.iter()), mlx::GraphFormat::Dot).unwrap();
+    mlx::export_graph(&txt, vals.iter().chain(grads.iter()), mlx::GraphFormat::Text).unwrap();
+    let dot = std::fs::read_to_string(&dot).unwrap();
+    let txt = std::fs::read_to_string(&txt).unwrap();
+    assert!(dot.starts_with("digraph {"), "{dot}");
+    for op in ["Matmul", "AsType", "Sum"] {
+        assert!(dot.contains(&format!("[label =\"{op}\"")), "no {op} node in\n{dot}");
+    }
+    assert!(txt.contains("AsType") && txt.contains("bfloat16") && txt.contains("(3,4), float32"), "{txt}");
+    // The gradient's product: x^T (4, 3) times the cotangent (3, 2), in f32.
+    assert!(txt.lines().any(|l| l.starts_with("Matmul") && l.contains("(4,2), float32")), "{txt}");
+    let err = mlx::export_graph(&dir.join("missing/g.dot"), vals.iter(), mlx::GraphFormat::Dot).unwrap_err();
+    assert!(err.to_string().contains("missing/g.dot"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
