@@ -14,7 +14,8 @@
 #   bench/cuda_train.sh              # run, then print the table
 #   bench/cuda_train.sh run|table    # one of the two (the table reads every result in CUDA_OUT)
 #
-# Environment: MODELS ("smollm2-135m qwen2.5-1.5b"), TOOLS ("brain mlxlm peft"), REPEAT (2),
+# Environment: MODELS ("smollm2-135m qwen2.5-1.5b"; also qwen2.5-0.5b, qwen3-0.6b), TOOLS ("brain
+# mlxlm peft"; mlxlm_eager: mlx-lm with MLX_DISABLE_COMPILE=1, its step not compiled), REPEAT (2),
 # ITERS (40), SKIP (5), LIMIT (1800 s per run); PY: a python with mlx[cuda13]==0.32.4, mlx-lm==0.32.2, torch, peft and
 # transformers; TRAIN: brain's train example built against MLX's CUDA wheel (built here with
 # MLX_CUDA=1 when unset); SMOLLM2_TOK and QWEN_TOK: tokenizer folders (default: the SmolLM2
@@ -76,6 +77,8 @@ YAML
                                > "$log.json" 2> "$log.log" ;;
                     mlxlm) timeout "$LIMIT" "$PY" bench/train_mlxlm_driver.py "$SKIP" --train "${COMMON[@]}" --val-batches 1 -c "$OUT/lora.yaml" \
                                --adapter-path "$OUT/adapters-mlxlm" > "$log.json" 2> "$log.log" ;;
+                    mlxlm_eager) MLX_DISABLE_COMPILE=1 timeout "$LIMIT" "$PY" bench/train_mlxlm_driver.py "$SKIP" --train "${COMMON[@]}" \
+                               --val-batches 1 -c "$OUT/lora.yaml" --adapter-path "$OUT/adapters-mlxlm" > "$log.json" 2> "$log.log" ;;
                     peft) [ "$m" != "${m%-4bit}" ] && continue
                           timeout "$LIMIT" "$PY" bench/peft_train_driver.py "$dir" "$OUT/data" "$ITERS" 4 1e-5 16 512 "$SKIP" 8 20 \
                                > "$log.json" 2> "$log.log" ;;
@@ -92,15 +95,15 @@ import glob, json, os, re, sys
 out = sys.argv[1]
 runs = {}
 for f in sorted(glob.glob(f"{out}/*-*-[0-9]*.json")):
-    m = re.match(r"(brain|mlxlm|peft)-(.+)-(\d+)\.json$", os.path.basename(f))
+    m = re.match(r"(brain|mlxlm_eager|mlxlm|peft)-(.+)-(\d+)\.json$", os.path.basename(f))
     lines = open(f).read().strip().splitlines()
     if m and lines:
         runs.setdefault(m.group(2), {}).setdefault(m.group(1), []).append(json.loads(lines[-1]))
-names = {"brain": "sam-brain", "mlxlm": "mlx-lm 0.32.2", "peft": "PyTorch + PEFT"}
+names = {"brain": "sam-brain", "mlxlm": "mlx-lm 0.32.2", "mlxlm_eager": "mlx-lm, no compile", "peft": "PyTorch + PEFT"}
 print(f"\n{'model':<18} {'tool':<16} {'tokens/s (best)':>16} {'vs best other':>14} {'peak GB':>8} {'first loss':>11}  every run")
 for model, tools in runs.items():
     best = {t: max(r, key=lambda x: x["tokens_per_second"]) for t, r in tools.items()}
-    for t in ("brain", "mlxlm", "peft"):
+    for t in ("brain", "mlxlm", "mlxlm_eager", "peft"):
         if t not in best:
             continue
         b = best[t]

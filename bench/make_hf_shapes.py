@@ -27,7 +27,8 @@ for arg in sys.argv[2:]:
     config = dict(SHAPES[name], torch_dtype="bfloat16")
     (d / "config.json").write_text(json.dumps(config, indent=2))
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(d)).to(torch.bfloat16)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):  # initializing 1.5B on a CPU takes a while
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(d)).to(torch.bfloat16)
     model.save_pretrained(d, safe_serialization=True)
     (d / "config.json").write_text(json.dumps(config, indent=2))
     for f in ("tokenizer.json", "tokenizer_config.json"):
