@@ -15,7 +15,8 @@
 #   bench/cuda_train.sh run|table    # one of the two (the table reads every result in CUDA_OUT)
 #
 # Environment: MODELS ("smollm2-135m qwen2.5-1.5b"; also qwen2.5-0.5b, qwen3-0.6b), TOOLS ("brain
-# mlxlm peft"; mlxlm_eager: mlx-lm with MLX_DISABLE_COMPILE=1, its step not compiled), REPEAT (2),
+# brain_compiled mlxlm peft"; brain_compiled: brain with --compile; mlxlm_eager: mlx-lm with MLX_DISABLE_COMPILE=1,
+# its step not compiled), REPEAT (2),
 # ITERS (40), SKIP (5), LIMIT (1800 s per run); PY: a python with mlx[cuda13]==0.32.4, mlx-lm==0.32.2, torch, peft and
 # transformers; TRAIN: brain's train example built against MLX's CUDA wheel (built here with
 # MLX_CUDA=1 when unset); SMOLLM2_TOK and QWEN_TOK: tokenizer folders (default: the SmolLM2
@@ -27,7 +28,7 @@ WHAT=${1:-all}
 OUT=${CUDA_OUT:-bench/out/cuda}
 mkdir -p "$OUT"
 MODELS=${MODELS:-"smollm2-135m qwen2.5-1.5b"}
-TOOLS=${TOOLS:-"brain mlxlm peft"}
+TOOLS=${TOOLS:-"brain brain_compiled mlxlm peft"}
 REPEAT=${REPEAT:-2}
 ITERS=${ITERS:-40}
 SKIP=${SKIP:-5}
@@ -75,6 +76,8 @@ YAML
                 case "$tool" in
                     brain) timeout "$LIMIT" "$TRAIN" "${COMMON[@]}" --val-batches 0 --adapter-path "$OUT/adapters-brain" --bench-skip "$SKIP" \
                                > "$log.json" 2> "$log.log" ;;
+                    brain_compiled) timeout "$LIMIT" "$TRAIN" "${COMMON[@]}" --compile --val-batches 0 --adapter-path "$OUT/adapters-brain" \
+                               --bench-skip "$SKIP" > "$log.json" 2> "$log.log" ;;
                     mlxlm) timeout "$LIMIT" "$PY" bench/train_mlxlm_driver.py "$SKIP" --train "${COMMON[@]}" --val-batches 1 -c "$OUT/lora.yaml" \
                                --adapter-path "$OUT/adapters-mlxlm" > "$log.json" 2> "$log.log" ;;
                     mlxlm_eager) MLX_DISABLE_COMPILE=1 timeout "$LIMIT" "$PY" bench/train_mlxlm_driver.py "$SKIP" --train "${COMMON[@]}" \
@@ -95,20 +98,20 @@ import glob, json, os, re, sys
 out = sys.argv[1]
 runs = {}
 for f in sorted(glob.glob(f"{out}/*-*-[0-9]*.json")):
-    m = re.match(r"(brain|mlxlm_eager|mlxlm|peft)-(.+)-(\d+)\.json$", os.path.basename(f))
+    m = re.match(r"(brain_compiled|brain|mlxlm_eager|mlxlm|peft)-(.+)-(\d+)\.json$", os.path.basename(f))
     lines = open(f).read().strip().splitlines()
     if m and lines:
         runs.setdefault(m.group(2), {}).setdefault(m.group(1), []).append(json.loads(lines[-1]))
-names = {"brain": "sam-brain", "mlxlm": "mlx-lm 0.32.2", "mlxlm_eager": "mlx-lm, no compile", "peft": "PyTorch + PEFT"}
-print(f"\n{'model':<18} {'tool':<16} {'tokens/s (best)':>16} {'vs best other':>14} {'peak GB':>8} {'first loss':>11}  every run")
+names = {"brain": "sam-brain", "brain_compiled": "sam-brain --compile", "mlxlm": "mlx-lm 0.32.2", "mlxlm_eager": "mlx-lm, no compile", "peft": "PyTorch + PEFT"}
+print(f"\n{'model':<18} {'tool':<20} {'tokens/s (best)':>16} {'vs best other':>14} {'peak GB':>8} {'first loss':>11}  every run")
 for model, tools in runs.items():
     best = {t: max(r, key=lambda x: x["tokens_per_second"]) for t, r in tools.items()}
-    for t in ("brain", "mlxlm", "mlxlm_eager", "peft"):
+    for t in ("brain", "brain_compiled", "mlxlm", "mlxlm_eager", "peft"):
         if t not in best:
             continue
         b = best[t]
-        others = [best[o]["tokens_per_second"] for o in best if o != t]
-        ratio = f"{b['tokens_per_second'] / max(others):.2f}x" if others and t == "brain" else ""
+        others = [best[o]["tokens_per_second"] for o in best if not o.startswith("brain")]
+        ratio = f"{b['tokens_per_second'] / max(others):.2f}x" if others and t.startswith("brain") else ""
         every = ", ".join(f"{x['tokens_per_second']:.0f}" for x in tools[t])
-        print(f"{model:<18} {names[t]:<16} {b['tokens_per_second']:16.0f} {ratio:>14} {b['peak_memory_gb']:8.2f} {b['first_loss']:11.5f}  {every}")
+        print(f"{model:<18} {names[t]:<20} {b['tokens_per_second']:16.0f} {ratio:>14} {b['peak_memory_gb']:8.2f} {b['first_loss']:11.5f}  {every}")
 PY

@@ -110,11 +110,13 @@ fn train_dpo_runs_models_eval_generate_and_chat_through_the_binary() {
     assert!(loss > 0.0 && (ppl - loss.exp()).abs() < 1e-3 * ppl, "{t}");
     assert!(t["tokens"].as_u64().unwrap() > 0, "{t}");
 
-    // --no-register: a scratch run leaves the store as it was.
+    // --no-register: a scratch run leaves the store as it was. --compile: both updates' loss and
+    // gradient ran compiled (tests/compiled_update.rs checks it trains as the uncompiled run).
     let runs_before = count(&env, "SELECT count(*) FROM runs");
-    let r = env.run(["--json", "train", "--model", "models/tiny", "--data", "data", "--adapter-path", "runs/scratch", "--iters", "2", "--no-register"]);
+    let r = env.run(["--json", "train", "--model", "models/tiny", "--data", "data", "--adapter-path", "runs/scratch", "--iters", "2", "--no-register", "--compile"]);
     r.assert_ok();
     assert!(r.json().get("registered").is_none(), "{}", r.stdout);
+    assert_eq!(r.json()["compiled_batches"], 2, "{}", r.stdout);
     assert_eq!(count(&env, "SELECT count(*) FROM runs"), runs_before);
 
     // A dataset line that is not UTF-8: the error names the file and the line.

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "mlx/backend/cpu/encoder.h"
+#include "mlx/compile_impl.h"
 #include "mlx/distributed/distributed.h"
 #include "mlx/distributed/ops.h"
 #include "mlx/graph_utils.h"
@@ -46,7 +47,7 @@
 using namespace mlxb;
 
 // Bumped whenever a signature below changes; the Rust side refuses a bridge of another ABI.
-#define MLXB_ABI 8
+#define MLXB_ABI 9
 
 
 struct mlxb_st {
@@ -697,6 +698,27 @@ int mlxb_vjp(mlxb_closure_fn f, void* ctx, const mlxb_vec* primals, const mlxb_v
     *outputs = new mlxb_vec{std::move(outs)};
     *vjps = new mlxb_vec{std::move(vs)};
   });
+}
+
+// Calls `f` compiled: MLX traces it the first time it meets inputs of these shapes and dtypes,
+// keeps the simplified, fused graph under `id`, and replays it on later calls without calling
+// `f`. So `f` must compute the same function for one `id` every time: what varies between calls
+// must be among the inputs (what it captures is baked in). A failed trace leaves no entry.
+int mlxb_compiled_call(mlxb_closure_fn f, void* ctx, uint64_t id, const mlxb_vec* inputs, mlxb_vec** outputs) {
+  return guard([&] {
+    try {
+      auto fun = mx::detail::compile(wrap_closure(f, ctx), static_cast<std::uintptr_t>(id), false);
+      *outputs = new mlxb_vec{fun(inputs->v)};
+    } catch (...) {
+      mx::detail::compile_erase(mx::detail::compile_cache(), static_cast<std::uintptr_t>(id));
+      throw;
+    }
+  });
+}
+
+// Forgets the graphs compiled under `id` (and what they hold on to).
+int mlxb_compile_erase(uint64_t id) {
+  return guard([&] { mx::detail::compile_erase(mx::detail::compile_cache(), static_cast<std::uintptr_t>(id)); });
 }
 
 // Calls `f` under gradient checkpointing: its intermediates are not kept for the backward pass

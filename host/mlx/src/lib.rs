@@ -31,7 +31,7 @@ pub use device::{Device, Stream};
 pub use error::{Error, Result};
 pub use ops::{addmm, arange, concatenate, full, ones, stack, tri, where_, zeros};
 pub use sys::BridgeInfo;
-pub use transforms::{async_eval, checkpoint, eval, export_graph, value_and_grad, vjp, GraphFormat};
+pub use transforms::{async_eval, checkpoint, eval, export_graph, value_and_grad, vjp, Compiled, GraphFormat};
 
 /// The MLX version this crate is built and pinned against.
 pub const VERSION: &str = env!("BRAIN_MLX_VERSION");

@@ -19,7 +19,7 @@ pub(crate) type ClosureFn =
     unsafe extern "C" fn(ctx: *mut c_void, inputs: *const c_void, outputs: *mut c_void) -> c_int;
 
 /// The bridge ABI this crate was written against (bridge.cpp's MLXB_ABI).
-const ABI: c_int = 8;
+const ABI: c_int = 9;
 
 macro_rules! bridge_fns {
     ($( fn $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)? ; )*) => {
@@ -134,6 +134,8 @@ bridge_fns! {
     fn value_and_grad(f: ClosureFn, ctx: *mut c_void, inputs: Vec_, argnums: *const c_int, nargnums: c_int, values: *mut Vec_, grads: *mut Vec_) -> c_int;
     fn vjp(f: ClosureFn, ctx: *mut c_void, primals: Vec_, cotangents: Vec_, outputs: *mut Vec_, vjps: *mut Vec_) -> c_int;
     fn checkpoint(f: ClosureFn, ctx: *mut c_void, drop: unsafe extern "C" fn(*mut c_void), inputs: Vec_, outputs: *mut Vec_) -> c_int;
+    fn compiled_call(f: ClosureFn, ctx: *mut c_void, id: u64, inputs: Vec_, outputs: *mut Vec_) -> c_int;
+    fn compile_erase(id: u64) -> c_int;
 
     fn safetensors_load(path: *const c_char, out: *mut St) -> c_int;
     fn gguf_load(path: *const c_char, out: *mut St) -> c_int;

@@ -47,6 +47,15 @@ pub fn async_eval<'a>(arrays: impl IntoIterator<Item = &'a Array>) -> Result<()>
 
 type DynFn<'a> = dyn FnMut(&[Array]) -> Result<Vec<Array>> + 'a;
 
+/// Calls the bridge with `inputs` as one of its vectors (freed after), checking the status.
+fn with_vec(inputs: &[&Array], call: impl FnOnce(&sys::Bridge, sys::Vec_) -> c_int) -> Result<()> {
+    let inv = make_vec(inputs)?;
+    let b = sys::b();
+    let rc = call(b, inv);
+    unsafe { (b.vec_free)(inv) };
+    check(b, rc)
+}
+
 /// The trampoline MLX calls: `ctx` is a `*mut &mut DynFn`.
 unsafe extern "C" fn trampoline(ctx: *mut c_void, inputs: *const c_void, outputs: *mut c_void) -> c_int {
     let f = &mut *(ctx as *mut &mut DynFn<'_>);
@@ -90,15 +99,10 @@ where
 {
     let mut dynf: &mut DynFn<'_> = &mut f;
     let ctx = &mut dynf as *mut &mut DynFn<'_> as *mut c_void;
-    let inv = make_vec(inputs)?;
-    let b = sys::b();
-    let mut vals: sys::Vec_ = std::ptr::null_mut();
-    let mut grads: sys::Vec_ = std::ptr::null_mut();
-    let rc = unsafe {
+    let (mut vals, mut grads): (sys::Vec_, sys::Vec_) = (std::ptr::null_mut(), std::ptr::null_mut());
+    with_vec(inputs, |b, inv| unsafe {
         (b.value_and_grad)(trampoline, ctx, inv, argnums.as_ptr(), argnums.len() as c_int, &mut vals, &mut grads)
-    };
-    unsafe { (b.vec_free)(inv) };
-    check(b, rc)?;
+    })?;
     Ok((take_vec(vals)?, take_vec(grads)?))
 }
 
@@ -121,6 +125,52 @@ where
     }
     check(b, rc)?;
     Ok((take_vec(outs)?, take_vec(vjps)?))
+}
+
+/// A function MLX compiles ([`Compiled::call`]): traced once per input shape, its graph
+/// simplified and its elementwise chains fused, then replayed. On a GPU that saves a kernel
+/// launch per fused op and the graph's construction each call (mlx-lm compiles its training
+/// step so). Dropping it frees the cached graphs.
+pub struct Compiled {
+    id: u64,
+}
+
+impl Compiled {
+    pub fn new() -> Compiled {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        // Small ids never collide with the code addresses MLX keys its own compiled functions by.
+        Compiled { id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) }
+    }
+
+    /// `f(inputs)`, compiled. `f` is called only to trace (the first call, and the first with
+    /// new input shapes or dtypes), so it must be the same function every time: everything that
+    /// changes between calls must come in through `inputs`, since arrays and numbers `f` captures
+    /// are baked into the graph. Arrays it captures should be evaluated, or their whole graph is
+    /// replayed too.
+    pub fn call<F>(&self, mut f: F, inputs: &[&Array]) -> Result<Vec<Array>>
+    where
+        F: FnMut(&[Array]) -> Result<Vec<Array>>,
+    {
+        let mut dynf: &mut DynFn<'_> = &mut f;
+        let ctx = &mut dynf as *mut &mut DynFn<'_> as *mut c_void;
+        let mut outs: sys::Vec_ = std::ptr::null_mut();
+        with_vec(inputs, |b, inv| unsafe { (b.compiled_call)(trampoline, ctx, self.id, inv, &mut outs) })?;
+        take_vec(outs)
+    }
+}
+
+impl Default for Compiled {
+    fn default() -> Self {
+        Compiled::new()
+    }
+}
+
+impl Drop for Compiled {
+    fn drop(&mut self) {
+        if let Ok(b) = sys::bridge() {
+            unsafe { (b.compile_erase)(self.id) };
+        }
+    }
 }
 
 /// Boxed closure for checkpoint: MLX may call it again while building the backward pass, so

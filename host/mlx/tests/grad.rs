@@ -166,3 +166,48 @@ fn export_graph_writes_the_unevaluated_ops_with_dtypes() {
     assert!(err.to_string().contains("missing/g.dot"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn compiled_functions_match_uncompiled_retrace_on_new_shapes_and_bake_captures() {
+    // loss(w, x) = sum(silu(x w)^2): a gradient and an elementwise chain for MLX to fuse.
+    let f = |a: &[Array]| -> mlx::Result<Vec<Array>> {
+        let loss = |v: &[Array]| Ok(vec![v[0].matmul(&v[1])?.silu()?.square()?.sum_all()?]);
+        let (vals, grads) = mlx::value_and_grad(loss, &[&a[1], &a[0]], &[1])?;
+        Ok(vec![vals[0].clone(), grads[0].clone()])
+    };
+    let compiled = mlx::Compiled::new();
+    let calls = std::cell::Cell::new(0);
+    let traced = |a: &[Array]| {
+        calls.set(calls.get() + 1);
+        f(a)
+    };
+    for (step, rows) in [(1, 3), (2, 3), (3, 5), (4, 3)] {
+        let (w, _) = rand_arr(&[4, 2], 10 + step);
+        let (x, _) = rand_arr(&[rows, 4], 20 + step);
+        let want = f(&[w.clone(), x.clone()]).unwrap();
+        let got = compiled.call(traced, &[&w, &x]).unwrap();
+        for (g, e) in got.iter().zip(&want) {
+            assert_eq!(g.shape(), e.shape());
+            let (g, e) = (g.to_vec::<f32>().unwrap(), e.to_vec::<f32>().unwrap());
+            for (a, b) in g.iter().zip(&e) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "step {step}: {a} vs {b}");
+            }
+        }
+    }
+    // Traced for 3 rows, then for 5; the second 3-row call and the last replay the first trace.
+    assert_eq!(calls.get(), 2);
+
+    // A captured number is part of the graph: a new value needs a new Compiled.
+    let x = Array::from_slice(&[1.0f32, 2.0], &[2]).unwrap();
+    let scaled = |k: f32| move |a: &[Array]| Ok(vec![a[0].mul(k)?]);
+    let c = mlx::Compiled::new();
+    assert_eq!(c.call(scaled(2.0), &[&x]).unwrap()[0].to_vec::<f32>().unwrap(), vec![2.0, 4.0]);
+    assert_eq!(c.call(scaled(3.0), &[&x]).unwrap()[0].to_vec::<f32>().unwrap(), vec![2.0, 4.0]);
+    assert_eq!(mlx::Compiled::new().call(scaled(3.0), &[&x]).unwrap()[0].to_vec::<f32>().unwrap(), vec![3.0, 6.0]);
+
+    // An error while tracing comes back as it was, and leaves nothing half-traced behind.
+    let c = mlx::Compiled::new();
+    let err = c.call(|_: &[Array]| Err(Error::InvalidArgument("no trace".into())), &[&x]).unwrap_err();
+    assert!(err.to_string().contains("no trace"), "{err}");
+    assert_eq!(c.call(scaled(5.0), &[&x]).unwrap()[0].to_vec::<f32>().unwrap(), vec![5.0, 10.0]);
+}

@@ -43,6 +43,10 @@ pub struct RunFlags {
     pub max_seq_length: Option<usize>,
     #[arg(long)]
     pub grad_checkpoint: bool,
+    /// Compile each update's loss and gradient (MLX's compile: fused kernels, the graph traced
+    /// once per batch length; pays on a GPU; not with LoRA dropout).
+    #[arg(long)]
+    pub compile: bool,
     #[arg(long)]
     pub seed: Option<u64>,
     /// Continue from the newest checkpoint in --adapter-path.
@@ -64,6 +68,7 @@ impl RunFlags {
         }
         set!(iters, batch_size, learning_rate, num_layers, max_seq_length, seed);
         a.grad_checkpoint |= self.grad_checkpoint;
+        a.compile |= self.compile;
         a.resume |= self.resume;
         a.quick |= self.quick;
     }
@@ -110,6 +115,7 @@ pub fn args_from_config(config: &Config) -> TrainArgs {
     a.max_seq_length = t.max_seq_length as usize;
     a.grad_accumulation_steps = t.grad_accumulation.max(1) as usize;
     a.grad_checkpoint = t.grad_checkpoint;
+    a.compile = t.compile;
     a.steps_per_report = t.steps_per_report.max(1) as usize;
     a.steps_per_eval = t.steps_per_eval.max(1) as usize;
     a.val_batches = t.val_batches as usize;

@@ -63,6 +63,9 @@ struct Args {
     loss: String,
     #[arg(long)]
     dtype: Option<String>,
+    /// Compile each batch's loss and gradient (MLX's compile, as mlx-lm does).
+    #[arg(long)]
+    compile: bool,
     /// Evaluate test.jsonl instead of training.
     #[arg(long)]
     test: bool,
@@ -102,6 +105,7 @@ fn main() -> anyhow::Result<()> {
         quick: a.quick,
         loss: a.loss,
         dtype: a.dtype,
+        compile: a.compile,
         ..Default::default()
     };
     if a.test {

@@ -14,6 +14,10 @@ pub struct DeviceBatch {
     pub weights: Array,
     /// Trained target tokens.
     pub tokens: usize,
+    /// Whether the loss may read the weights on the host to leave rows without a trained token
+    /// out of the output projection (not in a compiled graph: its inputs have no values yet
+    /// while it is traced).
+    pub compact: bool,
 }
 
 impl DeviceBatch {
@@ -24,6 +28,7 @@ impl DeviceBatch {
             targets: Array::from_slice(&b.targets, &shape)?,
             weights: Array::from_slice(&b.weights, &shape)?,
             tokens: b.tokens,
+            compact: true,
         })
     }
 }
@@ -32,6 +37,6 @@ impl DeviceBatch {
 pub fn nll_sum(model: &Model, p: &[Array], batch: &DeviceBatch, mode: Mode, path: CePath) -> mlx::Result<Array> {
     let h = model.hidden(p, &batch.inputs, mode)?;
     let w = model.head_weight(p)?;
-    let opts = CeOptions { weights: Some(&batch.weights), path, ..Default::default() };
+    let opts = CeOptions { weights: Some(&batch.weights), path, compact: batch.compact, ..Default::default() };
     mlx::loss::cross_entropy(&h, &w, &batch.targets, opts)?.sum_all()
 }

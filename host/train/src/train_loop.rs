@@ -26,7 +26,7 @@ use crate::data::Batcher;
 use crate::error::{io, Error, Result};
 use crate::models::{Mode, Model};
 use crate::optim::{clip_grad_norm, AdamW, Schedule};
-use crate::trainer::TrainArgs;
+use crate::trainer::{FineTuneType, TrainArgs};
 
 use checkpoint::{Settings, State};
 pub use objective::{Event, StopReason};
@@ -61,6 +61,34 @@ fn dropout_seed(seed: u64, step: usize, k: usize) -> u64 {
     seed.wrapping_mul(0x1_0000_0001).wrapping_add((step * 64 + k) as u64)
 }
 
+/// [`Objective::loss`]'s values and its gradient w.r.t. `trainable`, through `compiled`: the
+/// trainable arrays and the batch's are the compiled function's inputs, everything else (the
+/// frozen weights, the model's structure) is captured and stays fixed.
+fn compiled_loss_and_grad<O: Objective>(
+    compiled: &mlx::Compiled,
+    model: &Model,
+    obj: &O,
+    trainable: &[&Array],
+    batch: &[Array],
+    mode: Mode,
+) -> mlx::Result<(Vec<Array>, Vec<Array>)> {
+    let n = trainable.len();
+    let inputs: Vec<&Array> = trainable.iter().copied().chain(batch.iter()).collect();
+    let mut outputs = compiled.call(
+        |xs: &[Array]| {
+            let (t, batch) = xs.split_at(n);
+            let refs: Vec<&Array> = t.iter().collect();
+            let argnums: Vec<i32> = (0..n as i32).collect();
+            let (vals, grads) =
+                mlx::value_and_grad(|p: &[Array]| obj.loss_from_inputs(model, &model.with_trainable(p), batch, mode), &refs, &argnums)?;
+            Ok(vals.into_iter().chain(grads).collect())
+        },
+        &inputs,
+    )?;
+    let grads = outputs.split_off(outputs.len() - n);
+    Ok((outputs, grads))
+}
+
 /// One finished update.
 struct Update {
     loss: f32,
@@ -86,6 +114,9 @@ struct Trainer<'a, O: Objective> {
     final_adapter: PathBuf,
     start: Instant,
     progress: &'a mut dyn FnMut(&O::Progress),
+    /// The compiled loss and gradient (`compile = true`), and the batches that went through it.
+    compiled: Option<mlx::Compiled>,
+    compiled_batches: usize,
 }
 
 /// Train `model` (its trainable parameters) on `obj` with `args`; `config` is the
@@ -127,11 +158,25 @@ pub(crate) fn run<O: Objective>(
         final_adapter: dir.join(ADAPTER_FILE),
         start: Instant::now(),
         progress,
+        compiled: None,
+        compiled_batches: 0,
     };
     if args.resume {
         let ck = checkpoint::newest(dir)?;
         t.resume_from(&ck)?;
         tracing::info!("resuming from {} (step {})", ck.display(), t.state.step);
+    }
+    if args.compile {
+        if args.fine_tune_type == FineTuneType::Lora && args.lora.dropout > 0.0 {
+            tracing::warn!(
+                "compile: not compiling, LoRA dropout {} draws a new mask every update (dropout 0 compiles)",
+                args.lora.dropout
+            );
+        } else {
+            // The compiled graph captures the frozen weights: with values, not their loading.
+            mlx::eval(t.model.params.values.iter())?;
+            t.compiled = Some(mlx::Compiled::new());
+        }
     }
     mlx::memory::reset_peak_memory()?;
     t.train()
@@ -204,6 +249,7 @@ impl<O: Objective> Trainer<'_, O> {
             peak_memory_gb: peak_gb(),
             adapter_file: self.final_adapter.clone(),
             trainable_parameters: self.model.trainable_params().iter().map(|(_, a)| a.size()).sum(),
+            compiled_batches: self.compiled_batches,
         };
         self.emit(Event::Done, self.schedule.lr(self.state.step.saturating_sub(1)), Record::Done(&outcome));
         Ok(outcome)
@@ -224,7 +270,17 @@ impl<O: Objective> Trainer<'_, O> {
         for (k, b) in batches.iter().enumerate() {
             let mode = Mode { dropout_seed: Some(dropout_seed(args.seed, step, k)) };
             let (model, obj) = (&*self.model, &*self.obj);
-            let (vals, g) = mlx::value_and_grad(|xs: &[Array]| obj.loss(model, &model.with_trainable(xs), b, mode), &refs, &argnums)?;
+            let compiled = match &self.compiled {
+                Some(c) => obj.batch_inputs(b)?.map(|inputs| (c, inputs)),
+                None => None,
+            };
+            let (vals, g) = match compiled {
+                Some((c, inputs)) => {
+                    self.compiled_batches += 1;
+                    compiled_loss_and_grad(c, model, obj, &refs, &inputs, mode)?
+                }
+                None => mlx::value_and_grad(|xs: &[Array]| obj.loss(model, &model.with_trainable(xs), b, mode), &refs, &argnums)?,
+            };
             loss_sum = Some(match loss_sum {
                 Some(s) => s.add(&vals[0])?,
                 None => vals[0].clone(),

@@ -150,6 +150,16 @@ impl Objective for Sft<'_> {
         Ok(vec![nll_sum(model, p, &b.batch, mode, self.path)?.div(b.update_tokens)?])
     }
 
+    fn batch_inputs(&self, b: &SftBatch) -> mlx::Result<Option<Vec<Array>>> {
+        let d = &b.batch;
+        Ok(Some(vec![d.inputs.clone(), d.targets.clone(), d.weights.clone(), Array::scalar(b.update_tokens)?]))
+    }
+
+    fn loss_from_inputs(&self, model: &Model, p: &[Array], x: &[Array], mode: Mode) -> mlx::Result<Vec<Array>> {
+        let batch = DeviceBatch { inputs: x[0].clone(), targets: x[1].clone(), weights: x[2].clone(), tokens: 0, compact: false };
+        Ok(vec![nll_sum(model, p, &batch, mode, self.path)?.div(&x[3])?])
+    }
+
     fn has_validation(&self) -> bool {
         self.valid.is_some()
     }

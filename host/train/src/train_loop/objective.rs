@@ -53,6 +53,18 @@ pub(crate) trait Objective {
     /// statistics without gradient, handed to [`Objective::observe`] after the update.
     fn loss(&self, model: &Model, p: &[Array], batch: &Self::Batch, mode: Mode) -> mlx::Result<Vec<Array>>;
 
+    /// Every per-batch value [`Objective::loss`] uses, as arrays, for a compiled update
+    /// (`compile = true`): a compiled graph bakes in what its function captures, so these must
+    /// be its inputs. None: this objective's updates are not compiled.
+    fn batch_inputs(&self, _batch: &Self::Batch) -> mlx::Result<Option<Vec<Array>>> {
+        Ok(None)
+    }
+
+    /// [`Objective::loss`] from the arrays of [`Objective::batch_inputs`].
+    fn loss_from_inputs(&self, _model: &Model, _p: &[Array], _inputs: &[Array], _mode: Mode) -> mlx::Result<Vec<Array>> {
+        Err(mlx::Error::InvalidArgument("this objective has no compiled loss".into()))
+    }
+
     /// Whether the reports need the gradient norm (computed, unclipped, when `max_grad_norm` is
     /// unset).
     fn wants_grad_norm(&self) -> bool {
@@ -159,5 +171,7 @@ pub struct RunSummary {
     /// `adapters.safetensors` in the run directory.
     pub adapter_file: PathBuf,
     pub trainable_parameters: usize,
+    /// Batches whose loss and gradient ran compiled (`compile = true`).
+    pub compiled_batches: usize,
 }
 

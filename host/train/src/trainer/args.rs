@@ -97,6 +97,11 @@ pub struct TrainArgs {
     pub resume_adapter_file: Option<PathBuf>,
     /// MLX memory limit in bytes.
     pub memory_limit: Option<usize>,
+    /// Compile each batch's loss and gradient (MLX's compile: the graph traced once per batch
+    /// shape, simplified, elementwise chains fused), as mlx-lm compiles its step. Pays on a GPU,
+    /// where it saves a kernel launch per fused op; each new batch length is traced and compiled
+    /// again. Not with LoRA dropout (its mask changes every update); DPO runs uncompiled.
+    pub compile: bool,
     /// Smoke run: 10 updates, reporting every update, validating at the end.
     pub quick: bool,
     /// Compute dtype ("float32", "bfloat16", "float16"); default: f32 on CPU, the model's on GPU.
@@ -141,6 +146,7 @@ impl Default for TrainArgs {
             resume: false,
             resume_adapter_file: None,
             memory_limit: None,
+            compile: false,
             quick: false,
             dtype: None,
             loss: "auto".into(),
