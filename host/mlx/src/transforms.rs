@@ -130,7 +130,8 @@ where
 /// A function MLX compiles ([`Compiled::call`]): traced once per input shape, its graph
 /// simplified and its elementwise chains fused, then replayed. On a GPU that saves a kernel
 /// launch per fused op and the graph's construction each call (mlx-lm compiles its training
-/// step so). Dropping it frees the cached graphs.
+/// step so). Dropping it frees the cached graphs. MLX keeps them per thread: call and drop it
+/// on one.
 pub struct Compiled {
     id: u64,
 }
