@@ -19,15 +19,17 @@ use std::process::Command;
 
 const MLX_VERSION: &str = "0.32.4";
 /// The bridge's translation units (one shared library).
-const BRIDGE_SOURCES: [&str; 8] = [
+const BRIDGE_SOURCES: [&str; 10] = [
     "src/bridge.cpp",
     "src/bridge_adamw.cpp",
     "src/bridge_attention.cpp",
+    "src/bridge_ce.cpp",
     "src/bridge_qmatmul.cpp",
     "src/bridge_qrow.cpp",
     "src/bridge_rmsnorm.cpp",
     "src/bridge_rope.cpp",
     "src/bridge_swiglu.cpp",
+    "src/bridge_util.cpp",
 ];
 const BRIDGE_NAME: &str = if cfg!(target_os = "macos") {
     "libbrain_mlx_bridge.dylib"
