@@ -47,13 +47,6 @@ if [ "$WHAT" != table ]; then
     [ -f "$SMOLLM2_TOK/tokenizer.json" ] || { echo "no SmolLM2 tokenizer in $SMOLLM2_TOK: run SMOLLM2=1 bench/train_vs_mlxlm.sh once, or set SMOLLM2_TOK"; exit 1; }
     QWEN_TOK=${QWEN_TOK:-$(bash bench/qwen_tokenizer.sh)}
     python3 bench/text_data.py "$OUT/data" 0 160 64 same
-    cat > "$OUT/lora.yaml" <<'YAML'
-lora_parameters:
-  rank: 8
-  scale: 20.0
-  dropout: 0.0
-  keys: ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"]
-YAML
     shapes=()
     for m in $MODELS; do
         base=${m%-4bit}
@@ -78,10 +71,10 @@ YAML
                                > "$log.json" 2> "$log.log" ;;
                     brain_compiled) timeout "$LIMIT" "$TRAIN" "${COMMON[@]}" --compile --val-batches 0 --adapter-path "$OUT/adapters-brain" \
                                --bench-skip "$SKIP" > "$log.json" 2> "$log.log" ;;
-                    mlxlm) timeout "$LIMIT" "$PY" bench/train_mlxlm_driver.py "$SKIP" --train "${COMMON[@]}" --val-batches 1 -c "$OUT/lora.yaml" \
+                    mlxlm) timeout "$LIMIT" "$PY" bench/train_mlxlm_driver.py "$SKIP" --train "${COMMON[@]}" --val-batches 1 -c bench/lora_qkvo.yaml \
                                --adapter-path "$OUT/adapters-mlxlm" > "$log.json" 2> "$log.log" ;;
                     mlxlm_eager) MLX_DISABLE_COMPILE=1 timeout "$LIMIT" "$PY" bench/train_mlxlm_driver.py "$SKIP" --train "${COMMON[@]}" \
-                               --val-batches 1 -c "$OUT/lora.yaml" --adapter-path "$OUT/adapters-mlxlm" > "$log.json" 2> "$log.log" ;;
+                               --val-batches 1 -c bench/lora_qkvo.yaml --adapter-path "$OUT/adapters-mlxlm" > "$log.json" 2> "$log.log" ;;
                     peft) [ "$m" != "${m%-4bit}" ] && continue
                           timeout "$LIMIT" "$PY" bench/peft_train_driver.py "$dir" "$OUT/data" "$ITERS" 4 1e-5 16 512 "$SKIP" 8 20 \
                                > "$log.json" 2> "$log.log" ;;

@@ -59,13 +59,6 @@ elif [ "$WHAT" = speed ]; then
     [ -f "$F/model.safetensors" ] || "$PY" -m mlx_lm convert --hf-path "$M" --mlx-path "$F" -d --dtype float32 > /dev/null
     L=${SPEED_LEN:-128}
     SKIP=${SKIP:-1}
-    cat > "$OUT/lora.yaml" <<'YAML'
-lora_parameters:
-  rank: 8
-  scale: 20.0
-  dropout: 0.0
-  keys: ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"]
-YAML
     COMMON=(--data "$OUT/data" --batch-size "${SPEED_BATCH:-4}" --learning-rate 1e-5 --num-layers 16
             --max-seq-length "$L" --steps-per-report 1 --steps-per-eval 100000 --save-every 100000)
     runs=("sam-brain 4-bit:ours:$M" "mlx-lm f32 copy:mlxlm:$F")
@@ -79,7 +72,7 @@ YAML
                     --adapter-path "$OUT/speed-adapters" --bench-skip "$SKIP" > "$log.json" 2> "$log.log" || { tail "$log.log"; exit 1; }
             else
                 LD_PRELOAD=$OPENBLAS /usr/bin/time -v "$PY" bench/train_mlxlm_driver.py "$SKIP" --train --model "$model" "${COMMON[@]}" \
-                    --iters "${ITERS:-6}" --val-batches 1 -c "$OUT/lora.yaml" --adapter-path "$OUT/speed-adapters" \
+                    --iters "${ITERS:-6}" --val-batches 1 -c bench/lora_qkvo.yaml --adapter-path "$OUT/speed-adapters" \
                     > "$log.json" 2> "$log.log" || { tail "$log.log"; exit 1; }
             fi
             python3 - "$log" "$name" "$i" <<'PY'

@@ -52,13 +52,6 @@ fi
 # Data: one training text (repeated), eight validation texts; all longer than 92 tokens.
 DATA=$OUT/data
 python3 bench/text_data.py "$DATA" 0 160 64 same
-cat > "$OUT/lora.yaml" <<'YAML'
-lora_parameters:
-  rank: 8
-  scale: 20.0
-  dropout: 0.0
-  keys: ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"]
-YAML
 
 printf "\n%-8s %-10s %10s %8s %11s %8s %10s %9s %11s %11s\n" vocab tool "tokens/s" ratio "tok/CPU-s" ratio "MLX peak" "peak RSS" "first loss" "val before"
 for V in $VOCABS; do
@@ -84,7 +77,7 @@ for V in $VOCABS; do
         /usr/bin/time -v "$BIN/train" "${COMMON[@]}" --val-batches 0 --adapter-path "$OUT/ours-$V" \
             --bench-skip "$SKIP" 2> "$OUT/ours-$V-$i.log" | tail -1 > "$OUT/ours-$V-$i.json" || { cat "$OUT/ours-$V-$i.log"; exit 1; }
         LD_PRELOAD=$OPENBLAS /usr/bin/time -v "$PY" bench/train_mlxlm_driver.py "$SKIP" --train "${COMMON[@]}" \
-            --val-batches -1 -c "$OUT/lora.yaml" --adapter-path "$OUT/mlxlm-$V" 2> "$OUT/mlxlm-$V-$i.log" \
+            --val-batches -1 -c bench/lora_qkvo.yaml --adapter-path "$OUT/mlxlm-$V" 2> "$OUT/mlxlm-$V-$i.log" \
             | tail -1 > "$OUT/mlxlm-$V-$i.json" || { cat "$OUT/mlxlm-$V-$i.log"; exit 1; }
     done
     RATE=

@@ -80,10 +80,11 @@ fn answer_with(env: &Env, model: &Path, adapter: Option<&Path>, question: &str, 
 }
 
 /// `brain train` of a LoRA adapter on the facts in `data`, 8 layers, `iters` updates; its report.
-fn train_facts(env: &Env, model: &Path, data: &Path, run: &Path, iters: &str) -> serde_json::Value {
+fn train_facts(env: &Env, model: &Path, data: &Path, run: &Path, iters: &str, compile: bool) -> serde_json::Value {
     let args = ["--json", "train", "--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--adapter-path", run.to_str().unwrap()];
     let opts = ["--iters", iters, "--batch-size", "4", "--learning-rate", "1e-3", "--num-layers", "8", "--max-seq-length", "128"];
-    let r = brain(env, &[&args[..], &opts[..]].concat());
+    let compiled: &[&str] = if compile { &["--compile"] } else { &[] };
+    let r = brain(env, &[&args[..], &opts[..], compiled].concat());
     r.assert_ok();
     r.json()
 }
@@ -102,7 +103,7 @@ fn smollm2_learns_a_dozen_facts_it_cannot_know() {
         assert!(!text.contains(key), "the base model already knows {key:?}: {text}");
     }
     let run = env.path().join("run");
-    let report = train_facts(&env, &model, &data, &run, "36");
+    let report = train_facts(&env, &model, &data, &run, "36", false);
     assert!(report["final_train_loss"].as_f64().unwrap() < 0.5 * report["first_loss"].as_f64().unwrap(), "{report:#}");
     let mut known = 0;
     for (q, _, _, key) in FACTS {
@@ -121,8 +122,11 @@ fn smollm2_learns_a_dozen_facts_it_cannot_know() {
     r.assert_ok();
     let q64 = env.path().join("q64");
     brain_train::convert::quantize_model(&fused, &q64, 64, 4).expect("quantizing the fused model");
+    // This retraining runs compiled (`--compile`: each batch's loss and gradient through MLX's
+    // compile, the packed weights' CPU kernel inside the compiled graph).
     let run64 = env.path().join("run64");
-    train_facts(&env, &q64, &data, &run64, "24");
+    let report = train_facts(&env, &q64, &data, &run64, "24", true);
+    assert_eq!(report["compiled_batches"], 24, "{report:#}");
     for vars in [&[][..], &["BRAIN_MLX_NO_VNNI"], &["BRAIN_MLX_NO_VNNI", "BRAIN_MLX_NO_VBMI"]] {
         let mut known = 0;
         for (q, _, _, key) in &FACTS[..6] {

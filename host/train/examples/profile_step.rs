@@ -20,17 +20,7 @@ fn main() -> anyhow::Result<()> {
     let mut model = Model::load(&dir, None)?;
     let keys: Vec<String> = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"].map(String::from).to_vec();
     model.apply_lora(-1, &keys, 8, 20.0, 0.0, 0)?;
-    let v = model.config.vocab_size.min(1000) as i32;
-    let ids: Vec<i32> = (0..4 * 92).map(|i| (i * 7919) % v).collect();
-    let b = brain_train::data::Batch {
-        batch: 4,
-        len: 91,
-        inputs: (0..4).flat_map(|r| ids[r * 92..r * 92 + 91].to_vec()).collect(),
-        targets: (0..4).flat_map(|r| ids[r * 92 + 1..r * 92 + 92].to_vec()).collect(),
-        weights: vec![1.0; 4 * 91],
-        tokens: 4 * 91,
-    };
-    let db = DeviceBatch::new(&b)?;
+    let db = DeviceBatch::new(&common::synthetic_batch(model.config.vocab_size))?;
     let gb = |b: usize| b as f64 / 1e9;
     println!("memory: after load {:.3} GB active", gb(mlx::memory::active_memory()?));
     let mut opt = AdamW::new(0.0);

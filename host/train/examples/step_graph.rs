@@ -6,7 +6,8 @@
 //! blocks, a synthetic (4, 91) batch. The `BRAIN_MLX_COMPOSED_*` switches pick the ops a GPU
 //! runs instead of the bridge's CPU kernels.
 
-use brain_train::data::Batch;
+mod common;
+
 use brain_train::loss::{nll_sum, DeviceBatch};
 use brain_train::models::{Mode, Model};
 use mlx::loss::CePath;
@@ -20,17 +21,7 @@ fn main() -> anyhow::Result<()> {
     let mut model = Model::load(std::path::Path::new(&args[1]), Some(Dtype::Bfloat16))?;
     let keys = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"].map(String::from);
     model.apply_lora(layers, &keys, 8, 20.0, 0.0, 0)?;
-    let v = model.config.vocab_size.min(1000) as i32;
-    let ids: Vec<i32> = (0..4 * 92).map(|i| (i * 7919) % v).collect();
-    let b = Batch {
-        batch: 4,
-        len: 91,
-        inputs: (0..4).flat_map(|r| ids[r * 92..r * 92 + 91].to_vec()).collect(),
-        targets: (0..4).flat_map(|r| ids[r * 92 + 1..r * 92 + 92].to_vec()).collect(),
-        weights: vec![1.0; 4 * 91],
-        tokens: 4 * 91,
-    };
-    let db = DeviceBatch::new(&b)?;
+    let db = DeviceBatch::new(&common::synthetic_batch(model.config.vocab_size))?;
     let base: Vec<Array> = model.trainable_params().iter().map(|(_, a)| (*a).clone()).collect();
     let refs: Vec<&Array> = base.iter().collect();
     let argnums: Vec<i32> = (0..refs.len() as i32).collect();
