@@ -15,8 +15,8 @@
 #   bench/cuda_train.sh run|table    # one of the two (the table reads every result in CUDA_OUT)
 #
 # Environment: MODELS ("smollm2-135m qwen2.5-1.5b"; also qwen2.5-0.5b, qwen3-0.6b), TOOLS ("brain
-# brain_compiled mlxlm peft"; brain_compiled: brain with --compile; mlxlm_eager: mlx-lm with MLX_DISABLE_COMPILE=1,
-# its step not compiled), REPEAT (2),
+# brain_eager mlxlm peft"; brain: as shipped, which compiles its step on a GPU; brain_eager: with
+# --no-compile; mlxlm_eager: mlx-lm with MLX_DISABLE_COMPILE=1, its step not compiled), REPEAT (2),
 # ITERS (40), SKIP (5), LIMIT (1800 s per run); PY: a python with mlx[cuda13]==0.32.4, mlx-lm==0.32.2, torch, peft and
 # transformers; TRAIN: brain's train example built against MLX's CUDA wheel (built here with
 # MLX_CUDA=1 when unset); SMOLLM2_TOK and QWEN_TOK: tokenizer folders (default: the SmolLM2
@@ -28,7 +28,7 @@ WHAT=${1:-all}
 OUT=${CUDA_OUT:-bench/out/cuda}
 mkdir -p "$OUT"
 MODELS=${MODELS:-"smollm2-135m qwen2.5-1.5b"}
-TOOLS=${TOOLS:-"brain brain_compiled mlxlm peft"}
+TOOLS=${TOOLS:-"brain brain_eager mlxlm peft"}
 REPEAT=${REPEAT:-2}
 ITERS=${ITERS:-40}
 SKIP=${SKIP:-5}
@@ -69,7 +69,7 @@ if [ "$WHAT" != table ]; then
                 case "$tool" in
                     brain) timeout "$LIMIT" "$TRAIN" "${COMMON[@]}" --val-batches 0 --adapter-path "$OUT/adapters-brain" --bench-skip "$SKIP" \
                                > "$log.json" 2> "$log.log" ;;
-                    brain_compiled) timeout "$LIMIT" "$TRAIN" "${COMMON[@]}" --compile --val-batches 0 --adapter-path "$OUT/adapters-brain" \
+                    brain_eager) timeout "$LIMIT" "$TRAIN" "${COMMON[@]}" --no-compile --val-batches 0 --adapter-path "$OUT/adapters-brain" \
                                --bench-skip "$SKIP" > "$log.json" 2> "$log.log" ;;
                     mlxlm) timeout "$LIMIT" "$PY" bench/train_mlxlm_driver.py "$SKIP" --train "${COMMON[@]}" --val-batches 1 -c bench/lora_qkvo.yaml \
                                --adapter-path "$OUT/adapters-mlxlm" > "$log.json" 2> "$log.log" ;;
@@ -91,15 +91,15 @@ import glob, json, os, re, sys
 out = sys.argv[1]
 runs = {}
 for f in sorted(glob.glob(f"{out}/*-*-[0-9]*.json")):
-    m = re.match(r"(brain_compiled|brain|mlxlm_eager|mlxlm|peft)-(.+)-(\d+)\.json$", os.path.basename(f))
+    m = re.match(r"(brain_eager|brain|mlxlm_eager|mlxlm|peft)-(.+)-(\d+)\.json$", os.path.basename(f))
     lines = open(f).read().strip().splitlines()
     if m and lines:
         runs.setdefault(m.group(2), {}).setdefault(m.group(1), []).append(json.loads(lines[-1]))
-names = {"brain": "sam-brain", "brain_compiled": "sam-brain --compile", "mlxlm": "mlx-lm 0.32.2", "mlxlm_eager": "mlx-lm, no compile", "peft": "PyTorch + PEFT"}
+names = {"brain": "sam-brain", "brain_eager": "sam-brain --no-compile", "mlxlm": "mlx-lm 0.32.2", "mlxlm_eager": "mlx-lm, no compile", "peft": "PyTorch + PEFT"}
 print(f"\n{'model':<18} {'tool':<20} {'tokens/s (best)':>16} {'vs best other':>14} {'peak GB':>8} {'first loss':>11}  every run")
 for model, tools in runs.items():
     best = {t: max(r, key=lambda x: x["tokens_per_second"]) for t, r in tools.items()}
-    for t in ("brain", "brain_compiled", "mlxlm", "mlxlm_eager", "peft"):
+    for t in ("brain", "brain_eager", "mlxlm", "mlxlm_eager", "peft"):
         if t not in best:
             continue
         b = best[t]

@@ -118,6 +118,14 @@ fn train_dpo_runs_models_eval_generate_and_chat_through_the_binary() {
     assert!(r.json().get("registered").is_none(), "{}", r.stdout);
     assert_eq!(r.json()["compiled_batches"], 2, "{}", r.stdout);
     assert_eq!(count(&env, "SELECT count(*) FROM runs"), runs_before);
+    // Unset, compiling follows the device: on a GPU yes, on this CPU no. Asking for both is refused.
+    let scratch = ["--json", "train", "--model", "models/tiny", "--data", "data", "--adapter-path", "runs/scratch", "--iters", "1", "--no-register"];
+    let r = env.run(scratch);
+    r.assert_ok();
+    assert_eq!(r.json()["compiled_batches"], 0, "{}", r.stdout);
+    let r = env.run(scratch.iter().copied().chain(["--compile", "--no-compile"]));
+    r.assert_failed();
+    assert!(r.stderr.contains("--compile") && r.stderr.contains("--no-compile"), "{}", r.stderr);
 
     // A dataset line that is not UTF-8: the error names the file and the line.
     std::fs::create_dir_all(env.path().join("bad")).unwrap();

@@ -43,10 +43,14 @@ pub struct RunFlags {
     pub max_seq_length: Option<usize>,
     #[arg(long)]
     pub grad_checkpoint: bool,
-    /// Compile each update's loss and gradient (MLX's compile: fused kernels, the graph traced
-    /// once per batch length; pays on a GPU; not with LoRA dropout).
-    #[arg(long)]
+    /// Compile each update (MLX's compile: fused kernels, the graph traced once per batch length,
+    /// batches padded to a multiple of 32 tokens). The default on a GPU; the loss and gradient
+    /// not with LoRA dropout.
+    #[arg(long, conflicts_with = "no_compile")]
     pub compile: bool,
+    /// Do not compile, even on a GPU.
+    #[arg(long)]
+    pub no_compile: bool,
     #[arg(long)]
     pub seed: Option<u64>,
     /// Continue from the newest checkpoint in --adapter-path.
@@ -68,7 +72,9 @@ impl RunFlags {
         }
         set!(iters, batch_size, learning_rate, num_layers, max_seq_length, seed);
         a.grad_checkpoint |= self.grad_checkpoint;
-        a.compile |= self.compile;
+        if self.compile || self.no_compile {
+            a.compile = Some(self.compile);
+        }
         a.resume |= self.resume;
         a.quick |= self.quick;
     }

@@ -185,8 +185,9 @@ pub struct TrainSection {
     pub max_seq_length: u32,
     pub grad_accumulation: u32,
     pub grad_checkpoint: bool,
-    /// Compile each update's loss and gradient with MLX (pays on a GPU; not with LoRA dropout).
-    pub compile: bool,
+    /// Compile each update with MLX (unset: on a GPU; the loss and gradient not with LoRA
+    /// dropout).
+    pub compile: Option<bool>,
     pub steps_per_report: u32,
     pub steps_per_eval: u32,
     pub val_batches: u32,
@@ -217,7 +218,7 @@ impl Default for TrainSection {
             max_seq_length: 2048,
             grad_accumulation: 1,
             grad_checkpoint: false,
-            compile: false,
+            compile: None,
             steps_per_report: 10,
             steps_per_eval: 200,
             val_batches: 25,

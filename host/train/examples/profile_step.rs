@@ -1,7 +1,8 @@
 //! Time the parts of one LoRA step (forward, forward+backward, optimizer) on a model and a
-//! synthetic (4, 91) batch: `cargo run --release -p brain-train --example profile_step -- MODEL [REPS] [auto|composed]`
-//! (both cross-entropy paths unless one is named). Also prints MLX's active memory after loading
-//! and its peak in each part of the first step.
+//! synthetic (4, 91) batch: `cargo run --release -p brain-train --example profile_step -- MODEL [REPS] [auto|composed|both] [compiled]`
+//! (both cross-entropy paths unless one is named; `compiled`: forward+backward and the optimizer
+//! through MLX's compile, as `brain train --compile` runs them). Also prints MLX's active memory
+//! after loading and its peak in each part of the first step.
 
 mod common;
 
@@ -24,10 +25,18 @@ fn main() -> anyhow::Result<()> {
     let gb = |b: usize| b as f64 / 1e9;
     println!("memory: after load {:.3} GB active", gb(mlx::memory::active_memory()?));
     let mut opt = AdamW::new(0.0);
+    let compiled = args.get(4).is_some_and(|a| a == "compiled");
+    let fb_compiled = mlx::Compiled::new();
+    if compiled {
+        opt.compiled = Some(mlx::Compiled::new());
+        // The compiled graph captures the frozen weights and the batch: with values.
+        mlx::eval(model.params.values.iter().chain([&db.inputs, &db.targets, &db.weights]))?;
+    }
     let paths = match args.get(3).map(String::as_str) {
         Some("auto") => vec![CePath::Auto],
         Some("composed") => vec![CePath::Composed],
-        _ => vec![CePath::Auto, CePath::Composed],
+        Some("both") | None => vec![CePath::Auto, CePath::Composed],
+        Some(other) => anyhow::bail!("cross-entropy path {other:?}: expected auto, composed or both"),
     };
     for path in paths {
         let (mut tf, mut tb, mut to) = (0.0, 0.0, 0.0);
@@ -48,7 +57,21 @@ fn main() -> anyhow::Result<()> {
             let refs: Vec<&Array> = base.iter().collect();
             let argnums: Vec<i32> = (0..refs.len() as i32).collect();
             let m = &model;
-            let (vals, grads) = mlx::value_and_grad(|xs: &[Array]| Ok(vec![nll_sum(m, &m.with_trainable(xs), &db, Mode::default(), path)?.div(364.0f32)?]), &refs, &argnums)?;
+            let loss = |xs: &[Array]| Ok(vec![nll_sum(m, &m.with_trainable(xs), &db, Mode::default(), path)?.div(364.0f32)?]);
+            let (vals, grads) = if compiled {
+                let mut out = fb_compiled.call(
+                    |xs: &[Array]| {
+                        let refs: Vec<&Array> = xs.iter().collect();
+                        let (v, g) = mlx::value_and_grad(loss, &refs, &argnums)?;
+                        Ok(v.into_iter().chain(g).collect())
+                    },
+                    &refs,
+                )?;
+                let g = out.split_off(1);
+                (out, g)
+            } else {
+                mlx::value_and_grad(loss, &refs, &argnums)?
+            };
             mlx::eval(vals.iter().chain(grads.iter()))?;
             let fb = t.elapsed().as_secs_f64();
             if r == 0 {
@@ -71,7 +94,8 @@ fn main() -> anyhow::Result<()> {
         }
         let n = reps as f64;
         println!(
-            "{path:?}: forward {:.1} ms (cpu {:.1}), forward+backward {:.1} ms (cpu {:.1}), optimizer {:.1} ms",
+            "{path:?}{}: forward {:.1} ms (cpu {:.1}), forward+backward {:.1} ms (cpu {:.1}), optimizer {:.1} ms",
+            if compiled { " compiled" } else { "" },
             1e3 * tf / n,
             1e3 * cf / n,
             1e3 * tb / n,

@@ -63,9 +63,12 @@ struct Args {
     loss: String,
     #[arg(long)]
     dtype: Option<String>,
-    /// Compile each batch's loss and gradient (MLX's compile, as mlx-lm does).
-    #[arg(long)]
+    /// Compile each update (MLX's compile, as mlx-lm does); the default on a GPU.
+    #[arg(long, conflicts_with = "no_compile")]
     compile: bool,
+    /// Do not compile, even on a GPU.
+    #[arg(long)]
+    no_compile: bool,
     /// Evaluate test.jsonl instead of training.
     #[arg(long)]
     test: bool,
@@ -105,7 +108,7 @@ fn main() -> anyhow::Result<()> {
         quick: a.quick,
         loss: a.loss,
         dtype: a.dtype,
-        compile: a.compile,
+        compile: (a.compile || a.no_compile).then_some(a.compile),
         ..Default::default()
     };
     if a.test {

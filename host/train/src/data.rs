@@ -251,6 +251,23 @@ pub fn collate(examples: &[&Tokenized], pad: u32) -> Batch {
     Batch { batch: b, len, inputs, targets, weights, tokens }
 }
 
+impl Batch {
+    /// Pad every row to the next multiple of `multiple` (inputs and targets `pad`, weight 0):
+    /// the loss is unchanged (padding comes after each row's tokens and attention is causal),
+    /// and a compiled step sees few distinct lengths, each traced and compiled once.
+    pub fn pad_len_to_multiple(&mut self, multiple: usize, pad: u32) {
+        let len = self.len.div_ceil(multiple.max(1)) * multiple.max(1);
+        if len == self.len {
+            return;
+        }
+        let widen = |v: &[i32]| v.chunks(self.len).flat_map(|row| row.iter().copied().chain(std::iter::repeat_n(pad as i32, len - self.len))).collect();
+        self.inputs = widen(&self.inputs);
+        self.targets = widen(&self.targets);
+        self.weights = self.weights.chunks(self.len).flat_map(|row| row.iter().copied().chain(std::iter::repeat_n(0.0, len - self.len))).collect();
+        self.len = len;
+    }
+}
+
 /// Where the training iterator stands: epoch and index into that epoch's shuffled batch order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataPosition {

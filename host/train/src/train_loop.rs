@@ -26,7 +26,7 @@ use crate::data::Batcher;
 use crate::error::{io, Error, Result};
 use crate::models::{Mode, Model};
 use crate::optim::{clip_grad_norm, AdamW, Schedule};
-use crate::trainer::{FineTuneType, TrainArgs};
+use crate::trainer::TrainArgs;
 
 use checkpoint::{Settings, State};
 pub use objective::{Event, StopReason};
@@ -166,12 +166,20 @@ pub(crate) fn run<O: Objective>(
         t.resume_from(&ck)?;
         tracing::info!("resuming from {} (step {})", ck.display(), t.state.step);
     }
-    if args.compile {
-        if args.fine_tune_type == FineTuneType::Lora && args.lora.dropout > 0.0 {
-            tracing::warn!(
-                "compile: not compiling, LoRA dropout {} draws a new mask every update (dropout 0 compiles)",
+    if args.compiles()? {
+        t.opt.compiled = Some(mlx::Compiled::new());
+        if !args.compiles_loss()? {
+            let why = format!(
+                "compile: only the optimizer update is compiled, not the loss and gradient: LoRA dropout {} draws a \
+                 new mask every update (dropout 0 compiles both)",
                 args.lora.dropout
             );
+            // Asked for: a warning; the GPU's default: a note.
+            if args.compile == Some(true) {
+                tracing::warn!("{why}");
+            } else {
+                tracing::info!("{why}");
+            }
         } else {
             // The compiled graph captures the frozen weights: with values, not their loading.
             mlx::eval(t.model.params.values.iter())?;

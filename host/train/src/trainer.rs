@@ -30,7 +30,7 @@ use crate::models::{Mode, Model};
 use crate::train_loop::{self, peak_gb, Moment, Objective, Record};
 
 pub(crate) use args::{adapter_config, ce_path, parse_dtype};
-pub use args::{FineTuneType, LoraArgs, TrainArgs};
+pub use args::{FineTuneType, LoraArgs, TrainArgs, COMPILED_LENGTH_MULTIPLE};
 pub use eval_loss::{evaluate, evaluate_test, TestArgs, TestReport};
 pub use train_loop::{Event, RunSummary, StopReason};
 
@@ -101,7 +101,8 @@ pub fn train(args: &TrainArgs, progress: &mut dyn FnMut(&Progress)) -> Result<Tr
     let batcher = Batcher::new(&train_set, args.batch_size, args.seed);
     let world = crate::distributed::world()?;
     world.check_batch_size(args.batch_size)?;
-    let mut sft = Sft { args, world, train: &train_set, valid: valid.as_ref(), pad: tok.pad_id, path };
+    let pad_multiple = if args.compiles_loss()? { COMPILED_LENGTH_MULTIPLE } else { 1 };
+    let mut sft = Sft { args, world, train: &train_set, valid: valid.as_ref(), pad: tok.pad_id, pad_multiple, path };
     let run = train_loop::run(args, &mut model, batcher, &adapter_config(args), &mut sft, progress)?;
     Ok(TrainReport { run, total_parameters, truncated_examples: train_set.truncated })
 }
@@ -113,6 +114,8 @@ struct Sft<'a> {
     train: &'a Dataset,
     valid: Option<&'a Dataset>,
     pad: u32,
+    /// Training batches are padded to a multiple of this length (see [`COMPILED_LENGTH_MULTIPLE`]).
+    pad_multiple: usize,
     path: CePath,
 }
 
@@ -137,7 +140,9 @@ impl Objective for Sft<'_> {
             .iter()
             .map(|g| {
                 let rows: Vec<&crate::tokenizer::Tokenized> = self.world.shard(g).iter().map(|&i| &self.train.examples[i]).collect();
-                Ok(SftBatch { batch: DeviceBatch::new(&data::collate(&rows, self.pad))?, update_tokens })
+                let mut batch = data::collate(&rows, self.pad);
+                batch.pad_len_to_multiple(self.pad_multiple, self.pad);
+                Ok(SftBatch { batch: DeviceBatch::new(&batch)?, update_tokens })
             })
             .collect()
     }

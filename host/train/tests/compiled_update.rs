@@ -48,7 +48,7 @@ fn a_compiled_update_trains_as_the_uncompiled_one() {
         steps_per_report: 1,
         steps_per_save: 1000,
         val_batches: 0,
-        compile,
+        compile: Some(compile),
         ..Default::default()
     };
     let (plain, r0, w0) = run(&args("plain", false, 0.0));

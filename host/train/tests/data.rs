@@ -2,7 +2,8 @@
 
 mod common;
 
-use brain_train::data::{load_dir, load_split, Batcher, Format};
+use brain_train::data::{collate, load_dir, load_split, Batcher, Format};
+use brain_train::tokenizer::Tokenized;
 use brain_train::tokenizer::Tokenizer;
 use brain_train::Error;
 use common::{small_spec, tiny, write_jsonl};
@@ -73,4 +74,35 @@ fn formats_errors_truncation_batches() {
             }
         }
     }
+}
+
+/// A compiled run's batches: rows padded to a multiple of 32 keep their tokens and weights in
+/// place, the new positions are padding with weight 0, and a length already at a multiple stays.
+#[test]
+fn padding_a_batch_to_a_multiple_keeps_every_row() {
+    let a = Tokenized { tokens: (1..=40).collect(), mask: (0..40).map(|i| i >= 30).collect() };
+    let b = Tokenized { tokens: (100..107).collect(), mask: vec![true; 7] };
+    let plain = collate(&[&a, &b], 0);
+    assert_eq!(plain.len, 39);
+    let mut padded = plain.clone();
+    padded.pad_len_to_multiple(32, 0);
+    assert_eq!((padded.batch, padded.len, padded.tokens), (2, 64, plain.tokens));
+    for r in 0..2 {
+        for j in 0..64 {
+            let (i, w, t) = (padded.inputs[r * 64 + j], padded.weights[r * 64 + j], padded.targets[r * 64 + j]);
+            if j < 39 {
+                let k = r * 39 + j;
+                assert_eq!((i, t, w), (plain.inputs[k], plain.targets[k], plain.weights[k]), "row {r}, position {j}");
+            } else {
+                assert_eq!((i, t, w), (0, 0, 0.0), "row {r}, position {j} is padding");
+            }
+        }
+    }
+    assert_eq!(padded.weights.iter().sum::<f32>() as usize, plain.tokens);
+    let mut again = padded.clone();
+    again.pad_len_to_multiple(32, 0);
+    assert_eq!(again, padded);
+    let mut one = plain.clone();
+    one.pad_len_to_multiple(1, 0);
+    assert_eq!(one, plain);
 }

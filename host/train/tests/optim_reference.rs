@@ -4,7 +4,9 @@
 //! [warmup])` at MLX's step count, and the parameters after every update equal
 //! `mlx.optimizers.AdamW(..., bias_correction=True).apply_gradients` given the same gradients.
 //! Gradients are a fixed formula of the step, so both sides see the same numbers. AdamW runs both
-//! ways: the fused CPU primitive and the composed ops.
+//! three ways: the fused CPU primitive, the composed ops, and the composed ops compiled (the rates
+//! change every update, so a compiled update that baked them in would drift). Two parameters of
+//! different lengths, so each finds its own gradient and moments among the compiled inputs.
 
 mod common;
 
@@ -26,15 +28,15 @@ sched = optim.join_schedules([optim.linear_schedule(0.0, base, warmup), cos], [w
 rates = [sched(mx.array(k)).item() for k in range(total + 2)]
 
 opt = optim.AdamW(learning_rate=sched, betas=[0.9, 0.999], eps=1e-8, weight_decay=wd, bias_correction=True)
-params = {"w": mx.array(cfg["p0"], dtype=mx.float32)}
+params = {"w": mx.array(cfg["p0"], dtype=mx.float32), "u": mx.array(cfg["p0"][::-2], dtype=mx.float32)}
 steps, used = [], []
 n = len(cfg["p0"])
 for t in range(1, total + 1):
     g = mx.array([math.sin(0.7 * t + 0.3 * i) * (1.0 + 0.1 * i) for i in range(n)], dtype=mx.float32)
-    params = opt.apply_gradients({"w": g}, params)
+    params = opt.apply_gradients({"w": g, "u": 2.0 * g[::-2]}, params)
     mx.eval(params)
     used.append(opt.learning_rate.item())
-    steps.append(params["w"].tolist())
+    steps.append([params["w"].tolist(), params["u"].tolist()])
 print(json.dumps({"rates": rates, "used": used, "steps": steps}))
 "#;
 
@@ -62,29 +64,39 @@ fn schedule_and_adamw_equal_mlx_optimizers_step_by_step() {
         }
 
         // AdamW updates, each with the rate the training loop gives it (`lr(step - 1)`), by the
-        // fused CPU primitive and by the composed ops.
-        for fused in [true, false] {
+        // fused CPU primitive, the composed ops, and those compiled.
+        let rev2 = |v: &[f32]| v.iter().rev().step_by(2).copied().collect::<Vec<f32>>();
+        for way in ["fused", "composed", "compiled"] {
             let mut opt = AdamW::new(weight_decay);
-            opt.fused = fused;
-            let mut p = Array::from_slice(&p0, &[p0.len() as i32]).unwrap();
+            opt.fused = way == "fused";
+            if way == "compiled" {
+                opt.compiled = Some(mlx::Compiled::new());
+            }
+            let u0 = rev2(&p0);
+            let mut ps = vec![Array::from_slice(&p0, &[p0.len() as i32]).unwrap(), Array::from_slice(&u0, &[u0.len() as i32]).unwrap()];
             for (t, (want, used)) in r["steps"].as_array().unwrap().iter().zip(r["used"].as_array().unwrap()).enumerate() {
                 let step = t + 1;
                 let lr = schedule.lr(step - 1);
                 assert!(close(lr as f64, used.as_f64().unwrap(), 1e-6), "{cfg}: update {step} uses lr {lr}, MLX {used}");
-                let g = Array::from_slice(&grad(step, p0.len()), &[p0.len() as i32]).unwrap();
-                p = opt.update(&[p], &[g], lr).unwrap().remove(0);
-                mlx::eval([&p]).unwrap();
-                let ours = p.to_vec::<f32>().unwrap();
-                let want: Vec<f64> = want.as_array().unwrap().iter().map(|b| b.as_f64().unwrap()).collect();
-                // f32 rounding of the same formula in another order: relative to the vector's scale
-                // (a weight passing near zero cancels, so its own relative error means little).
-                let scale = want.iter().fold(0f64, |m, b| m.max(b.abs()));
-                for (i, (a, b)) in ours.iter().zip(&want).enumerate() {
-                    assert!((*a as f64 - b).abs() <= 1e-5 * scale, "{cfg} fused {fused}: update {step}, w[{i}]: ours {a}, MLX {b}");
+                let g = grad(step, p0.len());
+                let gu: Vec<f32> = rev2(&g).iter().map(|x| 2.0 * x).collect();
+                let gs = [Array::from_slice(&g, &[g.len() as i32]).unwrap(), Array::from_slice(&gu, &[gu.len() as i32]).unwrap()];
+                ps = opt.update(&ps, &gs, lr).unwrap();
+                mlx::eval(ps.iter().chain(opt.state())).unwrap();
+                for (k, (p, want)) in ps.iter().zip(want.as_array().unwrap()).enumerate() {
+                    let ours = p.to_vec::<f32>().unwrap();
+                    let want: Vec<f64> = want.as_array().unwrap().iter().map(|b| b.as_f64().unwrap()).collect();
+                    assert_eq!(ours.len(), want.len());
+                    // f32 rounding of the same formula in another order: relative to the vector's
+                    // scale (a weight passing near zero cancels, so its own relative error means little).
+                    let scale = want.iter().fold(0f64, |m, b| m.max(b.abs()));
+                    for (i, (a, b)) in ours.iter().zip(&want).enumerate() {
+                        assert!((*a as f64 - b).abs() <= 1e-5 * scale, "{cfg} {way}: update {step}, param {k}[{i}]: ours {a}, MLX {b}");
+                    }
                 }
             }
             // The parameters moved: the comparison was not of two idle optimizers.
-            let last = p.to_vec::<f32>().unwrap();
+            let last = ps[0].to_vec::<f32>().unwrap();
             assert!(last.iter().zip(&p0).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max) > 10.0 * min_lr.max(1e-4), "{cfg}");
         }
     }

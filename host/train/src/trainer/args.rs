@@ -98,10 +98,14 @@ pub struct TrainArgs {
     /// MLX memory limit in bytes.
     pub memory_limit: Option<usize>,
     /// Compile each batch's loss and gradient (MLX's compile: the graph traced once per batch
-    /// shape, simplified, elementwise chains fused), as mlx-lm compiles its step. Pays on a GPU,
-    /// where it saves a kernel launch per fused op; each new batch length is traced and compiled
-    /// again. Not with LoRA dropout (its mask changes every update); DPO runs uncompiled.
-    pub compile: bool,
+    /// shape, simplified, elementwise chains fused), as mlx-lm compiles its step, and the
+    /// optimizer update (one fused kernel per parameter where the CPU's fused AdamW does not
+    /// apply). Batches are then padded to a multiple of [`COMPILED_LENGTH_MULTIPLE`] tokens so
+    /// few lengths are traced. The loss and gradient not with LoRA dropout (its mask changes
+    /// every update) nor for DPO. `None`: on a GPU (where it saves a kernel launch per fused op:
+    /// 1.7-2x faster updates measured on an H200), not on the CPU (where the step is matmul-bound
+    /// and its elementwise work already in the bridge's fused kernels).
+    pub compile: Option<bool>,
     /// Smoke run: 10 updates, reporting every update, validating at the end.
     pub quick: bool,
     /// Compute dtype ("float32", "bfloat16", "float16"); default: f32 on CPU, the model's on GPU.
@@ -146,7 +150,7 @@ impl Default for TrainArgs {
             resume: false,
             resume_adapter_file: None,
             memory_limit: None,
-            compile: false,
+            compile: None,
             quick: false,
             dtype: None,
             loss: "auto".into(),
@@ -156,7 +160,25 @@ impl Default for TrainArgs {
     }
 }
 
+/// With `compile`, batches are padded to a multiple of this many tokens (as mlx-lm pads its
+/// batches), so a run traces and compiles at most `max_seq_length / 32` shapes.
+pub const COMPILED_LENGTH_MULTIPLE: usize = 32;
+
 impl TrainArgs {
+    /// Whether the run compiles (see `compile`): as asked, else on a GPU.
+    pub(crate) fn compiles(&self) -> Result<bool> {
+        Ok(match self.compile {
+            Some(c) => c,
+            None => mlx::device::default_device()?.is_gpu(),
+        })
+    }
+
+    /// Whether each batch's loss and gradient go through MLX's compile: [`TrainArgs::compiles`],
+    /// except with LoRA dropout (a compiled graph would keep one mask).
+    pub(crate) fn compiles_loss(&self) -> Result<bool> {
+        Ok(self.compiles()? && !(self.fine_tune_type == FineTuneType::Lora && self.lora.dropout > 0.0))
+    }
+
     /// The arguments a run uses: `quick` replaced by its settings (10 updates, reporting every
     /// update, validating and saving at the end), batch settings checked.
     pub(crate) fn effective(&self) -> Result<TrainArgs> {
