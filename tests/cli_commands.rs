@@ -10,7 +10,7 @@ mod common;
 use std::io::Write as _;
 use std::process::Stdio;
 
-use common::Env;
+use common::{Env, Run};
 use serde_json::{json, Value};
 
 /// `brain ARGS`, asserting success.
@@ -111,18 +111,25 @@ fn train_dpo_runs_models_eval_generate_and_chat_through_the_binary() {
     assert!(t["tokens"].as_u64().unwrap() > 0, "{t}");
 
     // --no-register: a scratch run leaves the store as it was. --compile: both updates' loss and
-    // gradient ran compiled (tests/compiled_update.rs checks it trains as the uncompiled run).
+    // gradient ran compiled (tests/compiled_update.rs checks it trains as the uncompiled run), and
+    // with the CPU's fused AdamW turned off the update is MLX-compiled too (as on a GPU), so the
+    // second update's loss, which the first update's AdamW step decides, checks it through the
+    // binary against the same run uncompiled.
     let runs_before = count(&env, "SELECT count(*) FROM runs");
-    let r = env.run(["--json", "train", "--model", "models/tiny", "--data", "data", "--adapter-path", "runs/scratch", "--iters", "2", "--no-register", "--compile"]);
+    let scratch = ["--json", "train", "--model", "models/tiny", "--data", "data", "--adapter-path", "runs/scratch", "--iters", "2", "--no-register", "--learning-rate", "0.01"];
+    let composed_adamw = |extra: &[&str]| Run::from(env.command(scratch.iter().chain(extra)).env("BRAIN_COMPOSED_ADAMW", "1").output().unwrap());
+    let r = composed_adamw(&["--compile"]);
     r.assert_ok();
     assert!(r.json().get("registered").is_none(), "{}", r.stdout);
     assert_eq!(r.json()["compiled_batches"], 2, "{}", r.stdout);
     assert_eq!(count(&env, "SELECT count(*) FROM runs"), runs_before);
+    let compiled_loss = r.json()["final_train_loss"].as_f64().unwrap();
     // Unset, compiling follows the device: on a GPU yes, on this CPU no. Asking for both is refused.
-    let scratch = ["--json", "train", "--model", "models/tiny", "--data", "data", "--adapter-path", "runs/scratch", "--iters", "1", "--no-register"];
-    let r = env.run(scratch);
+    let r = composed_adamw(&[]);
     r.assert_ok();
     assert_eq!(r.json()["compiled_batches"], 0, "{}", r.stdout);
+    let plain_loss = r.json()["final_train_loss"].as_f64().unwrap();
+    assert!((compiled_loss - plain_loss).abs() <= 1e-4 * plain_loss.abs(), "second-update loss compiled {compiled_loss}, uncompiled {plain_loss}");
     let r = env.run(scratch.iter().copied().chain(["--compile", "--no-compile"]));
     r.assert_failed();
     assert!(r.stderr.contains("--compile") && r.stderr.contains("--no-compile"), "{}", r.stderr);
