@@ -44,8 +44,7 @@ pub struct RunFlags {
     #[arg(long)]
     pub grad_checkpoint: bool,
     /// Compile each update (MLX's compile: fused kernels, the graph traced once per batch length,
-    /// batches padded to a multiple of 32 tokens). The default on a GPU; the loss and gradient
-    /// not with LoRA dropout.
+    /// batches padded to a multiple of 32 tokens). The default on a GPU.
     #[arg(long, conflicts_with = "no_compile")]
     pub compile: bool,
     /// Do not compile, even on a GPU.

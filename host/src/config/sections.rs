@@ -185,8 +185,7 @@ pub struct TrainSection {
     pub max_seq_length: u32,
     pub grad_accumulation: u32,
     pub grad_checkpoint: bool,
-    /// Compile each update with MLX (unset: on a GPU; the loss and gradient not with LoRA
-    /// dropout).
+    /// Compile each update with MLX (unset: on a GPU only).
     pub compile: Option<bool>,
     pub steps_per_report: u32,
     pub steps_per_eval: u32,

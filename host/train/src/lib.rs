@@ -46,4 +46,4 @@ pub mod train_loop;
 pub mod trainer;
 
 pub use error::{Error, Result};
-pub use trainer::{evaluate_test, train, Event, FineTuneType, LoraArgs, Progress, RunSummary, StopReason, TestArgs, TestReport, TrainArgs, TrainReport};
+pub use trainer::{evaluate_test, train, Event, FineTuneType, LoraArgs, Progress, RunSummary, StopReason, TestArgs, TestReport, TrainArgs, TrainReport, COMPILED_LENGTH_MULTIPLE};

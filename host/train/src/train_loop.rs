@@ -26,7 +26,7 @@ use crate::data::Batcher;
 use crate::error::{io, Error, Result};
 use crate::models::{Mode, Model};
 use crate::optim::{clip_grad_norm, AdamW, Schedule};
-use crate::trainer::TrainArgs;
+use crate::trainer::{FineTuneType, TrainArgs};
 
 use checkpoint::{Settings, State};
 pub use objective::{Event, StopReason};
@@ -62,21 +62,24 @@ fn dropout_seed(seed: u64, step: usize, k: usize) -> u64 {
 }
 
 /// [`Objective::loss`]'s values and its gradient w.r.t. `trainable`, through `compiled`: the
-/// trainable arrays and the batch's are the compiled function's inputs, everything else (the
-/// frozen weights, the model's structure) is captured and stays fixed.
+/// trainable arrays, the batch's and the dropout key (new masks every update) are the compiled
+/// function's inputs, everything else (the frozen weights, the model's structure) is captured
+/// and stays fixed.
 fn compiled_loss_and_grad<O: Objective>(
     compiled: &mlx::Compiled,
     model: &Model,
     obj: &O,
     trainable: &[&Array],
     batch: &[Array],
-    mode: Mode,
+    dropout_key: Option<&Array>,
 ) -> mlx::Result<(Vec<Array>, Vec<Array>)> {
     let n = trainable.len();
-    let inputs: Vec<&Array> = trainable.iter().copied().chain(batch.iter()).collect();
+    let inputs: Vec<&Array> = trainable.iter().copied().chain(batch.iter()).chain(dropout_key).collect();
     let mut outputs = compiled.call(
         |xs: &[Array]| {
-            let (t, batch) = xs.split_at(n);
+            let (t, rest) = xs.split_at(n);
+            let (batch, key) = rest.split_at(rest.len() - usize::from(dropout_key.is_some()));
+            let mode = Mode { dropout_key: key.first() };
             let refs: Vec<&Array> = t.iter().collect();
             let argnums: Vec<i32> = (0..n as i32).collect();
             let (vals, grads) =
@@ -117,6 +120,9 @@ struct Trainer<'a, O: Objective> {
     /// The compiled loss and gradient (`compile = true`), and the batches that went through it.
     compiled: Option<mlx::Compiled>,
     compiled_batches: usize,
+    /// LoRA with dropout: each batch gets its own PRNG key (from the seed, the update and the
+    /// batch, so a resumed run draws the same masks).
+    dropout: bool,
 }
 
 /// Train `model` (its trainable parameters) on `obj` with `args`; `config` is the
@@ -160,6 +166,7 @@ pub(crate) fn run<O: Objective>(
         progress,
         compiled: None,
         compiled_batches: 0,
+        dropout: args.fine_tune_type == FineTuneType::Lora && args.lora.dropout > 0.0,
     };
     if args.resume {
         let ck = checkpoint::newest(dir)?;
@@ -167,24 +174,10 @@ pub(crate) fn run<O: Objective>(
         tracing::info!("resuming from {} (step {})", ck.display(), t.state.step);
     }
     if args.compiles()? {
+        // The compiled graph captures the frozen weights: with values, not their loading.
+        mlx::eval(t.model.params.values.iter())?;
+        t.compiled = Some(mlx::Compiled::new());
         t.opt.compiled = Some(mlx::Compiled::new());
-        if !args.compiles_loss()? {
-            let why = format!(
-                "compile: only the optimizer update is compiled, not the loss and gradient: LoRA dropout {} draws a \
-                 new mask every update (dropout 0 compiles both)",
-                args.lora.dropout
-            );
-            // Asked for: a warning; the GPU's default: a note.
-            if args.compile == Some(true) {
-                tracing::warn!("{why}");
-            } else {
-                tracing::info!("{why}");
-            }
-        } else {
-            // The compiled graph captures the frozen weights: with values, not their loading.
-            mlx::eval(t.model.params.values.iter())?;
-            t.compiled = Some(mlx::Compiled::new());
-        }
     }
     mlx::memory::reset_peak_memory()?;
     t.train()
@@ -276,7 +269,11 @@ impl<O: Objective> Trainer<'_, O> {
         let mut loss_sum: Option<Array> = None;
         let mut outputs = Vec::with_capacity(batches.len());
         for (k, b) in batches.iter().enumerate() {
-            let mode = Mode { dropout_seed: Some(dropout_seed(args.seed, step, k)) };
+            let key = match self.dropout {
+                true => Some(mlx::random::key(dropout_seed(args.seed, step, k))?),
+                false => None,
+            };
+            let mode = Mode { dropout_key: key.as_ref() };
             let (model, obj) = (&*self.model, &*self.obj);
             let compiled = match &self.compiled {
                 Some(c) => obj.batch_inputs(b)?.map(|inputs| (c, inputs)),
@@ -285,7 +282,7 @@ impl<O: Objective> Trainer<'_, O> {
             let (vals, g) = match compiled {
                 Some((c, inputs)) => {
                     self.compiled_batches += 1;
-                    compiled_loss_and_grad(c, model, obj, &refs, &inputs, mode)?
+                    compiled_loss_and_grad(c, model, obj, &refs, &inputs, key.as_ref())?
                 }
                 None => mlx::value_and_grad(|xs: &[Array]| obj.loss(model, &model.with_trainable(xs), b, mode), &refs, &argnums)?,
             };

@@ -1,11 +1,13 @@
 //! `compile = true`: each batch's loss and gradient through MLX's compile gives the run the
 //! uncompiled one gives — batches of different lengths (a trace each) and sizes (the token count
-//! the loss is divided by is an input, not baked in), gradient accumulation, clipping.
+//! the loss is divided by is an input, not baked in), gradient accumulation, clipping, LoRA
+//! dropout (the key is an input: new masks every update).
 
 mod common;
 
 use brain_train::trainer::Event;
-use brain_train::{train, LoraArgs, TrainArgs};
+use brain_train::tokenizer::{Message, Tokenizer};
+use brain_train::{train, LoraArgs, TrainArgs, COMPILED_LENGTH_MULTIPLE};
 use common::{tiny, write_jsonl};
 use serde_json::json;
 
@@ -65,7 +67,38 @@ fn a_compiled_update_trains_as_the_uncompiled_one() {
     let diff = w0.iter().zip(&w1).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(diff <= 1e-4 * scale, "adapters differ by {diff} (largest weight {scale})");
 
-    // Dropout draws a new mask each update, which a compiled graph would freeze: not compiled.
-    let (_, r2, _) = run(&args("dropout", true, 0.1));
-    assert_eq!(r2.run.compiled_batches, 0);
+    // Dropout: the batch's key is an input of the compiled graph, so each update draws new masks
+    // exactly as the uncompiled run does (a key baked in at the first trace would repeat the first
+    // masks and drift from it), and the masks matter (the run differs from the one without). A
+    // mask is drawn for the batch's shape, so here every example is 1 mod 32 tokens long: the
+    // compiled run's padding to a multiple of 32 adds nothing and both runs draw the same masks.
+    let tok = Tokenizer::load(&dir).unwrap();
+    let aligned: Vec<_> = (0..12)
+        .map(|i| {
+            let mut answer = (0..=i).map(|w| format!("w{}", (w * 5 + i) % 11)).collect::<Vec<_>>().join(" ");
+            let conv = |a: &str| [Message::new("user", &format!("Q{i}?")), Message::new("assistant", a)];
+            // One character at a time (never more than one token longer) until the length fits.
+            for c in " z".chars().cycle().take(8 * COMPILED_LENGTH_MULTIPLE) {
+                if tok.encode_chat(&conv(&answer)).unwrap().tokens.len() % COMPILED_LENGTH_MULTIPLE == 1 {
+                    break;
+                }
+                answer.push(c);
+            }
+            assert_eq!(tok.encode_chat(&conv(&answer)).unwrap().tokens.len() % COMPILED_LENGTH_MULTIPLE, 1, "{answer:?}");
+            json!({"messages": [{"role": "user", "content": format!("Q{i}?")}, {"role": "assistant", "content": answer}]})
+        })
+        .collect();
+    write_jsonl(&data, "train", &aligned);
+    let (plain_a, ..) = run(&args("aligned-plain", false, 0.0));
+    let (plain_d, r2, w2) = run(&args("dropout-plain", false, 0.3));
+    // Compiled with per-block recomputation too: the recomputed blocks draw the same masks.
+    let (compiled_d, r3, w3) = run(&TrainArgs { grad_checkpoint: true, ..args("dropout-compiled", true, 0.3) });
+    assert_eq!((r2.run.compiled_batches, r3.run.compiled_batches), (0, 12));
+    for (a, b) in plain_d.iter().zip(&compiled_d) {
+        assert!((a - b).abs() <= 1e-4 * a.abs(), "with dropout: losses {plain_d:?} vs {compiled_d:?}");
+    }
+    let scale = w2.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = w2.iter().zip(&w3).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(diff <= 1e-4 * scale, "with dropout: adapters differ by {diff}");
+    assert!(plain_d.iter().zip(&plain_a).any(|(a, b)| (a - b).abs() > 1e-3 * b.abs()), "dropout changed nothing: {plain_d:?} vs {plain_a:?}");
 }

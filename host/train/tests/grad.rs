@@ -101,7 +101,8 @@ fn gradient_checkpointing_gives_the_same_loss_and_gradients() {
     let batch = collate(&[&ex, &ex], tok.pad_id);
     let db = DeviceBatch::new(&batch).unwrap();
     // Dropout on: the recomputation must draw the same masks.
-    let mode = Mode { dropout_seed: Some(9) };
+    let key = mlx::random::key(9).unwrap();
+    let mode = Mode { dropout_key: Some(&key) };
     let run = |model: &Model| {
         let base: Vec<Array> = model.trainable_params().iter().map(|(_, a)| (*a).clone()).collect();
         let refs: Vec<&Array> = base.iter().collect();

@@ -47,10 +47,12 @@ pub(crate) struct LinearSpec {
     pub lora: Option<LoraSpec>,
 }
 
-/// Per-call options: the dropout seed (training with dropout) or none (evaluation).
+/// Per-call options: the batch's dropout key (training with dropout) or none (evaluation).
+/// Each LoRA layer draws its mask from the key plus its slot, so a compiled step can take the
+/// key as an input and draw new masks every update.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Mode {
-    pub dropout_seed: Option<u64>,
+pub struct Mode<'a> {
+    pub dropout_key: Option<&'a Array>,
 }
 
 impl LinearSpec {
@@ -72,9 +74,9 @@ impl LinearSpec {
             (None, None) => x.matmul(&p[self.w].swapaxes(-1, -2)?)?,
         };
         if let Some(l) = self.lora {
-            let xd = match mode.dropout_seed {
-                Some(seed) if l.dropout > 0.0 => {
-                    let key = mlx::random::key(seed.wrapping_mul(0x9E37_79B9).wrapping_add(l.slot))?;
+            let xd = match mode.dropout_key {
+                Some(batch_key) if l.dropout > 0.0 => {
+                    let key = batch_key.add(&Array::scalar(l.slot as u32)?)?;
                     let keep = mlx::random::bernoulli(&Array::scalar(1.0 - l.dropout)?, &x.shape(), Some(&key))?;
                     x.mul(&keep.as_type(x.dtype())?)?.mul(1.0 / (1.0 - l.dropout))?
                 }

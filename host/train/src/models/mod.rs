@@ -283,10 +283,13 @@ impl Model {
         for b in &self.blocks {
             let bp: Vec<Array> = b.ix.iter().map(|&i| p[i].clone()).collect();
             h = if self.grad_checkpoint {
-                let (spec, dims) = (b.spec.clone(), self.dims.clone());
+                let (spec, dims, key) = (b.spec.clone(), self.dims.clone(), mode.dropout_key.cloned());
                 let mut inputs: Vec<&Array> = vec![&h];
                 inputs.extend(bp.iter());
-                let out = mlx::checkpoint(move |xs: &[Array]| Ok(vec![block_forward(&spec, &dims, &xs[0], &xs[1..], mode, None)?]), &inputs)?;
+                let out = mlx::checkpoint(
+                    move |xs: &[Array]| Ok(vec![block_forward(&spec, &dims, &xs[0], &xs[1..], Mode { dropout_key: key.as_ref() }, None)?]),
+                    &inputs,
+                )?;
                 out.into_iter().next().expect("one output")
             } else {
                 block_forward(&b.spec, &self.dims, &h, &bp, mode, None)?

@@ -101,8 +101,8 @@ pub struct TrainArgs {
     /// shape, simplified, elementwise chains fused), as mlx-lm compiles its step, and the
     /// optimizer update (one fused kernel per parameter where the CPU's fused AdamW does not
     /// apply). Batches are then padded to a multiple of [`COMPILED_LENGTH_MULTIPLE`] tokens so
-    /// few lengths are traced. The loss and gradient not with LoRA dropout (its mask changes
-    /// every update) nor for DPO. `None`: on a GPU (where it saves a kernel launch per fused op:
+    /// few lengths are traced; the dropout key is an input, so masks still change every update.
+    /// DPO's loss and gradient run uncompiled. `None`: on a GPU (where it saves a kernel launch per fused op:
     /// 1.7-2x faster updates measured on an H200), not on the CPU (where the step is matmul-bound
     /// and its elementwise work already in the bridge's fused kernels).
     pub compile: Option<bool>,
@@ -171,12 +171,6 @@ impl TrainArgs {
             Some(c) => c,
             None => mlx::device::default_device()?.is_gpu(),
         })
-    }
-
-    /// Whether each batch's loss and gradient go through MLX's compile: [`TrainArgs::compiles`],
-    /// except with LoRA dropout (a compiled graph would keep one mask).
-    pub(crate) fn compiles_loss(&self) -> Result<bool> {
-        Ok(self.compiles()? && !(self.fine_tune_type == FineTuneType::Lora && self.lora.dropout > 0.0))
     }
 
     /// The arguments a run uses: `quick` replaced by its settings (10 updates, reporting every
