@@ -155,7 +155,7 @@ fn main() -> anyhow::Result<()> {
     let reference = reference_logps(&model, &pairs, a.pairs, tok.pad_id, path)?;
     let reference_s = t.elapsed().as_secs_f64();
     let idx: Vec<usize> = (0..a.pairs).collect();
-    let pb = PairBatch::new(&pairs, &idx, &reference, tok.pad_id)?;
+    let pb = PairBatch::new(&pairs, &idx, &reference, tok.pad_id, 1)?;
     let cfg = DpoLoss::default();
     let trainable: Vec<Array> = model.trainable_params().iter().map(|(_, a)| (*a).clone()).collect();
     let refs: Vec<&Array> = trainable.iter().collect();
@@ -191,7 +191,7 @@ fn main() -> anyhow::Result<()> {
         // DPO recomputing the reference every step (no cache).
         let t = Instant::now();
         let r = reference_logps(&model, &pairs, a.pairs, tok.pad_id, path)?;
-        let pb2 = PairBatch::new(&pairs, &idx, &r, tok.pad_id)?;
+        let pb2 = PairBatch::new(&pairs, &idx, &r, tok.pad_id, 1)?;
         let (v, g) = mlx::value_and_grad(|xs: &[Array]| pair_forward(&model, &model.with_trainable(xs), &pb2, Mode::default(), path, &cfg, 0.0), &refs, &argnums)?;
         let new = opt_nocache.update(&trainable, &g, 1e-5)?;
         mlx::eval(new.iter().chain(opt_nocache.state()).chain(v.iter()))?;

@@ -182,6 +182,7 @@ pub fn dpo(args: &DpoArgs, progress: &mut dyn FnMut(&DpoProgress)) -> Result<Dpo
         cfg,
         path,
         pad,
+        pad_multiple: if targs.compiles()? { crate::COMPILED_LENGTH_MULTIPLE } else { 1 },
         train: &train_set.pairs,
         train_ref: &cache.train,
         valid: valid_pairs,

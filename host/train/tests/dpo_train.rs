@@ -127,6 +127,48 @@ fn dpo_raises_held_out_margin_with_a_fixed_reference() {
     assert!(cfg.contains("\"loss_type\": \"sigmoid\"") && cfg.contains("adapters disabled"), "{cfg}");
 }
 
+/// `compile`: each batch's DPO loss and gradient through MLX's compile (the pair arrays, reference
+/// log-probs, the SFT term's token count and the batch's loss weight as inputs; rows padded to a
+/// multiple of 32) trains as the uncompiled run: every update's loss and metrics, and the
+/// adapter, with gradient accumulation (two batches of different lengths per update), the SFT
+/// term and clipping (DPO reports the gradient norm). (Dropout under compile: compiled_update.rs.)
+#[test]
+fn a_compiled_dpo_update_trains_as_the_uncompiled_one() {
+    let (td, model) = tiny(small_spec());
+    let data = td.path().join("dpo");
+    write_pairs(&data);
+    let run = |name: &str, compile: bool| {
+        let mut a = DpoArgs { sft_weight: 0.5, ..args(&model, &data, td.path().join(name), 6) };
+        a.train.batch_size = 2;
+        a.train.grad_accumulation_steps = 2;
+        a.train.max_grad_norm = Some(1.0);
+        a.train.compile = Some(compile);
+        let mut losses = Vec::new();
+        let report = dpo(&a, &mut |p| {
+            if let (Event::Train, Some(m)) = (p.event, p.train) {
+                losses.push((m.loss, m.rewards_margins, m.grad_norm));
+            }
+        })
+        .unwrap();
+        let w = mlx::io::load_safetensors(&report.run.adapter_file).unwrap();
+        let flat: Vec<f32> = w.tensors.iter().flat_map(|(_, a)| a.as_type(mlx::Dtype::Float32).unwrap().to_vec::<f32>().unwrap()).collect();
+        (losses, report.run.compiled_batches, flat)
+    };
+    let (plain, n0, w0) = run("plain", false);
+    let (compiled, n1, w1) = run("compiled", true);
+    assert_eq!((n0, n1), (0, 12), "6 updates of 2 batches, all compiled");
+    assert_eq!(plain.len(), 6);
+    assert!(plain[5].0 < plain[0].0, "the run learns: {plain:?}");
+    for (a, b) in plain.iter().zip(&compiled) {
+        for (x, y) in [(a.0, b.0), (a.1, b.1), (a.2, b.2)] {
+            assert!((x - y).abs() <= 1e-4 * x.abs().max(1e-2), "updates {plain:?} vs {compiled:?}");
+        }
+    }
+    let scale = w0.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = w0.iter().zip(&w1).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(diff <= 1e-4 * scale, "adapters differ by {diff} (largest weight {scale})");
+}
+
 #[test]
 fn every_loss_type_trains() {
     let (td, model) = tiny(small_spec());

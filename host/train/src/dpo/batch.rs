@@ -23,6 +23,9 @@ pub struct PairBatch {
     /// Response tokens per row (2B,), f32 (for length-normalized losses).
     pub lengths: Array,
     pub chosen_tokens: usize,
+    /// max(chosen_tokens, 1) as a 0-d f32 array, the SFT term's divisor (an array so a compiled
+    /// update takes it as an input).
+    pub chosen_norm: Array,
     /// This batch's pairs ÷ the pairs of the global batch it is this rank's part of (1 in a
     /// world of one): its mean loss is weighted by it.
     pub share: f32,
@@ -30,12 +33,15 @@ pub struct PairBatch {
 
 impl PairBatch {
     /// Pairs `idx` of `set` (and their reference log-probs, indexed alike).
-    pub fn new(set: &[Pair], idx: &[usize], reference: &RefLogps, pad: u32) -> Result<Self> {
+    /// Rows padded to a multiple of `pad_multiple` tokens (see
+    /// [`crate::COMPILED_LENGTH_MULTIPLE`]; 1: to the longest).
+    pub fn new(set: &[Pair], idx: &[usize], reference: &RefLogps, pad: u32, pad_multiple: usize) -> Result<Self> {
         let ps: Vec<&Pair> = idx.iter().map(|&i| &set[i]).collect();
-        let b = collate_pairs(&ps, pad);
+        let mut b = collate_pairs(&ps, pad);
+        b.pad_len_to_multiple(pad_multiple, pad);
         let lengths: Vec<f32> =
             ps.iter().map(|p| p.chosen.trained() as f32).chain(ps.iter().map(|p| p.rejected.trained() as f32)).collect();
-        let chosen_tokens = ps.iter().map(|p| p.chosen.trained()).sum();
+        let chosen_tokens: usize = ps.iter().map(|p| p.chosen.trained()).sum();
         let n = idx.len() as i32;
         let rc: Vec<f32> = idx.iter().map(|&i| reference.chosen[i]).collect();
         let rr: Vec<f32> = idx.iter().map(|&i| reference.rejected[i]).collect();
@@ -46,6 +52,7 @@ impl PairBatch {
             ref_rejected: Array::from_slice(&rr, &[n])?,
             lengths: Array::from_slice(&lengths, &[2 * n])?,
             chosen_tokens,
+            chosen_norm: Array::scalar(chosen_tokens.max(1) as f32)?,
             share: 1.0,
         })
     }
@@ -55,7 +62,7 @@ impl PairBatch {
 pub fn sequence_logps(model: &Model, p: &[Array], batch: &DeviceBatch, mode: Mode, path: CePath) -> mlx::Result<(Array, Array)> {
     let h = model.hidden(p, &batch.inputs, mode)?;
     let w = model.head_weight(p)?;
-    let nll = mlx::loss::cross_entropy(&h, &w, &batch.targets, CeOptions { weights: Some(&batch.weights), path, ..Default::default() })?;
+    let nll = mlx::loss::cross_entropy(&h, &w, &batch.targets, CeOptions { weights: Some(&batch.weights), path, compact: batch.compact, ..Default::default() })?;
     let logps = nll.sum(&[1], false)?.neg()?;
     Ok((nll, logps))
 }
@@ -77,7 +84,7 @@ pub fn pair_forward(model: &Model, p: &[Array], pb: &PairBatch, mode: Mode, path
     let t = dpo_loss(&c_in, &r_in, &rc_in, &rr_in, cfg)?;
     let mut loss = t.losses.mean_all()?;
     if sft_weight > 0.0 {
-        let chosen_nll = nll.slice_axis(0, 0, b)?.sum_all()?.div(pb.chosen_tokens.max(1) as f32)?;
+        let chosen_nll = nll.slice_axis(0, 0, b)?.sum_all()?.div(&pb.chosen_norm)?;
         loss = loss.add(&chosen_nll.mul(sft_weight)?)?;
     }
     Ok(vec![loss, pc.stop_gradient()?, pr.stop_gradient()?, t.chosen_rewards, t.rejected_rewards, t.losses.stop_gradient()?])

@@ -187,7 +187,7 @@ pub fn evaluate_pairs(model: &Model, set: &[Pair], reference: &RefLogps, args: &
     let cfg = args.loss();
     let mut sums = PairSums::default();
     for g in &groups {
-        let pb = PairBatch::new(set, g, reference, pad)?;
+        let pb = PairBatch::new(set, g, reference, pad, 1)?;
         let outs = pair_forward(model, &model.params.values, &pb, Mode::default(), path, &cfg, 0.0)?;
         sums.add(&host_out(&outs)?);
     }

@@ -8,6 +8,7 @@ use mlx::Array;
 
 use crate::data::Batcher;
 use crate::error::Result;
+use crate::loss::DeviceBatch;
 use crate::models::{Mode, Model};
 use crate::train_loop::{Moment, Objective, Record};
 
@@ -20,6 +21,14 @@ use super::pairs::Pair;
 use super::reference::RefLogps;
 use super::{DpoArgs, DpoProgress};
 
+impl Preference<'_> {
+    /// A batch's share of the update's loss: its pairs' share of the global batch, over the
+    /// batches accumulated.
+    fn loss_weight(&self, b: &PairBatch) -> f32 {
+        b.share / self.args.train.grad_accumulation_steps as f32
+    }
+}
+
 /// Preference optimization of the policy on `train` pairs.
 pub(super) struct Preference<'a> {
     /// The run's arguments (`quick` applied).
@@ -28,6 +37,8 @@ pub(super) struct Preference<'a> {
     pub cfg: DpoLoss,
     pub path: CePath,
     pub pad: u32,
+    /// Training batches are padded to a multiple of this length (32 when compiled).
+    pub pad_multiple: usize,
     pub train: &'a [Pair],
     pub train_ref: &'a RefLogps,
     pub valid: Option<&'a [Pair]>,
@@ -50,7 +61,7 @@ impl Objective for Preference<'_> {
             .map(|_| {
                 let global = batcher.next_indices();
                 let mine = self.world.shard(&global);
-                let mut b = PairBatch::new(self.train, &mine, self.train_ref, self.pad)?;
+                let mut b = PairBatch::new(self.train, &mine, self.train_ref, self.pad, self.pad_multiple)?;
                 b.share = mine.len() as f32 / global.len().max(1) as f32;
                 Ok(b)
             })
@@ -64,10 +75,34 @@ impl Objective for Preference<'_> {
     /// [`pair_forward`]'s outputs, the loss a share of the update's mean over its batches.
     fn loss(&self, model: &Model, p: &[Array], b: &PairBatch, mode: Mode) -> mlx::Result<Vec<Array>> {
         let mut o = pair_forward(model, p, b, mode, self.path, &self.cfg, self.args.sft_weight)?;
-        let accum = self.args.train.grad_accumulation_steps;
-        if accum > 1 || b.share != 1.0 {
-            o[0] = o[0].mul(b.share / accum as f32)?;
+        let weight = self.loss_weight(b);
+        if weight != 1.0 {
+            o[0] = o[0].mul(weight)?;
         }
+        Ok(o)
+    }
+
+    /// The pair batch's arrays, its SFT divisor and its loss weight.
+    fn batch_inputs(&self, b: &PairBatch) -> mlx::Result<Option<Vec<Array>>> {
+        let d = &b.batch;
+        let arrays = [&d.inputs, &d.targets, &d.weights, &b.ref_chosen, &b.ref_rejected, &b.lengths, &b.chosen_norm];
+        Ok(Some(arrays.into_iter().cloned().chain([Array::scalar(self.loss_weight(b))?]).collect()))
+    }
+
+    fn loss_from_inputs(&self, model: &Model, p: &[Array], x: &[Array], mode: Mode) -> mlx::Result<Vec<Array>> {
+        let batch = DeviceBatch { inputs: x[0].clone(), targets: x[1].clone(), weights: x[2].clone(), tokens: 0, compact: false };
+        let pb = PairBatch {
+            pairs: x[3].dim(0) as usize,
+            batch,
+            ref_chosen: x[3].clone(),
+            ref_rejected: x[4].clone(),
+            lengths: x[5].clone(),
+            chosen_tokens: 0,
+            chosen_norm: x[6].clone(),
+            share: 1.0,
+        };
+        let mut o = pair_forward(model, p, &pb, mode, self.path, &self.cfg, self.args.sft_weight)?;
+        o[0] = o[0].mul(&x[7])?;
         Ok(o)
     }
 
