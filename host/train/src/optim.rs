@@ -26,7 +26,8 @@ pub struct AdamW {
     pub fused: bool,
     /// Otherwise, when set, the composed update of all parameters through MLX's compile: each
     /// parameter's chain of elementwise ops becomes one kernel (on a GPU, ~128 launches instead
-    /// of ~1,500 for LoRA on q/k/v/o of 16 layers). `brain train --compile` sets it.
+    /// of ~1,500 for LoRA on q/k/v/o of 16 layers). The training loop sets it when it compiles
+    /// (`compile`, by default on a GPU).
     pub compiled: Option<mlx::Compiled>,
     m: Vec<Array>,
     v: Vec<Array>,

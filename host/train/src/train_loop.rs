@@ -269,10 +269,7 @@ impl<O: Objective> Trainer<'_, O> {
         let mut loss_sum: Option<Array> = None;
         let mut outputs = Vec::with_capacity(batches.len());
         for (k, b) in batches.iter().enumerate() {
-            let key = match self.dropout {
-                true => Some(mlx::random::key(dropout_seed(args.seed, step, k))?),
-                false => None,
-            };
+            let key = if self.dropout { Some(mlx::random::key(dropout_seed(args.seed, step, k))?) } else { None };
             let mode = Mode { dropout_key: key.as_ref() };
             let (model, obj) = (&*self.model, &*self.obj);
             let compiled = match &self.compiled {
