@@ -17,7 +17,9 @@
 # CUDA libraries in that Python's site-packages (MLX's libmlx finds them beside it).
 #
 # run takes cuda_train.sh's environment (MODELS, TOOLS, ITERS, SKIP, REPEAT, LIMIT) and BUDGET
-# (seconds for the whole run, 450); results and logs go to $OUT (the device's returned folder;
+# (seconds for cuda_train.sh, 450); PROFILE=1 then times one step's parts of each model, brain's
+# (the profile_step example, eager and compiled) beside mlx-lm's (bench/mlxlm_profile_step.py);
+# results and logs go to $OUT (the device's returned folder;
 # bench/out/cuda-offline elsewhere) every few seconds, so a run cut short still returns them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -82,6 +84,14 @@ run)
     ( while sleep 4; do cp "$TMP"/data/*.json "$TMP"/data/*.log "$dest"/ 2> /dev/null || true; done ) > /dev/null 2>&1 &
     copier=$!
     timeout "${BUDGET:-450}" bash bench/cuda_train.sh run || echo "cuda_train.sh stopped (rc $?)"
+    if [ -n "${PROFILE:-}" ]; then
+        # One step's parts, brain (eager, compiled) and mlx-lm (eager parts, compiled step).
+        for m in ${MODELS:-"smollm2-135m qwen2.5-1.5b"}; do
+            dir=$TMP/data/${m%-4bit}-bf16
+            for mode in "" compiled; do timeout 120 "$TMP/unpacked/bin/profile_step" "$dir" 10 auto $mode 2>&1 | tail -1 | tee -a "$dest/profile-$m.txt"; done
+            timeout 180 python3 bench/mlxlm_profile_step.py "$dir" 10 2>&1 | tail -1 | tee -a "$dest/profile-$m.txt"
+        done
+    fi
     kill "$copier"
     cp "$TMP"/data/*.json "$TMP"/data/*.log "$dest"/ 2> /dev/null || true
     bash bench/cuda_train.sh table
