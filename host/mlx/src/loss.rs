@@ -136,8 +136,10 @@ fn fused_raw(h: &Array, w: &Array, t: &Array, chunk: i32) -> Result<(Array, Arra
 fn composed_raw(h: &Array, w: &Array, t: &Array) -> Result<(Array, Array)> {
     let logits = h.matmul(&w.swapaxes(0, 1)?)?.as_type(Dtype::Float32)?;
     let lse = logits.logsumexp(&[-1], false)?;
-    let idx = t.as_type(Dtype::Int32)?.expand_dims(&[-1])?;
-    let tl = logits.take_along_axis(&idx, -1)?.squeeze(Some(&[-1]))?;
+    // The target's logit as a row dot product: N·H work, and its gradient needs no (N, V)
+    // scatter (a second full-vocabulary f32 array in the backward pass).
+    let wt = w.take(&t.as_type(Dtype::Int32)?, 0)?.as_type(Dtype::Float32)?;
+    let tl = h.as_type(Dtype::Float32)?.mul(&wt)?.sum(&[-1], false)?;
     Ok((lse.sub(&tl)?, lse))
 }
 
