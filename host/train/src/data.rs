@@ -260,10 +260,12 @@ impl Batch {
         if len == self.len {
             return;
         }
-        let widen = |v: &[i32]| v.chunks(self.len).flat_map(|row| row.iter().copied().chain(std::iter::repeat_n(pad as i32, len - self.len))).collect();
-        self.inputs = widen(&self.inputs);
-        self.targets = widen(&self.targets);
-        self.weights = self.weights.chunks(self.len).flat_map(|row| row.iter().copied().chain(std::iter::repeat_n(0.0, len - self.len))).collect();
+        fn widen<T: Copy>(v: &[T], from: usize, to: usize, fill: T) -> Vec<T> {
+            v.chunks(from).flat_map(|row| row.iter().copied().chain(std::iter::repeat_n(fill, to - from))).collect()
+        }
+        self.inputs = widen(&self.inputs, self.len, len, pad as i32);
+        self.targets = widen(&self.targets, self.len, len, pad as i32);
+        self.weights = widen(&self.weights, self.len, len, 0.0);
         self.len = len;
     }
 }

@@ -182,7 +182,7 @@ pub fn dpo(args: &DpoArgs, progress: &mut dyn FnMut(&DpoProgress)) -> Result<Dpo
         cfg,
         path,
         pad,
-        pad_multiple: if targs.compiles()? { crate::COMPILED_LENGTH_MULTIPLE } else { 1 },
+        pad_multiple: targs.pad_multiple()?,
         train: &train_set.pairs,
         train_ref: &cache.train,
         valid: valid_pairs,

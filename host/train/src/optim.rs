@@ -69,12 +69,15 @@ impl AdamW {
             let with_decay = decay.is_some();
             let mut out = c.call(
                 |xs: &[Array]| {
-                    let (r, v) = (&xs[4 * n..], &xs[3 * n..4 * n]);
+                    let (p, rest) = xs.split_at(n);
+                    let (g, rest) = rest.split_at(n);
+                    let (m, rest) = rest.split_at(n);
+                    let (v, r) = rest.split_at(n);
                     let decay = with_decay.then_some(&r[2]);
                     let mut new = Vec::with_capacity(3 * n);
                     let (mut ms, mut vs) = (Vec::with_capacity(n), Vec::with_capacity(n));
                     for i in 0..n {
-                        let (p, m, v) = adamw_step(&xs[i], &xs[n + i], &xs[2 * n + i], &v[i], &r[0], &r[1], decay, (b1, b2, eps))?;
+                        let (p, m, v) = adamw_step(&p[i], &g[i], &m[i], &v[i], &r[0], &r[1], decay, (b1, b2, eps))?;
                         new.push(p);
                         ms.push(m);
                         vs.push(v);

@@ -26,7 +26,7 @@ use crate::data::Batcher;
 use crate::error::{io, Error, Result};
 use crate::models::{Mode, Model};
 use crate::optim::{clip_grad_norm, AdamW, Schedule};
-use crate::trainer::{FineTuneType, TrainArgs};
+use crate::trainer::TrainArgs;
 
 use checkpoint::{Settings, State};
 pub use objective::{Event, StopReason};
@@ -120,9 +120,6 @@ struct Trainer<'a, O: Objective> {
     /// The compiled loss and gradient (`compile = true`), and the batches that went through it.
     compiled: Option<mlx::Compiled>,
     compiled_batches: usize,
-    /// LoRA with dropout: each batch gets its own PRNG key (from the seed, the update and the
-    /// batch, so a resumed run draws the same masks).
-    dropout: bool,
 }
 
 /// Train `model` (its trainable parameters) on `obj` with `args`; `config` is the
@@ -166,7 +163,6 @@ pub(crate) fn run<O: Objective>(
         progress,
         compiled: None,
         compiled_batches: 0,
-        dropout: args.fine_tune_type == FineTuneType::Lora && args.lora.dropout > 0.0,
     };
     if args.resume {
         let ck = checkpoint::newest(dir)?;
@@ -269,7 +265,9 @@ impl<O: Objective> Trainer<'_, O> {
         let mut loss_sum: Option<Array> = None;
         let mut outputs = Vec::with_capacity(batches.len());
         for (k, b) in batches.iter().enumerate() {
-            let key = if self.dropout { Some(mlx::random::key(dropout_seed(args.seed, step, k))?) } else { None };
+            // With dropout, each batch's own PRNG key (from the seed, the update and the batch, so
+            // a resumed run draws the same masks).
+            let key = if args.uses_dropout() { Some(mlx::random::key(dropout_seed(args.seed, step, k))?) } else { None };
             let mode = Mode { dropout_key: key.as_ref() };
             let (model, obj) = (&*self.model, &*self.obj);
             let compiled = match &self.compiled {

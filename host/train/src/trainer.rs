@@ -101,8 +101,7 @@ pub fn train(args: &TrainArgs, progress: &mut dyn FnMut(&Progress)) -> Result<Tr
     let batcher = Batcher::new(&train_set, args.batch_size, args.seed);
     let world = crate::distributed::world()?;
     world.check_batch_size(args.batch_size)?;
-    let pad_multiple = if args.compiles()? { COMPILED_LENGTH_MULTIPLE } else { 1 };
-    let mut sft = Sft { args, world, train: &train_set, valid: valid.as_ref(), pad: tok.pad_id, pad_multiple, path };
+    let mut sft = Sft { args, world, train: &train_set, valid: valid.as_ref(), pad: tok.pad_id, pad_multiple: args.pad_multiple()?, path };
     let run = train_loop::run(args, &mut model, batcher, &adapter_config(args), &mut sft, progress)?;
     Ok(TrainReport { run, total_parameters, truncated_examples: train_set.truncated })
 }

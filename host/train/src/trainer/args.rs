@@ -173,6 +173,17 @@ impl TrainArgs {
         })
     }
 
+    /// The multiple training batches are padded to: [`COMPILED_LENGTH_MULTIPLE`] when the run
+    /// compiles, else 1 (to the longest row).
+    pub(crate) fn pad_multiple(&self) -> Result<usize> {
+        Ok(if self.compiles()? { COMPILED_LENGTH_MULTIPLE } else { 1 })
+    }
+
+    /// Whether the adapters draw dropout masks (LoRA with dropout > 0).
+    pub(crate) fn uses_dropout(&self) -> bool {
+        self.fine_tune_type == FineTuneType::Lora && self.lora.dropout > 0.0
+    }
+
     /// The arguments a run uses: `quick` replaced by its settings (10 updates, reporting every
     /// update, validating and saving at the end), batch settings checked.
     pub(crate) fn effective(&self) -> Result<TrainArgs> {
