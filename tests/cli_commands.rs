@@ -277,9 +277,11 @@ fn training_and_generation_flags_do_what_they_say() {
     assert!((loss(&a) - loss(&b)).abs() < 1e-5, "{a} {b}");
     assert_ne!(loss(&a), loss(&c), "another seed, another run");
 
-    // dpo flags: --loss-type, --label-smoothing, --sft-weight, --quick reach the run.
+    // dpo flags: --loss-type, --label-smoothing, --sft-weight, --quick, --compile reach the run
+    // (dpo_train.rs checks a compiled DPO run trains as the uncompiled one).
     write_pairs(&env.path().join("pairs"));
-    let d = ok(&env, &["--json", "dpo", "--model", "models/tiny", "--data", "pairs", "--adapter-path", "runs/dpo", "--quick", "--loss-type", "robust", "--label-smoothing", "0.1", "--sft-weight", "0.5", "--batch-size", "2"]).json();
+    let d = ok(&env, &["--json", "dpo", "--model", "models/tiny", "--data", "pairs", "--adapter-path", "runs/dpo", "--quick", "--loss-type", "robust", "--label-smoothing", "0.1", "--sft-weight", "0.5", "--batch-size", "2", "--compile"]).json();
+    assert_eq!(d["compiled_batches"], 10, "every --quick update compiled: {d}");
     let run = d["run"].as_str().unwrap();
     let cfg: String = env.db().query_row("SELECT config FROM runs WHERE id = ?1", [run], |r| r.get(0)).unwrap();
     let cfg: Value = serde_json::from_str(&cfg).unwrap();

@@ -97,6 +97,8 @@ pub fn run(ctx: &Ctx, f: Args) -> anyhow::Result<ExitCode> {
         if let Some(obj) = v.as_object_mut() {
             obj.insert("run".into(), id.clone().into());
             obj.insert("reference".into(), report.reference_description.clone().into());
+            // As `brain train --json` reports it: batches whose loss and gradient ran compiled.
+            obj.insert("compiled_batches".into(), report.run.compiled_batches.into());
             if let Some(r) = &registered {
                 obj.insert("registered".into(), serde_json::to_value(r)?);
             }
