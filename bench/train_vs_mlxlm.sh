@@ -15,6 +15,9 @@
 #   SMOLLM2=1 bench/train_vs_mlxlm.sh       # the real SmolLM2-135M-Instruct (its Q4_1 GGUF made a
 #                                           # Hugging Face directory first: mlx-lm reads no GGUF),
 #                                           # q/k/v/o of the top 16 layers, sequences up to 512
+#   SMOLLM2=1 BF16=1 bench/train_vs_mlxlm.sh  # adds brain --bf16-matmul (AVX-512 BF16 products);
+#                                           # every tool then reads the weights rounded to bf16
+#                                           # (stored f32), as the model ships, so all see one model
 #
 # Both tools get OpenBLAS with the same kernels: brain chooses them by the CPU's instruction
 # sets (OPENBLAS_CORETYPE, see host/mlx/src/sys.rs) and mlx-lm is given the same choice, since
@@ -67,15 +70,29 @@ for V in $VOCABS; do
             "$BIN/train" --model "$gguf" --data "$DATA" --iters 1 --batch-size 1 --num-layers 1 --adapter-path "$OUT/seed-adapter" > /dev/null
             target/release/brain fuse --model "$gguf" --adapter "$OUT/seed-adapter" --out "$M" --dequantize --dtype float32 -q
         fi
+        if [ -n "${BF16:-}" ]; then
+            B16=$OUT/model-smollm2-bf16
+            if [ ! -f "$B16/model.safetensors" ]; then
+                mkdir -p "$B16" && cp "$M"/{config.json,tokenizer.json,tokenizer_config.json} "$B16"/
+                "$PY" -c "import mlx.core as mx, sys; w = mx.load(sys.argv[1]); mx.save_safetensors(sys.argv[2], {k: v.astype(mx.bfloat16).astype(mx.float32) for k, v in w.items()})" \
+                    "$M/model.safetensors" "$B16/model.safetensors"
+            fi
+            M=$B16
+        fi
     elif [ ! -f "$M/model.safetensors" ]; then
         "$BIN/init_tiny" "$M" --hidden 256 --layers 4 --heads 4 --kv-heads 2 --intermediate 1024 --tokenizer-vocab 1024 --vocab "$V" > /dev/null
     fi
     COMMON=(--model "$M" --data "$DATA" --iters "$IT" --batch-size 4 --learning-rate 1e-5 --num-layers "$LAYERS"
             --max-seq-length "$MAXLEN" --steps-per-report 1 --steps-per-eval 100000 --save-every 100000)
     for i in $(seq "$REPEAT"); do
-        rm -rf "$OUT/ours-$V" "$OUT/mlxlm-$V"
+        rm -rf "$OUT/ours-$V" "$OUT/mlxlm-$V" "$OUT/ours16-$V"
+        rm -f "$OUT/ours16-$V-$i.json"
         /usr/bin/time -v "$BIN/train" "${COMMON[@]}" --val-batches 0 --adapter-path "$OUT/ours-$V" \
             --bench-skip "$SKIP" 2> "$OUT/ours-$V-$i.log" | tail -1 > "$OUT/ours-$V-$i.json" || { cat "$OUT/ours-$V-$i.log"; exit 1; }
+        if [ -n "${BF16:-}" ]; then
+            /usr/bin/time -v "$BIN/train" "${COMMON[@]}" --val-batches 0 --adapter-path "$OUT/ours16-$V" --bf16-matmul \
+                --bench-skip "$SKIP" 2> "$OUT/ours16-$V-$i.log" | tail -1 > "$OUT/ours16-$V-$i.json" || { cat "$OUT/ours16-$V-$i.log"; exit 1; }
+        fi
         LD_PRELOAD=$OPENBLAS /usr/bin/time -v "$PY" bench/train_mlxlm_driver.py "$SKIP" --train "${COMMON[@]}" \
             --val-batches -1 -c bench/lora_qkvo.yaml --adapter-path "$OUT/mlxlm-$V" 2> "$OUT/mlxlm-$V-$i.log" \
             | tail -1 > "$OUT/mlxlm-$V-$i.json" || { cat "$OUT/mlxlm-$V-$i.log"; exit 1; }
@@ -94,17 +111,21 @@ def best(tool):
     b = max(runs, key=lambda x: x["tokens_per_second"])
     b["all"] = [round(x["tokens_per_second"], 1) for x in runs]
     return b
+import os
 a, b = best("ours"), best("mlxlm")
-ra, rb = f"{a['rss']:.2f}", f"{b['rss']:.2f}"
-r = a["tokens_per_second"] / b["tokens_per_second"]
-rc = a["tokens_per_cpu_second"] / b["tokens_per_cpu_second"]
-for x, rss, ratio, ratio_c in ((a, ra, f"{r:.2f}x", f"{rc:.2f}x"), (b, rb, "", "")):
+a16 = best("ours16") if os.path.exists(f"{out}/ours16-{v}-1.json") else None
+rows = [a] + ([a16] if a16 else []) + [b]
+if a16:
+    a16["tool"] = "sam-brain bf16"
+for x in rows:
+    ratio = "" if x is b else f"{x['tokens_per_second'] / b['tokens_per_second']:.2f}x"
+    ratio_c = "" if x is b else f"{x['tokens_per_cpu_second'] / b['tokens_per_cpu_second']:.2f}x"
     print(f"{v:<8} {x['tool']:<10} {x['tokens_per_second']:10.1f} {ratio:>8} {x['tokens_per_cpu_second']:11.1f} {ratio_c:>8} "
-          f"{x['peak_memory_gb']:8.3f}GB {rss:>7}GB {x['first_loss']:11.5f} {x['val_loss_before']:11.5f}")
+          f"{x['peak_memory_gb']:8.3f}GB {x['rss']:>7.2f}GB {x['first_loss']:11.5f} {x['val_loss_before']:11.5f}")
 d1, d2 = abs(a["first_loss"] - b["first_loss"]), abs(a["val_loss_before"] - b["val_loss_before"])
 why = "  (expected here: mlx-lm pads rows of 167 to 192 and counts one pad target per row, mlx-lm#1697)" if v == "smollm2" else ""
 print(f"{'':8} losses agree: first step |Δ| {d1:.1e}, validation |Δ| {d2:.1e}" + ("" if max(d1, d2) < 1e-3 else "  <-- DISAGREE" + why))
-print(f"{'':8} tokens/s of every run: sam-brain {a['all']}, mlx-lm {b['all']}")
+print(f"{'':8} tokens/s of every run: sam-brain {a['all']}, " + (f"sam-brain bf16 {a16['all']}, " if a16 else "") + f"mlx-lm {b['all']}")
 if rate:
     # FLOPs of the matmuls of one trained token (attention scores left out): forward through every
     # layer and the output matrix, backward (input gradients only: the base is frozen) through
@@ -118,6 +139,6 @@ if rate:
     flop = 2 * (nl * layer + vocab * h) + 2 * (layers * layer + vocab * h)
     limit = float(rate) * 1e9 / flop
     print(f"{'':8} FLOP limit: {flop / 1e6:.0f} MFLOP per trained token at {float(rate):.0f} GFLOP/s (f32 1024^3 matmul, measured in this run) = {limit:.0f} tokens/s; "
-          f"sam-brain {100 * a['tokens_per_second'] / limit:.0f}%, mlx-lm {100 * b['tokens_per_second'] / limit:.0f}%")
+          f"sam-brain {100 * a['tokens_per_second'] / limit:.0f}%, " + (f"sam-brain bf16 {100 * a16['tokens_per_second'] / limit:.0f}%, " if a16 else "") + f"mlx-lm {100 * b['tokens_per_second'] / limit:.0f}%")
 PY
 done

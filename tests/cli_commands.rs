@@ -134,6 +134,22 @@ fn train_dpo_runs_models_eval_generate_and_chat_through_the_binary() {
     r.assert_failed();
     assert!(r.stderr.contains("--compile") && r.stderr.contains("--no-compile"), "{}", r.stderr);
 
+    // --bf16-matmul: the 15 frozen matrices (2 layers x 7, the tied output matrix) multiplied
+    // in bf16 by the bridge's AVX-512 BF16 kernel; the run trains to about the f32 run's loss
+    // (bf16 rounding of weights and activations, ~1e-3 relative), not to exactly it (so the
+    // kernel ran). Without the instructions the run is refused, saying so.
+    let r = env.run(scratch.iter().copied().chain(["--bf16-matmul"]));
+    if mlx::bf16mm::is_available().unwrap() {
+        r.assert_ok();
+        assert_eq!(r.json()["bf16_matrices"], 15, "{}", r.stdout);
+        let bf16_loss = r.json()["final_train_loss"].as_f64().unwrap();
+        let rel = (bf16_loss - plain_loss).abs() / plain_loss.abs();
+        assert!(rel > 0.0 && rel < 2e-2, "second-update loss with bf16 products {bf16_loss}, f32 {plain_loss}");
+    } else {
+        r.assert_failed();
+        assert!(r.stderr.contains("AVX-512 BF16"), "{}", r.stderr);
+    }
+
     // A dataset line that is not UTF-8: the error names the file and the line.
     std::fs::create_dir_all(env.path().join("bad")).unwrap();
     std::fs::copy(env.path().join("data/valid.jsonl"), env.path().join("bad/valid.jsonl")).unwrap();
@@ -288,6 +304,18 @@ fn training_and_generation_flags_do_what_they_say() {
     assert_eq!((cfg["loss_type"].as_str(), cfg["quick"].as_bool()), (Some("robust"), Some(true)), "{cfg}");
     assert!((cfg["label_smoothing"].as_f64().unwrap() - 0.1).abs() < 1e-6 && (cfg["sft_weight"].as_f64().unwrap() - 0.5).abs() < 1e-6, "{cfg}");
     assert_eq!(events(&env.path().join("runs/dpo"), "train").len(), 10, "--quick reports each of its 10 updates");
+    // dpo --bf16-matmul (with per-block recomputation): the reference log-probs come from the
+    // same bf16 products as the policy's, so the first update's rewards are ~0 (~1e-6; with f32
+    // reference log-probs against bf16 policy ones they are 5-7e-5 here).
+    if mlx::bf16mm::is_available().unwrap() {
+        let d = ok(&env, &["--json", "dpo", "--model", "models/tiny", "--data", "pairs", "--adapter-path", "runs/dpo-bf16", "--quick", "--batch-size", "2", "--bf16-matmul", "--grad-checkpoint", "--no-register"]).json();
+        assert_eq!(d["bf16_matrices"], 15, "{d}");
+        let first = &events(&env.path().join("runs/dpo-bf16"), "train")[0];
+        for k in ["rewards/chosen", "rewards/margins"] {
+            let v = first[k].as_f64().unwrap();
+            assert!(v.abs() < 1e-5, "first update's {k} {v}: reference and policy differ: {first}");
+        }
+    }
 
     // generate: explicit --model/--adapter-path; sampling with a seed repeats; top-k 1 is greedy;
     // a system prompt lengthens the prompt; -p - reads stdin.

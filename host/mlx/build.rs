@@ -19,10 +19,11 @@ use std::process::Command;
 
 const MLX_VERSION: &str = "0.32.4";
 /// The bridge's translation units (one shared library).
-const BRIDGE_SOURCES: [&str; 10] = [
+const BRIDGE_SOURCES: [&str; 11] = [
     "src/bridge.cpp",
     "src/bridge_adamw.cpp",
     "src/bridge_attention.cpp",
+    "src/bridge_bf16mm.cpp",
     "src/bridge_ce.cpp",
     "src/bridge_qmatmul.cpp",
     "src/bridge_qrow.cpp",

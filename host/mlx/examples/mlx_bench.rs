@@ -1,10 +1,13 @@
 //! Benchmarks of the MLX binding (run by bench/mlx_ops.sh):
 //! matmul GFLOP/s, and the fused vs composed cross-entropy forward + backward.
 //!
-//! Usage: mlx_bench [matmul|ce|qmm|attn|all] [--n N --h H --v V --reps R]
+//! Usage: mlx_bench [matmul|ce|qmm|attn|bf16|all] [--n N --h H --v V --reps R]
 //!
 //! `qmm`: a 4-bit (group 64) 1536 x 8960 matrix (a Qwen2.5-1.5B MLP projection) times 1 and
 //! 512 rows: f32 BLAS on the dense copy, MLX's quantized_matmul, the bridge's CPU kernel.
+//!
+//! `bf16`: a SmolLM2 LoRA step's GEMM shapes (664 rows), f32 BLAS vs the bridge's bf16-product
+//! kernel (packing included), both orientations (a layer's forward, its input gradient).
 
 use std::time::Instant;
 
@@ -60,6 +63,46 @@ fn matmul(reps: i32) -> mlx::Result<()> {
         let s = time(reps, || a.matmul(&b)?.eval())?;
         let gflops = 2.0 * (n as f64).powi(3) / s / 1e9;
         println!("matmul f32 {n}x{n}x{n}: {:.2} ms, {gflops:.1} GFLOP/s (CPU {:.2} ms)", s * 1e3, last_cpu_ms());
+    }
+    Ok(())
+}
+
+fn bf16(reps: i32) -> mlx::Result<()> {
+    if !mlx::bf16mm::is_available()? {
+        println!("bf16: this CPU lacks AVX-512 BF16 (or BRAIN_MLX_NO_BF16_GEMM=1); nothing to compare");
+        return Ok(());
+    }
+    // (rows, out, in): q/o, k/v, gate/up, down, one output-matrix chunk; then 1024^3.
+    for (m, n, k) in [
+        (664, 576, 576),
+        (664, 192, 576),
+        (664, 1536, 576),
+        (664, 576, 1536),
+        (664, 4096, 576),
+        (1024, 1024, 1024),
+    ] {
+        let x = mlx::random::normal(&[m, k], Dtype::Float32, 0.0, 1.0, None)?;
+        let w = mlx::random::normal(&[n, k], Dtype::Float32, 0.0, 1.0, None)?.as_type(Dtype::Bfloat16)?;
+        let wf = w.as_type(Dtype::Float32)?;
+        let g = mlx::random::normal(&[m, n], Dtype::Float32, 0.0, 1.0, None)?;
+        mlx::eval([&x, &w, &wf, &g])?;
+        let wft = wf.swapaxes(0, 1)?;
+        let gf = 2.0 * m as f64 * n as f64 * k as f64 / 1e9;
+        let f32_fwd = time(reps, || x.matmul(&wft)?.eval())?;
+        let bf_fwd = time(reps, || mlx::bf16mm::matmul_cpu(&x, &w, true)?.eval())?;
+        let f32_bwd = time(reps, || g.matmul(&wf)?.eval())?;
+        let bf_bwd = time(reps, || mlx::bf16mm::matmul_cpu(&g, &w, false)?.eval())?;
+        println!(
+            "bf16 {m}x{n}x{k}: x@W^T f32 {:.2} ms ({:.0} GFLOP/s), bf16 {:.2} ms ({:.0}); g@W f32 {:.2} ms ({:.0}), bf16 {:.2} ms ({:.0})",
+            f32_fwd * 1e3,
+            gf / f32_fwd,
+            bf_fwd * 1e3,
+            gf / bf_fwd,
+            f32_bwd * 1e3,
+            gf / f32_bwd,
+            bf_bwd * 1e3,
+            gf / bf_bwd
+        );
     }
     Ok(())
 }
@@ -212,6 +255,9 @@ fn main() -> mlx::Result<()> {
     }
     if what == "attn" || what == "all" {
         attn(reps)?;
+    }
+    if what == "bf16" || what == "all" {
+        bf16(reps)?;
     }
     Ok(())
 }

@@ -12,6 +12,7 @@
 #include <memory>
 #include <sstream>
 
+#include "bridge_bf16mm.h"
 #include "bridge_util.h"
 #include "mlx/primitives.h"
 
@@ -105,7 +106,37 @@ void check_row_contiguous(const mx::array& a, const char* what) {
   }
 }
 
-// Forward: inputs (hidden (N,H) f32, weight (V,H) f32, targets (N) i32);
+// The output matrix (V, H): f32, or bf16 (a frozen matrix the model multiplies in bf16, by the
+// bf16-product GEMM of bridge_bf16mm.cpp).
+struct Weight {
+  const float* f32;
+  const uint16_t* bf16;
+
+  static Weight of(const mx::array& a) {
+    if (a.dtype() == mx::bfloat16) return {nullptr, reinterpret_cast<const uint16_t*>(a.data<mx::bfloat16_t>())};
+    return {a.data<float>(), nullptr};
+  }
+};
+
+// L (N, c) = h (N, H) @ W[v0 : v0 + c]^T.
+void chunk_logits(const float* h, const Weight& w, int N, int H, int v0, int c, float* L) {
+  if (w.bf16) {
+    bf16_gemm_nt(h, N, w.bf16 + (size_t)v0 * H, c, H, L, false);
+  } else {
+    sgemm(false, true, N, c, H, 1.f, h, H, w.f32 + (size_t)v0 * H, H, 0.f, L, c);
+  }
+}
+
+// out (N, H) += L (N, c) @ W[v0 : v0 + c].
+void add_chunk_product(const float* L, const Weight& w, int N, int H, int v0, int c, float* out) {
+  if (w.bf16) {
+    bf16_gemm_nn(L, N, w.bf16 + (size_t)v0 * H, c, H, out, true);
+  } else {
+    sgemm(false, false, N, H, c, 1.f, L, c, w.f32 + (size_t)v0 * H, H, 1.f, out, H);
+  }
+}
+
+// Forward: inputs (hidden (N,H) f32, weight (V,H) f32 or bf16, targets (N) i32);
 // outputs (nll (N) f32, lse (N) f32).
 bool ce_profile() {
   static bool on = std::getenv("BRAIN_MLX_CE_PROFILE") != nullptr;
@@ -120,7 +151,7 @@ double now_s() {
 // Forward: per row, an online log-sum-exp over vocabulary chunks. With `ex` (N, H) given it
 // also accumulates the softmax expectation of the weight rows, ex[n] = sum_v p[n, v] W[v] (same
 // online rescaling), which makes d hidden a cheap O(N H) op in the backward pass.
-void ce_forward(const float* h, const float* w, const int32_t* tg, float* nll, float* lse,
+void ce_forward(const float* h, const Weight& w, const int32_t* tg, float* nll, float* lse,
                 float* ex, int N, int H, int V, int chunk) {
   std::vector<float> m(N, -std::numeric_limits<float>::infinity());
   std::vector<float> s(N, 0.f);
@@ -130,9 +161,8 @@ void ce_forward(const float* h, const float* w, const int32_t* tg, float* nll, f
   double t_gemm = 0, t_rows = 0;
   for (int v0 = 0; v0 < V; v0 += chunk) {
     int c = std::min(chunk, V - v0);
-    const float* wc = w + (size_t)v0 * H;
     double t0 = ce_profile() ? now_s() : 0;
-    sgemm(false, true, N, c, H, 1.f, h, H, wc, H, 0.f, L.data(), c);
+    chunk_logits(h, w, N, H, v0, c, L.data());
     double t1 = ce_profile() ? now_s() : 0;
     parallel_rows(N, [&](int b, int e) {
       for (int n = b; n < e; n++) {
@@ -157,7 +187,7 @@ void ce_forward(const float* h, const float* w, const int32_t* tg, float* nll, f
       }
     });
     double t2 = ce_profile() ? now_s() : 0;
-    if (ex) sgemm(false, false, N, H, c, 1.f, L.data(), c, wc, H, 1.f, ex, H);
+    if (ex) add_chunk_product(L.data(), w, N, H, v0, c, ex);
     if (ce_profile()) {
       t_gemm += (t1 - t0) + (now_s() - t2);
       t_rows += t2 - t1;
@@ -180,7 +210,7 @@ void ce_forward(const float* h, const float* w, const int32_t* tg, float* nll, f
 }
 
 // Backward: d_logits[n, v] = (g_nll[n] + g_lse[n]) * softmax[n, v] - g_nll[n] * [v == t_n].
-void ce_backward(const float* h, const float* w, const int32_t* tg, const float* lse,
+void ce_backward(const float* h, const Weight& w, const int32_t* tg, const float* lse,
                  const float* g_nll, const float* g_lse, float* dh, float* dw, int N, int H,
                  int V, int chunk) {
   std::vector<float> L((size_t)N * chunk);
@@ -189,7 +219,7 @@ void ce_backward(const float* h, const float* w, const int32_t* tg, const float*
   for (int v0 = 0; v0 < V; v0 += chunk) {
     int c = std::min(chunk, V - v0);
     double t0 = ce_profile() ? now_s() : 0;
-    sgemm(false, true, N, c, H, 1.f, h, H, w + (size_t)v0 * H, H, 0.f, L.data(), c);
+    chunk_logits(h, w, N, H, v0, c, L.data());
     double t1 = ce_profile() ? now_s() : 0;
     parallel_rows(N, [&](int b, int e) {
       for (int n = b; n < e; n++) {
@@ -205,7 +235,7 @@ void ce_backward(const float* h, const float* w, const int32_t* tg, const float*
       }
     });
     double t2 = ce_profile() ? now_s() : 0;
-    if (dh) sgemm(false, false, N, H, c, 1.f, L.data(), c, w + (size_t)v0 * H, H, 1.f, dh, H);
+    if (dh) add_chunk_product(L.data(), w, N, H, v0, c, dh);
     if (dw) sgemm(true, false, c, H, N, 1.f, L.data(), c, h, H, 0.f, dw + (size_t)v0 * H, H);
     if (ce_profile()) {
       t_gemm += (t1 - t0) + (now_s() - t2);
@@ -233,7 +263,7 @@ class FusedCEGrad : public mx::Primitive {
     for (auto& o : out) enc.set_output_array(o);
     float* dh = need_dh_ ? out[0].data<float>() : nullptr;
     float* dw = need_dw_ ? out[need_dh_ ? 1 : 0].data<float>() : nullptr;
-    enc.dispatch([h = in[0].data<float>(), w = in[1].data<float>(), t = in[2].data<int32_t>(),
+    enc.dispatch([h = in[0].data<float>(), w = Weight::of(in[1]), t = in[2].data<int32_t>(),
                   lse = in[3].data<float>(), gn = in[4].data<float>(), gl = in[5].data<float>(),
                   dh, dw, N, H, V, chunk = chunk_]() {
       ce_backward(h, w, t, lse, gn, gl, dh, dw, N, H, V, chunk);
@@ -263,7 +293,7 @@ class FusedCE : public mx::Primitive {
     for (auto& a : in) enc.set_input_array(a);
     for (auto& o : out) enc.set_output_array(o);
     float* ex = expect_ ? out[2].data<float>() : nullptr;
-    enc.dispatch([h = in[0].data<float>(), w = in[1].data<float>(), t = in[2].data<int32_t>(),
+    enc.dispatch([h = in[0].data<float>(), w = Weight::of(in[1]), t = in[2].data<int32_t>(),
                   nll = out[0].data<float>(), lse = out[1].data<float>(), ex, N, H, V,
                   chunk = chunk_]() { ce_forward(h, w, t, nll, lse, ex, N, H, V, chunk); });
   }
@@ -354,7 +384,10 @@ int mlxb_fused_cross_entropy(const arr hidden, const arr weight, const arr targe
     }
     auto s = mx::default_stream(mx::Device::cpu);
     auto h = mx::contiguous(mx::astype(*hidden, mx::float32, s), false, s);
-    auto w = mx::contiguous(mx::astype(*weight, mx::float32, s), false, s);
+    // A bf16 matrix stays bf16 where the CPU multiplies bf16 pairs (bridge_bf16mm.cpp): the
+    // products then round the hidden states to bf16 as the model's other frozen matrices do.
+    const bool keep_bf16 = weight->dtype() == mx::bfloat16 && bf16_gemm_available();
+    auto w = mx::contiguous(keep_bf16 ? *weight : mx::astype(*weight, mx::float32, s), false, s);
     auto t = mx::contiguous(mx::astype(*targets, mx::int32, s), false, s);
     int c = chunk > 0 ? chunk : env_chunk();
     int N = hidden->shape(0), H = hidden->shape(1);

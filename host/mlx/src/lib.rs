@@ -11,6 +11,7 @@
 //! - C++ exceptions never cross into Rust: MLX's messages come back as [`Error::Exception`].
 
 mod array;
+pub mod bf16mm;
 pub mod device;
 pub mod distributed;
 mod error;

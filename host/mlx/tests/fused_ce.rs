@@ -205,3 +205,60 @@ fn concurrent_use_from_several_threads() {
         h.join().unwrap();
     }
 }
+
+/// A bf16 output matrix under f32 hidden states (a model that multiplies its frozen matrices in
+/// bf16, `mlx::bf16mm`): where the CPU has AVX-512 BF16 the fused kernel keeps the matrix bf16 and
+/// rounds the hidden states to bf16 in its products. Checked against a plain f64 softmax of the
+/// bf16-rounded hidden states: loss, d hidden (the LoRA case: the matrix frozen) and, with the
+/// matrix traced too, d hidden and d matrix from the second sweep. Elsewhere the matrix is widened
+/// to f32, which the same reference (at the hidden states' own values) also bounds.
+#[test]
+fn bf16_output_matrix_with_f32_hidden_states() {
+    let (n, h, v) = (11usize, 40usize, 700usize);
+    let (hid, w, t, tv) = setup(n as i32, h as i32, v as i32, 21);
+    let wb = w.as_type(Dtype::Bfloat16).unwrap();
+    let (hv, wv) = (vals(&hid), vals(&wb));
+    let bf16 = mlx::bf16mm::is_available().unwrap();
+    let round = |x: f32| {
+        if bf16 {
+            f32::from_bits((x.to_bits() + 0x7fff + ((x.to_bits() >> 16) & 1)) & 0xffff_0000)
+        } else {
+            x
+        }
+    };
+    let hr: Vec<f32> = hv.iter().map(|&x| round(x)).collect();
+    // f64 reference: per-row loss, d loss / d h, d loss / d w for loss = sum of NLLs.
+    let (mut loss, mut dh, mut dw) = (0f64, vec![0f64; n * h], vec![0f64; v * h]);
+    for i in 0..n {
+        let logits: Vec<f64> = (0..v)
+            .map(|j| (0..h).map(|k| hr[i * h + k] as f64 * wv[j * h + k] as f64).sum())
+            .collect();
+        let m = logits.iter().cloned().fold(f64::MIN, f64::max);
+        let z: f64 = logits.iter().map(|x| (x - m).exp()).sum();
+        loss += m + z.ln() - logits[tv[i] as usize];
+        for j in 0..v {
+            let g = (logits[j] - m).exp() / z - if j == tv[i] as usize { 1.0 } else { 0.0 };
+            for k in 0..h {
+                dh[i * h + k] += g * wv[j * h + k] as f64;
+                dw[j * h + k] += g * hv[i * h + k] as f64;
+            }
+        }
+    }
+    let f = |a: &[Array]| Ok(vec![cross_entropy(&a[0], &a[1], &t, opts(CePath::Fused, Some(256)))?.sum_all()?]);
+    let rel = |got: &[f32], want: &[f64]| {
+        let scale = want.iter().fold(0f64, |m, x| m.max(x.abs()));
+        got.iter().zip(want).map(|(g, w)| (*g as f64 - w).abs()).fold(0f64, f64::max) / scale
+    };
+    // d hidden only: the forward pass's expectation sweep (probabilities rounded to bf16 there).
+    let (out, g) = mlx::value_and_grad(f, &[&hid, &wb], &[0]).unwrap();
+    let got = vals(&out[0])[0] as f64;
+    assert!((got - loss).abs() < 1e-5 * loss.abs(), "loss {got} vs {loss}");
+    let e = rel(&vals(&g[0]), &dh);
+    assert!(e < 5e-3, "d hidden (expectation sweep): rel err {e}");
+    // d hidden and d matrix: the backward sweep.
+    let (_, g) = mlx::value_and_grad(f, &[&hid, &wb], &[0, 1]).unwrap();
+    let e = rel(&vals(&g[0]), &dh);
+    assert!(e < 5e-3, "d hidden (backward sweep): rel err {e}");
+    let e = rel(&vals(&g[1]), &dw);
+    assert!(e < 5e-3, "d matrix: rel err {e}");
+}

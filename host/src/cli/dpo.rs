@@ -99,6 +99,7 @@ pub fn run(ctx: &Ctx, f: Args) -> anyhow::Result<ExitCode> {
             obj.insert("reference".into(), report.reference_description.clone().into());
             // As `brain train --json` reports it: batches whose loss and gradient ran compiled.
             obj.insert("compiled_batches".into(), report.run.compiled_batches.into());
+            obj.insert("bf16_matrices".into(), report.run.bf16_matrices.into());
             if let Some(r) = &registered {
                 obj.insert("registered".into(), serde_json::to_value(r)?);
             }

@@ -50,6 +50,10 @@ pub struct RunFlags {
     /// Do not compile, even on a GPU.
     #[arg(long)]
     pub no_compile: bool,
+    /// On the CPU, multiply the frozen weights in bf16 (AVX-512 BF16: activations rounded to
+    /// bf16 in the products, sums in f32; about twice the f32 rate).
+    #[arg(long)]
+    pub bf16_matmul: bool,
     #[arg(long)]
     pub seed: Option<u64>,
     /// Continue from the newest checkpoint in --adapter-path.
@@ -74,6 +78,7 @@ impl RunFlags {
         if self.compile || self.no_compile {
             a.compile = Some(self.compile);
         }
+        a.bf16_matmul |= self.bf16_matmul;
         a.resume |= self.resume;
         a.quick |= self.quick;
     }
@@ -121,6 +126,7 @@ pub fn args_from_config(config: &Config) -> TrainArgs {
     a.grad_accumulation_steps = t.grad_accumulation.max(1) as usize;
     a.grad_checkpoint = t.grad_checkpoint;
     a.compile = t.compile;
+    a.bf16_matmul = t.bf16_matmul;
     a.steps_per_report = t.steps_per_report.max(1) as usize;
     a.steps_per_eval = t.steps_per_eval.max(1) as usize;
     a.val_batches = t.val_batches as usize;

@@ -66,6 +66,9 @@ struct Args {
     /// Compile each update (MLX's compile, as mlx-lm does); the default on a GPU.
     #[arg(long, conflicts_with = "no_compile")]
     compile: bool,
+    /// On the CPU, multiply the frozen weights in bf16 (AVX-512 BF16).
+    #[arg(long)]
+    bf16_matmul: bool,
     /// Do not compile, even on a GPU.
     #[arg(long)]
     no_compile: bool,
@@ -109,6 +112,7 @@ fn main() -> anyhow::Result<()> {
         loss: a.loss,
         dtype: a.dtype,
         compile: (a.compile || a.no_compile).then_some(a.compile),
+        bf16_matmul: a.bf16_matmul,
         ..Default::default()
     };
     if a.test {

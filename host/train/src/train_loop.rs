@@ -247,6 +247,7 @@ impl<O: Objective> Trainer<'_, O> {
             adapter_file: self.final_adapter.clone(),
             trainable_parameters: self.model.trainable_params().iter().map(|(_, a)| a.size()).sum(),
             compiled_batches: self.compiled_batches,
+            bf16_matrices: self.model.bf16_matrices(),
         };
         self.emit(Event::Done, self.schedule.lr(self.state.step.saturating_sub(1)), Record::Done(&outcome));
         Ok(outcome)

@@ -92,6 +92,10 @@ pub fn train(args: &TrainArgs, progress: &mut dyn FnMut(&Progress)) -> Result<Tr
         FineTuneType::Lora => model.apply_lora(layers, &args.lora.keys, args.lora.rank, args.lora.scale, args.lora.dropout, args.seed)?,
         FineTuneType::Full => model.full_fine_tune(layers)?,
     }
+    if args.bf16_matmul {
+        let n = model.multiply_in_bf16()?;
+        tracing::info!("{n} frozen weight matrices multiplied in bf16");
+    }
     model.grad_checkpoint = args.grad_checkpoint;
     if let Some(f) = &args.resume_adapter_file {
         adapters::load_weights(&mut model, f)?;

@@ -210,6 +210,9 @@ pub fn evaluate_split(args: &DpoArgs, split: &str, adapter: Option<&Path>) -> Re
     if let Some(r) = &args.reference {
         adapters::load_adapters(&mut refm, r)?;
     }
+    if args.train.bf16_matmul {
+        refm.multiply_in_bf16()?;
+    }
     let reference = reference_logps(&refm, &set.pairs, args.train.batch_size.max(1), tok.pad_id, path)?;
     drop(refm);
     let mut policy = Model::load(&args.train.model, dtype)?;
@@ -217,6 +220,9 @@ pub fn evaluate_split(args: &DpoArgs, split: &str, adapter: Option<&Path>) -> Re
         adapters::load_adapters(&mut policy, a)?;
     } else if let Some(r) = &args.reference {
         adapters::load_adapters(&mut policy, r)?;
+    }
+    if args.train.bf16_matmul {
+        policy.multiply_in_bf16()?;
     }
     evaluate_pairs(&policy, &set.pairs, &reference, args, 0, tok.pad_id)
 }

@@ -69,6 +69,14 @@ impl LinearSpec {
                     None => y,
                 }
             }
+            // A frozen bf16 weight under f32 activations: `Model::multiply_in_bf16` (CPU).
+            (None, bias) if p[self.w].dtype() == mlx::Dtype::Bfloat16 && x.dtype() == mlx::Dtype::Float32 => {
+                let y = mlx::bf16mm::matmul_cpu(x, &p[self.w], true)?;
+                match bias {
+                    Some(b) => y.add(&p[b])?,
+                    None => y,
+                }
+            }
             // addmm: the bias is the GEMM's accumulator (one pass less than matmul + add).
             (None, Some(b)) => mlx::addmm(&p[b], x, &p[self.w].swapaxes(-1, -2)?, 1.0, 1.0)?,
             (None, None) => x.matmul(&p[self.w].swapaxes(-1, -2)?)?,

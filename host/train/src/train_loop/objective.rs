@@ -173,5 +173,7 @@ pub struct RunSummary {
     pub trainable_parameters: usize,
     /// Batches whose loss and gradient ran compiled (`compile = true`).
     pub compiled_batches: usize,
+    /// Frozen weight matrices multiplied in bf16 on the CPU (`bf16_matmul`).
+    pub bf16_matrices: usize,
 }
 

@@ -1,0 +1,317 @@
+// Matmul with bfloat16 products on the CPU: `x @ W^T` (a linear layer) and `x @ W` (its gradient
+// w.r.t. x) for a bfloat16 weight W and float32 x, accumulated in float32 by AVX-512 BF16's
+// `vdpbf16ps` (two bf16 products summed into each f32 lane per instruction).
+//
+// Why: a LoRA step on the CPU is ~80% sgemm over the frozen weights (BENCHMARKS.md), and sgemm
+// runs at most one f32 multiply-add per lane per cycle. Real models ship their weights in
+// bfloat16; multiplying them as bfloat16 against x rounded to bfloat16, summed in f32, is the
+// mixed precision GPUs train in, at twice the multiply rate of sgemm on CPUs that have it. MLX
+// 0.32's own CPU bf16 matmul is a scalar loop (~4 GFLOP/s here).
+//
+// How: W is packed per call into panels of 32 output columns, each a run of (k, k+1) pairs as
+// 32-bit words (the layout `vdpbf16ps` multiplies), x is rounded to bf16 rows once; a 12 x 32
+// register tile (24 accumulators) walks K in blocks, the panels split across the bridge's threads.
+// Packing costs one pass over W (~5% of a training-sized product).
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include <array>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+#include "bridge_bf16mm.h"
+#include "bridge_util.h"
+#include "mlx/primitives.h"
+
+using namespace mlxb;
+
+namespace {
+
+constexpr int NR = 32;   // output columns per panel: two zmm of f32
+constexpr int MR = 12;   // rows of x per register tile
+constexpr int KCP = 256; // (k, k+1) pairs per block: a 32 KB slice of a panel
+
+#if defined(__x86_64__)
+#define BF16_TARGET __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512bf16")))
+
+bool cpu_has_bf16() {
+  static const bool ok = [] {
+    const char* off = std::getenv("BRAIN_MLX_NO_BF16_GEMM");
+    if (off && std::strcmp(off, "1") == 0) return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
+  }();
+  return ok;
+}
+
+// Panels of a weight for y = x @ op(W): `n` output columns, `kp` pairs along the reduction.
+struct Panels {
+  int n, k, kp, count;
+  std::vector<uint32_t> d;  // [panel][pair][32 columns]
+};
+
+// W (N, K) for y = x @ W^T: column i of panel j is row 32j + i of W; its pairs run along K.
+Panels pack_transposed(const uint16_t* w, int N, int K) {
+  Panels p{N, K, (K + 1) / 2, (N + NR - 1) / NR, {}};
+  p.d.assign((size_t)p.count * p.kp * NR, 0);
+  parallel_rows(p.count, [&](int j0, int j1) {
+    for (int j = j0; j < j1; j++) {
+      uint32_t* out = p.d.data() + (size_t)j * p.kp * NR;
+      const int cols = std::min(NR, N - j * NR);
+      for (int i = 0; i < cols; i++) {
+        const uint16_t* row = w + (size_t)(j * NR + i) * K;
+        for (int q = 0; q < K / 2; q++) {
+          uint32_t v;
+          std::memcpy(&v, row + 2 * q, 4);
+          out[(size_t)q * NR + i] = v;
+        }
+        if (K & 1) out[(size_t)(K / 2) * NR + i] = row[K - 1];
+      }
+    }
+  }, 1);
+  return p;
+}
+
+// W (K, N) for y = x @ W: column i of panel j is column 32j + i of W; pairs are rows (2q, 2q + 1).
+BF16_TARGET void pack_plain_panel(const uint16_t* w, int K, int N, int kp, int j, uint32_t* out) {
+  // Interleave two rows' 16-bit values: word i = (r0[i], r1[i]), 16 columns per zmm.
+  const __m512i lo = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38, 6,
+                                      37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+  const __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
+  const int c0 = j * NR, cols = std::min(NR, N - c0);
+  const __mmask32 m = cols == 32 ? 0xffffffffu : ((1u << cols) - 1);
+  for (int q = 0; q < kp; q++) {
+    const __m512i r0 = _mm512_maskz_loadu_epi16(m, w + (size_t)(2 * q) * N + c0);
+    const __m512i r1 =
+        2 * q + 1 < K ? _mm512_maskz_loadu_epi16(m, w + (size_t)(2 * q + 1) * N + c0) : _mm512_setzero_si512();
+    _mm512_storeu_si512(out + (size_t)q * NR, _mm512_permutex2var_epi16(r0, lo, r1));
+    _mm512_storeu_si512(out + (size_t)q * NR + 16, _mm512_permutex2var_epi16(r0, hi, r1));
+  }
+}
+
+Panels pack_plain(const uint16_t* w, int K, int N) {
+  Panels p{N, K, (K + 1) / 2, (N + NR - 1) / NR, {}};
+  p.d.resize((size_t)p.count * p.kp * NR);
+  parallel_rows(p.count, [&](int j0, int j1) {
+    for (int j = j0; j < j1; j++) pack_plain_panel(w, K, N, p.kp, j, p.d.data() + (size_t)j * p.kp * NR);
+  }, 1);
+  return p;
+}
+
+// Row r of x (K values) rounded to bf16 (nearest even) into o, padded to an even length.
+BF16_TARGET void round_row(const float* r, int K, uint16_t* o) {
+  int k = 0;
+  for (; k + 32 <= K; k += 32) {
+    __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(r + k + 16), _mm512_loadu_ps(r + k));
+    _mm512_storeu_si512(o + k, (__m512i)v);
+  }
+  if (k < K) {
+    const int n = K - k;
+    const __mmask16 m_lo = (__mmask16)((1u << std::min(16, n)) - 1);
+    const __mmask16 m_hi = n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
+    __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m_hi, r + k + 16), _mm512_maskz_loadu_ps(m_lo, r + k));
+    _mm512_mask_storeu_epi16(o + k, (__mmask32)(((uint64_t)1 << n) - 1), (__m512i)v);
+  }
+  if (K & 1) o[K] = 0;
+}
+
+std::vector<uint32_t> round_rows(const float* x, int M, int K) {
+  const int kp = (K + 1) / 2;
+  std::vector<uint32_t> out((size_t)M * kp);
+  for_rows(M, K, [&](int m0, int m1) {
+    for (int m = m0; m < m1; m++) round_row(x + (size_t)m * K, K, reinterpret_cast<uint16_t*>(out.data() + (size_t)m * kp));
+  });
+  return out;
+}
+
+// c[R rows, cols] (+)= a[R rows, kps pairs] · b[kps pairs, 32 columns].
+template <int R>
+BF16_TARGET void tile(const uint32_t* a, int lda, const uint32_t* b, int kps, float* c, int ldc, int cols, bool add) {
+  __m512 c0[R], c1[R];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; r++) c0[r] = c1[r] = _mm512_setzero_ps();
+  for (int q = 0; q < kps; q++) {
+    const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + (size_t)q * NR);
+    const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + (size_t)q * NR + 16);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++) {
+      const __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[(size_t)r * lda + q]);
+      c0[r] = _mm512_dpbf16_ps(c0[r], av, b0);
+      c1[r] = _mm512_dpbf16_ps(c1[r], av, b1);
+    }
+  }
+  const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
+  const __mmask16 m1 = cols >= 32 ? 0xffff : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
+#pragma GCC unroll 16
+  for (int r = 0; r < R; r++) {
+    float* cr = c + (size_t)r * ldc;
+    if (add) {
+      c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, cr));
+      c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, cr + 16));
+    }
+    _mm512_mask_storeu_ps(cr, m0, c0[r]);
+    _mm512_mask_storeu_ps(cr + 16, m1, c1[r]);
+  }
+}
+
+using TileFn = void (*)(const uint32_t*, int, const uint32_t*, int, float*, int, int, bool);
+template <int... R>
+constexpr std::array<TileFn, sizeof...(R)> tiles(std::integer_sequence<int, R...>) {
+  return {tile<R + 1>...};
+}
+const auto kTiles = tiles(std::make_integer_sequence<int, MR>{});
+
+// y (M, p.n) (+)= bf16(x) (M, p.k) @ panels.
+void gemm(const float* x, int M, const Panels& p, float* y, bool accumulate) {
+  const std::vector<uint32_t> a = round_rows(x, M, p.k);
+  parallel_rows(p.count, [&](int j0, int j1) {
+    for (int j = j0; j < j1; j++) {
+      const int cols = std::min(NR, p.n - j * NR);
+      for (int q0 = 0; q0 < p.kp; q0 += KCP) {
+        const int kps = std::min(KCP, p.kp - q0);
+        const uint32_t* b = p.d.data() + ((size_t)j * p.kp + q0) * NR;
+        for (int m = 0; m < M; m += MR) {
+          const int r = std::min(MR, M - m);
+          kTiles[r - 1](a.data() + (size_t)m * p.kp + q0, p.kp, b, kps, y + (size_t)m * p.n + j * NR, p.n, cols,
+                        accumulate || q0 > 0);
+        }
+      }
+    }
+  }, 1);
+}
+#else
+bool cpu_has_bf16() { return false; }
+#endif
+
+}  // namespace
+
+namespace mlxb {
+
+bool bf16_gemm_available() { return cpu_has_bf16(); }
+
+#if defined(__x86_64__)
+void bf16_gemm_nt(const float* x, int M, const uint16_t* w, int N, int K, float* y, bool accumulate) {
+  gemm(x, M, pack_transposed(w, N, K), y, accumulate);
+}
+
+void bf16_gemm_nn(const float* x, int M, const uint16_t* w, int K, int N, float* y, bool accumulate) {
+  gemm(x, M, pack_plain(w, K, N), y, accumulate);
+}
+#else
+void bf16_gemm_nt(const float*, int, const uint16_t*, int, int, float*, bool) {
+  throw std::runtime_error("[bf16 gemm] needs an x86-64 CPU with AVX-512 BF16");
+}
+void bf16_gemm_nn(const float*, int, const uint16_t*, int, int, float*, bool) {
+  throw std::runtime_error("[bf16 gemm] needs an x86-64 CPU with AVX-512 BF16");
+}
+#endif
+
+}  // namespace mlxb
+
+namespace {
+
+mx::array make_bf16mm(const mx::array& x, const mx::array& w, bool transpose);
+
+class Bf16MatmulCpu : public mx::UnaryPrimitive {
+ public:
+  Bf16MatmulCpu(mx::Stream st, bool transpose) : mx::UnaryPrimitive(st), transpose_(transpose) {}
+
+  // inputs: x (..., inner) f32, w (R, C) bf16; transpose: y = x @ w^T (inner C), else x @ w (inner R).
+  void eval_cpu(const std::vector<mx::array>& in, mx::array& out) override {
+    auto& enc = mlxb::prepare(stream(), in, out);
+#if defined(__x86_64__)
+    const int R = (int)in[1].shape(0), C = (int)in[1].shape(1);
+    const int M = (int)(in[0].size() / in[0].shape(-1));
+    enc.dispatch([x = in[0].data<float>(), w = reinterpret_cast<const uint16_t*>(in[1].data<mx::bfloat16_t>()),
+                  y = out.data<float>(), M, R, C, t = transpose_]() {
+      const Panels p = t ? pack_transposed(w, R, C) : pack_plain(w, R, C);
+      gemm(x, M, p, y, false);
+    });
+#else
+    throw std::runtime_error("[bf16_matmul_cpu] needs an x86-64 CPU with AVX-512 BF16");
+#endif
+  }
+  void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
+    throw std::runtime_error("[bf16_matmul_cpu] CPU only; use matmul on a GPU");
+  }
+
+  std::vector<mx::array> vjp(const std::vector<mx::array>& primals, const std::vector<mx::array>& cot,
+                             const std::vector<int>& argnums, const std::vector<mx::array>&) override {
+    std::vector<mx::array> grads;
+    const auto& x = primals[0];
+    const auto& w = primals[1];
+    for (int a : argnums) {
+      if (a == 0) {
+        grads.push_back(make_bf16mm(cot[0], w, !transpose_));
+      } else {
+        // A trained weight (full fine-tuning) gets its gradient in f32 by MLX's matmul: rare on
+        // this path (LoRA's base weights are frozen), so correct rather than fast.
+        auto st = stream();
+        const int inner = x.shape(-1), outer = cot[0].shape(-1);
+        auto x2 = mx::reshape(x, {-1, inner}, st);
+        auto g2 = mx::reshape(mx::astype(cot[0], mx::float32, st), {-1, outer}, st);
+        auto dw = transpose_ ? mx::matmul(mx::transpose(g2, st), x2, st) : mx::matmul(mx::transpose(x2, st), g2, st);
+        grads.push_back(mx::astype(dw, w.dtype(), st));
+      }
+    }
+    return grads;
+  }
+
+  const char* name() const override { return "Bf16MatmulCpu"; }
+  bool is_equivalent(const mx::Primitive& other) const override {
+    auto o = dynamic_cast<const Bf16MatmulCpu*>(&other);
+    return o && o->transpose_ == transpose_;
+  }
+
+ private:
+  bool transpose_;
+};
+
+mx::array make_bf16mm(const mx::array& x, const mx::array& w, bool transpose) {
+  auto st = mx::default_stream(mx::Device::cpu);
+  if (w.dtype() != mx::bfloat16 || w.ndim() != 2) {
+    std::ostringstream os;
+    os << "[bf16_matmul_cpu] w must be a 2-D bfloat16 matrix, not " << w.shape() << " " << w.dtype();
+    throw std::invalid_argument(os.str());
+  }
+  const int inner = transpose ? w.shape(1) : w.shape(0), outer = transpose ? w.shape(0) : w.shape(1);
+  if (x.ndim() < 1 || x.shape(-1) != inner) {
+    std::ostringstream os;
+    os << "[bf16_matmul_cpu] x " << x.shape() << " does not match w " << w.shape()
+       << (transpose ? " (transposed)" : "");
+    throw std::invalid_argument(os.str());
+  }
+  mx::Shape shape = x.shape();
+  shape.back() = outer;
+  auto xf = mx::contiguous(mx::astype(x, mx::float32, st), false, st);
+  return mx::array(shape, mx::float32, std::make_shared<Bf16MatmulCpu>(st, transpose),
+                   {xf, mx::contiguous(w, false, st)});
+}
+
+}  // namespace
+
+extern "C" {
+
+// 1 when this CPU multiplies bf16 pairs in hardware (AVX-512 BF16) and BRAIN_MLX_NO_BF16_GEMM is
+// not "1": bf16_matmul_cpu then runs; otherwise it is refused.
+int mlxb_has_bf16_gemm() { return cpu_has_bf16() ? 1 : 0; }
+
+// x (..., K) @ w^T for w (N, K) (transpose = 1), or x (..., K) @ w for w (K, N) (transpose = 0):
+// bf16 products of x rounded to bf16 and w, summed in f32; f32 out. Differentiable w.r.t. both.
+int mlxb_bf16_matmul_cpu(const arr x, const arr w, int transpose, arr* out) {
+  return guard([&] {
+    if (!cpu_has_bf16()) {
+      throw std::runtime_error("[bf16_matmul_cpu] this CPU lacks AVX-512 BF16 (or BRAIN_MLX_NO_BF16_GEMM=1)");
+    }
+    set_out(out, make_bf16mm(*x, *w, transpose != 0));
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,121 @@
+//! The bridge's bf16-product matmul (`mlx::bf16mm`) against a plain f64 product in the test, for
+//! both orientations, shapes that leave partial register tiles, panels and K blocks, batched x,
+//! and its gradients (w.r.t. x by the kernel itself, w.r.t. w by MLX) against the same product.
+//! x and w are bf16-exact here, so every product is exact and the only difference from the f64
+//! reference is the order of f32 sums; a second case rounds x and checks the kernel rounds it to
+//! bf16 (nearest even) as the reference does. Where the CPU lacks AVX-512 BF16 the op must be
+//! refused with an error saying so.
+
+mod common;
+use common::*;
+use mlx::{bf16mm, vjp, Array, Dtype};
+
+/// Rounds to the nearest bf16 (ties to even), as f32.
+fn round_bf16(v: f32) -> f32 {
+    let u = v.to_bits();
+    f32::from_bits((u + 0x7fff + ((u >> 16) & 1)) & 0xffff_0000)
+}
+
+fn bf16_exact(n: usize, seed: u64) -> Vec<f32> {
+    rand_vec(n, seed).into_iter().map(round_bf16).collect()
+}
+
+fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; a.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = a[r * cols + c];
+        }
+    }
+    t
+}
+
+fn bf16_array(v: &[f32], shape: &[i32]) -> Array {
+    arr(v, shape).as_type(Dtype::Bfloat16).unwrap()
+}
+
+/// max |a - b| / max |b| (the scale of the outputs: sums of up to K terms of either sign).
+fn rel_to_max(a: &[f32], b: &[f32]) -> f32 {
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max) / scale
+}
+
+#[test]
+fn refused_without_the_instructions_or_checked_with_them() {
+    if !bf16mm::is_available().unwrap() {
+        let w = bf16_array(&bf16_exact(6, 1), &[2, 3]);
+        let e = bf16mm::matmul_cpu(&arr(&[1.0, 2.0, 3.0], &[1, 3]), &w, true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("AVX-512 BF16"), "{e}");
+        return;
+    }
+    // (M, N, K): partial tiles in M (12 rows each), N (32 columns each), K blocks (256 pairs),
+    // odd K, one row (decoding).
+    for &(m, n, k) in &[(13usize, 45usize, 37usize), (1, 70, 64), (40, 32, 600), (25, 96, 513), (12, 1, 2)] {
+        let x = bf16_exact(m * k, 10 + m as u64);
+        let w = bf16_exact(n * k, 20 + n as u64);
+        let want = matmul_ref(&x, &transpose(&w, n, k), m, k, n);
+        // transpose: w stored (N, K).
+        let got = vals(&bf16mm::matmul_cpu(&arr(&x, &[m as i32, k as i32]), &bf16_array(&w, &[n as i32, k as i32]), true).unwrap());
+        let e = rel_to_max(&got, &want);
+        assert!(e < 1e-5, "x @ w^T ({m}, {n}, {k}): rel err {e}");
+        // plain: the same matrix stored (K, N).
+        let wt = transpose(&w, n, k);
+        let got = vals(&bf16mm::matmul_cpu(&arr(&x, &[m as i32, k as i32]), &bf16_array(&wt, &[k as i32, n as i32]), false).unwrap());
+        let e = rel_to_max(&got, &want);
+        assert!(e < 1e-5, "x @ w ({m}, {n}, {k}): rel err {e}");
+    }
+}
+
+#[test]
+fn rounds_x_to_bf16_and_keeps_batch_dims() {
+    if !bf16mm::is_available().unwrap() {
+        return; // the refusal is checked above
+    }
+    let (b, m, n, k) = (3usize, 5usize, 33usize, 48usize);
+    let x = rand_vec(b * m * k, 3); // not bf16-exact: the kernel rounds it
+    let w = bf16_exact(n * k, 4);
+    let xr: Vec<f32> = x.iter().copied().map(round_bf16).collect();
+    let want = matmul_ref(&xr, &transpose(&w, n, k), b * m, k, n);
+    let y = bf16mm::matmul_cpu(
+        &arr(&x, &[b as i32, m as i32, k as i32]),
+        &bf16_array(&w, &[n as i32, k as i32]),
+        true,
+    )
+    .unwrap();
+    assert_eq!(y.shape(), vec![b as i32, m as i32, n as i32]);
+    assert_eq!(y.dtype(), Dtype::Float32);
+    let e = rel_to_max(&vals(&y), &want);
+    assert!(e < 1e-5, "rounded x: rel err {e}");
+    // Against the unrounded product it differs by about bf16's precision, not more.
+    let exact = matmul_ref(&x, &transpose(&w, n, k), b * m, k, n);
+    let e = rel_to_max(&vals(&y), &exact);
+    assert!(e > 1e-6 && e < 2e-2, "rounding x moved the product by {e}");
+}
+
+#[test]
+fn gradients_match_the_plain_product() {
+    if !bf16mm::is_available().unwrap() {
+        return; // the refusal is checked above
+    }
+    let (m, n, k) = (14usize, 40usize, 70usize);
+    let x = bf16_exact(m * k, 5);
+    let w = bf16_exact(n * k, 6);
+    let c = bf16_exact(m * n, 7); // cotangent
+    let (xa, wa, ca) = (
+        arr(&x, &[m as i32, k as i32]),
+        bf16_array(&w, &[n as i32, k as i32]),
+        arr(&c, &[m as i32, n as i32]),
+    );
+    let (_, g) = vjp(|a| Ok(vec![bf16mm::matmul_cpu(&a[0], &a[1], true)?]), &[&xa, &wa], &[&ca]).unwrap();
+    // dx = c @ w (M, K): the kernel again (c is bf16-exact, so exact products).
+    let dx = matmul_ref(&c, &w, m, n, k);
+    let e = rel_to_max(&vals(&g[0]), &dx);
+    assert!(e < 1e-5, "d x: rel err {e}");
+    // dw = c^T @ x (N, K), returned in w's dtype (bf16).
+    assert_eq!(g[1].dtype(), Dtype::Bfloat16);
+    let dw = matmul_ref(&transpose(&c, m, n), &x, n, m, k);
+    let e = rel_to_max(&vals(&g[1]), &dw);
+    assert!(e < 8e-3, "d w: rel err {e}");
+}
