@@ -122,11 +122,12 @@ BF16_TARGET void round_row(const float* r, int K, uint16_t* o) {
   if (K & 1) o[K] = 0;
 }
 
-std::vector<uint32_t> round_rows(const float* x, int M, int K) {
+// Rows of x (M, K; row stride lda) as bf16 pairs, each row padded to an even length.
+std::vector<uint32_t> round_rows(const float* x, int lda, int M, int K) {
   const int kp = (K + 1) / 2;
   std::vector<uint32_t> out((size_t)M * kp);
   for_rows(M, K, [&](int m0, int m1) {
-    for (int m = m0; m < m1; m++) round_row(x + (size_t)m * K, K, reinterpret_cast<uint16_t*>(out.data() + (size_t)m * kp));
+    for (int m = m0; m < m1; m++) round_row(x + (size_t)m * lda, K, reinterpret_cast<uint16_t*>(out.data() + (size_t)m * kp));
   });
   return out;
 }
@@ -168,9 +169,9 @@ constexpr std::array<TileFn, sizeof...(R)> tiles(std::integer_sequence<int, R...
 }
 const auto kTiles = tiles(std::make_integer_sequence<int, MR>{});
 
-// y (M, p.n) (+)= bf16(x) (M, p.k) @ panels.
-void gemm(const float* x, int M, const Panels& p, float* y, bool accumulate) {
-  const std::vector<uint32_t> a = round_rows(x, M, p.k);
+// y (M, p.n; row stride ldc) (+)= bf16(x) (M, p.k; row stride lda) @ panels.
+void gemm(const float* x, int lda, int M, const Panels& p, float* y, int ldc, bool accumulate) {
+  const std::vector<uint32_t> a = round_rows(x, lda, M, p.k);
   parallel_rows(p.count, [&](int j0, int j1) {
     for (int j = j0; j < j1; j++) {
       const int cols = std::min(NR, p.n - j * NR);
@@ -179,7 +180,7 @@ void gemm(const float* x, int M, const Panels& p, float* y, bool accumulate) {
         const uint32_t* b = p.d.data() + ((size_t)j * p.kp + q0) * NR;
         for (int m = 0; m < M; m += MR) {
           const int r = std::min(MR, M - m);
-          kTiles[r - 1](a.data() + (size_t)m * p.kp + q0, p.kp, b, kps, y + (size_t)m * p.n + j * NR, p.n, cols,
+          kTiles[r - 1](a.data() + (size_t)m * p.kp + q0, p.kp, b, kps, y + (size_t)m * ldc + j * NR, ldc, cols,
                         accumulate || q0 > 0);
         }
       }
@@ -194,23 +195,39 @@ bool cpu_has_bf16() { return false; }
 
 namespace mlxb {
 
+[[maybe_unused]] constexpr const char* kNoBf16 = "[bf16 gemm] needs an x86-64 CPU with AVX-512 BF16";
+
 bool bf16_gemm_available() { return cpu_has_bf16(); }
 
 #if defined(__x86_64__)
 void bf16_gemm_nt(const float* x, int M, const uint16_t* w, int N, int K, float* y, bool accumulate) {
-  gemm(x, M, pack_transposed(w, N, K), y, accumulate);
+  gemm(x, K, M, pack_transposed(w, N, K), y, N, accumulate);
 }
 
 void bf16_gemm_nn(const float* x, int M, const uint16_t* w, int K, int N, float* y, bool accumulate) {
-  gemm(x, M, pack_plain(w, K, N), y, accumulate);
+  gemm(x, K, M, pack_plain(w, K, N), y, N, accumulate);
+}
+
+// An f32 matrix's rows rounded to bf16 (an even width: the rows are then back to back).
+std::vector<uint32_t> bf16_matrix(const float* w, int rows, int cols) {
+  if (cols % 2) throw std::invalid_argument("[bf16 gemm] an f32 matrix needs an even number of columns");
+  return round_rows(w, cols, rows, cols);
+}
+
+void bf16_gemm_nt_f32w(const float* x, int lda, int M, const float* w, int N, int K, float* y, int ldc, bool accumulate) {
+  const auto wb = bf16_matrix(w, N, K);
+  gemm(x, lda, M, pack_transposed(reinterpret_cast<const uint16_t*>(wb.data()), N, K), y, ldc, accumulate);
+}
+
+void bf16_gemm_nn_f32w(const float* x, int lda, int M, const float* w, int K, int N, float* y, int ldc, bool accumulate) {
+  const auto wb = bf16_matrix(w, K, N);
+  gemm(x, lda, M, pack_plain(reinterpret_cast<const uint16_t*>(wb.data()), K, N), y, ldc, accumulate);
 }
 #else
-void bf16_gemm_nt(const float*, int, const uint16_t*, int, int, float*, bool) {
-  throw std::runtime_error("[bf16 gemm] needs an x86-64 CPU with AVX-512 BF16");
-}
-void bf16_gemm_nn(const float*, int, const uint16_t*, int, int, float*, bool) {
-  throw std::runtime_error("[bf16 gemm] needs an x86-64 CPU with AVX-512 BF16");
-}
+void bf16_gemm_nt(const float*, int, const uint16_t*, int, int, float*, bool) { throw std::runtime_error(kNoBf16); }
+void bf16_gemm_nn(const float*, int, const uint16_t*, int, int, float*, bool) { throw std::runtime_error(kNoBf16); }
+void bf16_gemm_nt_f32w(const float*, int, int, const float*, int, int, float*, int, bool) { throw std::runtime_error(kNoBf16); }
+void bf16_gemm_nn_f32w(const float*, int, int, const float*, int, int, float*, int, bool) { throw std::runtime_error(kNoBf16); }
 #endif
 
 }  // namespace mlxb
@@ -232,7 +249,7 @@ class Bf16MatmulCpu : public mx::UnaryPrimitive {
     enc.dispatch([x = in[0].data<float>(), w = reinterpret_cast<const uint16_t*>(in[1].data<mx::bfloat16_t>()),
                   y = out.data<float>(), M, R, C, t = transpose_]() {
       const Panels p = t ? pack_transposed(w, R, C) : pack_plain(w, R, C);
-      gemm(x, M, p, y, false);
+      gemm(x, t ? C : R, M, p, y, t ? R : C, false);
     });
 #else
     throw std::runtime_error("[bf16_matmul_cpu] needs an x86-64 CPU with AVX-512 BF16");

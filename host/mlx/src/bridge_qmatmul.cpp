@@ -20,6 +20,7 @@
 #include <memory>
 #include <sstream>
 
+#include "bridge_bf16mm.h"
 #include "bridge_qmatmul.h"
 #include "bridge_util.h"
 #include "mlx/primitives.h"
@@ -190,8 +191,8 @@ int tile_rows(int K, int N) {
   return std::min(N, std::max(64, bytes / (4 * K)));
 }
 
-// y (M, N) = x (M, K) @ W^T.
-void qmm_t(const Packed& p, const float* x, float* y, int M) {
+// y (M, N) = x (M, K) @ W^T. bf16: the tiles' products in bf16 (bridge_bf16mm.cpp), not sgemm.
+void qmm_t(const Packed& p, const float* x, float* y, int M, bool bf16) {
   if (M <= direct_max_rows()) {
     const int groups = p.K / p.group;
     std::vector<float> xs((size_t)M * groups);
@@ -211,28 +212,36 @@ void qmm_t(const Packed& p, const float* x, float* y, int M) {
   for (int n0 = 0; n0 < p.N; n0 += nb) {
     const int c = std::min(nb, p.N - n0);
     parallel_rows(c, [&](int b, int e) { unpack(p, n0 + b, n0 + e, tile.data() + (size_t)b * p.K); });
-    sgemm(false, true, M, c, p.K, 1.f, x, p.K, tile.data(), p.K, 0.f, y + n0, p.N);
+    if (bf16) {
+      bf16_gemm_nt_f32w(x, p.K, M, tile.data(), c, p.K, y + n0, p.N, false);
+    } else {
+      sgemm(false, true, M, c, p.K, 1.f, x, p.K, tile.data(), p.K, 0.f, y + n0, p.N);
+    }
   }
 }
 
 // y (M, K) = x (M, N) @ W.
-void qmm_n(const Packed& p, const float* x, float* y, int M) {
+void qmm_n(const Packed& p, const float* x, float* y, int M, bool bf16) {
   const int nb = tile_rows(p.K, p.N);
   std::vector<float> tile((size_t)nb * p.K);
   for (int n0 = 0; n0 < p.N; n0 += nb) {
     const int c = std::min(nb, p.N - n0);
     parallel_rows(c, [&](int b, int e) { unpack(p, n0 + b, n0 + e, tile.data() + (size_t)b * p.K); });
-    sgemm(false, false, M, p.K, c, 1.f, x + n0, p.N, tile.data(), p.K, n0 == 0 ? 0.f : 1.f, y, p.K);
+    if (bf16) {
+      bf16_gemm_nn_f32w(x + n0, p.N, M, tile.data(), c, p.K, y, p.K, n0 > 0);
+    } else {
+      sgemm(false, false, M, p.K, c, 1.f, x + n0, p.N, tile.data(), p.K, n0 == 0 ? 0.f : 1.f, y, p.K);
+    }
   }
 }
 
 mx::array make_qmm(const mx::array& x, const mx::array& w, const mx::array& s, const mx::array& b,
-                   int group, int bits, bool transpose);
+                   int group, int bits, bool transpose, bool bf16);
 
 class QuantizedMatmulCpu : public mx::UnaryPrimitive {
  public:
-  QuantizedMatmulCpu(mx::Stream st, int group, int bits, bool transpose)
-      : mx::UnaryPrimitive(st), group_(group), bits_(bits), transpose_(transpose) {}
+  QuantizedMatmulCpu(mx::Stream st, int group, int bits, bool transpose, bool bf16)
+      : mx::UnaryPrimitive(st), group_(group), bits_(bits), transpose_(transpose), bf16_(bf16) {}
 
   // inputs: x (M, Kx) f32, w (N, K * bits / 32) uint32, scales, biases (N, K / group) f32.
   void eval_cpu(const std::vector<mx::array>& in, mx::array& out) override {
@@ -240,11 +249,11 @@ class QuantizedMatmulCpu : public mx::UnaryPrimitive {
     Packed p{in[1].data<uint32_t>(), in[2].data<float>(), in[3].data<float>(), (int)in[1].shape(0),
              (int)in[1].shape(1) * (32 / bits_), group_, bits_};
     int M = (int)(in[0].size() / in[0].shape(-1));
-    enc.dispatch([p, x = in[0].data<float>(), y = out.data<float>(), M, t = transpose_]() {
+    enc.dispatch([p, x = in[0].data<float>(), y = out.data<float>(), M, t = transpose_, bf16 = bf16_]() {
       if (t) {
-        qmm_t(p, x, y, M);
+        qmm_t(p, x, y, M, bf16);
       } else {
-        qmm_n(p, x, y, M);
+        qmm_n(p, x, y, M, bf16);
       }
     });
   }
@@ -257,7 +266,7 @@ class QuantizedMatmulCpu : public mx::UnaryPrimitive {
     std::vector<mx::array> grads;
     for (int a : argnums) {
       if (a == 0) {
-        grads.push_back(make_qmm(cot[0], primals[1], primals[2], primals[3], group_, bits_, !transpose_));
+        grads.push_back(make_qmm(cot[0], primals[1], primals[2], primals[3], group_, bits_, !transpose_, bf16_));
       } else {
         // The packed weights are constants (frozen base of LoRA): no gradient flows to them.
         grads.push_back(mx::zeros_like(primals[a], stream()));
@@ -269,12 +278,12 @@ class QuantizedMatmulCpu : public mx::UnaryPrimitive {
   const char* name() const override { return "QuantizedMatmulCpu"; }
   bool is_equivalent(const mx::Primitive& other) const override {
     auto o = dynamic_cast<const QuantizedMatmulCpu*>(&other);
-    return o && o->group_ == group_ && o->bits_ == bits_ && o->transpose_ == transpose_;
+    return o && o->group_ == group_ && o->bits_ == bits_ && o->transpose_ == transpose_ && o->bf16_ == bf16_;
   }
 
  private:
   int group_, bits_;
-  bool transpose_;
+  bool transpose_, bf16_;
 };
 
 // The whole f32 matrix (N, K), written once: MLX's CPU `dequantize` is a chain of elementwise
@@ -326,7 +335,7 @@ void check_packed(const char* op, const arr w, const arr scales, const arr biase
 }
 
 mx::array make_qmm(const mx::array& x, const mx::array& w, const mx::array& s, const mx::array& b,
-                   int group, int bits, bool transpose) {
+                   int group, int bits, bool transpose, bool bf16) {
   auto st = mx::default_stream(mx::Device::cpu);
   const int N = w.shape(0), K = w.shape(1) * (32 / bits);
   const int inner = transpose ? K : N, outer = transpose ? N : K;
@@ -339,7 +348,7 @@ mx::array make_qmm(const mx::array& x, const mx::array& w, const mx::array& s, c
   auto f32 = [&](const mx::array& a) { return mx::contiguous(mx::astype(a, mx::float32, st), false, st); };
   mx::Shape shape = x.shape();
   shape.back() = outer;
-  auto y = mx::array(shape, mx::float32, std::make_shared<QuantizedMatmulCpu>(st, group, bits, transpose),
+  auto y = mx::array(shape, mx::float32, std::make_shared<QuantizedMatmulCpu>(st, group, bits, transpose, bf16),
                      {f32(x), mx::contiguous(w, false, st), f32(s), f32(b)});
   return x.dtype() == mx::float32 ? y : mx::astype(y, x.dtype(), st);
 }
@@ -367,7 +376,25 @@ int mlxb_quantized_matmul_cpu(const arr x, const arr w, const arr scales, const 
                               int transpose, int group, int bits, arr* out) {
   return guard([&] {
     check_packed("quantized_matmul_cpu", w, scales, biases, group, bits);
-    set_out(out, make_qmm(*x, *w, *scales, *biases, group, bits, transpose != 0));
+    set_out(out, make_qmm(*x, *w, *scales, *biases, group, bits, transpose != 0, false));
+  });
+}
+
+// mlxb_quantized_matmul_cpu with the dequantized tiles multiplied in bf16 (x rounded to bf16,
+// sums in f32) by the AVX-512 BF16 kernel; a few rows of x (decoding) take the same direct
+// kernels as there. Refused where the CPU lacks the instructions.
+int mlxb_quantized_matmul_cpu_bf16(const arr x, const arr w, const arr scales, const arr biases,
+                                   int transpose, int group, int bits, arr* out) {
+  return guard([&] {
+    check_packed("quantized_matmul_cpu_bf16", w, scales, biases, group, bits);
+    if (!bf16_gemm_available()) {
+      throw std::runtime_error("[quantized_matmul_cpu_bf16] this CPU lacks AVX-512 BF16 (or BRAIN_MLX_NO_BF16_GEMM=1)");
+    }
+    const int K = w->shape(1) * (32 / bits);
+    if (K % 2) {
+      throw std::invalid_argument("[quantized_matmul_cpu_bf16] needs an even number of columns");
+    }
+    set_out(out, make_qmm(*x, *w, *scales, *biases, group, bits, transpose != 0, true));
   });
 }
 

@@ -62,6 +62,15 @@ pub fn quantized_matmul_cpu(x: &Array, w: &Array, scales: &Array, biases: &Array
     out(|b, o| unsafe { (b.quantized_matmul_cpu)(x.raw(), w.raw(), scales.raw(), biases.raw(), transpose as c_int, group_size, bits, o) })
 }
 
+/// [`quantized_matmul_cpu`] with the dequantized tiles multiplied in bf16 (`x` rounded to bf16,
+/// sums in f32) by the AVX-512 BF16 kernel of [`crate::bf16mm`], about twice sgemm's rate; a few
+/// rows of `x` (decoding) take the same kernels as there. An error where
+/// [`crate::bf16mm::is_available`] is false.
+#[allow(clippy::too_many_arguments)]
+pub fn quantized_matmul_cpu_bf16(x: &Array, w: &Array, scales: &Array, biases: &Array, transpose: bool, group_size: i32, bits: i32) -> Result<Array> {
+    out(|b, o| unsafe { (b.quantized_matmul_cpu_bf16)(x.raw(), w.raw(), scales.raw(), biases.raw(), transpose as c_int, group_size, bits, o) })
+}
+
 /// The kernel the bridge's CPU quantized matmul takes for one row of `x` (a decoding step) at
 /// `bits` and `group_size` on this CPU: "vnni-int8" (x as 8-bit integers per group, like
 /// llama.cpp; `BRAIN_MLX_NO_VNNI=1` keeps x in f32), "vbmi", "avx2-bytes" or "general".

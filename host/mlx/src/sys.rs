@@ -175,6 +175,7 @@ bridge_fns! {
     fn quantized_matmul_cpu(x: Arr, w: Arr, scales: Arr, biases: Arr, transpose: c_int, group: c_int, bits: c_int, out: *mut Arr) -> c_int;
     fn dequantize_cpu(w: Arr, scales: Arr, biases: Arr, group: c_int, bits: c_int, out: *mut Arr) -> c_int;
     fn qmm_row_kernel(bits: c_int, group: c_int) -> *const c_char;
+    fn quantized_matmul_cpu_bf16(x: Arr, w: Arr, scales: Arr, biases: Arr, transpose: c_int, group: c_int, bits: c_int, out: *mut Arr) -> c_int;
     fn has_bf16_gemm() -> c_int;
     fn bf16_matmul_cpu(x: Arr, w: Arr, transpose: c_int, out: *mut Arr) -> c_int;
 

@@ -119,3 +119,39 @@ fn gradients_match_the_plain_product() {
     let e = rel_to_max(&vals(&g[1]), &dw);
     assert!(e < 8e-3, "d w: rel err {e}");
 }
+
+/// The quantized kernel with its dequantized tiles multiplied in bf16: against a plain f64
+/// product of x and the dequantized matrix, both rounded to bf16 (so exact products), for a layer
+/// (x @ W^T) and its input gradient (x @ W), with enough rows of x to take the tile path.
+#[test]
+fn quantized_tiles_in_bf16() {
+    use mlx::quantized::{dequantize, quantize, quantized_matmul_cpu_bf16};
+    let (m, n, k) = (19usize, 70usize, 128usize);
+    let (w, _) = rand_arr(&[n as i32, k as i32], 31);
+    let q = quantize(&w, 64, 4).unwrap();
+    let wd: Vec<f32> = vals(&dequantize(&q.weight, &q.scales, Some(&q.biases), 64, 4).unwrap()).into_iter().map(round_bf16).collect();
+    if !bf16mm::is_available().unwrap() {
+        let x = arr(&rand_vec(m * k, 32), &[m as i32, k as i32]);
+        let e = quantized_matmul_cpu_bf16(&x, &q.weight, &q.scales, &q.biases, true, 64, 4).unwrap_err().to_string();
+        assert!(e.contains("AVX-512 BF16"), "{e}");
+        return;
+    }
+    // x @ W^T (M, N)
+    let x = rand_vec(m * k, 32);
+    let want = matmul_ref(&x.iter().copied().map(round_bf16).collect::<Vec<_>>(), &transpose(&wd, n, k), m, k, n);
+    let got = vals(&quantized_matmul_cpu_bf16(&arr(&x, &[m as i32, k as i32]), &q.weight, &q.scales, &q.biases, true, 64, 4).unwrap());
+    let e = rel_to_max(&got, &want);
+    assert!(e < 1e-5, "x @ W^T: rel err {e}");
+    // g @ W (M, K): the gradient's orientation.
+    let g = rand_vec(m * n, 33);
+    let want = matmul_ref(&g.iter().copied().map(round_bf16).collect::<Vec<_>>(), &wd, m, n, k);
+    let got = vals(&quantized_matmul_cpu_bf16(&arr(&g, &[m as i32, n as i32]), &q.weight, &q.scales, &q.biases, false, 64, 4).unwrap());
+    let e = rel_to_max(&got, &want);
+    assert!(e < 1e-5, "g @ W: rel err {e}");
+    // Through autodiff: d x of sum(c * (x @ W^T)) is c @ W by the same kernel.
+    let c = bf16_exact(m * n, 34);
+    let (xa, ca) = (arr(&x, &[m as i32, k as i32]), arr(&c, &[m as i32, n as i32]));
+    let (_, gr) = vjp(|a| Ok(vec![quantized_matmul_cpu_bf16(&a[0], &q.weight, &q.scales, &q.biases, true, 64, 4)?]), &[&xa], &[&ca]).unwrap();
+    let e = rel_to_max(&vals(&gr[0]), &matmul_ref(&c, &wd, m, n, k));
+    assert!(e < 1e-5, "d x: rel err {e}");
+}

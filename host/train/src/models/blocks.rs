@@ -8,7 +8,7 @@
 //! `mlx::checkpoint` with its parameters as inputs.
 
 use mlx::fast::{self, SdpaMask};
-use mlx::quantized::{quantized_matmul, quantized_matmul_cpu};
+use mlx::quantized::{quantized_matmul, quantized_matmul_cpu, quantized_matmul_cpu_bf16};
 use mlx::Array;
 
 use crate::config::ModelConfig;
@@ -25,6 +25,8 @@ pub(crate) struct QSpec {
     /// Multiply with the bridge's CPU kernel (a CPU device, 2/4/8 bits) instead of MLX's
     /// `quantized_matmul`, whose CPU version is a scalar loop (see `mlx::quantized_matmul_cpu`).
     pub cpu_kernel: bool,
+    /// With the CPU kernel, multiply its dequantized tiles in bf16 (`Model::multiply_in_bf16`).
+    pub bf16: bool,
 }
 
 /// LoRA beside a linear layer: `y += scale * dropout(x) @ a @ b`, `a` (in, r), `b` (r, out).
@@ -59,7 +61,9 @@ impl LinearSpec {
     pub(crate) fn forward(&self, p: &[Array], x: &Array, mode: Mode) -> mlx::Result<Array> {
         let mut y = match (self.q, self.bias) {
             (Some(q), bias) => {
-                let y = if q.cpu_kernel {
+                let y = if q.cpu_kernel && q.bf16 {
+                    quantized_matmul_cpu_bf16(x, &p[self.w], &p[q.scales], &p[q.biases], true, q.group, q.bits)?
+                } else if q.cpu_kernel {
                     quantized_matmul_cpu(x, &p[self.w], &p[q.scales], &p[q.biases], true, q.group, q.bits)?
                 } else {
                     quantized_matmul(x, &p[self.w], &p[q.scales], Some(&p[q.biases]), true, q.group, q.bits)?

@@ -80,7 +80,7 @@ impl Loader<'_> {
             let (group, bits) = q.for_layer(prefix);
             let scales = self.take(&format!("{prefix}.scales"), params)?;
             let biases = self.take(&format!("{prefix}.biases"), params)?;
-            Some(QSpec { scales, biases, group, bits, cpu_kernel: self.cpu && matches!(bits, 2 | 4 | 8) })
+            Some(QSpec { scales, biases, group, bits, cpu_kernel: self.cpu && matches!(bits, 2 | 4 | 8), bf16: false })
         } else {
             None
         };
@@ -113,6 +113,8 @@ pub struct Model {
     /// Dense output projection (V, H) when the stored one is quantized: made (once) the first
     /// time the loss needs it, so generation, which multiplies the packed matrix, never holds it.
     head_dense: std::cell::OnceCell<Array>,
+    /// `head_dense` is made in bf16 (`multiply_in_bf16`: the fused cross-entropy multiplies it so).
+    head_dense_bf16: bool,
     dims: Dims,
 }
 
@@ -244,6 +246,7 @@ impl Model {
             norm,
             head,
             head_dense: std::cell::OnceCell::new(),
+            head_dense_bf16: false,
             dims,
         };
         mlx::eval(m.params.values.iter())?;
@@ -332,7 +335,8 @@ impl Model {
             return Ok(d.clone());
         }
         let v = &self.params.values;
-        let d = dense::dequantize_f32(&v[w], &v[q.scales], Some(&v[q.biases]), q.group, q.bits)?.as_type(self.dtype)?;
+        let dtype = if self.head_dense_bf16 { Dtype::Bfloat16 } else { self.dtype };
+        let d = dense::dequantize_f32(&v[w], &v[q.scales], Some(&v[q.biases]), q.group, q.bits)?.as_type(dtype)?;
         d.eval()?;
         Ok(self.head_dense.get_or_init(|| d).clone())
     }
@@ -403,8 +407,9 @@ impl Model {
     /// bfloat16 on the CPU (`mlx::bf16mm`: AVX-512 BF16, the activations rounded to bf16 in the
     /// products, sums in f32): those weights are stored as bf16 (exactly, for a model shipped in
     /// bf16; rounded otherwise), halving their memory, and their products run at about twice
-    /// sgemm's rate. Trainable and quantized weights are left as they are. Returns how many
-    /// matrices changed. An error on a GPU, on a CPU without AVX-512 BF16, or when the compute
+    /// sgemm's rate. Quantized layers stay packed, their kernel multiplying its dequantized tiles
+    /// in bf16 (and a quantized output matrix is dequantized to bf16 for the loss). Trainable
+    /// weights are left as they are. Returns how many matrices changed. An error on a GPU, on a CPU without AVX-512 BF16, or when the compute
     /// dtype is not f32.
     pub fn multiply_in_bf16(&mut self) -> Result<usize> {
         let refuse = |why: &str| Err(crate::Error::Args(format!("bf16 matmul: {why}")));
@@ -425,7 +430,21 @@ impl Model {
             }
         }
         mlx::eval(changed.iter().map(|&i| &self.params.values[i]))?;
-        Ok(changed.len())
+        // Quantized layers stay packed; their kernel multiplies its dequantized tiles in bf16. Their
+        // weights are frozen (packed weights have no gradient).
+        let mut quantized = 0;
+        for q in self.blocks.iter_mut().flat_map(|b| b.spec.lin.iter_mut()).filter_map(|l| l.q.as_mut()) {
+            if q.cpu_kernel && !q.bf16 {
+                q.bf16 = true;
+                quantized += 1;
+            }
+        }
+        if matches!(self.head_matrix(), (_, Some(_))) && !self.head_dense_bf16 {
+            self.head_dense.take();
+            self.head_dense_bf16 = true;
+            quantized += 1;
+        }
+        Ok(changed.len() + quantized)
     }
 
     /// Parameter indices of the dense matrices [`Model::multiply_in_bf16`] may keep in bf16: every
@@ -443,15 +462,14 @@ impl Model {
         ix
     }
 
-    /// How many dense matrices [`Model::multiply_in_bf16`] left in bf16 under f32 activations.
+    /// How many matrices [`Model::multiply_in_bf16`] has multiplied in bf16 under f32 activations.
     pub fn bf16_matrices(&self) -> usize {
         if self.dtype != Dtype::Float32 {
             return 0;
         }
-        self.bf16_candidates()
-            .into_iter()
-            .filter(|&i| self.params.values[i].dtype() == Dtype::Bfloat16)
-            .count()
+        let dense = self.bf16_candidates().into_iter().filter(|&i| self.params.values[i].dtype() == Dtype::Bfloat16).count();
+        let quantized = self.blocks.iter().flat_map(|b| b.spec.lin.iter()).filter(|l| l.q.is_some_and(|q| q.cpu_kernel && q.bf16)).count();
+        dense + quantized + self.head_dense_bf16 as usize
     }
 
     /// Make every parameter of the last `num_layers` blocks trainable (full fine-tuning; dense
