@@ -11,7 +11,8 @@
 #   bench/real_shapes.sh speed    # LoRA updates on the 0.6B shape, batch SPEED_BATCH (4) x SPEED_LEN
 #                                 # (128) tokens, ITERS (6) updates, the first SKIP (1) left out:
 #                                 # brain on the 4-bit model, mlx-lm on its f32 copy (and on the 4-bit
-#                                 # model with MLXLM_4BIT=1), REPEAT (2) alternating runs
+#                                 # model with MLXLM_4BIT=1), REPEAT (2) alternating runs; BF16=1 adds
+#                                 # brain --bf16-matmul (AVX-512 BF16 products of the packed tiles)
 #
 # Both tools run MLX 0.32.4's CPU build with OpenBLAS and the same kernels (see train_vs_mlxlm.sh).
 set -euo pipefail
@@ -62,14 +63,16 @@ elif [ "$WHAT" = speed ]; then
     COMMON=(--data "$OUT/data" --batch-size "${SPEED_BATCH:-4}" --learning-rate 1e-5 --num-layers 16
             --max-seq-length "$L" --steps-per-report 1 --steps-per-eval 100000 --save-every 100000)
     runs=("sam-brain 4-bit:ours:$M" "mlx-lm f32 copy:mlxlm:$F")
+    [ -n "${BF16:-}" ] && runs=("sam-brain 4-bit:ours:$M" "sam-brain 4-bit bf16:ours16:$M" "mlx-lm f32 copy:mlxlm:$F")
     [ -n "${MLXLM_4BIT:-}" ] && runs+=("mlx-lm 4-bit:mlxlm:$M")
     for i in $(seq "${REPEAT:-2}"); do
         for r in "${runs[@]}"; do
             IFS=: read -r name tool model <<< "$r"
             log="$OUT/speed-$tool-$(basename "$model")-$i"
-            if [ "$tool" = ours ]; then
+            if [ "$tool" = ours ] || [ "$tool" = ours16 ]; then
+                extra=(); [ "$tool" = ours16 ] && extra=(--bf16-matmul)
                 /usr/bin/time -v "$BIN/train" --model "$model" "${COMMON[@]}" --iters "${ITERS:-6}" --val-batches 1 \
-                    --adapter-path "$OUT/speed-adapters" --bench-skip "$SKIP" > "$log.json" 2> "$log.log" || { tail "$log.log"; exit 1; }
+                    --adapter-path "$OUT/speed-adapters" --bench-skip "$SKIP" "${extra[@]}" > "$log.json" 2> "$log.log" || { tail "$log.log"; exit 1; }
             else
                 LD_PRELOAD=$OPENBLAS /usr/bin/time -v "$PY" bench/train_mlxlm_driver.py "$SKIP" --train --model "$model" "${COMMON[@]}" \
                     --iters "${ITERS:-6}" --val-batches 1 -c bench/lora_qkvo.yaml --adapter-path "$OUT/speed-adapters" \

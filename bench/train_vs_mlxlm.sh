@@ -50,6 +50,9 @@ if [ -n "${SMOLLM2:-}" ]; then
     cargo build --release -q -p mlx --example mlx_bench
     matmul_rate() { target/release/examples/mlx_bench matmul --reps 10 | sed -n 's/^matmul f32 1024x1024x1024: .*, \([0-9.]*\) GFLOP\/s.*/\1/p'; }
     RATE_BEFORE=$(matmul_rate)
+    # With BF16: the bridge's bf16-product kernel at 1024^3 too (brain --bf16-matmul's own limit).
+    bf16_rate() { target/release/examples/mlx_bench bf16 --reps 10 | sed -n 's/^bf16 1024x1024x1024: x@W^T f32 [0-9.]* ms ([0-9]* GFLOP\/s), bf16 [0-9.]* ms (\([0-9]*\)).*/\1/p'; }
+    [ -n "${BF16:-}" ] && RATE16_BEFORE=$(bf16_rate)
 fi
 
 # Data: one training text (repeated), eight validation texts; all longer than 92 tokens.
@@ -98,10 +101,12 @@ for V in $VOCABS; do
             | tail -1 > "$OUT/mlxlm-$V-$i.json" || { cat "$OUT/mlxlm-$V-$i.log"; exit 1; }
     done
     RATE=
+    RATE16=
     if [ "$V" = smollm2 ]; then RATE=$(printf "%s\n%s\n" "$RATE_BEFORE" "$(matmul_rate)" | sort -g | tail -1); fi
-    python3 - "$V" "$OUT" "$REPEAT" "$M" "$LAYERS" "$RATE" <<'PY'
+    if [ "$V" = smollm2 ] && [ -n "${BF16:-}" ]; then RATE16=$(printf "%s\n%s\n" "$RATE16_BEFORE" "$(bf16_rate)" | sort -g | tail -1); fi
+    python3 - "$V" "$OUT" "$REPEAT" "$M" "$LAYERS" "$RATE" "$RATE16" <<'PY'
 import json, re, sys
-v, out, n, model, layers, rate = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), sys.argv[6]
+v, out, n, model, layers, rate, rate16 = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), sys.argv[6], sys.argv[7]
 def best(tool):
     runs = []
     for i in range(1, n + 1):
@@ -140,5 +145,9 @@ if rate:
     limit = float(rate) * 1e9 / flop
     print(f"{'':8} FLOP limit: {flop / 1e6:.0f} MFLOP per trained token at {float(rate):.0f} GFLOP/s (f32 1024^3 matmul, measured in this run) = {limit:.0f} tokens/s; "
           f"sam-brain {100 * a['tokens_per_second'] / limit:.0f}%, " + (f"sam-brain bf16 {100 * a16['tokens_per_second'] / limit:.0f}%, " if a16 else "") + f"mlx-lm {100 * b['tokens_per_second'] / limit:.0f}%")
+    if a16 and rate16:
+        limit16 = float(rate16) * 1e9 / flop
+        print(f"{'':8} bf16 FLOP limit: at {float(rate16):.0f} GFLOP/s (the bridge's bf16-product kernel at 1024^3, this run) = {limit16:.0f} tokens/s; "
+              f"sam-brain bf16 {100 * a16['tokens_per_second'] / limit16:.0f}%")
 PY
 done
