@@ -10,18 +10,18 @@
 //
 // How: W is packed per call into panels of 32 output columns, each a run of (k, k+1) pairs as
 // 32-bit words (the layout `vdpbf16ps` multiplies), x is rounded to bf16 rows once; a 12 x 32
-// register tile (24 accumulators) walks K in blocks, the panels split across the bridge's threads.
-// Packing costs one pass over W (~5% of a training-sized product).
+// register tile (24 accumulators) walks K in blocks of 512, the panels split across the bridge's
+// threads. Packing is one pass over W: a few percent of a training-sized product.
 
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
 
 #include <array>
-#include <memory>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <sstream>
 #include <utility>
 #include <vector>
