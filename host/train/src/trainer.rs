@@ -95,6 +95,8 @@ pub fn train(args: &TrainArgs, progress: &mut dyn FnMut(&Progress)) -> Result<Tr
     if args.bf16_matmul {
         let n = model.multiply_in_bf16()?;
         tracing::info!("{n} frozen weight matrices multiplied in bf16");
+    } else if !mlx::device::default_device()?.is_gpu() && mlx::bf16mm::is_available()? {
+        tracing::info!("this CPU multiplies bf16 pairs (AVX-512 BF16): --bf16-matmul trains ~1.5x faster, in mixed precision");
     }
     model.grad_checkpoint = args.grad_checkpoint;
     if let Some(f) = &args.resume_adapter_file {

@@ -409,8 +409,8 @@ impl Model {
     /// bf16; rounded otherwise), halving their memory, and their products run at about twice
     /// sgemm's rate. Quantized layers stay packed, their kernel multiplying its dequantized tiles
     /// in bf16 (and a quantized output matrix is dequantized to bf16 for the loss). Trainable
-    /// weights are left as they are. Returns how many matrices changed. An error on a GPU, on a CPU without AVX-512 BF16, or when the compute
-    /// dtype is not f32.
+    /// weights are left as they are. Returns how many matrices changed. An error on a GPU, on a
+    /// CPU without AVX-512 BF16, or when the compute dtype is not f32.
     pub fn multiply_in_bf16(&mut self) -> Result<usize> {
         let refuse = |why: &str| Err(crate::Error::Args(format!("bf16 matmul: {why}")));
         if mlx::device::default_device()?.is_gpu() {
@@ -451,11 +451,7 @@ impl Model {
     /// block's linear weights and the output matrix (the fused cross-entropy multiplies it in
     /// bf16 too; a tied embedding then looks its rows up in bf16 and widens them).
     fn bf16_candidates(&self) -> Vec<usize> {
-        let mut ix: Vec<usize> = self
-            .blocks
-            .iter()
-            .flat_map(|b| b.spec.lin.iter().filter(|l| l.q.is_none()).map(|l| b.ix[l.w]))
-            .collect();
+        let mut ix: Vec<usize> = self.blocks.iter().flat_map(|b| b.spec.lin.iter().filter(|l| l.q.is_none()).map(|l| b.ix[l.w])).collect();
         if let (w, None) = self.head_matrix() {
             ix.push(w);
         }
