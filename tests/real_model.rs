@@ -80,11 +80,10 @@ fn answer_with(env: &Env, model: &Path, adapter: Option<&Path>, question: &str, 
 }
 
 /// `brain train` of a LoRA adapter on the facts in `data`, 8 layers, `iters` updates; its report.
-fn train_facts(env: &Env, model: &Path, data: &Path, run: &Path, iters: &str, compile: bool) -> serde_json::Value {
+fn train_facts(env: &Env, model: &Path, data: &Path, run: &Path, iters: &str, extra: &[&str]) -> serde_json::Value {
     let args = ["--json", "train", "--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--adapter-path", run.to_str().unwrap()];
     let opts = ["--iters", iters, "--batch-size", "4", "--learning-rate", "1e-3", "--num-layers", "8", "--max-seq-length", "128"];
-    let compiled: &[&str] = if compile { &["--compile"] } else { &[] };
-    let r = brain(env, &[&args[..], &opts[..], compiled].concat());
+    let r = brain(env, &[&args[..], &opts[..], extra].concat());
     r.assert_ok();
     r.json()
 }
@@ -103,7 +102,7 @@ fn smollm2_learns_a_dozen_facts_it_cannot_know() {
         assert!(!text.contains(key), "the base model already knows {key:?}: {text}");
     }
     let run = env.path().join("run");
-    let report = train_facts(&env, &model, &data, &run, "36", false);
+    let report = train_facts(&env, &model, &data, &run, "36", &[]);
     assert!(report["final_train_loss"].as_f64().unwrap() < 0.5 * report["first_loss"].as_f64().unwrap(), "{report:#}");
     let mut known = 0;
     for (q, _, _, key) in FACTS {
@@ -123,10 +122,15 @@ fn smollm2_learns_a_dozen_facts_it_cannot_know() {
     let q64 = env.path().join("q64");
     brain_train::convert::quantize_model(&fused, &q64, 64, 4).expect("quantizing the fused model");
     // This retraining runs compiled (`--compile`: each batch's loss and gradient through MLX's
-    // compile, the packed weights' CPU kernel inside the compiled graph).
+    // compile, the packed weights' CPU kernel inside the compiled graph) and, on a CPU with
+    // AVX-512 BF16, with `--bf16-matmul` (the packed tiles of all 30 layers' 7 matrices and the
+    // tied output matrix multiplied in bf16); decoding below is in f32 as always.
     let run64 = env.path().join("run64");
-    let report = train_facts(&env, &q64, &data, &run64, "24", true);
+    let bf16 = mlx::bf16mm::is_available().unwrap();
+    let extra: &[&str] = if bf16 { &["--compile", "--bf16-matmul"] } else { &["--compile"] };
+    let report = train_facts(&env, &q64, &data, &run64, "24", extra);
     assert_eq!(report["compiled_batches"], 24, "{report:#}");
+    assert_eq!(report["bf16_matrices"], if bf16 { 30 * 7 + 1 } else { 0 }, "{report:#}");
     for vars in [&[][..], &["BRAIN_MLX_NO_VNNI"], &["BRAIN_MLX_NO_VNNI", "BRAIN_MLX_NO_VBMI"]] {
         let mut known = 0;
         for (q, _, _, key) in &FACTS[..6] {

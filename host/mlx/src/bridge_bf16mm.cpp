@@ -120,12 +120,18 @@ BF16_TARGET void pack_transposed_panel(const uint16_t* w, int N, int K, int kp, 
   }
 }
 
-Panels pack_transposed(const uint16_t* w, int N, int K) {
-  Panels p(N, K);
+// The panels of an (n outputs, k reduced) product, panel(j, out) writing each, across threads.
+template <class F>
+Panels pack_panels(int n, int k, F&& panel) {
+  Panels p(n, k);
   parallel_rows(p.count, [&](int j0, int j1) {
-    for (int j = j0; j < j1; j++) pack_transposed_panel(w, N, K, p.kp, j, p.panel(j));
+    for (int j = j0; j < j1; j++) panel(j, p.panel(j));
   }, 1);
   return p;
+}
+
+Panels pack_transposed(const uint16_t* w, int N, int K) {
+  return pack_panels(N, K, [&](int j, uint32_t* out) { pack_transposed_panel(w, N, K, (K + 1) / 2, j, out); });
 }
 
 // W (K, N) for y = x @ W: column i of panel j is column 32j + i of W; pairs are rows (2q, 2q + 1).
@@ -146,11 +152,7 @@ BF16_TARGET void pack_plain_panel(const uint16_t* w, int K, int N, int kp, int j
 }
 
 Panels pack_plain(const uint16_t* w, int K, int N) {
-  Panels p(N, K);
-  parallel_rows(p.count, [&](int j0, int j1) {
-    for (int j = j0; j < j1; j++) pack_plain_panel(w, K, N, p.kp, j, p.panel(j));
-  }, 1);
-  return p;
+  return pack_panels(N, K, [&](int j, uint32_t* out) { pack_plain_panel(w, K, N, (K + 1) / 2, j, out); });
 }
 
 // Row r of x (K values) rounded to bf16 (nearest even) into o, padded to an even length.
@@ -292,17 +294,16 @@ class Bf16MatmulCpu : public mx::UnaryPrimitive {
   // inputs: x (..., inner) f32, w (R, C) bf16; transpose: y = x @ w^T (inner C), else x @ w (inner R).
   void eval_cpu(const std::vector<mx::array>& in, mx::array& out) override {
     auto& enc = mlxb::prepare(stream(), in, out);
-#if defined(__x86_64__)
     const int R = (int)in[1].shape(0), C = (int)in[1].shape(1);
     const int M = (int)(in[0].size() / in[0].shape(-1));
     enc.dispatch([x = in[0].data<float>(), w = reinterpret_cast<const uint16_t*>(in[1].data<mx::bfloat16_t>()),
                   y = out.data<float>(), M, R, C, t = transpose_]() {
-      const Panels p = t ? pack_transposed(w, R, C) : pack_plain(w, R, C);
-      gemm(x, t ? C : R, M, p, y, t ? R : C, false);
+      if (t) {
+        bf16_gemm_nt(x, M, w, R, C, y, false);
+      } else {
+        bf16_gemm_nn(x, M, w, R, C, y, false);
+      }
     });
-#else
-    throw std::runtime_error("[bf16_matmul_cpu] needs an x86-64 CPU with AVX-512 BF16");
-#endif
   }
   void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
     throw std::runtime_error("[bf16_matmul_cpu] CPU only; use matmul on a GPU");

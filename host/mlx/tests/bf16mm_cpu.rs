@@ -12,8 +12,7 @@ use mlx::{bf16mm, vjp, Array, Dtype};
 
 /// Rounds to the nearest bf16 (ties to even), as f32.
 fn round_bf16(v: f32) -> f32 {
-    let u = v.to_bits();
-    f32::from_bits((u + 0x7fff + ((u >> 16) & 1)) & 0xffff_0000)
+    mlx::bf16::from_f32(v).to_f32()
 }
 
 fn bf16_exact(n: usize, seed: u64) -> Vec<f32> {
