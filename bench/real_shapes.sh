@@ -10,9 +10,10 @@
 #                                 # many minutes on a CPU: MLX's CPU quantized matmul is a scalar loop)
 #   bench/real_shapes.sh speed    # LoRA updates on the 0.6B shape, batch SPEED_BATCH (4) x SPEED_LEN
 #                                 # (128) tokens, ITERS (6) updates, the first SKIP (1) left out:
-#                                 # brain on the 4-bit model, mlx-lm on its f32 copy (and on the 4-bit
-#                                 # model with MLXLM_4BIT=1), REPEAT (2) alternating runs; BF16=1 adds
-#                                 # brain --bf16-matmul (AVX-512 BF16 products of the packed tiles)
+#                                 # brain on the 4-bit model (--no-bf16-matmul: f32 products), mlx-lm on
+#                                 # its f32 copy (and on the 4-bit model with MLXLM_4BIT=1), REPEAT (2)
+#                                 # alternating runs; BF16=1 adds brain --bf16-matmul (AVX-512 BF16
+#                                 # products of the packed tiles: brain's default for this bf16 model)
 #
 # Both tools run MLX 0.32.4's CPU build with OpenBLAS and the same kernels (see train_vs_mlxlm.sh).
 set -euo pipefail
@@ -70,7 +71,7 @@ elif [ "$WHAT" = speed ]; then
             IFS=: read -r name tool model <<< "$r"
             log="$OUT/speed-$tool-$(basename "$model")-$i"
             if [ "$tool" = ours ] || [ "$tool" = ours16 ]; then
-                extra=(); [ "$tool" = ours16 ] && extra=(--bf16-matmul)
+                extra=(--no-bf16-matmul); [ "$tool" = ours16 ] && extra=(--bf16-matmul)
                 /usr/bin/time -v "$BIN/train" --model "$model" "${COMMON[@]}" --iters "${ITERS:-6}" --val-batches 1 \
                     --adapter-path "$OUT/speed-adapters" --bench-skip "$SKIP" "${extra[@]}" > "$log.json" 2> "$log.log" || { tail "$log.log"; exit 1; }
             else

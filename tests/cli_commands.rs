@@ -150,6 +150,25 @@ fn train_dpo_runs_models_eval_generate_and_chat_through_the_binary() {
         assert!(r.stderr.contains("AVX-512 BF16"), "{}", r.stderr);
     }
 
+    // A model stored in bf16 multiplies in bf16 by default where the CPU can (its weights are
+    // then exact; the activations round), and in f32 where it cannot or when told not to.
+    let stored_bf16 = json(&env, &["model", "init-tiny", "models/tiny-bf16", "--dtype", "bfloat16"]);
+    assert_eq!(stored_bf16["parameters"], tiny["parameters"], "{stored_bf16}");
+    let bf16_run = |extra: &[&str]| {
+        let args = [&scratch[..2], &["--model", "models/tiny-bf16"][..], &scratch[4..], extra].concat();
+        ok(&env, &args).json()
+    };
+    let auto = bf16_run(&[]);
+    let available = mlx::bf16mm::is_available().unwrap();
+    assert_eq!(auto["bf16_matrices"], if available { 15 } else { 0 }, "{auto}");
+    let exact = bf16_run(&["--no-bf16-matmul"]);
+    assert_eq!(exact["bf16_matrices"], 0, "{exact}");
+    let (auto_loss, exact_loss) = (auto["final_train_loss"].as_f64().unwrap(), exact["final_train_loss"].as_f64().unwrap());
+    assert!((auto_loss == exact_loss) != available, "second-update loss by default {auto_loss}, with f32 products {exact_loss}");
+    let r = env.run(scratch.iter().copied().chain(["--bf16-matmul", "--no-bf16-matmul"]));
+    r.assert_failed();
+    assert!(r.stderr.contains("--no-bf16-matmul"), "{}", r.stderr);
+
     // A dataset line that is not UTF-8: the error names the file and the line.
     std::fs::create_dir_all(env.path().join("bad")).unwrap();
     std::fs::copy(env.path().join("data/valid.jsonl"), env.path().join("bad/valid.jsonl")).unwrap();

@@ -47,6 +47,9 @@ pub struct InitTiny {
     /// Text file to train the tokenizer on (default: a built-in corpus).
     #[arg(long)]
     pub corpus: Option<PathBuf>,
+    /// Dtype the weights are stored in.
+    #[arg(long, default_value = "float32", value_parser = ["float32", "bfloat16", "float16"])]
+    pub dtype: String,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
@@ -69,6 +72,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<ExitCode> {
         vocab: a.vocab,
         tokenizer_vocab: a.tokenizer_vocab,
         seed: a.seed,
+        dtype: a.dtype.clone(),
         ..TinySpec::default()
     };
     let report = init_tiny(&a.dir, &spec, corpus.as_deref())?;

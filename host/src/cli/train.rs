@@ -51,9 +51,13 @@ pub struct RunFlags {
     #[arg(long)]
     pub no_compile: bool,
     /// On the CPU, multiply the frozen weights in bf16 (AVX-512 BF16: activations rounded to
-    /// bf16 in the products, sums in f32; about twice the f32 rate).
-    #[arg(long)]
+    /// bf16 in the products, sums in f32; about twice the f32 rate). The default for models
+    /// stored in bf16 on CPUs that have the instructions.
+    #[arg(long, conflicts_with = "no_bf16_matmul")]
     pub bf16_matmul: bool,
+    /// Multiply in f32 (exact for the stored weights), even a model stored in bf16.
+    #[arg(long)]
+    pub no_bf16_matmul: bool,
     #[arg(long)]
     pub seed: Option<u64>,
     /// Continue from the newest checkpoint in --adapter-path.
@@ -78,7 +82,9 @@ impl RunFlags {
         if self.compile || self.no_compile {
             a.compile = Some(self.compile);
         }
-        a.bf16_matmul |= self.bf16_matmul;
+        if self.bf16_matmul || self.no_bf16_matmul {
+            a.bf16_matmul = Some(self.bf16_matmul);
+        }
         a.resume |= self.resume;
         a.quick |= self.quick;
     }

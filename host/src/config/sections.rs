@@ -187,8 +187,9 @@ pub struct TrainSection {
     pub grad_checkpoint: bool,
     /// Compile each update with MLX (unset: on a GPU only).
     pub compile: Option<bool>,
-    /// On the CPU, multiply the frozen weights in bf16 (AVX-512 BF16; ~2x sgemm's rate).
-    pub bf16_matmul: bool,
+    /// On the CPU, multiply the frozen weights in bf16 (AVX-512 BF16; ~2x sgemm's rate). Unset:
+    /// for models stored in bf16 on CPUs that have the instructions.
+    pub bf16_matmul: Option<bool>,
     pub steps_per_report: u32,
     pub steps_per_eval: u32,
     pub val_batches: u32,
@@ -220,7 +221,7 @@ impl Default for TrainSection {
             grad_accumulation: 1,
             grad_checkpoint: false,
             compile: None,
-            bf16_matmul: false,
+            bf16_matmul: None,
             steps_per_report: 10,
             steps_per_eval: 200,
             val_batches: 25,

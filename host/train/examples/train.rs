@@ -66,9 +66,13 @@ struct Args {
     /// Compile each update (MLX's compile, as mlx-lm does); the default on a GPU.
     #[arg(long, conflicts_with = "no_compile")]
     compile: bool,
-    /// On the CPU, multiply the frozen weights in bf16 (AVX-512 BF16).
-    #[arg(long)]
+    /// On the CPU, multiply the frozen weights in bf16 (AVX-512 BF16); the default for models
+    /// stored in bf16.
+    #[arg(long, conflicts_with = "no_bf16_matmul")]
     bf16_matmul: bool,
+    /// Multiply in f32, even a model stored in bf16.
+    #[arg(long)]
+    no_bf16_matmul: bool,
     /// Do not compile, even on a GPU.
     #[arg(long)]
     no_compile: bool,
@@ -112,7 +116,7 @@ fn main() -> anyhow::Result<()> {
         loss: a.loss,
         dtype: a.dtype,
         compile: (a.compile || a.no_compile).then_some(a.compile),
-        bf16_matmul: a.bf16_matmul,
+        bf16_matmul: (a.bf16_matmul || a.no_bf16_matmul).then_some(a.bf16_matmul),
         ..Default::default()
     };
     if a.test {

@@ -155,11 +155,8 @@ pub fn dpo(args: &DpoArgs, progress: &mut dyn FnMut(&DpoProgress)) -> Result<Dpo
 
     let mut model = Model::load(&args.train.model, parse_dtype(&args.train.dtype)?)?;
     let (targs, reference) = reference::policy(args, &mut model)?;
-    if targs.bf16_matmul {
-        // Before the reference log-probs, so reference and policy share the same products.
-        let n = model.multiply_in_bf16()?;
-        tracing::info!("{n} frozen weight matrices multiplied in bf16");
-    }
+    // Before the reference log-probs, so reference and policy share the same products.
+    model.use_bf16_matmul(targs.bf16_matmul)?;
     model.grad_checkpoint = targs.grad_checkpoint;
     let run_dir = targs.adapter_path.clone();
     std::fs::create_dir_all(&run_dir).map_err(io(&run_dir))?;

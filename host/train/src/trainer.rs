@@ -92,10 +92,8 @@ pub fn train(args: &TrainArgs, progress: &mut dyn FnMut(&Progress)) -> Result<Tr
         FineTuneType::Lora => model.apply_lora(layers, &args.lora.keys, args.lora.rank, args.lora.scale, args.lora.dropout, args.seed)?,
         FineTuneType::Full => model.full_fine_tune(layers)?,
     }
-    if args.bf16_matmul {
-        let n = model.multiply_in_bf16()?;
-        tracing::info!("{n} frozen weight matrices multiplied in bf16");
-    } else if !mlx::device::default_device()?.is_gpu() && mlx::bf16mm::is_available()? {
+    let bf16 = model.use_bf16_matmul(args.bf16_matmul)?;
+    if bf16 == 0 && args.bf16_matmul.is_none() && !mlx::device::default_device()?.is_gpu() && mlx::bf16mm::is_available()? {
         tracing::info!("this CPU multiplies bf16 pairs (AVX-512 BF16): --bf16-matmul trains ~1.5x faster, in mixed precision");
     }
     model.grad_checkpoint = args.grad_checkpoint;

@@ -210,9 +210,7 @@ pub fn evaluate_split(args: &DpoArgs, split: &str, adapter: Option<&Path>) -> Re
     if let Some(r) = &args.reference {
         adapters::load_adapters(&mut refm, r)?;
     }
-    if args.train.bf16_matmul {
-        refm.multiply_in_bf16()?;
-    }
+    refm.use_bf16_matmul(args.train.bf16_matmul)?;
     let reference = reference_logps(&refm, &set.pairs, args.train.batch_size.max(1), tok.pad_id, path)?;
     drop(refm);
     let mut policy = Model::load(&args.train.model, dtype)?;
@@ -221,8 +219,6 @@ pub fn evaluate_split(args: &DpoArgs, split: &str, adapter: Option<&Path>) -> Re
     } else if let Some(r) = &args.reference {
         adapters::load_adapters(&mut policy, r)?;
     }
-    if args.train.bf16_matmul {
-        policy.multiply_in_bf16()?;
-    }
+    policy.use_bf16_matmul(args.train.bf16_matmul)?;
     evaluate_pairs(&policy, &set.pairs, &reference, args, 0, tok.pad_id)
 }

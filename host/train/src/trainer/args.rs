@@ -108,8 +108,10 @@ pub struct TrainArgs {
     pub compile: Option<bool>,
     /// On the CPU, multiply the frozen dense weights in bfloat16 (AVX-512 BF16: the activations
     /// rounded to bf16 in the products, sums in f32, as GPUs train), about twice sgemm's rate:
-    /// see `Model::multiply_in_bf16`. Off by default (f32 products, exact for the stored weights).
-    pub bf16_matmul: bool,
+    /// see `Model::multiply_in_bf16`. `None`: for models stored in bf16 on CPUs that have the
+    /// instructions (their weights are then exact; `Model::bf16_matmul_by_default`), else f32
+    /// products, exact for the stored weights.
+    pub bf16_matmul: Option<bool>,
     /// Smoke run: 10 updates, reporting every update, validating at the end.
     pub quick: bool,
     /// Compute dtype ("float32", "bfloat16", "float16"); default: f32 on CPU, the model's on GPU.
@@ -155,7 +157,7 @@ impl Default for TrainArgs {
             resume_adapter_file: None,
             memory_limit: None,
             compile: None,
-            bf16_matmul: false,
+            bf16_matmul: None,
             quick: false,
             dtype: None,
             loss: "auto".into(),
