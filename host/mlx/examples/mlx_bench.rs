@@ -104,6 +104,42 @@ fn bf16(reps: i32) -> mlx::Result<()> {
             gf / bf_bwd
         );
     }
+    bf16_decode(reps)
+}
+
+/// One row (decoding) through SmolLM2's and the 1.5B shape's matrices: f32 sgemv vs the bf16
+/// kernel reading W in place. Each pass multiplies enough distinct matrices (>= 512 MB in f32)
+/// that W comes from memory, not cache, as it does when decoding.
+fn bf16_decode(reps: i32) -> mlx::Result<()> {
+    for (n, k) in [(576, 576), (1536, 576), (576, 1536), (49152, 576), (1536, 1536), (8960, 1536), (1536, 8960)] {
+        let copies = ((512usize << 20) / (4 * n as usize * k as usize)).max(2);
+        let x = mlx::random::normal(&[1, k], Dtype::Float32, 0.0, 1.0, None)?;
+        let ws: Vec<Array> = (0..copies)
+            .map(|_| mlx::random::normal(&[n, k], Dtype::Float32, 0.0, 1.0, None)?.as_type(Dtype::Bfloat16))
+            .collect::<mlx::Result<_>>()?;
+        mlx::eval(ws.iter().chain([&x]))?;
+        let bf_pass = time(reps, || {
+            let ys: Vec<Array> = ws.iter().map(|w| mlx::bf16mm::matmul_cpu(&x, w, true)).collect::<mlx::Result<_>>()?;
+            mlx::eval(ys.iter())
+        })?;
+        let wfs: Vec<Array> = ws.iter().map(|w| w.as_type(Dtype::Float32)).collect::<mlx::Result<_>>()?;
+        drop(ws);
+        mlx::eval(wfs.iter())?;
+        let f32_pass = time(reps, || {
+            let ys: Vec<Array> = wfs.iter().map(|w| x.matmul(&w.swapaxes(0, 1)?)).collect::<mlx::Result<_>>()?;
+            mlx::eval(ys.iter())
+        })?;
+        let (per_f32, per_bf) = (f32_pass / copies as f64, bf_pass / copies as f64);
+        let bytes = n as f64 * k as f64;
+        println!(
+            "bf16 decode 1x{n}x{k} ({copies} matrices): f32 {:.1} us ({:.1} GB/s of W), bf16 in place {:.1} us ({:.1} GB/s): {:.2}x",
+            per_f32 * 1e6,
+            4.0 * bytes / per_f32 / 1e9,
+            per_bf * 1e6,
+            2.0 * bytes / per_bf / 1e9,
+            per_f32 / per_bf
+        );
+    }
     Ok(())
 }
 

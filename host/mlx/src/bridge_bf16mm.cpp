@@ -11,7 +11,8 @@
 // How: W is packed per call into panels of 32 output columns, each a run of (k, k+1) pairs as
 // 32-bit words (the layout `vdpbf16ps` multiplies), x is rounded to bf16 rows once; a 12 x 32
 // register tile (24 accumulators) walks K in blocks of 512, the panels split across the bridge's
-// threads. Packing is one pass over W: a few percent of a training-sized product.
+// threads. Packing is one pass over W: a few percent of a training-sized product. Up to
+// GEMV_ROWS rows of x (decoding), `x @ W^T` reads W in place instead, with no packing pass.
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -238,6 +239,74 @@ void gemm(const float* x, int lda, int M, const Panels& p, float* y, int ldc, bo
     }
   }, 1);
 }
+
+// Up to this many rows of x, `x @ W^T` reads W in place instead of packing it (decoding: one
+// row per token, where packing would read and write the whole matrix once more than the product
+// reads it). A row of W is already a run of (k, k+1) pairs.
+constexpr int GEMV_ROWS = 4;
+constexpr int GEMV_COLS = 4;  // rows of W (output columns) read side by side
+
+// y[r, n .. n+G) (+)= bf16(x) row r · W rows n .. n+G, for R rows of x (pairs, row stride kp).
+template <int R, int G>
+BF16_TARGET void dot_rows(const uint32_t* a, int kp, const uint16_t* w, int K, int n, float* y, int ldc, bool add) {
+  __m512 acc[R][G];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; r++)
+    for (int g = 0; g < G; g++) acc[r][g] = _mm512_setzero_ps();
+  const uint16_t* wr = w + (size_t)n * K;
+  for (int k = 0; k < K; k += 32) {
+    // All 32 lanes but in the tail (masked lanes are not read: no reading past a row or x).
+    const __mmask32 m = K - k >= 32 ? ~(__mmask32)0 : (__mmask32)(((uint64_t)1 << (K - k)) - 1);
+    __m512bh wv[G];
+#pragma GCC unroll 4
+    for (int g = 0; g < G; g++) {
+      // 2 KB ahead (the rows are contiguous: past a row's end this is the next rows' start), more
+      // reads in flight than the hardware prefetcher keeps (as in bridge_qrow.cpp).
+      _mm_prefetch(reinterpret_cast<const char*>(wr + (size_t)g * K + k) + 2048, _MM_HINT_T0);
+      wv[g] = (__m512bh)_mm512_maskz_loadu_epi16(m, wr + (size_t)g * K + k);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+      const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(a + (size_t)r * kp) + k);
+#pragma GCC unroll 4
+      for (int g = 0; g < G; g++) acc[r][g] = _mm512_dpbf16_ps(acc[r][g], xv, wv[g]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; r++)
+    for (int g = 0; g < G; g++) {
+      float* o = y + (size_t)r * ldc + n + g;
+      const float v = _mm512_reduce_add_ps(acc[r][g]);
+      *o = add ? *o + v : v;
+    }
+}
+
+using DotFn = void (*)(const uint32_t*, int, const uint16_t*, int, int, float*, int, bool);
+template <int G, int... R>
+constexpr std::array<DotFn, sizeof...(R)> dots(std::integer_sequence<int, R...>) {
+  return {dot_rows<R + 1, G>...};
+}
+const auto kDots = dots<GEMV_COLS>(std::make_integer_sequence<int, GEMV_ROWS>{});
+const auto kDot1 = dots<1>(std::make_integer_sequence<int, GEMV_ROWS>{});
+
+// y (M, N) (+)= bf16(x) (M, K) @ w^T for M <= GEMV_ROWS: W streamed once, row groups across threads.
+void gemv_nt(const float* x, int M, const uint16_t* w, int N, int K, float* y, bool accumulate) {
+  const int kp = (K + 1) / 2;
+  const auto a = round_rows(x, K, M, K);
+  const int groups = (N + GEMV_COLS - 1) / GEMV_COLS;
+  auto run = [&](int g0, int g1) {
+    for (int g = g0; g < g1; g++) {
+      const int n = g * GEMV_COLS;
+      if (n + GEMV_COLS <= N) {
+        kDots[M - 1](a.get(), kp, w, K, n, y, N, accumulate);
+      } else {
+        for (int j = n; j < N; j++) kDot1[M - 1](a.get(), kp, w, K, j, y, N, accumulate);
+      }
+    }
+  };
+  // A thread per ~64 KB of W at least: smaller products are not worth waking the others.
+  parallel_rows(groups, run, std::max(1, (1 << 15) / std::max(1, GEMV_COLS * K)));
+}
 #else
 bool cpu_has_bf16() { return false; }
 #endif
@@ -252,7 +321,11 @@ bool bf16_gemm_available() { return cpu_has_bf16(); }
 
 #if defined(__x86_64__)
 void bf16_gemm_nt(const float* x, int M, const uint16_t* w, int N, int K, float* y, bool accumulate) {
-  gemm(x, K, M, pack_transposed(w, N, K), y, N, accumulate);
+  if (M <= GEMV_ROWS) {
+    gemv_nt(x, M, w, N, K, y, accumulate);
+  } else {
+    gemm(x, K, M, pack_transposed(w, N, K), y, N, accumulate);
+  }
 }
 
 void bf16_gemm_nn(const float* x, int M, const uint16_t* w, int K, int N, float* y, bool accumulate) {

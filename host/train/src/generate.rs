@@ -145,6 +145,8 @@ pub struct Generation {
     pub generation_tps: f32,
     /// MLX's peak memory, GB.
     pub peak_memory: f32,
+    /// Weight matrices multiplied in bf16 (a model stored in bf16 on a CPU with AVX-512 BF16).
+    pub bf16_matrices: usize,
 }
 
 /// A loaded model and tokenizer for repeated generation.
@@ -191,6 +193,9 @@ pub fn fuse_adapter(model: &mut Model, dir: &Path) -> Result<()> {
 }
 
 /// Load a model with adapters: one is applied as LoRA (as in training), several are fused in order.
+/// With the default dtype, a model stored in bf16 multiplies its weights in bf16 on a CPU with
+/// AVX-512 BF16 as training does (`Model::bf16_matmul_by_default`): decoding then reads half the
+/// bytes per token.
 pub fn load_model(model: &Path, adapter_path: &[PathBuf], dtype: Option<Dtype>) -> Result<Model> {
     let mut m = Model::load(model, dtype)?;
     match adapter_path {
@@ -203,6 +208,9 @@ pub fn load_model(model: &Path, adapter_path: &[PathBuf], dtype: Option<Dtype>) 
                 fuse_adapter(&mut m, a)?;
             }
         }
+    }
+    if dtype.is_none() {
+        m.use_bf16_matmul(None)?;
     }
     Ok(m)
 }
@@ -359,6 +367,7 @@ impl Generator {
             prompt_tps: (fresh as f64 / prompt_time.max(1e-9)) as f32,
             generation_tps: (history.len().saturating_sub(prompt.len()) as f64 / gen_time.max(1e-9)) as f32,
             peak_memory: crate::train_loop::peak_gb(),
+            bf16_matrices: self.model.bf16_matrices(),
         })
     }
 

@@ -67,3 +67,29 @@ fn streaming_pieces_add_up_to_the_text() {
     let out = g.reply_stream(&[Message::new("user", "hello")], &opts(20), &mut |s| streamed.push_str(s)).unwrap();
     assert_eq!(streamed, out.text);
 }
+
+#[test]
+fn a_model_stored_in_bf16_decodes_with_bf16_products_where_the_cpu_has_them() {
+    let (_td, dir) = tiny(TinySpec { init_std: 0.2, seed: 13, dtype: "bfloat16".into(), ..small_spec() });
+    let available = mlx::bf16mm::is_available().unwrap();
+    // The default dtype: bf16 products (2 layers x 7 matrices and the tied output matrix), read
+    // in place one row at a time when decoding; an explicit f32 keeps f32 products.
+    let mut auto = Generator::load(&dir, &[], None).unwrap();
+    let exact = Generator::load(&dir, &[], Some(Dtype::Float32)).unwrap();
+    assert_eq!(auto.model.bf16_matrices(), if available { 15 } else { 0 });
+    assert_eq!(exact.model.bf16_matrices(), 0);
+    let prompt = auto.chat_prompt(&[Message::new("user", "Tell me about the tokenizer and the model.")]).unwrap();
+    let ids = mlx::Array::from_slice(&prompt.iter().map(|&t| t as i32).collect::<Vec<_>>(), &[1, prompt.len() as i32]).unwrap();
+    let (a, e) = (auto.model.logits(&ids).unwrap().to_vec::<f32>().unwrap(), exact.model.logits(&ids).unwrap().to_vec::<f32>().unwrap());
+    let scale = e.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = a.iter().zip(&e).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max) / scale;
+    assert!(diff < 2e-2 && (diff > 0.0) == available, "logits with bf16 products vs f32: max diff {diff} of {scale}");
+    // Decoding one row at a time (the in-place kernel) agrees with recomputing the sequence
+    // (the packed one).
+    let cached = auto.generate_tokens(&prompt, &opts(24), &mut |_| {}).unwrap();
+    assert_eq!(cached.bf16_matrices, auto.model.bf16_matrices());
+    auto.use_cache = false;
+    let plain = auto.generate_tokens(&prompt, &opts(24), &mut |_| {}).unwrap();
+    assert_eq!(cached.tokens, plain.tokens);
+    assert!(cached.generation_tokens > 0);
+}

@@ -431,14 +431,17 @@ impl Model {
         if self.dtype != Dtype::Float32 {
             return refuse("it needs the f32 compute dtype (the CPU's default)");
         }
-        let mut changed = Vec::new();
+        let mut changed = 0;
         for i in self.bf16_candidates() {
             if !self.trainable.contains(&i) && self.params.values[i].dtype() != Dtype::Bfloat16 {
-                self.params.values[i] = self.params.values[i].as_type(Dtype::Bfloat16)?;
-                changed.push(i);
+                // One at a time, so the f32 copy is freed before the next is converted: the peak
+                // stays the f32 model's, not one and a half times it.
+                let b = self.params.values[i].as_type(Dtype::Bfloat16)?;
+                b.eval()?;
+                self.params.values[i] = b;
+                changed += 1;
             }
         }
-        mlx::eval(changed.iter().map(|&i| &self.params.values[i]))?;
         // Quantized layers stay packed; their kernel multiplies its dequantized tiles in bf16. Their
         // weights are frozen (packed weights have no gradient).
         let mut quantized = 0;
@@ -453,7 +456,7 @@ impl Model {
             self.head_dense_bf16 = true;
             quantized += 1;
         }
-        Ok(changed.len() + quantized)
+        Ok(changed + quantized)
     }
 
     /// Whether [`Model::multiply_in_bf16`] is the default: on a CPU with AVX-512 BF16, for a model
