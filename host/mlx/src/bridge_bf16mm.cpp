@@ -364,13 +364,15 @@ class Bf16MatmulCpu : public mx::UnaryPrimitive {
  public:
   Bf16MatmulCpu(mx::Stream st, bool transpose) : mx::UnaryPrimitive(st), transpose_(transpose) {}
 
-  // inputs: x (..., inner) f32, w (R, C) bf16; transpose: y = x @ w^T (inner C), else x @ w (inner R).
+  // inputs: x (..., inner) f32 (any strides), w (R, C) bf16 row-major; transpose: y = x @ w^T (inner C), else x @ w (inner R).
   void eval_cpu(const std::vector<mx::array>& in, mx::array& out) override {
     auto& enc = mlxb::prepare(stream(), in, out);
     const int R = (int)in[1].shape(0), C = (int)in[1].shape(1);
     const int M = (int)(in[0].size() / in[0].shape(-1));
-    enc.dispatch([x = in[0].data<float>(), w = reinterpret_cast<const uint16_t*>(in[1].data<mx::bfloat16_t>()),
+    enc.dispatch([xa = in[0], w = reinterpret_cast<const uint16_t*>(in[1].data<mx::bfloat16_t>()),
                   y = out.data<float>(), M, R, C, t = transpose_]() {
+      std::vector<float> scratch;
+      const float* x = row_major(xa, scratch);
       if (t) {
         bf16_gemm_nt(x, M, w, R, C, y, false);
       } else {
@@ -430,9 +432,10 @@ mx::array make_bf16mm(const mx::array& x, const mx::array& w, bool transpose) {
   }
   mx::Shape shape = x.shape();
   shape.back() = outer;
-  auto xf = mx::contiguous(mx::astype(x, mx::float32, st), false, st);
+  // x as it is (the kernel reads a strided one through row_major), w without a node when it is an
+  // evaluated contiguous matrix.
   return mx::array(shape, mx::float32, std::make_shared<Bf16MatmulCpu>(st, transpose),
-                   {xf, mx::contiguous(w, false, st)});
+                   {mx::astype(x, mx::float32, st), row_contiguous(w, st)});
 }
 
 }  // namespace

@@ -243,13 +243,15 @@ class QuantizedMatmulCpu : public mx::UnaryPrimitive {
   QuantizedMatmulCpu(mx::Stream st, int group, int bits, bool transpose, bool bf16)
       : mx::UnaryPrimitive(st), group_(group), bits_(bits), transpose_(transpose), bf16_(bf16) {}
 
-  // inputs: x (M, Kx) f32, w (N, K * bits / 32) uint32, scales, biases (N, K / group) f32.
+  // inputs: x (M, Kx) f32 (any strides), w (N, K * bits / 32) uint32, scales, biases (N, K / group) f32.
   void eval_cpu(const std::vector<mx::array>& in, mx::array& out) override {
     auto& enc = mlxb::prepare(stream(), in, out);
     Packed p{in[1].data<uint32_t>(), in[2].data<float>(), in[3].data<float>(), (int)in[1].shape(0),
              (int)in[1].shape(1) * (32 / bits_), group_, bits_};
     int M = (int)(in[0].size() / in[0].shape(-1));
-    enc.dispatch([p, x = in[0].data<float>(), y = out.data<float>(), M, t = transpose_, bf16 = bf16_]() {
+    enc.dispatch([p, xa = in[0], y = out.data<float>(), M, t = transpose_, bf16 = bf16_]() {
+      std::vector<float> scratch;
+      const float* x = row_major(xa, scratch);
       if (t) {
         qmm_t(p, x, y, M, bf16);
       } else {
@@ -345,11 +347,12 @@ mx::array make_qmm(const mx::array& x, const mx::array& w, const mx::array& s, c
        << " matrix" << (transpose ? " (transposed)" : "");
     throw std::invalid_argument(os.str());
   }
-  auto f32 = [&](const mx::array& a) { return mx::contiguous(mx::astype(a, mx::float32, st), false, st); };
+  // x as it is (read through row_major), the packed matrix without nodes when evaluated and contiguous.
+  auto f32 = [&](const mx::array& a) { return row_contiguous(mx::astype(a, mx::float32, st), st); };
   mx::Shape shape = x.shape();
   shape.back() = outer;
   auto y = mx::array(shape, mx::float32, std::make_shared<QuantizedMatmulCpu>(st, group, bits, transpose, bf16),
-                     {f32(x), mx::contiguous(w, false, st), f32(s), f32(b)});
+                     {mx::astype(x, mx::float32, st), row_contiguous(w, st), f32(s), f32(b)});
   return x.dtype() == mx::float32 ? y : mx::astype(y, x.dtype(), st);
 }
 

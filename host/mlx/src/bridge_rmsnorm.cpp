@@ -214,7 +214,7 @@ int mlxb_rms_norm_cpu(const arr x, const arr w, float eps, arr* out) {
       throw std::invalid_argument(os.str());
     }
     auto s = mx::default_stream(mx::Device::cpu);
-    auto f32 = [&](const mx::array& a) { return mx::contiguous(mx::astype(a, mx::float32, s), false, s); };
+    auto f32 = [&](const mx::array& a) { return row_contiguous(mx::astype(a, mx::float32, s), s); };
     auto wv = w ? f32(*w) : mx::zeros({1}, mx::float32, s);
     auto y = mx::array(x->shape(), mx::float32, std::make_shared<RmsNorm>(s, eps, w != nullptr), {f32(*x), wv});
     set_out(out, x->dtype() == mx::float32 ? y : mx::astype(y, x->dtype(), s));

@@ -200,4 +200,28 @@ int num_threads() {
   return n;
 }
 
+const float* row_major(const mx::array& a, std::vector<float>& scratch) {
+  if (a.flags().row_contiguous) return a.data<float>();
+  // A strided view (a transpose, a broadcast, a slice): gather it row by row.
+  scratch.resize(a.size());
+  const int nd = a.ndim();
+  const auto& shape = a.shape();
+  const auto& strides = a.strides();
+  const int64_t inner = shape[nd - 1], step = strides[nd - 1];
+  const size_t rows = inner ? a.size() / inner : 0;
+  const float* base = a.data<float>();
+  std::vector<int> idx(nd, 0);
+  float* o = scratch.data();
+  for (size_t r = 0; r < rows; r++) {
+    int64_t off = 0;
+    for (int d = 0; d + 1 < nd; d++) off += (int64_t)idx[d] * strides[d];
+    for (int64_t j = 0; j < inner; j++) *o++ = base[off + j * step];
+    for (int d = nd - 2; d >= 0; d--) {
+      if (++idx[d] < shape[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return scratch.data();
+}
+
 }  // namespace mlxb

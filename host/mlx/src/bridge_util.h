@@ -77,6 +77,19 @@ inline mx::cpu::CommandEncoder& prepare(mx::Stream s, const std::vector<mx::arra
   return enc;
 }
 
+// `a` for a kernel that reads it row-major: as it is when already evaluated and row-contiguous (a
+// model's weights), else through a Contiguous node. Each node is one more scheduled op, and
+// decoding a small model is ~600 ops per token whose count, not bytes, sets the pace.
+inline mx::array row_contiguous(const mx::array& a, mx::Stream s) {
+  if (a.is_available() && a.flags().row_contiguous) return a;
+  return mx::contiguous(a, false, s);
+}
+
+// The elements of an f32 array in row-major order: its own data when row-contiguous, else a copy
+// in `scratch`. Called inside a dispatched task (where the input's data is ready) by primitives
+// that take an activation as it is instead of through a Contiguous node.
+const float* row_major(const mx::array& a, std::vector<float>& scratch);
+
 using sgemm_fn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*,
                           int, float, float*, int);
 

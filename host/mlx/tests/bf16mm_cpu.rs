@@ -157,3 +157,60 @@ fn quantized_tiles_in_bf16() {
     let e = rel_to_max(&vals(&gr[0]), &matmul_ref(&c, &wd, m, n, k));
     assert!(e < 1e-5, "d x: rel err {e}");
 }
+
+/// The products take x as it is (no Contiguous node: decoding is bound by its op count) and read
+/// a strided one through the bridge's row_major gather; a weight is used in place only when it is
+/// an evaluated row-major matrix. Transposed and batch-permuted x, lazy and evaluated, and an
+/// evaluated transposed weight, against the plain product, through the one-row and the tiled
+/// paths of both the bf16 and the quantized kernel.
+#[test]
+fn strided_inputs_are_read_as_they_are() {
+    use mlx::quantized::{dequantize, quantize, quantized_matmul_cpu};
+    let (n, k) = (36usize, 64usize);
+    let w = bf16_exact(n * k, 41);
+    let (wq, _) = rand_arr(&[n as i32, k as i32], 42);
+    let q = quantize(&wq, 64, 4).unwrap();
+    let wd = vals(&dequantize(&q.weight, &q.scales, Some(&q.biases), 64, 4).unwrap());
+    for m in [1usize, 3, 20] {
+        let x = bf16_exact(m * k, 43 + m as u64);
+        // x (M, K) as the transpose of its (K, M) transpose; and (2, M/2.., K) batches permuted.
+        let xt = arr(&transpose(&x, m, k), &[k as i32, m as i32]).swapaxes(0, 1).unwrap();
+        let evaluated = arr(&transpose(&x, m, k), &[k as i32, m as i32]).swapaxes(0, 1).unwrap();
+        evaluated.eval().unwrap();
+        let mut xs = vec![xt, evaluated];
+        if m % 2 == 0 {
+            // rows (h, b) stored b-major: swapping the two leading axes gives (b, h) order.
+            let (b, h) = (2usize, m / 2);
+            let mut perm = vec![0f32; m * k];
+            for bi in 0..b {
+                for hi in 0..h {
+                    perm[(hi * b + bi) * k..][..k].copy_from_slice(&x[(bi * h + hi) * k..][..k]);
+                }
+            }
+            xs.push(arr(&perm, &[h as i32, b as i32, k as i32]).swapaxes(0, 1).unwrap());
+        }
+        // The quantized kernel: the same numbers as for x stored row-major (one row goes through
+        // the integer kernel, which quantizes x: near the plain product, not at it).
+        let xc = arr(&x, &[m as i32, k as i32]);
+        let plain = vals(&quantized_matmul_cpu(&xc, &q.weight, &q.scales, &q.biases, true, 64, 4).unwrap());
+        let e = rel_to_max(&plain, &matmul_ref(&x, &transpose(&wd, n, k), m, k, n));
+        assert!(e < 2e-2, "quantized ({m} rows): rel err {e}");
+        for xa in &xs {
+            let got = vals(&quantized_matmul_cpu(xa, &q.weight, &q.scales, &q.biases, true, 64, 4).unwrap());
+            assert_eq!(got, plain, "quantized, strided x {:?} ({m} rows)", xa.shape());
+        }
+        if !bf16mm::is_available().unwrap() {
+            continue; // the refusal is checked above
+        }
+        let want = matmul_ref(&x, &transpose(&w, n, k), m, k, n);
+        let wt = bf16_array(&transpose(&w, n, k), &[k as i32, n as i32]).swapaxes(0, 1).unwrap();
+        wt.eval().unwrap();
+        for xa in &xs {
+            for wa in [&bf16_array(&w, &[n as i32, k as i32]), &wt] {
+                let got = vals(&bf16mm::matmul_cpu(xa, wa, true).unwrap());
+                let e = rel_to_max(&got, &want);
+                assert!(e < 1e-5, "bf16, strided x {:?} ({m} rows), w {:?}: rel err {e}", xa.shape(), wa.shape());
+            }
+        }
+    }
+}
