@@ -244,68 +244,64 @@ void gemm(const float* x, int lda, int M, const Panels& p, float* y, int ldc, bo
 // row per token, where packing would read and write the whole matrix once more than the product
 // reads it). A row of W is already a run of (k, k+1) pairs.
 constexpr int GEMV_ROWS = 4;
-constexpr int GEMV_COLS = 4;  // rows of W (output columns) read side by side
+constexpr int GEMV_UNROLL = 4;  // 64-byte chunks of a row in flight: independent sums
 
-// y[r, n .. n+G) (+)= bf16(x) row r · W rows n .. n+G, for R rows of x (pairs, row stride kp).
-template <int R, int G>
-BF16_TARGET void dot_rows(const uint32_t* a, int kp, const uint16_t* w, int K, int n, float* y, int ldc, bool add) {
-  __m512 acc[R][G];
+// y[r, n] (+)= bf16(x) row r · W row n, for R rows of x (pairs, row stride kp). Each thread walks
+// its rows of W front to back — one linear stream, which is what keeps the most reads in flight
+// (four rows side by side, or a group's rows prefetched ahead, were both slower on small K).
+template <int R>
+BF16_TARGET void dot_row(const uint32_t* a, int kp, const uint16_t* w, int K, int n, float* y, int ldc, bool add) {
+  constexpr int U = GEMV_UNROLL;
+  __m512 acc[R][U];
 #pragma GCC unroll 16
   for (int r = 0; r < R; r++)
-    for (int g = 0; g < G; g++) acc[r][g] = _mm512_setzero_ps();
+    for (int u = 0; u < U; u++) acc[r][u] = _mm512_setzero_ps();
   const uint16_t* wr = w + (size_t)n * K;
-  for (int k = 0; k < K; k += 32) {
-    // All 32 lanes but in the tail (masked lanes are not read: no reading past a row or x).
+  auto x_at = [a, kp](int r, int k) { return reinterpret_cast<const uint16_t*>(a + (size_t)r * kp) + k; };
+  int k = 0;
+  for (; k + 32 * U <= K; k += 32 * U) {
+    __m512bh wv[U];
+#pragma GCC unroll 4
+    for (int u = 0; u < U; u++) {
+      _mm_prefetch(reinterpret_cast<const char*>(wr + k + 32 * u) + 2048, _MM_HINT_T0);
+      wv[u] = (__m512bh)_mm512_loadu_si512(wr + k + 32 * u);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+      for (int u = 0; u < U; u++) acc[r][u] = _mm512_dpbf16_ps(acc[r][u], (__m512bh)_mm512_loadu_si512(x_at(r, k + 32 * u)), wv[u]);
+  }
+  for (; k < K; k += 32) {
+    // Masked lanes are not read: no reading past a row or x.
     const __mmask32 m = K - k >= 32 ? ~(__mmask32)0 : (__mmask32)(((uint64_t)1 << (K - k)) - 1);
-    __m512bh wv[G];
+    const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(m, wr + k);
 #pragma GCC unroll 4
-    for (int g = 0; g < G; g++) {
-      // 2 KB ahead (the rows are contiguous: past a row's end this is the next rows' start), more
-      // reads in flight than the hardware prefetcher keeps (as in bridge_qrow.cpp).
-      _mm_prefetch(reinterpret_cast<const char*>(wr + (size_t)g * K + k) + 2048, _MM_HINT_T0);
-      wv[g] = (__m512bh)_mm512_maskz_loadu_epi16(m, wr + (size_t)g * K + k);
-    }
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++) {
-      const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(a + (size_t)r * kp) + k);
-#pragma GCC unroll 4
-      for (int g = 0; g < G; g++) acc[r][g] = _mm512_dpbf16_ps(acc[r][g], xv, wv[g]);
-    }
+    for (int r = 0; r < R; r++) acc[r][0] = _mm512_dpbf16_ps(acc[r][0], (__m512bh)_mm512_maskz_loadu_epi16(m, x_at(r, k)), wv);
   }
 #pragma GCC unroll 4
-  for (int r = 0; r < R; r++)
-    for (int g = 0; g < G; g++) {
-      float* o = y + (size_t)r * ldc + n + g;
-      const float v = _mm512_reduce_add_ps(acc[r][g]);
-      *o = add ? *o + v : v;
-    }
+  for (int r = 0; r < R; r++) {
+    const __m512 s = _mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]), _mm512_add_ps(acc[r][2], acc[r][3]));
+    float* o = y + (size_t)r * ldc + n;
+    const float v = _mm512_reduce_add_ps(s);
+    *o = add ? *o + v : v;
+  }
 }
 
 using DotFn = void (*)(const uint32_t*, int, const uint16_t*, int, int, float*, int, bool);
-template <int G, int... R>
+template <int... R>
 constexpr std::array<DotFn, sizeof...(R)> dots(std::integer_sequence<int, R...>) {
-  return {dot_rows<R + 1, G>...};
+  return {dot_row<R + 1>...};
 }
-const auto kDots = dots<GEMV_COLS>(std::make_integer_sequence<int, GEMV_ROWS>{});
-const auto kDot1 = dots<1>(std::make_integer_sequence<int, GEMV_ROWS>{});
+const auto kDots = dots(std::make_integer_sequence<int, GEMV_ROWS>{});
 
-// y (M, N) (+)= bf16(x) (M, K) @ w^T for M <= GEMV_ROWS: W streamed once, row groups across threads.
+// y (M, N) (+)= bf16(x) (M, K) @ w^T for 1 <= M <= GEMV_ROWS: W streamed once, rows across threads.
 void gemv_nt(const float* x, int M, const uint16_t* w, int N, int K, float* y, bool accumulate) {
   const int kp = (K + 1) / 2;
   const auto a = round_rows(x, K, M, K);
-  const int groups = (N + GEMV_COLS - 1) / GEMV_COLS;
-  auto run = [&](int g0, int g1) {
-    for (int g = g0; g < g1; g++) {
-      const int n = g * GEMV_COLS;
-      if (n + GEMV_COLS <= N) {
-        kDots[M - 1](a.get(), kp, w, K, n, y, N, accumulate);
-      } else {
-        for (int j = n; j < N; j++) kDot1[M - 1](a.get(), kp, w, K, j, y, N, accumulate);
-      }
-    }
-  };
   // A thread per ~64 KB of W at least: smaller products are not worth waking the others.
-  parallel_rows(groups, run, std::max(1, (1 << 15) / std::max(1, GEMV_COLS * K)));
+  parallel_rows(N, [&](int n0, int n1) {
+    for (int n = n0; n < n1; n++) kDots[M - 1](a.get(), kp, w, K, n, y, N, accumulate);
+  }, std::max(1, (1 << 15) / std::max(1, K)));
 }
 #else
 bool cpu_has_bf16() { return false; }
@@ -321,7 +317,7 @@ bool bf16_gemm_available() { return cpu_has_bf16(); }
 
 #if defined(__x86_64__)
 void bf16_gemm_nt(const float* x, int M, const uint16_t* w, int N, int K, float* y, bool accumulate) {
-  if (M <= GEMV_ROWS) {
+  if (M >= 1 && M <= GEMV_ROWS) {
     gemv_nt(x, M, w, N, K, y, accumulate);
   } else {
     gemm(x, K, M, pack_transposed(w, N, K), y, N, accumulate);
