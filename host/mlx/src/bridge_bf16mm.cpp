@@ -280,7 +280,8 @@ BF16_TARGET void dot_row(const uint32_t* a, int kp, const uint16_t* w, int K, in
   }
 #pragma GCC unroll 4
   for (int r = 0; r < R; r++) {
-    const __m512 s = _mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]), _mm512_add_ps(acc[r][2], acc[r][3]));
+    __m512 s = acc[r][0];
+    for (int u = 1; u < U; u++) s = _mm512_add_ps(s, acc[r][u]);
     float* o = y + (size_t)r * ldc + n;
     const float v = _mm512_reduce_add_ps(s);
     *o = add ? *o + v : v;

@@ -51,8 +51,8 @@ fn refused_without_the_instructions_or_checked_with_them() {
     }
     // (M, N, K): partial tiles in M (12 rows each), N (32 columns each), K blocks (256 pairs),
     // odd K, one row (decoding), a panel of 18 columns (one 16-row block transposed in registers).
-    // Up to 4 rows `x @ w^T` reads w in place, 4 of its rows at a time: N not a multiple of 4,
-    // K not a multiple of 32 (a masked tail), K = 1, and one large enough to split across threads.
+    // Up to 4 rows `x @ w^T` reads w in place, a row at a time in chunks of 4 x 32: K below one
+    // chunk, K past whole chunks with a masked tail (576), K = 1, and one split across threads.
     let in_place = [(2, 7, 37), (3, 1001, 576), (4, 13, 33), (1, 5, 1), (4, 64, 96)];
     for &(m, n, k) in [(13usize, 45usize, 37usize), (1, 70, 64), (40, 32, 600), (25, 96, 513), (12, 1, 2), (7, 50, 96)].iter().chain(&in_place) {
         let x = bf16_exact(m * k, 10 + m as u64);

@@ -93,7 +93,7 @@ pub fn train(args: &TrainArgs, progress: &mut dyn FnMut(&Progress)) -> Result<Tr
         FineTuneType::Full => model.full_fine_tune(layers)?,
     }
     let bf16 = model.use_bf16_matmul(args.bf16_matmul)?;
-    if bf16 == 0 && args.bf16_matmul.is_none() && !mlx::device::default_device()?.is_gpu() && mlx::bf16mm::is_available()? {
+    if bf16 == 0 && args.bf16_matmul.is_none() && model.can_multiply_in_bf16()? {
         tracing::info!("this CPU multiplies bf16 pairs (AVX-512 BF16): --bf16-matmul trains ~1.5x faster, in mixed precision");
     }
     model.grad_checkpoint = args.grad_checkpoint;

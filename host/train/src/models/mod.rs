@@ -482,10 +482,12 @@ impl Model {
     /// sums staying f32 — finer than a GPU's bf16 training of the same model, at about twice
     /// sgemm's rate. A model stored in f32 or f16 keeps exact f32 products unless asked.
     pub fn bf16_matmul_by_default(&self) -> Result<bool> {
-        Ok(self.stored == Dtype::Bfloat16
-            && self.dtype == Dtype::Float32
-            && !mlx::device::default_device()?.is_gpu()
-            && mlx::bf16mm::is_available()?)
+        Ok(self.stored == Dtype::Bfloat16 && self.can_multiply_in_bf16()?)
+    }
+
+    /// Whether [`Model::multiply_in_bf16`] can run: f32 compute on a CPU with AVX-512 BF16.
+    pub fn can_multiply_in_bf16(&self) -> Result<bool> {
+        Ok(self.dtype == Dtype::Float32 && !mlx::device::default_device()?.is_gpu() && mlx::bf16mm::is_available()?)
     }
 
     /// `asked` (`bf16_matmul`: Some(true) insists, refusing where it cannot; Some(false) keeps
