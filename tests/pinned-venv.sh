@@ -7,7 +7,8 @@ set -euo pipefail
 root="$1"
 imports="$2"
 shift 2
-want="$*"
+# PINNED_VENV_TAG: how it was built, beside the pins (a change remakes it).
+want="$*${PINNED_VENV_TAG:+ ($PINNED_VENV_TAG)}"
 stamp="$root/.pins"
 mkdir -p "$(dirname "$root")"
 exec 9>"$root.lock"

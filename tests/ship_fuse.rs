@@ -1,5 +1,6 @@
 //! `brain fuse`: the fused model's logits equal base + adapter logits (1e-4), dense and 4-bit
-//! bases (the latter refused without --dequantize), HF layout with tokenizer files.
+//! bases (the latter refused without --dequantize), HF layout with tokenizer files; the part of
+//! the update lost to bf16 rounding is measured (against the files, in the test) and warned about.
 
 mod common;
 mod ship_support;
@@ -121,4 +122,78 @@ fn a_quantized_base_is_refused_or_dequantized() {
     let fused = logits(&out, None);
     let diff = max_abs_diff(&fused, &expected);
     assert!(diff < 1e-4, "dequantized fused vs 4-bit base + adapter: max |diff| {diff}");
+}
+
+/// The f32 values of tensor `name` (F32 or BF16) in a .safetensors file.
+fn tensor_f32(path: &Path, name: &str) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(name).unwrap();
+    match t.dtype() {
+        safetensors::Dtype::F32 => t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+        safetensors::Dtype::BF16 => t.data().chunks_exact(2).map(|c| f32::from_bits((u16::from_le_bytes(c.try_into().unwrap()) as u32) << 16)).collect(),
+        d => panic!("{name}: {d:?}"),
+    }
+}
+
+/// f32 → bf16 → f32, rounding to nearest even (what MLX's cast does for finite values).
+fn round_bf16(x: f32) -> f32 {
+    let b = x.to_bits();
+    let rounded = b.wrapping_add(0x7fff + ((b >> 16) & 1)) & 0xffff_0000;
+    f32::from_bits(rounded)
+}
+
+#[test]
+fn the_update_lost_to_bf16_rounding_is_measured_and_warned_about() {
+    let env = Env::new();
+    env.write_config("");
+    let base = env.path().join("base");
+    tiny_base(&base, true);
+    let run = |adapter: &Path, out: &str, dtype: &str| {
+        let out = env.path().join(out);
+        let r = env.run(["fuse", "--adapter", adapter.to_str().unwrap(), "--model", base.to_str().unwrap(), "--out", out.to_str().unwrap(), "--dtype", dtype, "--json"]);
+        r.assert_ok();
+        (out, r)
+    };
+    // An update small next to the weights (as a short LoRA run's is) and a large one.
+    for (scale, blurred) in [(0.001f32, true), (2.5, false)] {
+        let adapter = env.path().join(format!("adapter-{scale}"));
+        random_adapter(&base, &adapter, 4, scale, 5);
+        let (exact, r) = run(&adapter, &format!("f32-{scale}"), "float32");
+        assert_eq!(r.json()["update_lost"], 0.0, "{}", r.stdout);
+        assert_eq!(r.json()["warnings"], serde_json::json!([]));
+        let (bf, r) = run(&adapter, &format!("bf16-{scale}"), "bfloat16");
+        let report = r.json();
+        let lost = report["update_lost"].as_f64().unwrap();
+
+        // The same figure from the files: what the bf16 weights moved by (from the rounded base)
+        // against the exact update (f32 fused − base), over every fused layer.
+        let (mut update_sq, mut lost_sq) = (0f64, 0f64);
+        for layer in 0..2 {
+            for key in ship_support::KEYS {
+                let name = format!("model.layers.{layer}.{key}.weight");
+                let w = tensor_f32(&base.join("model.safetensors"), &name);
+                let f = tensor_f32(&exact.join("model.safetensors"), &name);
+                let b = tensor_f32(&bf.join("model.safetensors"), &name);
+                for i in 0..w.len() {
+                    let update = (f[i] - w[i]) as f64;
+                    let moved = (b[i] - round_bf16(w[i])) as f64;
+                    update_sq += update * update;
+                    lost_sq += (moved - update) * (moved - update);
+                }
+            }
+        }
+        let expected = (lost_sq / update_sq).sqrt();
+        assert!((lost - expected).abs() < 1e-3 * expected.max(1e-2), "reported {lost}, from the files {expected}");
+        if blurred {
+            assert!(lost > 0.5, "a tiny update is mostly lost in bf16: {lost}");
+            let w = report["warnings"].as_array().unwrap();
+            assert!(w.len() == 1 && w[0].as_str().unwrap().contains("--dtype float32"), "{report}");
+            assert!(r.stderr.contains("bfloat16 loses") && r.stderr.contains("adapter's update"), "{}", r.stderr);
+        } else {
+            assert!(lost < 0.05, "a large update survives bf16: {lost}");
+            assert_eq!(report["warnings"], serde_json::json!([]));
+            assert!(!r.stderr.contains("loses"), "{}", r.stderr);
+        }
+    }
 }

@@ -60,7 +60,7 @@ fn run_python(python: &Path, code: &str, spec: &Value, dir: &Path) -> Value {
     std::fs::write(&path, spec.to_string()).unwrap();
     let out = Command::new(python).arg("-c").arg(code).arg(&path).output().expect("python");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{} failed:\n{}\n{stdout}", python.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{} failed ({}):\n{}\n{stdout}", python.display(), out.status, String::from_utf8_lossy(&out.stderr));
     serde_json::from_str(stdout.lines().rfind(|l| l.starts_with('{')).expect("a JSON report")).unwrap()
 }
 

@@ -48,7 +48,7 @@
 using namespace mlxb;
 
 // Bumped whenever a signature below changes; the Rust side refuses a bridge of another ABI.
-#define MLXB_ABI 10
+#define MLXB_ABI 11
 
 struct mlxb_st {
   std::vector<std::string> names;

@@ -23,6 +23,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <utility>
 #include <vector>
@@ -304,6 +305,26 @@ void gemv_nt(const float* x, int M, const uint16_t* w, int N, int K, float* y, b
     for (int n = n0; n < n1; n++) kDots[M - 1](a.get(), kp, w, K, n, y, N, accumulate);
   }, std::max(1, (1 << 15) / std::max(1, K)));
 }
+
+// y_i (M, N_i) = bf16(x) (M, K) @ W_i^T for matrices that share x (q, k, v; gate, up), M <=
+// GEMV_ROWS: x rounded once, and the rows of all W_i split across threads as one list — one
+// hand-off to the workers instead of one per matrix, and each thread streams on from one matrix
+// into the next.
+void gemv_nt_group(const float* x, int M, const std::vector<const uint16_t*>& ws, const std::vector<int>& ns, int K,
+                   const std::vector<float*>& ys) {
+  const int kp = (K + 1) / 2;
+  const auto a = round_rows(x, K, M, K);
+  int total = 0;
+  for (int n : ns) total += n;
+  parallel_rows(total, [&](int r0, int r1) {
+    size_t i = 0;
+    int first = 0;  // the group row where matrix i starts
+    for (int r = r0; r < r1; r++) {
+      while (r >= first + ns[i]) first += ns[i++];
+      kDots[M - 1](a.get(), kp, ws[i], K, r - first, ys[i], ns[i], false);
+    }
+  }, std::max(1, (1 << 15) / std::max(1, K)));
+}
 #else
 bool cpu_has_bf16() { return false; }
 #endif
@@ -357,6 +378,17 @@ namespace {
 
 mx::array make_bf16mm(const mx::array& x, const mx::array& w, bool transpose);
 
+// The gradient of a bf16 weight w in y = x @ w^T (transpose) or x @ w, given y's cotangent g. A
+// trained weight (full fine-tuning) gets it in f32 by MLX's matmul: rare on this path (LoRA's
+// base weights are frozen), so correct rather than fast.
+mx::array weight_grad(const mx::array& x, const mx::array& g, const mx::array& w, bool transpose, mx::Stream st) {
+  const int inner = x.shape(-1), outer = g.shape(-1);
+  auto x2 = mx::reshape(x, {-1, inner}, st);
+  auto g2 = mx::reshape(mx::astype(g, mx::float32, st), {-1, outer}, st);
+  auto dw = transpose ? mx::matmul(mx::transpose(g2, st), x2, st) : mx::matmul(mx::transpose(x2, st), g2, st);
+  return mx::astype(dw, w.dtype(), st);
+}
+
 class Bf16MatmulCpu : public mx::UnaryPrimitive {
  public:
   Bf16MatmulCpu(mx::Stream st, bool transpose) : mx::UnaryPrimitive(st), transpose_(transpose) {}
@@ -390,14 +422,7 @@ class Bf16MatmulCpu : public mx::UnaryPrimitive {
       if (a == 0) {
         grads.push_back(make_bf16mm(cot[0], w, !transpose_));
       } else {
-        // A trained weight (full fine-tuning) gets its gradient in f32 by MLX's matmul: rare on
-        // this path (LoRA's base weights are frozen), so correct rather than fast.
-        auto st = stream();
-        const int inner = x.shape(-1), outer = cot[0].shape(-1);
-        auto x2 = mx::reshape(x, {-1, inner}, st);
-        auto g2 = mx::reshape(mx::astype(cot[0], mx::float32, st), {-1, outer}, st);
-        auto dw = transpose_ ? mx::matmul(mx::transpose(g2, st), x2, st) : mx::matmul(mx::transpose(x2, st), g2, st);
-        grads.push_back(mx::astype(dw, w.dtype(), st));
+        grads.push_back(weight_grad(x, cot[0], w, transpose_, stream()));
       }
     }
     return grads;
@@ -435,6 +460,64 @@ mx::array make_bf16mm(const mx::array& x, const mx::array& w, bool transpose) {
                    {mx::astype(x, mx::float32, st), row_contiguous(w, st)});
 }
 
+// x @ W_i^T for several bf16 W_i (N_i, K) sharing x, as one op with one output per W_i.
+class Bf16MatmulGroupCpu : public mx::Primitive {
+ public:
+  explicit Bf16MatmulGroupCpu(mx::Stream st) : mx::Primitive(st) {}
+
+  // inputs: x (..., K) f32 (any strides), then the W_i row-major; outputs: y_i (..., N_i) f32.
+  void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) override {
+    auto& enc = mlxb::prepare(stream(), in, out);
+    const int K = (int)in[0].shape(-1);
+    const int M = (int)(in[0].size() / std::max(1, K));
+    std::vector<const uint16_t*> ws;
+    std::vector<int> ns;
+    std::vector<float*> ys;
+    for (size_t i = 1; i < in.size(); i++) {
+      ws.push_back(reinterpret_cast<const uint16_t*>(in[i].data<mx::bfloat16_t>()));
+      ns.push_back((int)in[i].shape(0));
+      ys.push_back(out[i - 1].data<float>());
+    }
+    enc.dispatch([xa = in[0], ws = std::move(ws), ns = std::move(ns), ys = std::move(ys), M, K]() {
+      std::vector<float> scratch;
+      const float* x = row_major(xa, scratch);
+#if defined(__x86_64__)
+      if (M >= 1 && M <= GEMV_ROWS) {
+        gemv_nt_group(x, M, ws, ns, K, ys);
+        return;
+      }
+#endif
+      for (size_t i = 0; i < ws.size(); i++) bf16_gemm_nt(x, M, ws[i], ns[i], K, ys[i], false);
+    });
+  }
+  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
+    throw std::runtime_error("[bf16_matmul_group_cpu] CPU only; use matmul on a GPU");
+  }
+
+  // The same gradients as the separate products: x's is the sum of each output's.
+  std::vector<mx::array> vjp(const std::vector<mx::array>& primals, const std::vector<mx::array>& cot,
+                             const std::vector<int>& argnums, const std::vector<mx::array>&) override {
+    std::vector<mx::array> grads;
+    auto st = stream();
+    for (int a : argnums) {
+      if (a == 0) {
+        std::optional<mx::array> dx;
+        for (size_t i = 0; i < cot.size(); i++) {
+          auto g = make_bf16mm(cot[i], primals[i + 1], false);
+          dx = dx ? mx::add(*dx, g, st) : g;
+        }
+        grads.push_back(*dx);
+      } else {
+        grads.push_back(weight_grad(primals[0], cot[a - 1], primals[a], true, st));
+      }
+    }
+    return grads;
+  }
+
+  const char* name() const override { return "Bf16MatmulGroupCpu"; }
+  bool is_equivalent(const mx::Primitive& other) const override { return dynamic_cast<const Bf16MatmulGroupCpu*>(&other) != nullptr; }
+};
+
 }  // namespace
 
 extern "C" {
@@ -451,6 +534,38 @@ int mlxb_bf16_matmul_cpu(const arr x, const arr w, int transpose, arr* out) {
       throw std::runtime_error("[bf16_matmul_cpu] this CPU lacks AVX-512 BF16 (or BRAIN_MLX_NO_BF16_GEMM=1)");
     }
     set_out(out, make_bf16mm(*x, *w, transpose != 0));
+  });
+}
+
+
+// x (..., K) @ w_i^T for n bf16 matrices w_i (N_i, K): one op, n f32 outputs (decoding's q, k, v
+// and gate, up). Differentiable as the separate products are.
+int mlxb_bf16_matmul_group_cpu(const arr x, const arr* ws, int n, mlxb_vec** out) {
+  return guard([&] {
+    if (!cpu_has_bf16()) {
+      throw std::runtime_error("[bf16_matmul_group_cpu] this CPU lacks AVX-512 BF16 (or BRAIN_MLX_NO_BF16_GEMM=1)");
+    }
+    if (n < 1) throw std::invalid_argument("[bf16_matmul_group_cpu] needs at least one matrix");
+    if (x->ndim() < 1) throw std::invalid_argument("[bf16_matmul_group_cpu] x must have at least one axis");
+    auto st = mx::default_stream(mx::Device::cpu);
+    const int K = x->shape(-1);
+    std::vector<mx::array> inputs{mx::astype(*x, mx::float32, st)};
+    std::vector<mx::Shape> shapes;
+    for (int i = 0; i < n; i++) {
+      const mx::array& w = *ws[i];
+      if (w.dtype() != mx::bfloat16 || w.ndim() != 2 || w.shape(1) != K) {
+        std::ostringstream os;
+        os << "[bf16_matmul_group_cpu] matrix " << i << " must be a 2-D bfloat16 (N, " << K << ") matrix, not " << w.shape() << " "
+           << w.dtype();
+        throw std::invalid_argument(os.str());
+      }
+      inputs.push_back(row_contiguous(w, st));
+      mx::Shape shape = x->shape();
+      shape.back() = w.shape(0);
+      shapes.push_back(shape);
+    }
+    std::vector<mx::Dtype> dtypes(n, mx::float32);
+    *out = new mlxb_vec{mx::array::make_arrays(std::move(shapes), dtypes, std::make_shared<Bf16MatmulGroupCpu>(st), inputs)};
   });
 }
 

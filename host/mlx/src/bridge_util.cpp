@@ -5,6 +5,7 @@
 
 #include <dlfcn.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -105,8 +106,40 @@ bool use_avx2() {
 }
 
 namespace {
+// How long a thread waits by spinning before it sleeps: BRAIN_MLX_SPIN_US, else 100 µs. Decoding
+// hands the workers ~200 small products per token, a few µs of other ops apart; a sleeping worker
+// is woken through the kernel (an inter-processor interrupt on a VM: tens of µs, as long as a
+// small product itself), a spinning one sees the next product at once. 0 turns spinning off.
+int64_t spin_ns() {
+  static int64_t ns = [] {
+    if (const char* e = std::getenv("BRAIN_MLX_SPIN_US")) return (int64_t)std::max(0, std::atoi(e)) * 1000;
+    return (int64_t)100 * 1000;
+  }();
+  return ns;
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__)
+  _mm_pause();
+#endif
+}
+
+// Spins until ready() or spin_ns() has passed; true when ready.
+template <typename F>
+bool spin_until(F&& ready) {
+  const int64_t budget = spin_ns();
+  if (budget <= 0) return ready();
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0;; i++) {
+    if (ready()) return true;
+    cpu_relax();
+    if ((i & 63) == 63 && std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count() > budget)
+      return ready();
+  }
+}
+
 // The workers behind run_tasks: num_threads() - 1 threads, started on first use and kept (never
-// joined: they sleep on a condition variable until the process ends).
+// joined: between runs they spin for a moment (spin_ns), then sleep on a condition variable).
 class Workers {
  public:
   explicit Workers(int n) {
@@ -123,16 +156,17 @@ class Workers {
       task_ = &task;
       n_ = n;
       next_.store(0);
-      pending_ = n;
-      generation_++;
+      pending_.store(n);
+      generation_.fetch_add(1);
     }
     cv_.notify_all();
     const int ran = claim(task, n);
+    pending_.fetch_sub(ran);
+    spin_until([&] { return pending_.load() == 0; });
     std::unique_lock<std::mutex> lk(m_);
-    pending_ -= ran;
     // Every task done and every worker that took this run's task back out of it, so none can
     // claim a later run's indices with this task.
-    done_.wait(lk, [&] { return pending_ == 0 && active_ == 0; });
+    done_.wait(lk, [&] { return pending_.load() == 0 && active_ == 0; });
     task_ = nullptr;
     return true;
   }
@@ -152,12 +186,13 @@ class Workers {
     t_is_worker = true;
     uint64_t seen = 0;
     for (;;) {
+      spin_until([&] { return generation_.load() != seen; });
       const std::function<void(int)>* task;
       int n;
       {
         std::unique_lock<std::mutex> lk(m_);
-        cv_.wait(lk, [&] { return generation_ != seen; });
-        seen = generation_;
+        cv_.wait(lk, [&] { return generation_.load() != seen; });
+        seen = generation_.load();
         task = task_;
         n = n_;
         if (!task) continue;
@@ -165,9 +200,9 @@ class Workers {
       }
       const int ran = claim(*task, n);
       std::lock_guard<std::mutex> lk(m_);
-      pending_ -= ran;
       active_--;
-      if (pending_ == 0 && active_ == 0) done_.notify_all();
+      pending_.fetch_sub(ran);
+      if (pending_.load() == 0 && active_ == 0) done_.notify_all();
     }
   }
 
@@ -175,9 +210,9 @@ class Workers {
   std::mutex busy_, m_;
   std::condition_variable cv_, done_;
   const std::function<void(int)>* task_ = nullptr;
-  int n_ = 0, pending_ = 0, active_ = 0;
-  std::atomic<int> next_{0};
-  uint64_t generation_ = 0;
+  int n_ = 0, active_ = 0;
+  std::atomic<int> next_{0}, pending_{0};
+  std::atomic<uint64_t> generation_{0};
 };
 thread_local bool Workers::t_is_worker = false;
 }  // namespace

@@ -19,7 +19,7 @@ pub(crate) type ClosureFn =
     unsafe extern "C" fn(ctx: *mut c_void, inputs: *const c_void, outputs: *mut c_void) -> c_int;
 
 /// The bridge ABI this crate was written against (bridge.cpp's MLXB_ABI).
-const ABI: c_int = 10;
+const ABI: c_int = 11;
 
 macro_rules! bridge_fns {
     ($( fn $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)? ; )*) => {
@@ -178,6 +178,7 @@ bridge_fns! {
     fn quantized_matmul_cpu_bf16(x: Arr, w: Arr, scales: Arr, biases: Arr, transpose: c_int, group: c_int, bits: c_int, out: *mut Arr) -> c_int;
     fn has_bf16_gemm() -> c_int;
     fn bf16_matmul_cpu(x: Arr, w: Arr, transpose: c_int, out: *mut Arr) -> c_int;
+    fn bf16_matmul_group_cpu(x: Arr, ws: *const Arr, n: c_int, out: *mut Vec_) -> c_int;
 
     fn dist_is_available(backend: *const c_char) -> c_int;
     fn dist_init(strict: c_int, backend: *const c_char, rank: *mut c_int, size: *mut c_int) -> c_int;

@@ -214,3 +214,58 @@ fn strided_inputs_are_read_as_they_are() {
         }
     }
 }
+
+/// Decoding's grouped products (q, k, v; gate, up as one op): each output equals its own product
+/// bit for bit (the same kernel per row, rows split across threads as one list, so a thread
+/// crosses from one matrix into the next), for one to four rows of x (in place) and more (the
+/// packed path), a strided x, and the gradients equal the separate products'. A matrix of
+/// another width is refused, naming it.
+#[test]
+fn grouped_products_equal_the_separate_ones() {
+    if !bf16mm::is_available().unwrap() {
+        let w = bf16_array(&bf16_exact(6, 1), &[2, 3]);
+        let e = bf16mm::matmul_group_cpu(&arr(&[1.0, 2.0, 3.0], &[1, 3]), &[&w]).unwrap_err().to_string();
+        assert!(e.contains("AVX-512 BF16"), "{e}");
+        return;
+    }
+    let k = 200usize;
+    // Rows 7, 1000 and 33: the thread boundary falls inside the second matrix.
+    let ns = [7usize, 1000, 33];
+    let ws: Vec<Array> = ns.iter().enumerate().map(|(i, &n)| bf16_array(&bf16_exact(n * k, 60 + i as u64), &[n as i32, k as i32])).collect();
+    let wr: Vec<&Array> = ws.iter().collect();
+    for m in [1usize, 2, 4, 9] {
+        let x = bf16_exact(m * k, 70 + m as u64);
+        let strided = arr(&transpose(&x, m, k), &[k as i32, m as i32]).swapaxes(0, 1).unwrap();
+        for xa in [arr(&x, &[1, m as i32, k as i32]), strided] {
+            let ys = bf16mm::matmul_group_cpu(&xa, &wr).unwrap();
+            assert_eq!(ys.len(), ns.len());
+            for (i, (y, w)) in ys.iter().zip(&ws).enumerate() {
+                let alone = bf16mm::matmul_cpu(&xa, w, true).unwrap();
+                assert_eq!(y.shape(), alone.shape(), "output {i}");
+                let (got, want) = (vals(y), vals(&alone));
+                assert!(got == want, "output {i} of {m} rows, x {:?}: rel diff {}", xa.shape(), rel_to_max(&got, &want));
+            }
+        }
+    }
+    // Gradients: x's is the sum of the products' (c_i @ w_i), each w's its own.
+    let m = 3usize;
+    let x = arr(&bf16_exact(m * k, 80), &[m as i32, k as i32]);
+    let cs: Vec<Array> = ns.iter().enumerate().map(|(i, &n)| arr(&bf16_exact(m * n, 90 + i as u64), &[m as i32, n as i32])).collect();
+    let mut inputs = vec![&x];
+    inputs.extend(ws.iter());
+    let (_, g) = vjp(|a| bf16mm::matmul_group_cpu(&a[0], &a[1..].iter().collect::<Vec<_>>()), &inputs, &cs.iter().collect::<Vec<_>>()).unwrap();
+    let mut dx = vec![0f32; m * k];
+    for (i, (w, c)) in ws.iter().zip(&cs).enumerate() {
+        let (_, gi) = vjp(|a| Ok(vec![bf16mm::matmul_cpu(&a[0], &a[1], true)?]), &[&x, w], &[c]).unwrap();
+        assert_eq!(vals(&g[i + 1]), vals(&gi[1]), "d w{i}");
+        for (d, v) in dx.iter_mut().zip(vals(&gi[0])) {
+            *d += v;
+        }
+    }
+    let e = rel_to_max(&vals(&g[0]), &dx);
+    assert!(e < 1e-6, "d x: rel err {e}");
+
+    let narrow = bf16_array(&bf16_exact(4 * 10, 3), &[4, 10]);
+    let e = bf16mm::matmul_group_cpu(&x, &[&ws[0], &narrow]).unwrap_err().to_string();
+    assert!(e.contains("matrix 1") && e.contains("200"), "{e}");
+}

@@ -114,6 +114,9 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
             if report.dequantized > 0 { format!(", {} weights dequantized to {}", report.dequantized, report.dtype) } else { String::new() },
             report.save_path.display()
         );
+        if report.update_lost > 0.0 {
+            println!("rounding to {} lost {:.1}% of the adapter's update (norm)", report.dtype, report.update_lost * 100.0);
+        }
         println!("files: config.json, {}, {}", report.files.iter().filter_map(|f| f.file_name()).map(|n| n.to_string_lossy()).collect::<Vec<_>>().join(", "), report.copied.join(", "));
         if let Some(g) = &gguf {
             let types = g.tensor_types.iter().map(|(t, n)| format!("{n} {t}")).collect::<Vec<_>>().join(", ");

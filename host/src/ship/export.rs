@@ -174,6 +174,7 @@ pub fn export_ollama(opts: &OllamaOptions) -> Result<OllamaExportReport> {
                 overwrite: true,
             };
             let report = brain_train::fuse::fuse(&args).with_context(|| format!("fusing {} into {}", adapter.display(), base.display()))?;
+            warnings.extend(report.warnings.iter().cloned());
             fused_report = Some(report);
             (Weights::Fused(fused.clone()), fused, None)
         }

@@ -162,6 +162,32 @@ pub(crate) fn lora_layers<'t>(tensors: &'t BTreeMap<String, Array>, file: &Path)
 /// ([`crate::generate::fuse_adapter`]) and into files ([`crate::fuse::fuse`]); `file` is the
 /// adapter, named when the update does not fit the weight.
 pub(crate) fn fold_lora(w: &Array, layer: &LoraLayer<'_>, scale: f32, dtype: Dtype, file: &Path) -> Result<Array> {
+    let fused = w.as_type(Dtype::Float32)?.add(&lora_delta(w, layer, scale, file)?)?.as_type(dtype)?;
+    fused.eval()?;
+    Ok(fused)
+}
+
+/// A weight with an update added and stored in a dtype, and how much of the update the stored
+/// weight still carries.
+pub(crate) struct Folded {
+    pub weight: Array,
+    /// Σ update², in f32's terms.
+    pub update_sq: f64,
+    /// Σ (what the stored weight changed by − the update)²: the update lost to rounding.
+    pub lost_sq: f64,
+}
+
+/// [`fold_lora`] that also measures the update rounding lost (see [`Folded`]).
+pub(crate) fn fold_lora_measured(w: &Array, layer: &LoraLayer<'_>, scale: f32, dtype: Dtype, file: &Path) -> Result<Folded> {
+    let delta = lora_delta(w, layer, scale, file)?;
+    let w32 = w.as_type(Dtype::Float32)?;
+    let fused = w32.add(&delta)?.as_type(dtype)?;
+    fused.eval()?;
+    measured(fused, &w32, &delta)
+}
+
+/// `scale · (A·B)ᵀ` in f32, in `w`'s (out, in) layout.
+fn lora_delta(w: &Array, layer: &LoraLayer<'_>, scale: f32, file: &Path) -> Result<Array> {
     let delta = layer.a.as_type(Dtype::Float32)?.matmul(&layer.b.as_type(Dtype::Float32)?)?.t()?.mul(scale)?;
     if delta.shape() != w.shape() {
         return Err(model_err(
@@ -169,9 +195,21 @@ pub(crate) fn fold_lora(w: &Array, layer: &LoraLayer<'_>, scale: f32, dtype: Dty
             format!("{}: the update is {:?} but the weight is {:?} (an adapter of another model?)", layer.prefix, delta.shape(), w.shape()),
         ));
     }
-    let fused = w.as_type(Dtype::Float32)?.add(&delta)?.as_type(dtype)?;
-    fused.eval()?;
-    Ok(fused)
+    Ok(delta)
+}
+
+/// Measures `stored` (base `w32` + `delta`, stored in its dtype). The stored weight changed by
+/// `round(W + Δ) − round(W)`; the base's own rounding (a f32 base written as bf16) is not the
+/// update's loss, so it is taken out.
+fn measured(stored: Array, w32: &Array, delta: &Array) -> Result<Folded> {
+    let update_sq = delta.square()?.sum_all()?.item::<f32>()? as f64;
+    let lost_sq = if stored.dtype() == Dtype::Float32 {
+        0.0
+    } else {
+        let moved = stored.as_type(Dtype::Float32)?.sub(&w32.as_type(stored.dtype())?.as_type(Dtype::Float32)?)?;
+        moved.sub(delta)?.square()?.sum_all()?.item::<f32>()? as f64
+    };
+    Ok(Folded { weight: stored, update_sq, lost_sq })
 }
 
 /// A full fine-tune's trained weight `name` replacing the base's `cur`: shapes must agree;
@@ -183,4 +221,11 @@ pub(crate) fn full_weight(name: &str, trained: &Array, cur: &Array, dtype: Optio
     let v = trained.as_type(dtype.unwrap_or(cur.dtype()))?;
     v.eval()?;
     Ok(v)
+}
+
+/// [`full_weight`] that also measures the update (trained − base) rounding lost.
+pub(crate) fn full_weight_measured(name: &str, trained: &Array, cur: &Array, dtype: Option<Dtype>, file: &Path) -> Result<Folded> {
+    let v = full_weight(name, trained, cur, dtype, file)?;
+    let w32 = cur.as_type(Dtype::Float32)?;
+    measured(v, &w32, &trained.as_type(Dtype::Float32)?.sub(&w32)?)
 }

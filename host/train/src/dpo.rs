@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Batcher;
 use crate::error::{io, Error, Result};
-use crate::models::Model;
+use crate::models::{Model, Work};
 use crate::train_loop::{self, Event, RunSummary};
 use crate::trainer::{adapter_config, ce_path, parse_dtype, TrainArgs};
 
@@ -156,7 +156,7 @@ pub fn dpo(args: &DpoArgs, progress: &mut dyn FnMut(&DpoProgress)) -> Result<Dpo
     let mut model = Model::load(&args.train.model, parse_dtype(&args.train.dtype)?)?;
     let (targs, reference) = reference::policy(args, &mut model)?;
     // Before the reference log-probs, so reference and policy share the same products.
-    model.use_bf16_matmul(targs.bf16_matmul)?;
+    model.use_bf16_matmul(targs.bf16_matmul, Work::Training)?;
     model.grad_checkpoint = targs.grad_checkpoint;
     let run_dir = targs.adapter_path.clone();
     std::fs::create_dir_all(&run_dir).map_err(io(&run_dir))?;

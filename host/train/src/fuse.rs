@@ -74,7 +74,17 @@ pub struct FuseReport {
     pub files: Vec<PathBuf>,
     /// Tokenizer and generation files copied.
     pub copied: Vec<String>,
+    /// The part of the adapter's update the stored weights lost to rounding: ‖stored change −
+    /// update‖ / ‖update‖ over all fused layers (0 in f32; bf16's 8-bit significand loses much
+    /// of a small LoRA update).
+    pub update_lost: f32,
+    /// What the user should know about the fused model (e.g. a large `update_lost`).
+    pub warnings: Vec<String>,
 }
+
+/// Above this `update_lost`, fusing warns: a fifth of the update is noise (measured on the real
+/// SmolLM2 with a trained adapter, bf16 fusing lost ~0.9 and forgot trained facts; f32 keeps them).
+pub const UPDATE_LOST_WARNING: f32 = 0.2;
 
 /// Hugging Face's name of a float dtype (`torch_dtype`).
 pub fn dtype_name(d: Dtype) -> &'static str {
@@ -184,6 +194,15 @@ pub fn fuse(args: &FuseArgs) -> Result<FuseReport> {
     }
     let mut fused = 0;
     let mut dequantized = 0;
+    let (mut update_sq, mut lost_sq, mut rounded_to) = (0f64, 0f64, Dtype::Float32);
+    let mut measure = |f: adapters::Folded| {
+        update_sq += f.update_sq;
+        lost_sq += f.lost_sq;
+        if f.weight.dtype() != Dtype::Float32 {
+            rounded_to = f.weight.dtype();
+        }
+        f.weight
+    };
     match adapter_cfg.fine_tune_type.as_str() {
         "lora" => {
             let scale = adapter_cfg.lora(&args.adapter_path)?.scale;
@@ -197,7 +216,7 @@ pub fn fuse(args: &FuseArgs) -> Result<FuseReport> {
                     let w = tensors.get(&wname).ok_or_else(|| model_err(base, format!("the adapter has {prefix} but the model has no {wname}")))?;
                     (w.clone(), asked_dtype.unwrap_or(w.dtype()))
                 };
-                let new = adapters::fold_lora(&w, &layer, scale, dtype, &adapter_file)?;
+                let new = measure(adapters::fold_lora_measured(&w, &layer, scale, dtype, &adapter_file)?);
                 for s in ["scales", "biases"] {
                     tensors.remove(&format!("{prefix}.{s}"));
                 }
@@ -210,7 +229,7 @@ pub fn fuse(args: &FuseArgs) -> Result<FuseReport> {
                 let Some(cur) = tensors.get(name) else {
                     return Err(model_err(&adapter_file, format!("{name} is not a weight of the base model")));
                 };
-                let new = adapters::full_weight(name, value, cur, asked_dtype, &adapter_file)?;
+                let new = measure(adapters::full_weight_measured(name, value, cur, asked_dtype, &adapter_file)?);
                 tensors.insert(name.clone(), new);
                 fused += 1;
             }
@@ -218,6 +237,20 @@ pub fn fuse(args: &FuseArgs) -> Result<FuseReport> {
         other => {
             return Err(model_err(args.adapter_path.join("adapter_config.json"), format!("fine_tune_type {other:?} cannot be fused (lora, full)")));
         }
+    }
+
+    let update_lost = if update_sq > 0.0 { (lost_sq / update_sq).sqrt() as f32 } else { 0.0 };
+    let mut warnings = Vec::new();
+    if update_lost > UPDATE_LOST_WARNING {
+        let w = format!(
+            "storing the fused weights in {} loses {:.0}% of the adapter's update to rounding (its changes are small next to \
+             the weights): the fused model may forget what was trained. Fuse with --dtype float32 (twice the size; \
+             exact), or use the adapter on its base",
+            dtype_name(rounded_to),
+            update_lost * 100.0
+        );
+        tracing::warn!("{w}");
+        warnings.push(w);
     }
 
     // Whatever is still quantized becomes dense.
@@ -271,6 +304,8 @@ pub fn fuse(args: &FuseArgs) -> Result<FuseReport> {
         fine_tune_type: adapter_cfg.fine_tune_type.clone(),
         files,
         copied,
+        update_lost,
+        warnings,
     })
 }
 

@@ -16,7 +16,7 @@ use mlx::{Array, Dtype};
 use crate::adapters::{self, AdapterConfig, ADAPTER_FILE};
 use crate::cache::KvCache;
 use crate::error::{model_err, Error, Result};
-use crate::models::{Mode, Model};
+use crate::models::{Mode, Model, Work};
 use crate::sampling::{LoopDetector, Sampler, SamplingOptions};
 use crate::tokenizer::{Message, Tokenizer, ENDOFTEXT};
 
@@ -210,7 +210,7 @@ pub fn load_model(model: &Path, adapter_path: &[PathBuf], dtype: Option<Dtype>) 
         }
     }
     if dtype.is_none() {
-        m.use_bf16_matmul(None)?;
+        m.use_bf16_matmul(None, Work::Decoding)?;
     }
     Ok(m)
 }

@@ -26,7 +26,7 @@ use crate::adapters;
 use crate::data::{self, Batcher, Dataset};
 use crate::error::{Error, Result};
 use crate::loss::{nll_sum, DeviceBatch};
-use crate::models::{Mode, Model};
+use crate::models::{Mode, Model, Work};
 use crate::train_loop::{self, peak_gb, Moment, Objective, Record};
 
 pub(crate) use args::{adapter_config, ce_path, parse_dtype};
@@ -92,8 +92,8 @@ pub fn train(args: &TrainArgs, progress: &mut dyn FnMut(&Progress)) -> Result<Tr
         FineTuneType::Lora => model.apply_lora(layers, &args.lora.keys, args.lora.rank, args.lora.scale, args.lora.dropout, args.seed)?,
         FineTuneType::Full => model.full_fine_tune(layers)?,
     }
-    let bf16 = model.use_bf16_matmul(args.bf16_matmul)?;
-    if bf16 == 0 && args.bf16_matmul.is_none() && model.can_multiply_in_bf16()? {
+    let bf16 = model.use_bf16_matmul(args.bf16_matmul, Work::Training)?;
+    if bf16 == 0 && args.bf16_matmul.is_none() && model.can_multiply_in_bf16()? && mlx::bf16mm::tiles_outrun_f32()? {
         tracing::info!("this CPU multiplies bf16 pairs (AVX-512 BF16): --bf16-matmul trains ~1.5x faster, in mixed precision");
     }
     model.grad_checkpoint = args.grad_checkpoint;

@@ -11,7 +11,7 @@ use mlx::Array;
 use crate::adapters;
 use crate::data::Batcher;
 use crate::error::{Error, Result};
-use crate::models::{Mode, Model};
+use crate::models::{Mode, Model, Work};
 use crate::train_loop::{peak_gb, Window};
 use crate::trainer::{ce_path, parse_dtype};
 
@@ -210,7 +210,7 @@ pub fn evaluate_split(args: &DpoArgs, split: &str, adapter: Option<&Path>) -> Re
     if let Some(r) = &args.reference {
         adapters::load_adapters(&mut refm, r)?;
     }
-    refm.use_bf16_matmul(args.train.bf16_matmul)?;
+    refm.use_bf16_matmul(args.train.bf16_matmul, Work::Training)?;
     let reference = reference_logps(&refm, &set.pairs, args.train.batch_size.max(1), tok.pad_id, path)?;
     drop(refm);
     let mut policy = Model::load(&args.train.model, dtype)?;
@@ -219,6 +219,6 @@ pub fn evaluate_split(args: &DpoArgs, split: &str, adapter: Option<&Path>) -> Re
     } else if let Some(r) = &args.reference {
         adapters::load_adapters(&mut policy, r)?;
     }
-    policy.use_bf16_matmul(args.train.bf16_matmul)?;
+    policy.use_bf16_matmul(args.train.bf16_matmul, Work::Training)?;
     evaluate_pairs(&policy, &set.pairs, &reference, args, 0, tok.pad_id)
 }

@@ -59,32 +59,40 @@ pub struct Mode<'a> {
 
 impl LinearSpec {
     pub(crate) fn forward(&self, p: &[Array], x: &Array, mode: Mode) -> mlx::Result<Array> {
-        let mut y = match (self.q, self.bias) {
-            (Some(q), bias) => {
-                let y = if q.cpu_kernel && q.bf16 {
+        let y = match (self.q, self.bias) {
+            (Some(q), _) => {
+                if q.cpu_kernel && q.bf16 {
                     quantized_matmul_cpu_bf16(x, &p[self.w], &p[q.scales], &p[q.biases], true, q.group, q.bits)?
                 } else if q.cpu_kernel {
                     quantized_matmul_cpu(x, &p[self.w], &p[q.scales], &p[q.biases], true, q.group, q.bits)?
                 } else {
                     quantized_matmul(x, &p[self.w], &p[q.scales], Some(&p[q.biases]), true, q.group, q.bits)?
-                };
-                match bias {
-                    Some(b) => y.add(&p[b])?,
-                    None => y,
                 }
             }
             // A frozen bf16 weight under f32 activations: `Model::multiply_in_bf16` (CPU).
-            (None, bias) if p[self.w].dtype() == mlx::Dtype::Bfloat16 && x.dtype() == mlx::Dtype::Float32 => {
-                let y = mlx::bf16mm::matmul_cpu(x, &p[self.w], true)?;
-                match bias {
-                    Some(b) => y.add(&p[b])?,
-                    None => y,
-                }
-            }
+            (None, _) if self.bf16_product(p, x) => mlx::bf16mm::matmul_cpu(x, &p[self.w], true)?,
             // addmm: the bias is the GEMM's accumulator (one pass less than matmul + add).
-            (None, Some(b)) => mlx::addmm(&p[b], x, &p[self.w].swapaxes(-1, -2)?, 1.0, 1.0)?,
+            (None, Some(b)) => return self.add_lora(mlx::addmm(&p[b], x, &p[self.w].swapaxes(-1, -2)?, 1.0, 1.0)?, p, x, mode),
             (None, None) => x.matmul(&p[self.w].swapaxes(-1, -2)?)?,
         };
+        self.finish(y, p, x, mode)
+    }
+
+    /// Whether `x @ Wᵀ` goes through the bf16 kernel (a bf16 weight, f32 activations).
+    fn bf16_product(&self, p: &[Array], x: &Array) -> bool {
+        self.q.is_none() && p[self.w].dtype() == mlx::Dtype::Bfloat16 && x.dtype() == mlx::Dtype::Float32
+    }
+
+    /// The product `y = x @ Wᵀ` plus the bias and the LoRA term.
+    fn finish(&self, y: Array, p: &[Array], x: &Array, mode: Mode) -> mlx::Result<Array> {
+        let y = match self.bias {
+            Some(b) => y.add(&p[b])?,
+            None => y,
+        };
+        self.add_lora(y, p, x, mode)
+    }
+
+    fn add_lora(&self, mut y: Array, p: &[Array], x: &Array, mode: Mode) -> mlx::Result<Array> {
         if let Some(l) = self.lora {
             let xd = match mode.dropout_key {
                 Some(batch_key) if l.dropout > 0.0 => {
@@ -113,6 +121,29 @@ impl LinearSpec {
             None => cols,
         }
     }
+}
+
+/// Rows of x up to which layers that share x (q, k, v; gate, up) multiply as one op
+/// ([`mlx::bf16mm::matmul_group_cpu`]): decoding, where each product is small and the hand-off to
+/// the kernel's threads is a large part of its time.
+const GROUP_ROWS: i32 = 4;
+
+/// `BRAIN_NO_GROUPED_PRODUCTS=1` keeps every product its own op (to measure the difference).
+fn grouping_off() -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OFF.get_or_init(|| std::env::var("BRAIN_NO_GROUPED_PRODUCTS").is_ok_and(|v| v == "1"))
+}
+
+/// The layers' outputs for one x: one op for all their bf16 products when decoding, else each
+/// layer's own forward.
+fn forward_shared(lin: &[&LinearSpec], p: &[Array], x: &Array, mode: Mode) -> mlx::Result<Vec<Array>> {
+    let rows = x.size() as i32 / x.dim(-1).max(1);
+    if rows <= GROUP_ROWS && !grouping_off() && lin.iter().all(|l| l.bf16_product(p, x)) {
+        let ws: Vec<&Array> = lin.iter().map(|l| &p[l.w]).collect();
+        let ys = mlx::bf16mm::matmul_group_cpu(x, &ws)?;
+        return lin.iter().zip(ys).map(|(l, y)| l.finish(y, p, x, mode)).collect();
+    }
+    lin.iter().map(|l| l.forward(p, x, mode)).collect()
 }
 
 /// How positions are rotated into q and k (the rotate-half layout of Llama and Qwen).
@@ -239,15 +270,16 @@ fn attention(s: &BlockSpec, d: &Dims, x: &Array, p: &[Array], mode: Mode, cache:
     let sh = x.shape();
     let (b, l) = (sh[0], sh[1]);
     let heads = |t: Array, n: i32| t.reshape(&[b, l, n, d.head_dim]);
-    let mut q = heads(s.lin[0].forward(p, x, mode)?, d.heads)?;
-    let mut k = heads(s.lin[1].forward(p, x, mode)?, d.kv_heads)?;
+    let [q, k, v]: [Array; 3] = forward_shared(&[&s.lin[0], &s.lin[1], &s.lin[2]], p, x, mode)?.try_into().expect("three outputs");
+    let mut q = heads(q, d.heads)?;
+    let mut k = heads(k, d.kv_heads)?;
     if let Some((qn, kn)) = s.qk_norm {
         q = fast::rms_norm(&q, Some(&p[qn]), d.eps)?;
         k = fast::rms_norm(&k, Some(&p[kn]), d.eps)?;
     }
     let q = q.transpose(&[0, 2, 1, 3])?;
     let k = k.transpose(&[0, 2, 1, 3])?;
-    let v = heads(s.lin[2].forward(p, x, mode)?, d.kv_heads)?.transpose(&[0, 2, 1, 3])?;
+    let v = heads(v, d.kv_heads)?.transpose(&[0, 2, 1, 3])?;
     let offset = cache.as_ref().map_or(0, |c| c.offset());
     let q = d.rope.apply(&q, d.head_dim, offset)?;
     let k = d.rope.apply(&k, d.head_dim, offset)?;
@@ -263,8 +295,7 @@ fn attention(s: &BlockSpec, d: &Dims, x: &Array, p: &[Array], mode: Mode, cache:
 
 /// SwiGLU: `down(silu(gate(x)) * up(x))`.
 fn mlp(s: &BlockSpec, x: &Array, p: &[Array], mode: Mode) -> mlx::Result<Array> {
-    let g = s.lin[4].forward(p, x, mode)?;
-    let u = s.lin[5].forward(p, x, mode)?;
+    let [g, u]: [Array; 2] = forward_shared(&[&s.lin[4], &s.lin[5]], p, x, mode)?.try_into().expect("two outputs");
     s.lin[6].forward(p, &fast::swiglu(&g, &u)?, mode)
 }
 

@@ -95,6 +95,15 @@ struct Block {
     ix: Vec<usize>,
 }
 
+/// What a model is about to do, for choices whose better answer depends on it (bf16 products).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// Forward and backward passes over whole sequences (SFT, DPO): tiled products.
+    Training,
+    /// Generation: one row per token, each weight read once (memory-bound).
+    Decoding,
+}
+
 /// A loaded model of any supported architecture.
 pub struct Model {
     pub config: ModelConfig,
@@ -476,13 +485,22 @@ impl Model {
         Ok(changed + quantized)
     }
 
-    /// Whether [`Model::multiply_in_bf16`] is the default: on a CPU with AVX-512 BF16, for a model
-    /// stored in bf16 computed in f32. Its weights are then exact in bf16 (a packed model's tiles
-    /// round as a GPU's bf16 kernels round them) and only the activations round in the products,
-    /// sums staying f32 — finer than a GPU's bf16 training of the same model, at about twice
-    /// sgemm's rate. A model stored in f32 or f16 keeps exact f32 products unless asked.
-    pub fn bf16_matmul_by_default(&self) -> Result<bool> {
-        Ok(self.stored == Dtype::Bfloat16 && self.can_multiply_in_bf16()?)
+    /// Whether [`Model::multiply_in_bf16`] is the default for `work`: on a CPU with AVX-512 BF16,
+    /// for a model stored in bf16 computed in f32. Its weights are then exact in bf16 (a packed
+    /// model's tiles round as a GPU's bf16 kernels round them) and only the activations round in
+    /// the products, sums staying f32 — finer than a GPU's bf16 training of the same model.
+    /// Decoding reads each weight once per token, so 2 bytes instead of 4 win on every such CPU;
+    /// training's tiled products only where they outrun sgemm ([`mlx::bf16mm::tiles_outrun_f32`]:
+    /// about twice its rate on AMD's Zen 4, slower on Intel's Sapphire Rapids). A model stored in
+    /// f32 or f16 keeps exact f32 products unless asked.
+    pub fn bf16_matmul_by_default(&self, work: Work) -> Result<bool> {
+        if self.stored != Dtype::Bfloat16 || !self.can_multiply_in_bf16()? {
+            return Ok(false);
+        }
+        Ok(match work {
+            Work::Training => mlx::bf16mm::tiles_outrun_f32()?,
+            Work::Decoding => true,
+        })
     }
 
     /// Whether [`Model::multiply_in_bf16`] can run: f32 compute on a CPU with AVX-512 BF16.
@@ -491,12 +509,12 @@ impl Model {
     }
 
     /// `asked` (`bf16_matmul`: Some(true) insists, refusing where it cannot; Some(false) keeps
-    /// f32 products; None: [`Model::bf16_matmul_by_default`]) applied with
+    /// f32 products; None: [`Model::bf16_matmul_by_default`] for `work`) applied with
     /// [`Model::multiply_in_bf16`]. Returns the matrices now multiplied in bf16.
-    pub fn use_bf16_matmul(&mut self, asked: Option<bool>) -> Result<usize> {
+    pub fn use_bf16_matmul(&mut self, asked: Option<bool>, work: Work) -> Result<usize> {
         let on = match asked {
             Some(on) => on,
-            None => self.bf16_matmul_by_default()?,
+            None => self.bf16_matmul_by_default(work)?,
         };
         if !on {
             return Ok(0);

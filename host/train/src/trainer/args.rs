@@ -107,9 +107,9 @@ pub struct TrainArgs {
     /// and its elementwise work already in the bridge's fused kernels).
     pub compile: Option<bool>,
     /// On the CPU, multiply the frozen dense weights in bfloat16 (AVX-512 BF16: the activations
-    /// rounded to bf16 in the products, sums in f32, as GPUs train), about twice sgemm's rate:
-    /// see `Model::multiply_in_bf16`. `None`: for models stored in bf16 on CPUs that have the
-    /// instructions (their weights are then exact; `Model::bf16_matmul_by_default`), else f32
+    /// rounded to bf16 in the products, sums in f32, as GPUs train), about twice sgemm's rate on
+    /// AMD's Zen 4: see `Model::multiply_in_bf16`. `None`: for models stored in bf16 on CPUs where
+    /// it outruns sgemm (their weights are then exact; `Model::bf16_matmul_by_default`), else f32
     /// products, exact for the stored weights.
     pub bf16_matmul: Option<bool>,
     /// Smoke run: 10 updates, reporting every update, validating at the end.
