@@ -125,8 +125,15 @@ fn smollm2_learns_a_dozen_facts_it_cannot_know() {
     // some of what the adapter added: 4 of these 6 facts survive it here, with either product.)
     let bf16 = mlx::bf16mm::is_available().unwrap();
     let fused16 = env.path().join("fused-bf16");
-    let r = brain(&env, &["fuse", "--model", model.to_str().unwrap(), "--adapter", run.to_str().unwrap(), "--out", fused16.to_str().unwrap(), "--dequantize", "--dtype", "bfloat16"]);
+    let r = brain(&env, &["--json", "fuse", "--model", model.to_str().unwrap(), "--adapter", run.to_str().unwrap(), "--out", fused16.to_str().unwrap(), "--dequantize", "--dtype", "bfloat16"]);
     r.assert_ok();
+    let fuse16 = r.json();
+    // It says so: the part of the update lost to bf16's rounding (4.3% here) is past fuse's
+    // warning, and the warning names the way out.
+    let lost = fuse16["update_lost"].as_f64().unwrap();
+    eprintln!("fused in bf16: update_lost {lost}, warnings {}", fuse16["warnings"]);
+    assert!(lost > brain_train::fuse::UPDATE_LOST_WARNING as f64 && lost < 0.5, "{fuse16}");
+    assert!(fuse16["warnings"][0].as_str().is_some_and(|w| w.contains("--dtype float32")), "{fuse16}");
     let mut same = 0;
     for (q, _, _, _) in &FACTS[..6] {
         let g = generation(&env, &fused16, None, q, &[]);

@@ -303,7 +303,7 @@ void gemv_nt(const float* x, int M, const uint16_t* w, int N, int K, float* y, b
   // A thread per ~64 KB of W at least: smaller products are not worth waking the others.
   parallel_rows(N, [&](int n0, int n1) {
     for (int n = n0; n < n1; n++) kDots[M - 1](a.get(), kp, w, K, n, y, N, accumulate);
-  }, std::max(1, (1 << 15) / std::max(1, K)));
+  }, std::max(1, (1 << 15) / std::max(1, K)), /*spin=*/true);
 }
 
 // y_i (M, N_i) = bf16(x) (M, K) @ W_i^T for matrices that share x (q, k, v; gate, up), M <=
@@ -323,7 +323,7 @@ void gemv_nt_group(const float* x, int M, const std::vector<const uint16_t*>& ws
       while (r >= first + ns[i]) first += ns[i++];
       kDots[M - 1](a.get(), kp, ws[i], K, r - first, ys[i], ns[i], false);
     }
-  }, std::max(1, (1 << 15) / std::max(1, K)));
+  }, std::max(1, (1 << 15) / std::max(1, K)), /*spin=*/true);
 }
 #else
 bool cpu_has_bf16() { return false; }

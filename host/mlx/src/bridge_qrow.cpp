@@ -319,24 +319,25 @@ const char* qmm_row_kernel(int bits, int group) {
 
 bool qmm_row(const Packed& p, const float* x, const float* xsum, float* y) {
 #if defined(__x86_64__)
+  constexpr bool kSpin = true;  // decoding: the next product follows at once (run_tasks)
   switch (pick(p.bits, p.group)) {
     case RowKernel::Vnni: {
       const bool wide = p.group % 64 == 0;
       const auto xq = int8_row(x, p.K, p.group, wide ? 64 : 32);
       parallel_rows(p.N, [&](int b, int e) {
         wide ? direct_vnni_q4_row(p, xq, xsum, y, b, e) : direct_vnni_q4_row32(p, xq, xsum, y, b, e);
-      });
+      }, 4, kSpin);
       return true;
     }
     case RowKernel::Vbmi:
-      parallel_rows(p.N, [&](int b, int e) { direct_vbmi_q4_row(p, x, xsum, y, b, e); });
+      parallel_rows(p.N, [&](int b, int e) { direct_vbmi_q4_row(p, x, xsum, y, b, e); }, 4, kSpin);
       return true;
     case RowKernel::Bytes:
       if (p.bits == 8) {
-        parallel_rows(p.N, [&](int b, int e) { direct_avx2_q8_row_bytes(p, x, xsum, y, b, e); });
+        parallel_rows(p.N, [&](int b, int e) { direct_avx2_q8_row_bytes(p, x, xsum, y, b, e); }, 4, kSpin);
       } else {
         const auto xp = nibble_order(x, p.K);
-        parallel_rows(p.N, [&](int b, int e) { direct_avx2_q4_row_bytes(p, xp.data(), xsum, y, b, e); });
+        parallel_rows(p.N, [&](int b, int e) { direct_avx2_q4_row_bytes(p, xp.data(), xsum, y, b, e); }, 4, kSpin);
       }
       return true;
     default: break;

@@ -106,10 +106,13 @@ bool use_avx2() {
 }
 
 namespace {
-// How long a thread waits by spinning before it sleeps: BRAIN_MLX_SPIN_US, else 100 µs. Decoding
-// hands the workers ~200 small products per token, a few µs of other ops apart; a sleeping worker
-// is woken through the kernel (an inter-processor interrupt on a VM: tens of µs, as long as a
-// small product itself), a spinning one sees the next product at once. 0 turns spinning off.
+// How long a thread waits by spinning before it sleeps, after a run of decoding's one-row products:
+// BRAIN_MLX_SPIN_US, else 100 µs. Decoding hands the workers ~200 small products per token, a few
+// µs of other ops apart; a sleeping worker is woken through the kernel (an inter-processor
+// interrupt on a VM: tens of µs, as long as a small product itself), a spinning one sees the next
+// product at once (~10% more tokens/s measured). After other runs (a prompt's GEMMs, norms) the
+// threads sleep at once: spinning there took a core from MLX's own BLAS threads (~10% slower
+// prompts). 0 turns spinning off.
 int64_t spin_ns() {
   static int64_t ns = [] {
     if (const char* e = std::getenv("BRAIN_MLX_SPIN_US")) return (int64_t)std::max(0, std::atoi(e)) * 1000;
@@ -139,7 +142,8 @@ bool spin_until(F&& ready) {
 }
 
 // The workers behind run_tasks: num_threads() - 1 threads, started on first use and kept (never
-// joined: between runs they spin for a moment (spin_ns), then sleep on a condition variable).
+// joined). Between runs they sleep on a condition variable, after a decoding run spinning first
+// for a moment (spin_ns).
 class Workers {
  public:
   explicit Workers(int n) {
@@ -147,7 +151,7 @@ class Workers {
   }
 
   // false when another run is in progress (the caller then runs its tasks itself).
-  bool run(int n, const std::function<void(int)>& task) {
+  bool run(int n, const std::function<void(int)>& task, bool spin) {
     if (t_is_worker) return false;
     std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
     if (!busy.owns_lock()) return false;
@@ -157,12 +161,13 @@ class Workers {
       n_ = n;
       next_.store(0);
       pending_.store(n);
+      spin_ = spin;
       generation_.fetch_add(1);
     }
     cv_.notify_all();
     const int ran = claim(task, n);
     pending_.fetch_sub(ran);
-    spin_until([&] { return pending_.load() == 0; });
+    if (spin) spin_until([&] { return pending_.load() == 0; });
     std::unique_lock<std::mutex> lk(m_);
     // Every task done and every worker that took this run's task back out of it, so none can
     // claim a later run's indices with this task.
@@ -185,8 +190,9 @@ class Workers {
   void loop() {
     t_is_worker = true;
     uint64_t seen = 0;
+    bool spin = false;
     for (;;) {
-      spin_until([&] { return generation_.load() != seen; });
+      if (spin) spin_until([&] { return generation_.load() != seen; });
       const std::function<void(int)>* task;
       int n;
       {
@@ -195,6 +201,7 @@ class Workers {
         seen = generation_.load();
         task = task_;
         n = n_;
+        spin = spin_;
         if (!task) continue;
         active_++;
       }
@@ -211,15 +218,16 @@ class Workers {
   std::condition_variable cv_, done_;
   const std::function<void(int)>* task_ = nullptr;
   int n_ = 0, active_ = 0;
+  bool spin_ = false;  // this run's threads spin for the next (decoding)
   std::atomic<int> next_{0}, pending_{0};
   std::atomic<uint64_t> generation_{0};
 };
 thread_local bool Workers::t_is_worker = false;
 }  // namespace
 
-void run_tasks(int n, const std::function<void(int)>& task) {
+void run_tasks(int n, const std::function<void(int)>& task, bool spin) {
   static Workers* workers = num_threads() > 1 ? new Workers(num_threads() - 1) : nullptr;
-  if (n > 1 && workers && workers->run(n, task)) return;
+  if (n > 1 && workers && workers->run(n, task, spin)) return;
   for (int i = 0; i < n; i++) task(i);
 }
 

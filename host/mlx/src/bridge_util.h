@@ -158,13 +158,14 @@ int num_threads();
 // a thread started per call costs more than the work of a decoding step's kernels (~200 calls per
 // token for a 1.5B model, each a clone, page faults of a new stack, and a join). A call made
 // while the workers are busy (from a worker, or from another MLX stream's thread) runs its tasks
-// on the calling thread.
-void run_tasks(int n, const std::function<void(int)>& task);
+// on the calling thread. `spin`: decoding's one-row products, back to back — the threads then wait
+// for the next run spinning for a moment before they sleep (bridge_util.cpp's spin_ns).
+void run_tasks(int n, const std::function<void(int)>& task, bool spin = false);
 
 // Runs fn(begin, end) over [0, n) split in contiguous blocks across threads, each block at least
-// `min_per_thread` long.
+// `min_per_thread` long; `spin` as for run_tasks.
 template <typename F>
-void parallel_rows(int n, F&& fn, int min_per_thread = 4) {
+void parallel_rows(int n, F&& fn, int min_per_thread = 4, bool spin = false) {
   const int t = std::min(num_threads(), std::max(1, n / min_per_thread));
   if (t <= 1) {
     fn(0, n);
@@ -174,7 +175,7 @@ void parallel_rows(int n, F&& fn, int min_per_thread = 4) {
   run_tasks(t, [&](int i) {
     const int b = i * per, e = std::min(n, b + per);
     if (b < e) fn(b, e);
-  });
+  }, spin);
 }
 
 // parallel_rows when the rows hold enough floats (n each) to pay for starting threads, else one

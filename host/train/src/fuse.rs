@@ -82,9 +82,10 @@ pub struct FuseReport {
     pub warnings: Vec<String>,
 }
 
-/// Above this `update_lost`, fusing warns: a fifth of the update is noise (measured on the real
-/// SmolLM2 with a trained adapter, bf16 fusing lost ~0.9 and forgot trained facts; f32 keeps them).
-pub const UPDATE_LOST_WARNING: f32 = 0.2;
+/// Above this `update_lost`, fusing warns. Small losses matter: fusing a 36-update LoRA on the
+/// real SmolLM2 into bf16 lost 4.3% of its update and changed 2 of 6 trained answers (a digit of a
+/// port number, a name); fused in f32 it keeps them (tests/real_model.rs).
+pub const UPDATE_LOST_WARNING: f32 = 0.02;
 
 /// Hugging Face's name of a float dtype (`torch_dtype`).
 pub fn dtype_name(d: Dtype) -> &'static str {
