@@ -78,6 +78,16 @@ fn a_model_stored_in_bf16_decodes_with_bf16_products_where_the_cpu_has_them() {
     let exact = Generator::load(&dir, &[], Some(Dtype::Float32)).unwrap();
     assert_eq!(auto.model.bf16_matrices(), if available { 15 } else { 0 });
     assert_eq!(exact.model.bf16_matrices(), 0);
+    // A 4-bit copy (its scales in bf16) decodes through its integer row kernels either way, so
+    // only its prompt's tiles would be in bf16: by default only where they outrun sgemm.
+    let q4 = _td.path().join("q4");
+    brain_train::convert::quantize_model(&dir, &q4, 32, 4).unwrap();
+    let mut quantized = Generator::load(&q4, &[], None).unwrap();
+    assert!(quantized.model.is_quantized());
+    assert_eq!(quantized.model.bf16_matrices() > 0, mlx::bf16mm::tiles_outrun_f32().unwrap());
+    if available {
+        assert!(quantized.model.use_bf16_matmul(Some(true), brain_train::models::Work::Decoding).unwrap() > 0);
+    }
     let prompt = auto.chat_prompt(&[Message::new("user", "Tell me about the tokenizer and the model.")]).unwrap();
     let ids = mlx::Array::from_slice(&prompt.iter().map(|&t| t as i32).collect::<Vec<_>>(), &[1, prompt.len() as i32]).unwrap();
     let (a, e) = (auto.model.logits(&ids).unwrap().to_vec::<f32>().unwrap(), exact.model.logits(&ids).unwrap().to_vec::<f32>().unwrap());

@@ -489,17 +489,19 @@ impl Model {
     /// for a model stored in bf16 computed in f32. Its weights are then exact in bf16 (a packed
     /// model's tiles round as a GPU's bf16 kernels round them) and only the activations round in
     /// the products, sums staying f32 — finer than a GPU's bf16 training of the same model.
-    /// Decoding reads each weight once per token, so 2 bytes instead of 4 win on every such CPU;
-    /// training's tiled products only where they outrun sgemm ([`mlx::bf16mm::tiles_outrun_f32`]:
-    /// about twice its rate on AMD's Zen 4, slower on Intel's Sapphire Rapids). A model stored in
-    /// f32 or f16 keeps exact f32 products unless asked.
+    /// Decoding a dense model reads each weight once per token, so 2 bytes instead of 4 win on
+    /// every such CPU; tiled products (training, a quantized model's prompt) only where they outrun
+    /// sgemm ([`mlx::bf16mm::tiles_outrun_f32`]: about twice its rate on AMD's Zen 4, slower on
+    /// Intel's Sapphire Rapids). A model stored in f32 or f16 keeps exact f32 products unless asked.
     pub fn bf16_matmul_by_default(&self, work: Work) -> Result<bool> {
         if self.stored != Dtype::Bfloat16 || !self.can_multiply_in_bf16()? {
             return Ok(false);
         }
         Ok(match work {
-            Work::Training => mlx::bf16mm::tiles_outrun_f32()?,
-            Work::Decoding => true,
+            // A quantized model decodes through its integer row kernels either way; bf16 would
+            // only change its prompt's tiles (1.5x slower on Sapphire Rapids).
+            Work::Decoding if !self.is_quantized() => true,
+            _ => mlx::bf16mm::tiles_outrun_f32()?,
         })
     }
 
