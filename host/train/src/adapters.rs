@@ -162,7 +162,12 @@ pub(crate) fn lora_layers<'t>(tensors: &'t BTreeMap<String, Array>, file: &Path)
 /// ([`crate::generate::fuse_adapter`]) and into files ([`crate::fuse::fuse`]); `file` is the
 /// adapter, named when the update does not fit the weight.
 pub(crate) fn fold_lora(w: &Array, layer: &LoraLayer<'_>, scale: f32, dtype: Dtype, file: &Path) -> Result<Array> {
-    let fused = w.as_type(Dtype::Float32)?.add(&lora_delta(w, layer, scale, file)?)?.as_type(dtype)?;
+    fold(&w.as_type(Dtype::Float32)?, &lora_delta(w, layer, scale, file)?, dtype)
+}
+
+/// `w32 + delta` stored as `dtype`, evaluated.
+fn fold(w32: &Array, delta: &Array, dtype: Dtype) -> Result<Array> {
+    let fused = w32.add(delta)?.as_type(dtype)?;
     fused.eval()?;
     Ok(fused)
 }
@@ -181,9 +186,7 @@ pub(crate) struct Folded {
 pub(crate) fn fold_lora_measured(w: &Array, layer: &LoraLayer<'_>, scale: f32, dtype: Dtype, file: &Path) -> Result<Folded> {
     let delta = lora_delta(w, layer, scale, file)?;
     let w32 = w.as_type(Dtype::Float32)?;
-    let fused = w32.add(&delta)?.as_type(dtype)?;
-    fused.eval()?;
-    measured(fused, &w32, &delta)
+    measured(fold(&w32, &delta, dtype)?, &w32, &delta)
 }
 
 /// `scale · (A·B)ᵀ` in f32, in `w`'s (out, in) layout.
